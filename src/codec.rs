@@ -1,0 +1,798 @@
+//! MessagePack framing and the MessagePack-RPC envelope.
+//!
+//! The wire is a plain concatenation of MessagePack objects, so finding where one message ends
+//! means walking its structure. [`Scanner`] does that incrementally (it resumes where it stopped
+//! when more bytes arrive, so a 64 MiB message read in 64 KiB pieces is walked once, not 1024
+//! times) and enforces the size and depth limits from the declared lengths, before anything is
+//! allocated. rmp's own `MessageLen` estimator is not used because it panics (`todo!`) on ext
+//! types and accepts the reserved byte 0xc1, and hostile input must never panic.
+//!
+//! Encoding uses `rmp::encode` directly into the caller's `Vec<u8>`.
+
+use rmp::Marker;
+
+/// Limits applied while framing incoming data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLimits {
+    /// Largest accepted message, in bytes.
+    pub max_message_size: usize,
+    /// Deepest accepted nesting of arrays and maps (the RPC envelope itself counts as 1).
+    pub max_depth: u32,
+}
+
+impl Default for FrameLimits {
+    fn default() -> Self {
+        FrameLimits { max_message_size: 64 << 20, max_depth: 128 }
+    }
+}
+
+/// Result of [`Scanner::scan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scan {
+    /// A whole object of this many bytes starts at the beginning of the buffer.
+    Complete(usize),
+    /// More bytes are needed; at least `needed` in total (a lower bound).
+    Incomplete { needed: usize },
+    /// The object is, or declares itself, larger than `max_message_size`.
+    TooLarge,
+    /// The object nests deeper than `max_depth`.
+    TooDeep,
+    /// The reserved byte 0xc1 appeared where an object must start.
+    Invalid,
+}
+
+/// Incremental walker that finds the end of one MessagePack object.
+///
+/// Feed it the same growing buffer (always starting at the object's first byte) until it
+/// reports `Complete`; then [`reset`](Scanner::reset) it for the next object. While
+/// [`discarding`](Scanner::start_discarding), the caller may drop the bytes it has already
+/// been told about with [`advance`](Scanner::advance).
+#[derive(Debug)]
+pub struct Scanner {
+    limits: FrameLimits,
+    /// Offset (from the object's start) of the next byte not yet walked. It can run past the
+    /// end of the buffer while a str/bin/ext payload is still arriving.
+    pos: usize,
+    /// Items left in each open array or map (a map counts keys and values).
+    stack: Vec<u64>,
+    started: bool,
+    /// Size limit switched off: we only look for the end of an object we already rejected.
+    discarding: bool,
+}
+
+enum Head {
+    /// An object with no children: total size `header + payload`.
+    Leaf { header: usize, payload: u64 },
+    /// An array or map with `items` children after a `header`-byte header.
+    Container { header: usize, items: u64 },
+}
+
+impl Scanner {
+    pub fn new(limits: FrameLimits) -> Self {
+        Scanner { limits, pos: 0, stack: Vec::new(), started: false, discarding: false }
+    }
+
+    pub fn limits(&self) -> FrameLimits {
+        self.limits
+    }
+
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.stack.clear();
+        self.started = false;
+        self.discarding = false;
+    }
+
+    /// Keep walking the current object without the size limit, so that its remaining bytes can
+    /// be skipped as they arrive.
+    pub fn start_discarding(&mut self) {
+        self.discarding = true;
+    }
+
+    pub fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+
+    /// How many bytes at the front of the buffer may be dropped now (while discarding).
+    pub fn droppable(&self, buffered: usize) -> usize {
+        self.pos.min(buffered)
+    }
+
+    /// The caller dropped `n` bytes from the front of the buffer (n <= `droppable`).
+    pub fn advance(&mut self, n: usize) {
+        debug_assert!(n <= self.pos);
+        self.pos -= n;
+    }
+
+    /// Walk as far as `buf` allows. `buf` must start at the object's first byte (minus whatever
+    /// was dropped with `advance`).
+    pub fn scan(&mut self, buf: &[u8]) -> Scan {
+        loop {
+            if self.started && self.stack.is_empty() {
+                return if buf.len() >= self.pos {
+                    Scan::Complete(self.pos)
+                } else {
+                    Scan::Incomplete { needed: self.pos }
+                };
+            }
+            let Some(&first) = buf.get(self.pos) else {
+                return Scan::Incomplete { needed: self.pos + 1 };
+            };
+            let head = match Self::head(first, &buf[self.pos..]) {
+                Ok(h) => h,
+                Err(HeadError::Short(n)) => return Scan::Incomplete { needed: self.pos + n },
+                Err(HeadError::Reserved) => return Scan::Invalid,
+            };
+            match head {
+                Head::Leaf { header, payload } => {
+                    let end = self.pos as u64 + header as u64 + payload;
+                    if !self.discarding && end > self.limits.max_message_size as u64 {
+                        return Scan::TooLarge;
+                    }
+                    self.pos = usize::try_from(end).unwrap_or(usize::MAX);
+                    self.started = true;
+                    self.finish_item();
+                }
+                Head::Container { header, items } => {
+                    // Every child takes at least one byte, which bounds the declared count.
+                    let min_end = self.pos as u64 + header as u64 + items;
+                    if !self.discarding && min_end > self.limits.max_message_size as u64 {
+                        return Scan::TooLarge;
+                    }
+                    if self.stack.len() as u64 + 1 > self.limits.max_depth as u64 {
+                        return Scan::TooDeep;
+                    }
+                    self.pos += header;
+                    self.started = true;
+                    if items > 0 {
+                        // The parent's count drops now, but it stays on the stack (even at
+                        // zero) until this child closes, so the stack depth is the nesting.
+                        if let Some(top) = self.stack.last_mut() {
+                            *top -= 1;
+                        }
+                        self.stack.push(items);
+                    } else {
+                        self.finish_item();
+                    }
+                }
+            }
+        }
+    }
+
+    /// One child of the innermost open container is done; close every container that is full.
+    fn finish_item(&mut self) {
+        if let Some(top) = self.stack.last_mut() {
+            *top -= 1;
+        }
+        while self.stack.last() == Some(&0) {
+            self.stack.pop();
+        }
+    }
+
+    fn head(first: u8, rest: &[u8]) -> Result<Head, HeadError> {
+        fn be(rest: &[u8], n: usize) -> Result<u64, HeadError> {
+            let bytes = rest.get(1..1 + n).ok_or(HeadError::Short(1 + n))?;
+            Ok(bytes.iter().fold(0u64, |acc, &b| (acc << 8) | b as u64))
+        }
+        let leaf = |header: usize, payload: u64| Ok(Head::Leaf { header, payload });
+        let container = |header: usize, items: u64| Ok(Head::Container { header, items });
+        match Marker::from_u8(first) {
+            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => leaf(1, 0),
+            Marker::Reserved => Err(HeadError::Reserved),
+            Marker::U8 | Marker::I8 => leaf(1, 1),
+            Marker::U16 | Marker::I16 => leaf(1, 2),
+            Marker::U32 | Marker::I32 | Marker::F32 => leaf(1, 4),
+            Marker::U64 | Marker::I64 | Marker::F64 => leaf(1, 8),
+            Marker::FixStr(n) => leaf(1, n as u64),
+            Marker::Str8 | Marker::Bin8 => leaf(2, be(rest, 1)?),
+            Marker::Str16 | Marker::Bin16 => leaf(3, be(rest, 2)?),
+            Marker::Str32 | Marker::Bin32 => leaf(5, be(rest, 4)?),
+            // fixext: marker, type byte, fixed data
+            Marker::FixExt1 => leaf(2, 1),
+            Marker::FixExt2 => leaf(2, 2),
+            Marker::FixExt4 => leaf(2, 4),
+            Marker::FixExt8 => leaf(2, 8),
+            Marker::FixExt16 => leaf(2, 16),
+            // ext: marker, length, type byte, data
+            Marker::Ext8 => leaf(3, be(rest, 1)?),
+            Marker::Ext16 => leaf(4, be(rest, 2)?),
+            Marker::Ext32 => leaf(6, be(rest, 4)?),
+            Marker::FixArray(n) => container(1, n as u64),
+            Marker::Array16 => container(3, be(rest, 2)?),
+            Marker::Array32 => container(5, be(rest, 4)?),
+            Marker::FixMap(n) => container(1, 2 * n as u64),
+            Marker::Map16 => container(3, 2 * be(rest, 2)?),
+            Marker::Map32 => container(5, 2 * be(rest, 4)?),
+        }
+    }
+}
+
+enum HeadError {
+    /// The header needs this many bytes from the marker on.
+    Short(usize),
+    Reserved,
+}
+
+/// Length of the single complete object at the start of `buf`, or `None` if `buf` does not
+/// start with a whole valid object within `limits`.
+pub fn object_len(buf: &[u8], limits: FrameLimits) -> Option<usize> {
+    match Scanner::new(limits).scan(buf) {
+        Scan::Complete(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// Why a user-supplied payload was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadError {
+    /// Not exactly one complete, valid MessagePack object.
+    Malformed,
+    /// Larger or deeper than the limits.
+    TooLarge,
+    /// A valid object of the wrong type (for example params that are not an array or map).
+    WrongType,
+}
+
+/// Check that `buf` is exactly one valid MessagePack object within `limits`.
+pub fn validate_object(buf: &[u8], limits: FrameLimits) -> Result<(), PayloadError> {
+    match Scanner::new(limits).scan(buf) {
+        Scan::Complete(n) if n == buf.len() => Ok(()),
+        Scan::TooLarge | Scan::TooDeep => Err(PayloadError::TooLarge),
+        _ => Err(PayloadError::Malformed),
+    }
+}
+
+/// MessagePack-RPC message type codes.
+pub const TYPE_REQUEST: u64 = 0;
+pub const TYPE_RESPONSE: u64 = 1;
+pub const TYPE_NOTIFICATION: u64 = 2;
+
+/// Encoded empty array, used when a peer sends params as a map or nil.
+pub const EMPTY_ARRAY: &[u8] = &[0x90];
+/// Encoded nil.
+pub const NIL: &[u8] = &[0xc0];
+
+/// A decoded MessagePack-RPC message. Every payload is a borrowed, complete MessagePack object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    Request { msgid: u32, method: &'a [u8], params: Params<'a> },
+    Response { msgid: u32, error: &'a [u8], result: &'a [u8] },
+    Notification { method: &'a [u8], params: Params<'a> },
+}
+
+/// Call parameters: positional arguments (always a MessagePack array) and, when the peer sent
+/// a map as params, that map as keyword arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params<'a> {
+    pub args: &'a [u8],
+    pub kwargs: Option<&'a [u8]>,
+}
+
+/// Why a complete frame is not a usable MessagePack-RPC message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvelopeError {
+    /// Not an array, or an array whose first element is not a known type code. The stream is
+    /// not MessagePack-RPC.
+    NotRpc,
+    /// A message of a known type that is malformed. `kind` is its type code; `msgid` is the raw
+    /// msgid object if the message has one (so a request can still be answered);
+    /// `reason` is static text for the log and the error reply.
+    Malformed { kind: u64, msgid: Option<RawMsgid>, reason: &'static str },
+}
+
+/// A msgid as far as it could be decoded: a valid u32, or the raw object bytes' bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawMsgid {
+    Valid(u32),
+    /// Byte range of an invalid msgid object within the frame.
+    Invalid { start: usize, end: usize },
+}
+
+/// A tiny cursor over a complete frame, built on rmp's readers.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<Marker> {
+        self.buf.get(self.pos).map(|&b| Marker::from_u8(b))
+    }
+
+    /// Skip one whole object, returning its bytes.
+    fn object(&mut self) -> Option<&'a [u8]> {
+        let rest = &self.buf[self.pos..];
+        let limits = FrameLimits { max_message_size: usize::MAX, max_depth: u32::MAX };
+        let n = object_len(rest, limits)?;
+        self.pos += n;
+        Some(&rest[..n])
+    }
+
+    fn array_len(&mut self) -> Option<u32> {
+        let mut rd = &self.buf[self.pos..];
+        let before = rd.len();
+        let n = rmp::decode::read_array_len(&mut rd).ok()?;
+        self.pos += before - rd.len();
+        Some(n)
+    }
+
+    /// An unsigned integer, or a float with an integral value (some peers send those).
+    fn uint(&mut self) -> Option<u64> {
+        let obj = self.object()?;
+        uint_value(obj)
+    }
+
+    /// A str or bin payload.
+    fn name(&mut self) -> Option<&'a [u8]> {
+        let start = self.pos;
+        let mut rd = &self.buf[self.pos..];
+        let before = rd.len();
+        let len = match self.peek()? {
+            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => rmp::decode::read_str_len(&mut rd).ok()?,
+            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => rmp::decode::read_bin_len(&mut rd).ok()?,
+            _ => return None,
+        } as usize;
+        let data_start = start + (before - rd.len());
+        let data = self.buf.get(data_start..data_start.checked_add(len)?)?;
+        self.pos = data_start + len;
+        Some(data)
+    }
+}
+
+/// Decode an unsigned integer (or an integral, non-negative float) from a complete object.
+pub fn uint_value(obj: &[u8]) -> Option<u64> {
+    let mut rd = obj;
+    match Marker::from_u8(*obj.first()?) {
+        Marker::F32 => {
+            let f = rmp::decode::read_f32(&mut rd).ok()? as f64;
+            integral(f)
+        }
+        Marker::F64 => integral(rmp::decode::read_f64(&mut rd).ok()?),
+        _ => rmp::decode::read_int::<u64, _>(&mut rd).ok(),
+    }
+}
+
+/// Decode a signed integer (or an integral float) from a complete object.
+pub fn int_value(obj: &[u8]) -> Option<i64> {
+    let mut rd = obj;
+    match Marker::from_u8(*obj.first()?) {
+        Marker::F32 => float_to_i64(rmp::decode::read_f32(&mut rd).ok()? as f64),
+        Marker::F64 => float_to_i64(rmp::decode::read_f64(&mut rd).ok()?),
+        _ => rmp::decode::read_int::<i64, _>(&mut rd).ok(),
+    }
+}
+
+fn integral(f: f64) -> Option<u64> {
+    (f.fract() == 0.0 && (0.0..18446744073709551616.0).contains(&f)).then_some(f as u64)
+}
+
+fn float_to_i64(f: f64) -> Option<i64> {
+    (f.fract() == 0.0 && (-9223372036854775808.0..9223372036854775808.0).contains(&f)).then_some(f as i64)
+}
+
+/// Decode a complete frame (exactly one object) as a MessagePack-RPC message.
+pub fn decode_message(frame: &[u8]) -> Result<Message<'_>, EnvelopeError> {
+    let mut c = Cursor { buf: frame, pos: 0 };
+    let len = match c.peek() {
+        Some(Marker::FixArray(_) | Marker::Array16 | Marker::Array32) => c.array_len().ok_or(EnvelopeError::NotRpc)?,
+        _ => return Err(EnvelopeError::NotRpc),
+    };
+    if len == 0 {
+        return Err(EnvelopeError::NotRpc);
+    }
+    let kind = c.uint().ok_or(EnvelopeError::NotRpc)?;
+    let malformed = |msgid, reason| EnvelopeError::Malformed { kind, msgid, reason };
+    match kind {
+        TYPE_REQUEST | TYPE_RESPONSE => {
+            let id_start = c.pos;
+            let msgid = if len >= 2 {
+                let raw = c.object().ok_or(EnvelopeError::NotRpc)?;
+                Some(match uint_value(raw).and_then(|v| u32::try_from(v).ok()) {
+                    Some(v) => RawMsgid::Valid(v),
+                    None => RawMsgid::Invalid { start: id_start, end: c.pos },
+                })
+            } else {
+                None
+            };
+            if len != 4 {
+                return Err(malformed(msgid, "expected an array of 4 elements"));
+            }
+            let msgid = match msgid {
+                Some(RawMsgid::Valid(id)) => id,
+                other => return Err(malformed(other, "msgid must be an unsigned 32-bit integer")),
+            };
+            if kind == TYPE_REQUEST {
+                let Some(method) = c.name() else {
+                    return Err(malformed(Some(RawMsgid::Valid(msgid)), "method name must be a string"));
+                };
+                let params = params(&mut c).ok_or(malformed(Some(RawMsgid::Valid(msgid)), "params must be an array"))?;
+                Ok(Message::Request { msgid, method, params })
+            } else {
+                let error = c.object().ok_or(EnvelopeError::NotRpc)?;
+                let result = c.object().ok_or(EnvelopeError::NotRpc)?;
+                Ok(Message::Response { msgid, error, result })
+            }
+        }
+        TYPE_NOTIFICATION => {
+            if len != 3 {
+                return Err(malformed(None, "expected an array of 3 elements"));
+            }
+            let method = c.name().ok_or(malformed(None, "method name must be a string"))?;
+            let params = params(&mut c).ok_or(malformed(None, "params must be an array"))?;
+            Ok(Message::Notification { method, params })
+        }
+        _ => Err(EnvelopeError::NotRpc),
+    }
+}
+
+/// Params as peers send them: an array, a map (keyword style), or nil (taken as no arguments).
+fn params<'a>(c: &mut Cursor<'a>) -> Option<Params<'a>> {
+    match c.peek()? {
+        Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => Some(Params { args: c.object()?, kwargs: None }),
+        Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => Some(Params { args: EMPTY_ARRAY, kwargs: Some(c.object()?) }),
+        Marker::Null => {
+            c.object()?;
+            Some(Params { args: EMPTY_ARRAY, kwargs: None })
+        }
+        _ => None,
+    }
+}
+
+/// What can be learnt from the start of a message that will not be decoded whole (too large,
+/// too deep, or corrupt further on): its type code and msgid, if they are there.
+pub fn peek_header(prefix: &[u8]) -> (Option<u64>, Option<u32>) {
+    let mut c = Cursor { buf: prefix, pos: 0 };
+    let Some(Marker::FixArray(_) | Marker::Array16 | Marker::Array32) = c.peek() else {
+        return (None, None);
+    };
+    let Some(len) = c.array_len() else { return (None, None) };
+    if len < 2 {
+        return (None, None);
+    }
+    let kind = c.uint();
+    let msgid = match kind {
+        Some(TYPE_REQUEST | TYPE_RESPONSE) => c.uint().and_then(|v| u32::try_from(v).ok()),
+        _ => None,
+    };
+    (kind, msgid)
+}
+
+// ---- encoding -------------------------------------------------------------------------------
+
+// Writes into a Vec<u8> cannot fail; these helpers drop the impossible io::Error.
+
+pub fn write_array_len(out: &mut Vec<u8>, n: u32) {
+    let _ = rmp::encode::write_array_len(out, n);
+}
+
+pub fn write_map_len(out: &mut Vec<u8>, n: u32) {
+    let _ = rmp::encode::write_map_len(out, n);
+}
+
+pub fn write_uint(out: &mut Vec<u8>, v: u64) {
+    let _ = rmp::encode::write_uint(out, v);
+}
+
+pub fn write_sint(out: &mut Vec<u8>, v: i64) {
+    let _ = rmp::encode::write_sint(out, v);
+}
+
+pub fn write_f64(out: &mut Vec<u8>, v: f64) {
+    let _ = rmp::encode::write_f64(out, v);
+}
+
+pub fn write_f32(out: &mut Vec<u8>, v: f32) {
+    let _ = rmp::encode::write_f32(out, v);
+}
+
+pub fn write_bool(out: &mut Vec<u8>, v: bool) {
+    let _ = rmp::encode::write_bool(out, v);
+}
+
+pub fn write_nil(out: &mut Vec<u8>) {
+    out.push(0xc0);
+}
+
+/// A str object. `s` is written as is: MessagePack str is meant to be UTF-8 but peers differ.
+pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
+    let _ = rmp::encode::write_str_len(out, s.len() as u32);
+    out.extend_from_slice(s);
+}
+
+pub fn write_bin(out: &mut Vec<u8>, b: &[u8]) {
+    let _ = rmp::encode::write_bin_len(out, b.len() as u32);
+    out.extend_from_slice(b);
+}
+
+pub fn write_ext(out: &mut Vec<u8>, ty: i8, data: &[u8]) {
+    let _ = rmp::encode::write_ext_meta(out, data.len() as u32, ty);
+    out.extend_from_slice(data);
+}
+
+/// `[0, msgid, method, params]`; `params` must be one encoded object.
+pub fn encode_request(out: &mut Vec<u8>, msgid: u32, method: &[u8], params: &[u8]) {
+    out.push(0x94);
+    out.push(0x00);
+    write_uint(out, msgid as u64);
+    write_str(out, method);
+    out.extend_from_slice(params);
+}
+
+/// `[1, msgid, error, result]`; `error` and `result` must be encoded objects.
+pub fn encode_response(out: &mut Vec<u8>, msgid: u32, error: &[u8], result: &[u8]) {
+    out.push(0x94);
+    out.push(0x01);
+    write_uint(out, msgid as u64);
+    out.extend_from_slice(error);
+    out.extend_from_slice(result);
+}
+
+/// Like [`encode_response`] but with the msgid given as raw object bytes (used to answer a
+/// request whose msgid is not a valid u32, so the peer can still match the error).
+pub fn encode_response_raw_id(out: &mut Vec<u8>, raw_msgid: &[u8], error: &[u8], result: &[u8]) {
+    out.push(0x94);
+    out.push(0x01);
+    out.extend_from_slice(raw_msgid);
+    out.extend_from_slice(error);
+    out.extend_from_slice(result);
+}
+
+/// `[2, method, params]`.
+pub fn encode_notification(out: &mut Vec<u8>, method: &[u8], params: &[u8]) {
+    out.push(0x93);
+    out.push(0x02);
+    write_str(out, method);
+    out.extend_from_slice(params);
+}
+
+/// The error object joint itself produces: `[code, message]` (Neovim's convention).
+pub fn encode_error(out: &mut Vec<u8>, code: i64, message: &[u8]) {
+    out.push(0x92);
+    write_sint(out, code);
+    write_str(out, message);
+}
+
+/// Best-effort human-readable message from a remote error object: a string, a
+/// `[code, message]` array, or a map with a "message" key. `None` if no text is found.
+pub fn error_message(obj: &[u8]) -> Option<&[u8]> {
+    let mut c = Cursor { buf: obj, pos: 0 };
+    match c.peek()? {
+        Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 | Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => c.name(),
+        Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
+            let n = c.array_len()?;
+            for _ in 0..n {
+                if let Some(Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32) = c.peek() {
+                    return c.name();
+                }
+                c.object()?;
+            }
+            None
+        }
+        Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
+            let mut rd = &obj[c.pos..];
+            let before = rd.len();
+            let n = rmp::decode::read_map_len(&mut rd).ok()?;
+            c.pos += before - rd.len();
+            for _ in 0..n {
+                let is_message = matches!(c.name(), Some(b"message"));
+                if is_message {
+                    if let Some(Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32) = c.peek() {
+                        return c.name();
+                    }
+                    return None;
+                }
+                c.object()?;
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// The integer code of a remote error: the first element of a `[code, ...]` array, or the
+/// "code" key of a map.
+pub fn error_code(obj: &[u8]) -> Option<i64> {
+    let mut c = Cursor { buf: obj, pos: 0 };
+    match c.peek()? {
+        Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
+            if c.array_len()? == 0 {
+                return None;
+            }
+            int_value(c.object()?)
+        }
+        Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
+            let mut rd = &obj[c.pos..];
+            let before = rd.len();
+            let n = rmp::decode::read_map_len(&mut rd).ok()?;
+            c.pos += before - rd.len();
+            for _ in 0..n {
+                let key = c.object()?;
+                let value = c.object()?;
+                if key == b"\xa4code" {
+                    return int_value(value);
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: FrameLimits = FrameLimits { max_message_size: 1 << 20, max_depth: 16 };
+
+    fn scan_all(buf: &[u8]) -> Scan {
+        Scanner::new(L).scan(buf)
+    }
+
+    #[test]
+    fn scans_every_type() {
+        let cases: &[&[u8]] = &[
+            &[0x00], &[0xff], &[0xc0], &[0xc2], &[0xc3],
+            &[0xcc, 1], &[0xcd, 1, 2], &[0xce, 1, 2, 3, 4], &[0xcf, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[0xd0, 1], &[0xd1, 1, 2], &[0xd2, 1, 2, 3, 4], &[0xd3, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[0xca, 0, 0, 0, 0], &[0xcb, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0xa2, b'h', b'i'], &[0xd9, 1, b'x'], &[0xda, 0, 1, b'x'], &[0xdb, 0, 0, 0, 1, b'x'],
+            &[0xc4, 2, 1, 2], &[0xc5, 0, 1, 9], &[0xc6, 0, 0, 0, 1, 9],
+            &[0xd4, 1, 9], &[0xd5, 1, 9, 9], &[0xd6, 1, 0, 0, 0, 0], &[0xd7, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0xd8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0xc7, 1, 5, 9], &[0xc8, 0, 1, 5, 9], &[0xc9, 0, 0, 0, 1, 5, 9],
+            &[0x90], &[0x92, 1, 2], &[0xdc, 0, 1, 0xc0], &[0xdd, 0, 0, 0, 1, 0xc0],
+            &[0x80], &[0x81, 1, 2], &[0xde, 0, 1, 1, 2], &[0xdf, 0, 0, 0, 1, 1, 2],
+            &[0x92, 0x91, 0x90, 0x81, 0xa1, b'k', 0x90],
+        ];
+        for case in cases {
+            assert_eq!(scan_all(case), Scan::Complete(case.len()), "{case:02x?}");
+            let mut extended = case.to_vec();
+            extended.extend_from_slice(&[0xc0, 0xc0]);
+            assert_eq!(scan_all(&extended), Scan::Complete(case.len()), "{case:02x?} + trailing");
+            // Every proper prefix is incomplete, and resuming on the whole buffer completes.
+            for cut in 0..case.len() {
+                let mut s = Scanner::new(L);
+                assert!(matches!(s.scan(&case[..cut]), Scan::Incomplete { .. }), "{case:02x?} cut {cut}");
+                assert_eq!(s.scan(case), Scan::Complete(case.len()));
+            }
+        }
+    }
+
+    #[test]
+    fn resumes_byte_by_byte() {
+        let mut msg = Vec::new();
+        encode_request(&mut msg, 7, b"method", &[0x93, 0xc4, 3, 1, 2, 3, 0x81, 0xa1, b'a', 0x90, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut s = Scanner::new(L);
+        for i in 0..msg.len() {
+            assert!(matches!(s.scan(&msg[..i]), Scan::Incomplete { needed } if needed > i));
+        }
+        assert_eq!(s.scan(&msg), Scan::Complete(msg.len()));
+    }
+
+    #[test]
+    fn rejects_reserved_byte() {
+        assert_eq!(scan_all(&[0xc1]), Scan::Invalid);
+        assert_eq!(scan_all(&[0x92, 0x01, 0xc1]), Scan::Invalid);
+    }
+
+    #[test]
+    fn rejects_declared_sizes_before_data_arrives() {
+        // bin32 claiming 4 GiB, only the header present.
+        assert_eq!(scan_all(&[0xc6, 0xff, 0xff, 0xff, 0xff]), Scan::TooLarge);
+        // array32 claiming 4 G elements.
+        assert_eq!(scan_all(&[0xdd, 0xff, 0xff, 0xff, 0xff]), Scan::TooLarge);
+        // map32 likewise
+        assert_eq!(scan_all(&[0xdf, 0x80, 0, 0, 0]), Scan::TooLarge);
+        // exactly at the limit is fine
+        let limits = FrameLimits { max_message_size: 10, max_depth: 4 };
+        let mut s = Scanner::new(limits);
+        assert_eq!(s.scan(&[0xc4, 8, 0, 0, 0, 0, 0, 0, 0, 0]), Scan::Complete(10));
+        let mut s = Scanner::new(limits);
+        assert_eq!(s.scan(&[0xc4, 9]), Scan::TooLarge);
+    }
+
+    #[test]
+    fn rejects_deep_nesting() {
+        let deep = vec![0x91u8; 17];
+        assert_eq!(scan_all(&deep), Scan::TooDeep);
+        let mut ok = vec![0x91u8; 15];
+        ok.push(0x90);
+        assert_eq!(scan_all(&ok), Scan::Complete(16));
+    }
+
+    #[test]
+    fn discarding_skips_oversize_payload() {
+        let limits = FrameLimits { max_message_size: 8, max_depth: 4 };
+        let mut msg = vec![0x92, 0x01, 0xc5, 0x00, 0x20];
+        msg.extend_from_slice(&[7u8; 32]);
+        msg.push(0xc0); // the next message
+        let mut s = Scanner::new(limits);
+        assert_eq!(s.scan(&msg[..5]), Scan::TooLarge);
+        s.start_discarding();
+        // Feed in small pieces, dropping what the scanner allows.
+        let mut buf: Vec<u8> = Vec::new();
+        let mut fed = 0;
+        let total = loop {
+            let take = (fed + 3).min(msg.len());
+            buf.extend_from_slice(&msg[fed..take]);
+            fed = take;
+            match s.scan(&buf) {
+                Scan::Complete(n) => break n,
+                Scan::Incomplete { .. } => {
+                    let d = s.droppable(buf.len());
+                    buf.drain(..d);
+                    s.advance(d);
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(&buf[total..], &msg[fed - (buf.len() - total)..fed]);
+        assert_eq!(buf[total], 0xc0);
+    }
+
+    #[test]
+    fn decodes_messages() {
+        let mut m = Vec::new();
+        encode_request(&mut m, u32::MAX, b"add", &[0x92, 1, 2]);
+        assert_eq!(
+            decode_message(&m),
+            Ok(Message::Request { msgid: u32::MAX, method: b"add", params: Params { args: &[0x92, 1, 2], kwargs: None } })
+        );
+        m.clear();
+        encode_response(&mut m, 0, NIL, &[3]);
+        assert_eq!(decode_message(&m), Ok(Message::Response { msgid: 0, error: NIL, result: &[3] }));
+        m.clear();
+        encode_notification(&mut m, b"n", &[0x90]);
+        assert_eq!(decode_message(&m), Ok(Message::Notification { method: b"n", params: Params { args: &[0x90], kwargs: None } }));
+        // bin method name, map params, float msgid
+        let m = [0x94, 0x00, 0xcb, 0x41, 0xef, 0xff, 0xff, 0xff, 0xe0, 0, 0, 0xc4, 1, b'm', 0x81, 0xa1, b'k', 1];
+        assert_eq!(
+            decode_message(&m),
+            Ok(Message::Request { msgid: u32::MAX, method: b"m", params: Params { args: EMPTY_ARRAY, kwargs: Some(&[0x81, 0xa1, b'k', 1]) } })
+        );
+    }
+
+    #[test]
+    fn reports_malformed_envelopes() {
+        assert_eq!(decode_message(&[0x01]), Err(EnvelopeError::NotRpc));
+        assert_eq!(decode_message(&[0x90]), Err(EnvelopeError::NotRpc));
+        assert_eq!(decode_message(&[0x94, 0x07, 0, 0, 0]), Err(EnvelopeError::NotRpc));
+        assert!(matches!(
+            decode_message(&[0x93, 0x00, 0x05, 0xa1, b'm']),
+            Err(EnvelopeError::Malformed { kind: 0, msgid: Some(RawMsgid::Valid(5)), .. })
+        ));
+        assert!(matches!(
+            decode_message(&[0x94, 0x00, 0xa1, b'x', 0xa1, b'm', 0x90]),
+            Err(EnvelopeError::Malformed { kind: 0, msgid: Some(RawMsgid::Invalid { start: 2, end: 4 }), .. })
+        ));
+        assert!(matches!(
+            decode_message(&[0x94, 0x00, 0x01, 0x05, 0x90]),
+            Err(EnvelopeError::Malformed { kind: 0, msgid: Some(RawMsgid::Valid(1)), reason: "method name must be a string" })
+        ));
+        assert!(matches!(
+            decode_message(&[0x94, 0x00, 0x01, 0xa1, b'm', 0x05]),
+            Err(EnvelopeError::Malformed { kind: 0, msgid: Some(RawMsgid::Valid(1)), reason: "params must be an array" })
+        ));
+        assert!(matches!(decode_message(&[0x94, 0x01, 0xff, 0xc0, 0xc0]), Err(EnvelopeError::Malformed { kind: 1, .. })));
+    }
+
+    #[test]
+    fn extracts_error_text() {
+        let mut e = Vec::new();
+        encode_error(&mut e, 3, b"boom");
+        assert_eq!(error_message(&e), Some(&b"boom"[..]));
+        assert_eq!(error_code(&e), Some(3));
+        assert_eq!(error_message(&[0xa2, b'h', b'i']), Some(&b"hi"[..]));
+        let map = [0x82, 0xa4, b'c', b'o', b'd', b'e', 0x07, 0xa7, b'm', b'e', b's', b's', b'a', b'g', b'e', 0xa1, b'x'];
+        assert_eq!(error_message(&map), Some(&b"x"[..]));
+        assert_eq!(error_code(&map), Some(7));
+        assert_eq!(error_message(&[0x05]), None);
+    }
+
+    #[test]
+    fn peeks_headers_of_partial_messages() {
+        assert_eq!(peek_header(&[0x94, 0x00, 0x2a, 0xa3, b'a']), (Some(0), Some(42)));
+        assert_eq!(peek_header(&[0x94, 0x01]), (Some(1), None));
+        assert_eq!(peek_header(&[0x47, 0x45]), (None, None));
+    }
+}

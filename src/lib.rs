@@ -1,0 +1,10 @@
+//! joint: a MessagePack-RPC engine with a C ABI.
+//!
+//! Layers, bottom up:
+//! - [`codec`]: MessagePack framing and the RPC envelope (on `rmp`);
+//! - [`protocol`]: the connection state machine, sans I/O;
+//! - [`reactor`]: sockets, pipes, timers and dispatch on `mio`, one pollable fd per context;
+//! - `ffi`: the C ABI, the only place with `extern "C"` and FFI `unsafe`.
+
+pub mod codec;
+pub mod protocol;

@@ -1,0 +1,672 @@
+//! The MessagePack-RPC connection state machine, sans I/O.
+//!
+//! A [`Session`] is one end of one connection. Bytes that arrived are handed to
+//! [`Session::decode_next`], which returns at most one [`Event`] at a time, borrowing the
+//! caller's buffer (no copy); outgoing messages are encoded into the session's output buffer,
+//! which the transport drains with [`Session::output`] / [`Session::consume_output`]. There are
+//! no sockets, clocks or callbacks here, so this layer is unit-tested and fuzzed on its own.
+//!
+//! Both ends of a connection are peers: either may call, notify and answer.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::codec::{self, EnvelopeError, FrameLimits, Message, Params, PayloadError, RawMsgid, Scan, Scanner};
+
+/// Error codes of the `[code, message]` error objects that joint itself sends.
+/// Codes 0 and 1 match Neovim's error types (Exception, Validation).
+pub mod rpc_error {
+    /// The handler failed (the application's own error, when it gives no code).
+    pub const HANDLER_FAILED: i64 = 0;
+    /// The params were not what the method expects.
+    pub const INVALID_PARAMS: i64 = 1;
+    /// No method of that name is registered.
+    pub const NO_METHOD: i64 = 2;
+    /// The request itself was malformed (wrong size, bad msgid or method name type).
+    pub const INVALID_REQUEST: i64 = 3;
+    /// The request was larger or deeper than this end accepts.
+    pub const TOO_LARGE: i64 = 4;
+    /// Too many requests are in flight on this connection.
+    pub const TOO_MANY_REQUESTS: i64 = 5;
+    /// The server is shutting down and did not run the request.
+    pub const SHUTTING_DOWN: i64 = 6;
+    /// The request was released by the application without an answer.
+    pub const NOT_ANSWERED: i64 = 7;
+}
+
+/// Limits of one session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub frame: FrameLimits,
+    /// Most requests from the peer that may be unanswered at once; more get an error reply.
+    /// Also the most calls this end may have pending at once.
+    pub max_inflight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { frame: FrameLimits::default(), max_inflight: 65536 }
+    }
+}
+
+/// Why a pending call failed without a usable response from the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallFailure {
+    /// The response was larger than the size limit (it was skipped).
+    TooLarge,
+    /// The response was malformed or nested too deep.
+    Malformed,
+}
+
+/// How a call ended, as far as the peer's response says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome<'b> {
+    /// `error` was nil; the result object.
+    Result(&'b [u8]),
+    /// The peer's error object (any MessagePack object, as sent).
+    Error(&'b [u8]),
+    Failed(CallFailure),
+}
+
+/// Something that happened on the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'b, C> {
+    /// The peer calls us; answer with [`Session::reply`] exactly once.
+    Request { msgid: u32, method: &'b [u8], params: Params<'b> },
+    Notification { method: &'b [u8], params: Params<'b> },
+    /// A response to one of our calls; `call` is what was given to [`Session::call`].
+    Response { msgid: u32, call: C, outcome: Outcome<'b> },
+    /// A message that could not be used. The session already did what the protocol asks
+    /// (an error reply when the msgid was known); this is for the log.
+    Rejected(String),
+}
+
+/// Result of [`Session::decode_next`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded<'b, C> {
+    /// Nothing complete yet; at least `needed` bytes must be buffered (a lower bound).
+    NeedMore { needed: usize },
+    /// Drop `consumed` bytes from the front of the buffer, then handle `event` if any.
+    Consumed { consumed: usize, event: Option<Event<'b, C>> },
+    /// The byte stream cannot be followed any more; close the connection, after flushing the
+    /// output (it may hold a last error reply). The reason is for the log.
+    Fatal(String),
+}
+
+/// Why [`Session::call`] or a reply refused a payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// Params or result are not exactly one valid MessagePack object.
+    Malformed,
+    /// Params are valid but not an array or a map.
+    NotArray,
+    /// Larger than the size limit.
+    TooLarge,
+    /// `max_inflight` calls are already pending.
+    TooManyCalls,
+    /// The session is closed.
+    Closed,
+}
+
+/// A cheap hasher for u32 msgids (they are sequential, so hash quality hardly matters and
+/// SipHash's cost shows up on the per-call path).
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+pub type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
+/// One end of a MessagePack-RPC connection. `C` is what the caller attaches to each outgoing
+/// call and gets back with its response.
+pub struct Session<C> {
+    limits: Limits,
+    scanner: Scanner,
+    pending: IdMap<C>,
+    next_msgid: u32,
+    /// Requests from the peer that have not been answered yet.
+    unanswered: usize,
+    out: Vec<u8>,
+    out_head: usize,
+    /// Set when the stream cannot be followed; reported by the next `decode_next`.
+    fatal: Option<String>,
+    closed: bool,
+}
+
+impl<C> Session<C> {
+    pub fn new(limits: Limits) -> Self {
+        Session {
+            limits,
+            scanner: Scanner::new(limits.frame),
+            pending: IdMap::default(),
+            next_msgid: 1,
+            unanswered: 0,
+            out: Vec::new(),
+            out_head: 0,
+            fatal: None,
+            closed: false,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Decode the next message from `input`, the bytes received and not yet consumed.
+    pub fn decode_next<'b>(&mut self, input: &'b [u8]) -> Decoded<'b, C> {
+        if let Some(reason) = self.fatal.take() {
+            self.closed = true;
+            return Decoded::Fatal(reason);
+        }
+        if self.closed {
+            return Decoded::Fatal("session closed".into());
+        }
+        if self.scanner.is_discarding() {
+            return match self.scanner.scan(input) {
+                Scan::Complete(n) => {
+                    self.scanner.reset();
+                    Decoded::Consumed { consumed: n, event: None }
+                }
+                Scan::Incomplete { .. } => {
+                    let n = self.scanner.droppable(input.len());
+                    self.scanner.advance(n);
+                    if n == 0 {
+                        Decoded::NeedMore { needed: 1 }
+                    } else {
+                        Decoded::Consumed { consumed: n, event: None }
+                    }
+                }
+                Scan::TooDeep => self.fail("message nested too deep"),
+                Scan::Invalid => self.fail("invalid MessagePack (reserved byte 0xc1)"),
+                Scan::TooLarge => unreachable!("no size limit while discarding"),
+            };
+        }
+        match self.scanner.scan(input) {
+            Scan::Incomplete { needed } => Decoded::NeedMore { needed },
+            Scan::Complete(n) => {
+                self.scanner.reset();
+                let event = self.on_frame(&input[..n]);
+                if self.fatal.is_some() {
+                    self.closed = true;
+                    return Decoded::Fatal(self.fatal.take().unwrap_or_default());
+                }
+                Decoded::Consumed { consumed: n, event }
+            }
+            Scan::TooLarge => {
+                let max = self.limits.frame.max_message_size;
+                let reason = format!("message larger than the {max}-byte limit");
+                // The rest of the message is skipped as it arrives; the stream stays usable.
+                self.scanner.start_discarding();
+                let event = self.on_unreadable(input, rpc_error::TOO_LARGE, CallFailure::TooLarge, reason);
+                Decoded::Consumed { consumed: 0, event: Some(event) }
+            }
+            Scan::TooDeep => {
+                let depth = self.limits.frame.max_depth;
+                let reason = format!("message nested deeper than {depth} levels");
+                self.on_unreadable(input, rpc_error::TOO_LARGE, CallFailure::Malformed, reason.clone());
+                self.fail(&reason)
+            }
+            Scan::Invalid => {
+                let reason = "invalid MessagePack (reserved byte 0xc1)".to_string();
+                self.on_unreadable(input, rpc_error::INVALID_REQUEST, CallFailure::Malformed, reason.clone());
+                self.fail(&reason)
+            }
+        }
+    }
+
+    fn fail<'b>(&mut self, reason: &str) -> Decoded<'b, C> {
+        self.closed = true;
+        Decoded::Fatal(reason.to_string())
+    }
+
+    /// A message that will not be decoded whole: answer it or fail its call if its header
+    /// says which one it is.
+    fn on_unreadable<'b>(&mut self, prefix: &[u8], code: i64, failure: CallFailure, reason: String) -> Event<'b, C> {
+        match codec::peek_header(prefix) {
+            (Some(codec::TYPE_REQUEST), Some(msgid)) => {
+                self.send_error(msgid, code, reason.as_bytes());
+                Event::Rejected(format!("request {msgid}: {reason}; answered with an error"))
+            }
+            (Some(codec::TYPE_RESPONSE), Some(msgid)) => match self.pending.remove(&msgid) {
+                Some(call) => Event::Response { msgid, call, outcome: Outcome::Failed(failure) },
+                None => Event::Rejected(format!("response {msgid} (no such call): {reason}")),
+            },
+            _ => Event::Rejected(reason),
+        }
+    }
+
+    fn on_frame<'b>(&mut self, frame: &'b [u8]) -> Option<Event<'b, C>> {
+        match codec::decode_message(frame) {
+            Ok(Message::Request { msgid, method, params }) => {
+                if self.unanswered >= self.limits.max_inflight {
+                    self.send_error(msgid, rpc_error::TOO_MANY_REQUESTS, b"too many requests in flight on this connection");
+                    return Some(Event::Rejected(format!("request {msgid}: too many requests in flight; answered with an error")));
+                }
+                self.unanswered += 1;
+                Some(Event::Request { msgid, method, params })
+            }
+            Ok(Message::Notification { method, params }) => Some(Event::Notification { method, params }),
+            Ok(Message::Response { msgid, error, result }) => match self.pending.remove(&msgid) {
+                Some(call) => {
+                    let outcome = if error == codec::NIL { Outcome::Result(result) } else { Outcome::Error(error) };
+                    Some(Event::Response { msgid, call, outcome })
+                }
+                None => Some(Event::Rejected(format!("response to unknown msgid {msgid} ignored"))),
+            },
+            Err(EnvelopeError::NotRpc) => {
+                self.fatal = Some("not a MessagePack-RPC message (expected [type, ...] with type 0, 1 or 2)".into());
+                None
+            }
+            Err(EnvelopeError::Malformed { kind, msgid, reason }) => Some(self.on_malformed(frame, kind, msgid, reason)),
+        }
+    }
+
+    fn on_malformed<'b>(&mut self, frame: &[u8], kind: u64, msgid: Option<RawMsgid>, reason: &'static str) -> Event<'b, C> {
+        match (kind, msgid) {
+            (codec::TYPE_REQUEST, Some(RawMsgid::Valid(id))) => {
+                self.send_error(id, rpc_error::INVALID_REQUEST, reason.as_bytes());
+                Event::Rejected(format!("invalid request {id}: {reason}; answered with an error"))
+            }
+            (codec::TYPE_REQUEST, Some(RawMsgid::Invalid { start, end })) => {
+                // Echo the peer's own msgid object so it can still match the error.
+                let mut err = Vec::new();
+                codec::encode_error(&mut err, rpc_error::INVALID_REQUEST, reason.as_bytes());
+                codec::encode_response_raw_id(&mut self.out, &frame[start..end], &err, codec::NIL);
+                Event::Rejected(format!("invalid request: {reason}; answered with an error"))
+            }
+            (codec::TYPE_RESPONSE, Some(RawMsgid::Valid(id))) => match self.pending.remove(&id) {
+                Some(call) => Event::Response { msgid: id, call, outcome: Outcome::Failed(CallFailure::Malformed) },
+                None => Event::Rejected(format!("invalid response to unknown msgid {id}: {reason}")),
+            },
+            (codec::TYPE_RESPONSE, _) => Event::Rejected(format!("invalid response ignored: {reason}")),
+            (codec::TYPE_NOTIFICATION, _) => Event::Rejected(format!("invalid notification ignored: {reason}")),
+            _ => Event::Rejected(format!("invalid message ignored: {reason}")),
+        }
+    }
+
+    fn send_error(&mut self, msgid: u32, code: i64, message: &[u8]) {
+        let mut err = Vec::with_capacity(message.len() + 8);
+        codec::encode_error(&mut err, code, message);
+        codec::encode_response(&mut self.out, msgid, &err, codec::NIL);
+    }
+
+    fn check_payload(&self, payload: &[u8]) -> Result<(), SendError> {
+        codec::validate_object(payload, self.limits.frame).map_err(|e| match e {
+            PayloadError::TooLarge => SendError::TooLarge,
+            PayloadError::Malformed | PayloadError::WrongType => SendError::Malformed,
+        })
+    }
+
+    /// Send a request. `params` must be one encoded array (or map, for peers that take keyword
+    /// params). Returns the msgid; `call` comes back with the response, or from
+    /// [`cancel`](Self::cancel) / [`take_pending`](Self::take_pending).
+    pub fn call(&mut self, method: &[u8], params: &[u8], call: C) -> Result<u32, (SendError, C)> {
+        if self.closed {
+            return Err((SendError::Closed, call));
+        }
+        if self.pending.len() >= self.limits.max_inflight {
+            return Err((SendError::TooManyCalls, call));
+        }
+        if let Err(e) = self.check_params(params) {
+            return Err((e, call));
+        }
+        if method.len() + params.len() + 16 > self.limits.frame.max_message_size {
+            return Err((SendError::TooLarge, call));
+        }
+        let msgid = self.allocate_msgid();
+        codec::encode_request(&mut self.out, msgid, method, params);
+        self.pending.insert(msgid, call);
+        Ok(msgid)
+    }
+
+    fn check_params(&self, params: &[u8]) -> Result<(), SendError> {
+        self.check_payload(params)?;
+        match params[0] {
+            0x90..=0x9f | 0xdc | 0xdd | 0x80..=0x8f | 0xde | 0xdf => Ok(()),
+            _ => Err(SendError::NotArray),
+        }
+    }
+
+    fn allocate_msgid(&mut self) -> u32 {
+        // Skip ids still in use after a wrap-around; `pending` is bounded by max_inflight.
+        loop {
+            let id = self.next_msgid;
+            self.next_msgid = self.next_msgid.wrapping_add(1);
+            if !self.pending.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Send a notification.
+    pub fn notify(&mut self, method: &[u8], params: &[u8]) -> Result<(), SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        self.check_params(params)?;
+        if method.len() + params.len() + 16 > self.limits.frame.max_message_size {
+            return Err(SendError::TooLarge);
+        }
+        codec::encode_notification(&mut self.out, method, params);
+        Ok(())
+    }
+
+    /// Answer request `msgid`: `Ok(result)` or `Err(error object)`, each one encoded object.
+    /// A payload that is refused is not sent; the caller should send an error instead.
+    pub fn reply(&mut self, msgid: u32, outcome: Result<&[u8], &[u8]>) -> Result<(), SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        let (error, result) = match outcome {
+            Ok(result) => (codec::NIL, result),
+            Err(error) => (error, codec::NIL),
+        };
+        self.check_payload(if error == codec::NIL { result } else { error })?;
+        if error.len() + result.len() + 16 > self.limits.frame.max_message_size {
+            return Err(SendError::TooLarge);
+        }
+        codec::encode_response(&mut self.out, msgid, error, result);
+        self.unanswered = self.unanswered.saturating_sub(1);
+        Ok(())
+    }
+
+    /// Answer request `msgid` with joint's own `[code, message]` error.
+    pub fn reply_error(&mut self, msgid: u32, code: i64, message: &[u8]) -> Result<(), SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        self.send_error(msgid, code, message);
+        self.unanswered = self.unanswered.saturating_sub(1);
+        Ok(())
+    }
+
+    /// Append an already-encoded, already-validated response (built off the loop thread).
+    pub fn push_encoded_reply(&mut self, encoded: &[u8]) -> Result<(), SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        self.out.extend_from_slice(encoded);
+        self.unanswered = self.unanswered.saturating_sub(1);
+        Ok(())
+    }
+
+    /// Forget a pending call (its response, if it ever comes, is ignored and logged).
+    pub fn cancel(&mut self, msgid: u32) -> Option<C> {
+        self.pending.remove(&msgid)
+    }
+
+    pub fn pending_call(&self, msgid: u32) -> Option<&C> {
+        self.pending.get(&msgid)
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn unanswered(&self) -> usize {
+        self.unanswered
+    }
+
+    /// Close the session and hand back every pending call (to be completed with an error).
+    pub fn take_pending(&mut self) -> Vec<(u32, C)> {
+        self.closed = true;
+        self.pending.drain().collect()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Bytes waiting to be written.
+    pub fn output(&self) -> &[u8] {
+        &self.out[self.out_head..]
+    }
+
+    pub fn has_output(&self) -> bool {
+        self.out_head < self.out.len()
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.out.len() - self.out_head
+    }
+
+    /// `n` bytes of [`output`](Self::output) were written.
+    pub fn consume_output(&mut self, n: usize) {
+        self.out_head += n;
+        if self.out_head == self.out.len() {
+            self.out.clear();
+            self.out_head = 0;
+            // Give back memory after a burst of big messages.
+            if self.out.capacity() > 4 << 20 {
+                self.out.shrink_to(64 << 10);
+            }
+        } else if self.out_head > (1 << 20) && self.out_head * 2 > self.out.len() {
+            self.out.drain(..self.out_head);
+            self.out_head = 0;
+        }
+    }
+
+    /// Direct access to the output buffer, for encoders that write in place.
+    pub fn output_buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session<u32> {
+        Session::new(Limits { frame: FrameLimits { max_message_size: 256, max_depth: 8 }, max_inflight: 4 })
+    }
+
+    /// Feed `input` and collect a debug rendering of every event, consuming as told.
+    fn drain(s: &mut Session<u32>, input: &mut Vec<u8>) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match s.decode_next(input) {
+                Decoded::NeedMore { .. } => return seen,
+                Decoded::Consumed { consumed, event } => {
+                    if let Some(e) = event {
+                        seen.push(format!("{e:?}"));
+                    }
+                    input.drain(..consumed);
+                }
+                Decoded::Fatal(r) => {
+                    seen.push(format!("Fatal({r})"));
+                    return seen;
+                }
+            }
+        }
+    }
+
+    fn response_of(out: &[u8]) -> Message<'_> {
+        codec::decode_message(out).unwrap()
+    }
+
+    #[test]
+    fn call_and_response_round_trip() {
+        let mut client = session();
+        let mut server = session();
+        let id = client.call(b"add", &[0x92, 1, 2], 77).unwrap();
+        let mut wire = client.output().to_vec();
+        client.consume_output(wire.len());
+        let Decoded::Consumed { consumed, event: Some(Event::Request { msgid, method, params }) } = server.decode_next(&wire) else {
+            panic!()
+        };
+        assert_eq!((msgid, method, params.args), (id, &b"add"[..], &[0x92u8, 1, 2][..]));
+        assert_eq!(consumed, wire.len());
+        server.reply(msgid, Ok(&[3])).unwrap();
+        wire = server.output().to_vec();
+        match client.decode_next(&wire) {
+            Decoded::Consumed { event: Some(Event::Response { call: 77, outcome: Outcome::Result(&[3]), .. }), .. } => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(client.pending_len(), 0);
+    }
+
+    #[test]
+    fn pipelined_responses_in_any_order() {
+        let mut client = session();
+        let ids: Vec<u32> = (0..3).map(|i| client.call(b"m", &[0x90], i).unwrap()).collect();
+        let mut wire = Vec::new();
+        for (i, id) in ids.iter().enumerate().rev() {
+            codec::encode_response(&mut wire, *id, codec::NIL, &[i as u8]);
+        }
+        let seen = drain(&mut client, &mut wire);
+        assert_eq!(seen.len(), 3);
+        assert!(seen[0].contains("call: 2"), "{seen:?}");
+        assert!(seen[2].contains("call: 0"), "{seen:?}");
+    }
+
+    #[test]
+    fn unknown_response_is_ignored_not_fatal() {
+        let mut s = session();
+        let mut wire = Vec::new();
+        codec::encode_response(&mut wire, 999, codec::NIL, codec::NIL);
+        // msgid -1, as msgpack-rpc-lite sends for unknown notifications
+        wire.extend_from_slice(&[0x94, 0x01, 0xff, 0xa1, b'x', 0xc0]);
+        codec::encode_notification(&mut wire, b"n", &[0x90]);
+        let seen = drain(&mut s, &mut wire);
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(seen[0].contains("unknown msgid 999"));
+        assert!(seen[1].contains("invalid response ignored"));
+        assert!(seen[2].starts_with("Notification"));
+    }
+
+    #[test]
+    fn malformed_request_with_msgid_gets_error_reply() {
+        let mut s = session();
+        let mut wire = vec![0x93, 0x00, 0x05, 0xa1, b'm'];
+        let seen = drain(&mut s, &mut wire);
+        assert!(seen[0].contains("invalid request 5"), "{seen:?}");
+        let Message::Response { msgid: 5, error, .. } = response_of(s.output()) else { panic!() };
+        assert_eq!(codec::error_code(error), Some(rpc_error::INVALID_REQUEST));
+    }
+
+    #[test]
+    fn request_with_string_msgid_is_answered_with_its_own_id() {
+        let mut s = session();
+        let mut wire = vec![0x94, 0x00, 0xa2, b'i', b'd', 0xa1, b'm', 0x90];
+        drain(&mut s, &mut wire);
+        assert_eq!(&s.output()[..5], &[0x94, 0x01, 0xa2, b'i', b'd']);
+    }
+
+    #[test]
+    fn oversize_request_is_answered_and_skipped() {
+        let mut s = session();
+        let mut wire = Vec::new();
+        let big = vec![7u8; 1000];
+        let mut params = vec![0x91];
+        codec::write_bin(&mut params, &big);
+        codec::encode_request(&mut wire, 9, b"m", &params);
+        codec::encode_request(&mut wire, 10, b"m", &[0x90]);
+        let seen = drain(&mut s, &mut wire);
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen[0].contains("request 9") && seen[0].contains("limit"), "{seen:?}");
+        assert!(seen[1].starts_with("Request { msgid: 10"), "{seen:?}");
+        let Message::Response { msgid: 9, error, .. } = response_of(s.output()) else { panic!() };
+        assert_eq!(codec::error_code(error), Some(rpc_error::TOO_LARGE));
+    }
+
+    #[test]
+    fn oversize_response_fails_only_its_call() {
+        let mut s = session();
+        let id = s.call(b"m", &[0x90], 1).unwrap();
+        let other = s.call(b"m", &[0x90], 2).unwrap();
+        let mut wire = Vec::new();
+        let mut big = Vec::new();
+        codec::write_bin(&mut big, &[0u8; 500]);
+        codec::encode_response(&mut wire, id, codec::NIL, &big);
+        codec::encode_response(&mut wire, other, codec::NIL, &[1]);
+        let seen = drain(&mut s, &mut wire);
+        assert!(seen[0].contains("call: 1, outcome: Failed(TooLarge)"), "{seen:?}");
+        assert!(seen[1].contains("call: 2, outcome: Result"), "{seen:?}");
+    }
+
+    #[test]
+    fn garbage_is_fatal() {
+        let mut s = session();
+        let mut wire = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        let seen = drain(&mut s, &mut wire);
+        assert!(seen.last().unwrap().starts_with("Fatal(not a MessagePack-RPC message"), "{seen:?}");
+    }
+
+    #[test]
+    fn deep_request_answered_then_fatal() {
+        let mut s = session();
+        let mut wire = vec![0x94, 0x00, 0x03, 0xa1, b'm'];
+        wire.extend(std::iter::repeat_n(0x91u8, 20));
+        let seen = drain(&mut s, &mut wire);
+        assert!(seen.last().unwrap().starts_with("Fatal(message nested deeper"), "{seen:?}");
+        let Message::Response { msgid: 3, .. } = response_of(s.output()) else { panic!() };
+    }
+
+    #[test]
+    fn inflight_limit_answers_excess_requests() {
+        let mut s = session();
+        let mut wire = Vec::new();
+        for id in 0..6 {
+            codec::encode_request(&mut wire, id, b"m", &[0x90]);
+        }
+        let seen = drain(&mut s, &mut wire);
+        assert_eq!(seen.iter().filter(|e| e.starts_with("Request")).count(), 4);
+        assert_eq!(seen.iter().filter(|e| e.contains("too many")).count(), 2);
+        s.reply(0, Ok(codec::NIL)).unwrap();
+        assert_eq!(s.unanswered(), 3);
+    }
+
+    #[test]
+    fn call_rejects_bad_payloads_and_limits() {
+        let mut s = session();
+        assert_eq!(s.call(b"m", &[0x92, 1], 0).unwrap_err().0, SendError::Malformed);
+        assert_eq!(s.call(b"m", &[0x05], 0).unwrap_err().0, SendError::NotArray);
+        assert_eq!(s.call(b"m", &[0x90, 0x90], 0).unwrap_err().0, SendError::Malformed);
+        for i in 0..4 {
+            s.call(b"m", &[0x90], i).unwrap();
+        }
+        assert_eq!(s.call(b"m", &[0x90], 9).unwrap_err().0, SendError::TooManyCalls);
+        assert_eq!(s.take_pending().len(), 4);
+        assert_eq!(s.call(b"m", &[0x90], 9).unwrap_err().0, SendError::Closed);
+    }
+
+    #[test]
+    fn msgids_wrap_and_skip_ids_in_use() {
+        let mut s = session();
+        s.next_msgid = u32::MAX;
+        assert_eq!(s.call(b"m", &[0x90], 0).unwrap(), u32::MAX);
+        assert_eq!(s.call(b"m", &[0x90], 0).unwrap(), 0);
+        s.next_msgid = u32::MAX;
+        assert_eq!(s.call(b"m", &[0x90], 0).unwrap(), 1);
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        // A small deterministic generator; the fuzz target covers this more broadly.
+        let mut x: u64 = 0x2545F4914F6CDD1D;
+        for _ in 0..2000 {
+            let mut s = session();
+            let n = (x % 64) as usize;
+            let mut buf = Vec::with_capacity(n);
+            for _ in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf.push(x as u8);
+            }
+            drain(&mut s, &mut buf);
+        }
+    }
+}
