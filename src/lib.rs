@@ -8,3 +8,5 @@
 
 pub mod codec;
 pub mod protocol;
+pub mod error;
+pub mod reactor;

@@ -425,6 +425,12 @@ impl<C> Session<C> {
         self.pending.drain().collect()
     }
 
+    /// Hand back every pending call (the peer can no longer answer them: it stopped sending)
+    /// while the session stays open for answering the peer's requests.
+    pub fn take_pending_keep_open(&mut self) -> Vec<(u32, C)> {
+        self.pending.drain().collect()
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed
     }

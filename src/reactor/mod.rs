@@ -1,0 +1,1411 @@
+//! The reactor: one `mio::Poll` per [`Context`], whose epoll fd is the single fd a host event
+//! loop watches. [`Context::process`] runs ready I/O, timers and callbacks without blocking.
+//!
+//! Callbacks run only inside `process()` (and while the context is dropped), on the calling
+//! thread, with no internal borrow held, so they may call back into the context: call,
+//! notify, reply, close. Calling `process()` from a callback fails with `Recursive`.
+//!
+//! Sockets are registered edge-triggered inside mio; the fd the host sees stays readable while
+//! work is left because `process()` re-signals its waker whenever it stops with work pending
+//! (a read budget was hit, output is waiting, a close is pending).
+
+pub mod request;
+pub mod timers;
+pub mod transport;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::process::Child;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::codec::Params;
+use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::{rpc_error, CallFailure, Decoded, Event, Limits, Outcome, SendError, Session};
+
+pub use request::{Request, Shared};
+use request::{ReplyBody, ReplyQueue};
+use timers::{TimerKind, Timers};
+use transport::{Listener, SocketAddrOrPath, Stream};
+
+/// Identifies a connection within its context; stale ids (of closed and removed
+/// connections) are detected by the generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+/// Identifies a listener within its context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerId(usize);
+
+/// Identifies an outgoing call: the connection, the msgid and a per-context sequence number
+/// (so a msgid reused after wrap-around is not mistaken for an old call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallId {
+    pub conn: ConnId,
+    pub msgid: u32,
+    pub seq: u64,
+}
+
+impl CallId {
+    /// One integer for the C API: msgid in the high half, the low 32 bits of seq below.
+    pub fn to_u64(self) -> u64 {
+        ((self.msgid as u64) << 32) | (self.seq & 0xffff_ffff)
+    }
+}
+
+/// A stable address for each connection, for the C API (`joint_conn *`). It lives as long as
+/// the connection's entry in its context.
+pub struct ConnHandle {
+    pub ctx: *const Context,
+    pub id: ConnId,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+}
+
+pub type LogSink = Rc<dyn Fn(LogLevel, &str)>;
+
+/// Context configuration.
+#[derive(Clone)]
+pub struct Config {
+    pub limits: Limits,
+    /// How long a connect may take; `None` waits for the operating system.
+    pub connect_timeout: Option<Duration>,
+    /// A connection whose unsent output exceeds this many bytes while the peer is not reading
+    /// is closed (memory stays bounded when a peer stops reading).
+    pub max_outbuf: usize,
+    /// Bytes read from one connection per `process()` before others get their turn.
+    pub read_budget: usize,
+    pub log: Option<LogSink>,
+    pub log_level: LogLevel,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::default(),
+            connect_timeout: Some(Duration::from_secs(10)),
+            max_outbuf: 256 << 20,
+            read_budget: 1 << 20,
+            log: None,
+            log_level: LogLevel::Warn,
+        }
+    }
+}
+
+/// How a call ended, as given to its completion.
+#[derive(Debug)]
+pub struct Response<'a> {
+    pub call: CallId,
+    /// `Ok(result)`, or the failure. For `ErrorKind::Remote`, `error` holds the peer's error
+    /// object as sent.
+    pub outcome: std::result::Result<&'a [u8], CallError<'a>>,
+}
+
+#[derive(Debug)]
+pub struct CallError<'a> {
+    pub kind: ErrorKind,
+    /// The remote error object (MessagePack), for `Remote`; empty otherwise.
+    pub error: &'a [u8],
+    /// A readable reason (for `Remote`, the message found in the error object, if any).
+    pub message: String,
+}
+
+pub type Completion = Box<dyn FnOnce(&Context, Response<'_>)>;
+pub type RequestHandler = Rc<dyn Fn(&Context, Request)>;
+pub type NotificationHandler = Rc<dyn Fn(&Context, ConnId, &[u8], Params<'_>)>;
+pub type ConnEventHandler = Rc<dyn Fn(&Context, ConnId, ConnEvent<'_>)>;
+pub type TimerCallback = Box<dyn FnOnce(&Context)>;
+
+/// A connection opened (connected or accepted) or closed.
+#[derive(Debug)]
+pub enum ConnEvent<'a> {
+    Open,
+    Closed { kind: ErrorKind, reason: &'a str },
+}
+
+struct PendingCall {
+    seq: u64,
+    timed: bool,
+    done: Completion,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum ConnState {
+    Connecting,
+    Open,
+    /// Close requested; finished (pending calls failed, event delivered) in `process()`.
+    Closing,
+    Closed,
+}
+
+struct Conn {
+    id: ConnId,
+    handle: Box<ConnHandle>,
+    stream: Option<Stream>,
+    state: ConnState,
+    /// Remaining connect targets after the one in progress.
+    targets: Vec<SocketAddrOrPath>,
+    session: Session<PendingCall>,
+    inbuf: InBuf,
+    /// Created by connect/spawn/stdio: the application releases it; accepted ones are ours.
+    owned: bool,
+    released: bool,
+    /// The peer finished sending; close once our answers are out.
+    read_eof: bool,
+    in_ready: bool,
+    dirty: bool,
+    /// Why the connection closes, and whether to try writing what is queued first.
+    close_reason: Option<(ErrorKind, String)>,
+    flush_before_close: bool,
+    describe: String,
+}
+
+/// Received bytes not yet consumed: `data[start..end]`.
+#[derive(Default)]
+struct InBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Lower bound of the size of the message being received.
+    needed: usize,
+}
+
+const READ_CHUNK: usize = 32 << 10;
+
+impl InBuf {
+    fn filled(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    /// Space to read into, making room for the message in progress (up to `cap` bytes).
+    fn spare(&mut self, cap: usize) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let want = (self.needed.saturating_sub(self.end - self.start)).clamp(READ_CHUNK, cap.max(READ_CHUNK));
+        if self.data.len() - self.end < want.min(READ_CHUNK) || self.data.len() - self.end < want {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let len = (self.end + want).max(self.data.len());
+            if len > self.data.len() {
+                self.data.resize(len, 0);
+            }
+        }
+        &mut self.data[self.end..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            // A big message came through; give the memory back.
+            if self.data.len() > 4 * READ_CHUNK {
+                self.data = Vec::new();
+            }
+        }
+    }
+}
+
+struct Handlers {
+    methods: HashMap<Vec<u8>, RequestHandler>,
+    fallback: Option<RequestHandler>,
+    notification: Option<NotificationHandler>,
+    conn_event: Option<ConnEventHandler>,
+}
+
+struct Inner {
+    config: Config,
+    poll: Poll,
+    /// Taken out while events are handled (they need `&mut Inner`).
+    events: Option<Events>,
+    conns: Slab<Conn>,
+    next_generation: u32,
+    listeners: Slab<Listener>,
+    /// Connections with input to read (or buffered input to decode).
+    ready: Vec<ConnId>,
+    /// Connections with output to write.
+    dirty: Vec<ConnId>,
+    /// Connections whose close must be finished.
+    closing: Vec<ConnId>,
+    /// Connections that opened outside `process()`; their Open event is still due.
+    opened: Vec<ConnId>,
+    /// Listeners with connections to accept.
+    accept_ready: Vec<usize>,
+    timers: Timers,
+    user_timers: HashMap<u64, TimerCallback>,
+    next_user_timer: u64,
+    next_call_seq: u64,
+    children: Vec<Child>,
+    spare_queue: ReplyQueue,
+    /// The last poll filled the events buffer; poll again soon.
+    more_events: bool,
+}
+
+const WAKER_TOKEN: Token = Token(0);
+const CONN_TOKEN_BASE: usize = 2;
+const LISTENER_BIT: usize = 1 << (usize::BITS - 1);
+const EVENTS_CAPACITY: usize = 1024;
+const ACCEPT_BUDGET: usize = 256;
+
+fn conn_token(index: usize) -> Token {
+    Token(CONN_TOKEN_BASE + index * 2)
+}
+
+/// A MessagePack-RPC context: connections, listeners, handlers and timers driven through one
+/// pollable fd. Not thread-safe, except the [`Request`] tokens and [`Context::waker`].
+pub struct Context {
+    inner: RefCell<Inner>,
+    handlers: RefCell<Handlers>,
+    shared: Arc<Shared>,
+    dispatching: Cell<bool>,
+    log: Option<LogSink>,
+    log_level: LogLevel,
+}
+
+impl Context {
+    /// Create a context. It is boxed because connection handles point back at it.
+    pub fn new(config: Config) -> Result<Box<Context>> {
+        let poll = Poll::new().map_err(|e| Error::io("create epoll instance", &e))?;
+        let waker = Waker::new(poll.registry(), WAKER_TOKEN).map_err(|e| Error::io("create waker", &e))?;
+        let log = config.log.clone().or_else(env_log_sink);
+        let log_level = env_log_level().unwrap_or(config.log_level);
+        Ok(Box::new(Context {
+            inner: RefCell::new(Inner {
+                config,
+                poll,
+                events: Some(Events::with_capacity(EVENTS_CAPACITY)),
+                conns: Slab::new(),
+                next_generation: 1,
+                listeners: Slab::new(),
+                ready: Vec::new(),
+                dirty: Vec::new(),
+                closing: Vec::new(),
+                opened: Vec::new(),
+                accept_ready: Vec::new(),
+                timers: Timers::default(),
+                user_timers: HashMap::new(),
+                next_user_timer: 1,
+                next_call_seq: 1,
+                children: Vec::new(),
+                spare_queue: ReplyQueue::default(),
+                more_events: false,
+            }),
+            handlers: RefCell::new(Handlers { methods: HashMap::new(), fallback: None, notification: None, conn_event: None }),
+            shared: Arc::new(Shared::new(waker)),
+            dispatching: Cell::new(false),
+            log,
+            log_level,
+        }))
+    }
+
+    /// The fd to watch for readability. Stable for the context's lifetime.
+    pub fn fd(&self) -> RawFd {
+        self.inner.borrow().poll.as_raw_fd()
+    }
+
+    /// Something any thread can use to make the fd readable.
+    pub fn waker(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Whether a callback of this context is running (re-entrant `process()` is refused).
+    pub fn is_dispatching(&self) -> bool {
+        self.dispatching.get()
+    }
+
+    /// Milliseconds until `process()` has timer work: -1 none, 0 now; rounded up.
+    pub fn timeout_ms(&self) -> i32 {
+        let inner = self.inner.borrow();
+        if inner.has_immediate_work() {
+            return 0;
+        }
+        match inner.timers.next_deadline() {
+            Some(at) => timers::millis_until(at, Instant::now()),
+            None => -1,
+        }
+    }
+
+    pub(crate) fn log(&self, level: LogLevel, message: impl FnOnce() -> String) {
+        if level <= self.log_level {
+            if let Some(sink) = &self.log {
+                sink(level, &message());
+            }
+        }
+    }
+
+    // ---- driving -------------------------------------------------------------------------
+
+    /// Run ready I/O, due timers and their callbacks, without blocking.
+    pub fn process(&self) -> Result<()> {
+        if self.dispatching.get() {
+            return Err(Error::new(ErrorKind::Recursive, "process() called from inside a callback"));
+        }
+        self.dispatching.set(true);
+        let _processing = self.shared.enter_processing();
+        let _reset = ResetOnDrop(&self.dispatching);
+        self.shared.clear_woken();
+
+        self.poll_events()?;
+        self.deliver_opened();
+        self.accept_connections();
+        self.read_connections();
+        self.run_timers();
+        self.drain_replies();
+        self.flush_connections();
+        self.finish_closes();
+        self.reap_children();
+
+        let inner = self.inner.borrow();
+        if inner.has_immediate_work() || inner.more_events {
+            self.shared.wake();
+        }
+        Ok(())
+    }
+
+    /// Block until the fd is readable or `timeout` (None: forever, capped by the next timer)
+    /// passes, then `process()`. A convenience for programs without their own loop.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<()> {
+        if self.dispatching.get() {
+            return Err(Error::new(ErrorKind::Recursive, "wait() called from inside a callback"));
+        }
+        let mut ms = self.timeout_ms();
+        if let Some(t) = timeout {
+            let cap = t.as_millis().min(i32::MAX as u128) as i32;
+            ms = if ms < 0 { cap } else { ms.min(cap) };
+        }
+        let mut pfd = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: `pfd` is a valid pollfd on the stack and nfds is 1.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(Error::io("poll", &e));
+            }
+        }
+        self.process()
+    }
+
+    fn poll_events(&self) -> Result<()> {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let mut events = inner.events.take().unwrap_or_else(|| Events::with_capacity(EVENTS_CAPACITY));
+        match inner.poll.poll(&mut events, Some(Duration::ZERO)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+            Err(e) => {
+                inner.events = Some(events);
+                return Err(Error::io("epoll_wait", &e));
+            }
+        }
+        let mut count = 0;
+        for event in events.iter() {
+            count += 1;
+            let token = event.token().0;
+            if token == WAKER_TOKEN.0 {
+                continue;
+            }
+            if token & LISTENER_BIT != 0 {
+                inner.accept_ready.push(token & !LISTENER_BIT);
+                continue;
+            }
+            let index = (token - CONN_TOKEN_BASE) / 2;
+            let write_end = (token - CONN_TOKEN_BASE) % 2 == 1;
+            let Some(conn) = inner.conns.get_mut(index) else { continue };
+            let id = conn.id;
+            let is_pipe = matches!(conn.stream, Some(Stream::Pipe(_)));
+            if !write_end && (event.is_readable() || event.is_read_closed() || event.is_error()) && !conn.in_ready {
+                conn.in_ready = true;
+                inner.ready.push(id);
+            }
+            let writable = if is_pipe { write_end } else { event.is_writable() || event.is_write_closed() || event.is_error() };
+            if writable {
+                if conn.state == ConnState::Connecting {
+                    inner.check_connect(index);
+                }
+                if let Some(conn) = inner.conns.get_mut(index) {
+                    if !conn.dirty {
+                        conn.dirty = true;
+                        inner.dirty.push(id);
+                    }
+                }
+            }
+        }
+        inner.more_events = count == EVENTS_CAPACITY;
+        inner.events = Some(events);
+        Ok(())
+    }
+
+    fn deliver_opened(&self) {
+        let opened = std::mem::take(&mut self.inner.borrow_mut().opened);
+        for id in opened {
+            self.emit_conn_event(id, ConnEvent::Open);
+        }
+    }
+
+    fn accept_connections(&self) {
+        let ready = std::mem::take(&mut self.inner.borrow_mut().accept_ready);
+        for lid in ready {
+            for _ in 0..ACCEPT_BUDGET {
+                let accepted = {
+                    let mut inner = self.inner.borrow_mut();
+                    let Some(listener) = inner.listeners.get(lid) else { break };
+                    match listener.accept() {
+                        Ok(stream) => inner.add_conn(stream, ConnState::Open, false, &self.handle_base()),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                        Err(e) => {
+                            // Out of fds or similar: the listener stays readable in the kernel
+                            // but edge-triggered epoll will not say so again; retry soon.
+                            let uri = listener.uri();
+                            drop(inner);
+                            self.log(LogLevel::Error, || format!("accept on {uri}: {e}; retrying in 100 ms"));
+                            let mut inner = self.inner.borrow_mut();
+                            inner.timers.add(Instant::now() + Duration::from_millis(100), TimerKind::AcceptRetry { listener: lid });
+                            break;
+                        }
+                    }
+                };
+                match accepted {
+                    Ok(id) => {
+                        self.log(LogLevel::Debug, || format!("accepted connection {id:?}"));
+                        self.emit_conn_event(id, ConnEvent::Open);
+                    }
+                    Err(e) => self.log(LogLevel::Error, || format!("register accepted connection: {e}")),
+                }
+            }
+            // Budget used up: come back next time.
+            let mut inner = self.inner.borrow_mut();
+            if inner.listeners.contains(lid) && !inner.accept_ready.contains(&lid) {
+                inner.accept_ready.push(lid);
+            }
+        }
+    }
+
+    fn handle_base(&self) -> *const Context {
+        self
+    }
+
+    fn read_connections(&self) {
+        let ready = std::mem::take(&mut self.inner.borrow_mut().ready);
+        for id in ready {
+            self.read_conn(id);
+        }
+    }
+
+    /// Read from one connection up to the read budget, decoding and dispatching each complete
+    /// message as soon as it is in.
+    fn read_conn(&self, id: ConnId) {
+        let mut total = 0usize;
+        loop {
+            let (mut buf, outcome) = {
+                let mut inner = self.inner.borrow_mut();
+                let budget = inner.config.read_budget;
+                let cap = inner.config.limits.frame.max_message_size.saturating_add(READ_CHUNK);
+                let Some(conn) = inner.conn_mut(id) else { return };
+                conn.in_ready = false;
+                if conn.state != ConnState::Open || conn.read_eof {
+                    return;
+                }
+                let mut buf = std::mem::take(&mut conn.inbuf);
+                let Some(stream) = conn.stream.as_mut() else {
+                    conn.inbuf = buf;
+                    return;
+                };
+                let always_ready = stream.reader_always_ready();
+                let spare = buf.spare(cap);
+                let spare_len = spare.len();
+                let outcome = loop {
+                    match stream.read(spare) {
+                        Ok(0) => break ReadOutcome::Eof,
+                        Ok(n) => {
+                            buf.end += n;
+                            total += n;
+                            break if n < spare_len && !always_ready {
+                                ReadOutcome::Drained
+                            } else if total >= budget {
+                                ReadOutcome::BudgetUsed
+                            } else {
+                                ReadOutcome::More
+                            };
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadOutcome::Drained,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => break ReadOutcome::Failed(e),
+                    }
+                };
+                (buf, outcome)
+            };
+            let alive = self.dispatch_buffer(id, &mut buf);
+            {
+                let mut inner = self.inner.borrow_mut();
+                if let Some(conn) = inner.conn_mut(id) {
+                    conn.inbuf = buf;
+                }
+            }
+            if !alive {
+                return;
+            }
+            match outcome {
+                ReadOutcome::More => continue,
+                ReadOutcome::Drained => return,
+                ReadOutcome::BudgetUsed => {
+                    let mut inner = self.inner.borrow_mut();
+                    if let Some(conn) = inner.conn_mut(id) {
+                        if !conn.in_ready {
+                            conn.in_ready = true;
+                            inner.ready.push(id);
+                        }
+                    }
+                    return;
+                }
+                ReadOutcome::Eof => {
+                    self.on_eof(id);
+                    return;
+                }
+                ReadOutcome::Failed(e) => {
+                    let reason = format!("read failed: {e}");
+                    self.close_conn(id, ErrorKind::Closed, reason, false);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Decode and dispatch every complete message in `buf`. Returns false if the connection
+    /// is closing.
+    fn dispatch_buffer(&self, id: ConnId, buf: &mut InBuf) -> bool {
+        loop {
+            let decoded = {
+                let mut inner = self.inner.borrow_mut();
+                let Some(conn) = inner.conn_mut(id) else { return false };
+                if conn.state != ConnState::Open {
+                    return false;
+                }
+                conn.session.decode_next(buf.filled())
+            };
+            match decoded {
+                Decoded::NeedMore { needed } => {
+                    buf.needed = needed;
+                    return true;
+                }
+                Decoded::Consumed { consumed, event } => {
+                    if let Some(event) = event {
+                        self.dispatch_event(id, event);
+                    }
+                    buf.consume(consumed);
+                }
+                Decoded::Fatal(reason) => {
+                    self.log(LogLevel::Warn, || format!("connection {id:?}: {reason}; closing it"));
+                    self.close_conn(id, ErrorKind::Protocol, reason, true);
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn dispatch_event(&self, id: ConnId, event: Event<'_, PendingCall>) {
+        match event {
+            Event::Request { msgid, method, params } => {
+                let handler = {
+                    let h = self.handlers.borrow();
+                    h.methods.get(method).or(h.fallback.as_ref()).cloned()
+                };
+                match handler {
+                    Some(handler) => {
+                        let limits = self.inner.borrow().config.limits.frame;
+                        let req = Request::new(self.shared.clone(), id, msgid, limits, method, params.args, params.kwargs);
+                        handler(self, req);
+                    }
+                    None => {
+                        let message = format!("no such method: {}", String::from_utf8_lossy(method));
+                        let mut inner = self.inner.borrow_mut();
+                        if let Some(conn) = inner.conn_mut(id) {
+                            let _ = conn.session.reply_error(msgid, rpc_error::NO_METHOD, message.as_bytes());
+                        }
+                        inner.mark_dirty(id);
+                    }
+                }
+            }
+            Event::Notification { method, params } => {
+                let handler = self.handlers.borrow().notification.clone();
+                match handler {
+                    Some(handler) => handler(self, id, method, params),
+                    None => self.log(LogLevel::Debug, || format!("notification {:?} ignored (no handler)", String::from_utf8_lossy(method))),
+                }
+            }
+            Event::Response { msgid, call, outcome } => {
+                self.retire_timer(&call);
+                let call_id = CallId { conn: id, msgid, seq: call.seq };
+                let outcome = match outcome {
+                    Outcome::Result(r) => Ok(r),
+                    Outcome::Error(e) => Err(CallError {
+                        kind: ErrorKind::Remote,
+                        error: e,
+                        message: crate::codec::error_message(e).map(|m| String::from_utf8_lossy(m).into_owned()).unwrap_or_default(),
+                    }),
+                    Outcome::Failed(CallFailure::TooLarge) => {
+                        let max = self.inner.borrow().config.limits.frame.max_message_size;
+                        Err(CallError { kind: ErrorKind::TooLarge, error: &[], message: format!("response larger than the {max}-byte limit") })
+                    }
+                    Outcome::Failed(CallFailure::Malformed) => Err(CallError { kind: ErrorKind::Protocol, error: &[], message: "malformed response".into() }),
+                };
+                (call.done)(self, Response { call: call_id, outcome });
+            }
+            Event::Rejected(reason) => self.log(LogLevel::Warn, || format!("connection {id:?}: {reason}")),
+        }
+    }
+
+    fn retire_timer(&self, call: &PendingCall) {
+        if call.timed {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            let (conns, user_timers) = (&inner.conns, &inner.user_timers);
+            inner.timers.retire(|k| timer_is_live(conns, user_timers, k));
+        }
+    }
+
+    fn on_eof(&self, id: ConnId) {
+        let pending = {
+            let mut inner = self.inner.borrow_mut();
+            let Some(conn) = inner.conn_mut(id) else { return };
+            conn.read_eof = true;
+            // Our calls can no longer be answered; requests already received still are.
+            conn.session.take_pending_keep_open()
+        };
+        self.fail_calls(id, pending, ErrorKind::Closed, "connection closed by the peer");
+        let mut inner = self.inner.borrow_mut();
+        inner.mark_dirty(id);
+    }
+
+    fn fail_calls(&self, id: ConnId, pending: Vec<(u32, PendingCall)>, kind: ErrorKind, message: &str) {
+        for (msgid, call) in pending {
+            self.retire_timer(&call);
+            let call_id = CallId { conn: id, msgid, seq: call.seq };
+            (call.done)(self, Response { call: call_id, outcome: Err(CallError { kind, error: &[], message: message.to_string() }) });
+        }
+    }
+
+    fn run_timers(&self) {
+        let now = Instant::now();
+        loop {
+            let kind = match self.inner.borrow_mut().timers.pop_due(now) {
+                Some(k) => k,
+                None => return,
+            };
+            match kind {
+                TimerKind::CallTimeout { conn, msgid, seq } => {
+                    let call = {
+                        let mut inner = self.inner.borrow_mut();
+                        let call = inner.conn_mut(conn).and_then(|c| match c.session.pending_call(msgid) {
+                            Some(p) if p.seq == seq => c.session.cancel(msgid),
+                            _ => None,
+                        });
+                        if call.is_some() {
+                            inner.timers.fired();
+                        }
+                        call
+                    };
+                    if let Some(call) = call {
+                        let call_id = CallId { conn, msgid, seq };
+                        let err = CallError { kind: ErrorKind::Timeout, error: &[], message: "call timed out".into() };
+                        (call.done)(self, Response { call: call_id, outcome: Err(err) });
+                    }
+                }
+                TimerKind::ConnectTimeout { conn } => {
+                    let connecting = {
+                        let mut inner = self.inner.borrow_mut();
+                        let connecting = inner.conn_mut(conn).is_some_and(|c| c.state == ConnState::Connecting);
+                        if connecting {
+                            inner.timers.fired();
+                        }
+                        connecting
+                    };
+                    if connecting {
+                        self.close_conn(conn, ErrorKind::Timeout, "connect timed out".into(), false);
+                    }
+                }
+                TimerKind::AcceptRetry { listener } => {
+                    let mut inner = self.inner.borrow_mut();
+                    inner.timers.fired();
+                    if inner.listeners.contains(listener) {
+                        inner.accept_ready.push(listener);
+                    }
+                }
+                TimerKind::User { id } => {
+                    let callback = {
+                        let mut inner = self.inner.borrow_mut();
+                        let cb = inner.user_timers.remove(&id);
+                        if cb.is_some() {
+                            inner.timers.fired();
+                        }
+                        cb
+                    };
+                    if let Some(cb) = callback {
+                        cb(self);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Move replies queued by request tokens into their connections' output.
+    fn drain_replies(&self) {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let mut queue = std::mem::take(&mut inner.spare_queue);
+        self.shared.take_queue(&mut queue);
+        for reply in queue.entries.drain(..) {
+            let bytes: &[u8] = match &reply.body {
+                ReplyBody::Arena { start, end } => &queue.bytes[*start..*end],
+                ReplyBody::Owned(v) => v,
+            };
+            if let Some(conn) = inner.conn_mut(reply.conn) {
+                if conn.session.push_encoded_reply(bytes).is_ok() {
+                    inner.mark_dirty(reply.conn);
+                }
+            }
+        }
+        queue.bytes.clear();
+        if queue.bytes.capacity() > 1 << 20 {
+            queue.bytes = Vec::new();
+        }
+        inner.spare_queue = queue;
+    }
+
+    fn flush_connections(&self) {
+        let mut to_close = Vec::new();
+        {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            let max_outbuf = inner.config.max_outbuf;
+            let dirty = std::mem::take(&mut inner.dirty);
+            for id in dirty {
+                let Some(conn) = inner.conn_mut(id) else { continue };
+                conn.dirty = false;
+                if conn.state != ConnState::Open {
+                    continue;
+                }
+                match conn.flush() {
+                    Ok(()) => {}
+                    Err(e) => {
+                        to_close.push((id, ErrorKind::Closed, format!("write failed: {e}")));
+                        continue;
+                    }
+                }
+                if conn.session.output_len() > max_outbuf {
+                    to_close.push((id, ErrorKind::Limit, format!("peer is not reading: more than {max_outbuf} bytes of output are waiting")));
+                } else if conn.read_eof && !conn.session.has_output() && conn.session.unanswered() == 0 {
+                    to_close.push((id, ErrorKind::Closed, "connection closed by the peer".into()));
+                }
+            }
+        }
+        for (id, kind, reason) in to_close {
+            self.log(LogLevel::Info, || format!("connection {id:?}: {reason}"));
+            self.close_conn(id, kind, reason, false);
+        }
+    }
+
+    /// Finish closes: fail pending calls, tell the application, free what nobody holds.
+    fn finish_closes(&self) {
+        loop {
+            let closing = std::mem::take(&mut self.inner.borrow_mut().closing);
+            if closing.is_empty() {
+                return;
+            }
+            for id in closing {
+                self.finish_close(id, true);
+            }
+        }
+    }
+
+    fn finish_close(&self, id: ConnId, notify: bool) {
+        let (pending, kind, reason, notify) = {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            let Some(conn) = inner.conns.get_mut(id.index as usize).filter(|c| c.id == id) else { return };
+            if conn.state == ConnState::Closed {
+                return;
+            }
+            if conn.flush_before_close {
+                let _ = conn.flush();
+            }
+            if let Some(mut stream) = conn.stream.take() {
+                stream.deregister(inner.poll.registry());
+                if let Some(child) = stream.take_child() {
+                    inner.children.push(child);
+                }
+            }
+            conn.state = ConnState::Closed;
+            let (kind, reason) = conn.close_reason.take().unwrap_or((ErrorKind::Closed, "closed".into()));
+            let pending = conn.session.take_pending();
+            let notify = notify && !conn.released;
+            (pending, kind, reason, notify)
+        };
+        let call_kind = if kind == ErrorKind::Protocol || kind == ErrorKind::Limit { ErrorKind::Closed } else { kind };
+        self.fail_calls(id, pending, call_kind, &reason);
+        if notify {
+            self.emit_conn_event(id, ConnEvent::Closed { kind, reason: &reason });
+        }
+        let mut inner = self.inner.borrow_mut();
+        let removable = inner.conn_mut(id).is_some_and(|c| !c.owned || c.released);
+        if removable {
+            inner.conns.remove(id.index as usize);
+        }
+    }
+
+    fn emit_conn_event(&self, id: ConnId, event: ConnEvent<'_>) {
+        let handler = self.handlers.borrow().conn_event.clone();
+        if let Some(handler) = handler {
+            handler(self, id, event);
+        }
+    }
+
+    fn reap_children(&self) {
+        let mut inner = self.inner.borrow_mut();
+        inner.children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+    }
+
+    // ---- connections ---------------------------------------------------------------------
+
+    /// Start connecting to `uri`. Calls may be made at once; they are sent when connected.
+    /// Failures that are known at once (bad address, Unix socket missing) are returned; later
+    /// ones close the connection (its calls fail, a `Closed` event is emitted).
+    pub fn connect(&self, uri: &str) -> Result<ConnId> {
+        let address = transport::parse_uri(uri)?;
+        let mut targets = address.targets();
+        targets.reverse();
+        let mut last_error = None;
+        while let Some(target) = targets.pop() {
+            match transport::connect(&target) {
+                Ok(stream) => {
+                    let is_tcp = matches!(stream, Stream::Tcp(_));
+                    let mut inner = self.inner.borrow_mut();
+                    let state = if is_tcp { ConnState::Connecting } else { ConnState::Open };
+                    let id = inner.add_conn(stream, state, true, &self.handle_base()).map_err(|e| Error::io("register connection", &e))?;
+                    if let Some(conn) = inner.conn_mut(id) {
+                        conn.targets = targets;
+                        conn.describe = uri.to_string();
+                    }
+                    if is_tcp {
+                        if let Some(t) = inner.config.connect_timeout {
+                            inner.timers.add(Instant::now() + t, TimerKind::ConnectTimeout { conn: id });
+                        }
+                    } else {
+                        inner.opened.push(id);
+                    }
+                    drop(inner);
+                    self.wake_if_outside();
+                    return Ok(id);
+                }
+                Err(e) => last_error = Some(Error::io(&format!("connect to {uri}"), &e)),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::new(ErrorKind::Address, format!("{uri}: no address"))))
+    }
+
+    /// Spawn a program and talk MessagePack-RPC over its stdin/stdout (as `nvim --embed`).
+    pub fn spawn(&self, argv: &[String]) -> Result<ConnId> {
+        let stream = transport::spawn(argv).map_err(|e| Error::io(&format!("spawn {:?}", argv.first().map(String::as_str).unwrap_or("")), &e))?;
+        self.add_owned_open(stream, format!("spawn {}", argv.join(" ")))
+    }
+
+    /// Talk MessagePack-RPC over this process's own stdin/stdout.
+    pub fn open_stdio(&self) -> Result<ConnId> {
+        let stream = transport::stdio().map_err(|e| Error::io("open stdio", &e))?;
+        self.add_owned_open(stream, "stdio".into())
+    }
+
+    fn add_owned_open(&self, stream: Stream, describe: String) -> Result<ConnId> {
+        let mut inner = self.inner.borrow_mut();
+        let id = inner.add_conn(stream, ConnState::Open, true, &self.handle_base()).map_err(|e| Error::io("register connection", &e))?;
+        if let Some(conn) = inner.conn_mut(id) {
+            conn.describe = describe;
+        }
+        inner.opened.push(id);
+        drop(inner);
+        self.wake_if_outside();
+        Ok(id)
+    }
+
+    /// Close a connection: pending calls fail with `Cancelled`, the `Closed` event follows in
+    /// `process()`.
+    pub fn close(&self, id: ConnId) -> Result<()> {
+        if !self.inner.borrow_mut().conn_exists(id) {
+            return Err(Error::new(ErrorKind::State, "no such connection"));
+        }
+        self.close_conn(id, ErrorKind::Cancelled, "closed by the application".into(), true);
+        Ok(())
+    }
+
+    /// The application drops its hold on a connection it created (connect/spawn/stdio):
+    /// it is closed if open (pending calls fail with `Cancelled`, no `Closed` event), and its
+    /// handle is freed once that is done.
+    pub fn release(&self, id: ConnId) {
+        let mut inner = self.inner.borrow_mut();
+        let Some(conn) = inner.conn_mut(id) else { return };
+        conn.released = true;
+        if conn.state == ConnState::Closed {
+            inner.conns.remove(id.index as usize);
+            return;
+        }
+        drop(inner);
+        self.close_conn(id, ErrorKind::Cancelled, "connection freed by the application".into(), true);
+    }
+
+    fn close_conn(&self, id: ConnId, kind: ErrorKind, reason: String, flush_first: bool) {
+        let mut inner = self.inner.borrow_mut();
+        let Some(conn) = inner.conn_mut(id) else { return };
+        if matches!(conn.state, ConnState::Closing | ConnState::Closed) {
+            return;
+        }
+        conn.state = ConnState::Closing;
+        conn.close_reason = Some((kind, reason));
+        conn.flush_before_close = flush_first;
+        inner.closing.push(id);
+        drop(inner);
+        self.wake_if_outside();
+    }
+
+    fn wake_if_outside(&self) {
+        if !self.dispatching.get() {
+            self.shared.wake();
+        }
+    }
+
+    /// The stable handle of a connection, for the C API.
+    pub fn conn_handle(&self, id: ConnId) -> Option<*const ConnHandle> {
+        let inner = self.inner.borrow();
+        inner.conns.get(id.index as usize).filter(|c| c.id == id).map(|c| &*c.handle as *const ConnHandle)
+    }
+
+    /// Whether the connection is usable for new calls (connecting or open).
+    pub fn is_open(&self, id: ConnId) -> bool {
+        let inner = self.inner.borrow();
+        inner.conns.get(id.index as usize).filter(|c| c.id == id).is_some_and(|c| matches!(c.state, ConnState::Open | ConnState::Connecting) && !c.read_eof)
+    }
+
+    /// A short description of the peer (address or process), for logs.
+    pub fn describe(&self, id: ConnId) -> String {
+        let inner = self.inner.borrow();
+        inner.conns.get(id.index as usize).filter(|c| c.id == id).map(|c| c.describe.clone()).unwrap_or_default()
+    }
+
+    // ---- listening -----------------------------------------------------------------------
+
+    /// Listen on `uri` (`tcp://HOST:PORT`, port 0 picks one; `unix:///path`).
+    pub fn listen(&self, uri: &str) -> Result<ListenerId> {
+        let address = transport::parse_uri(uri)?;
+        let mut listener = Listener::bind(&address)?;
+        let mut inner = self.inner.borrow_mut();
+        let entry = inner.listeners.vacant_entry();
+        let key = entry.key();
+        listener.register(inner.poll.registry(), Token(key | LISTENER_BIT)).map_err(|e| Error::io("register listener", &e))?;
+        inner.listeners.insert(listener);
+        Ok(ListenerId(key))
+    }
+
+    /// The address a listener is bound to, as a URI (with the actual port).
+    pub fn listener_uri(&self, id: ListenerId) -> Option<String> {
+        self.inner.borrow().listeners.get(id.0).map(Listener::uri)
+    }
+
+    /// Stop listening (open connections stay). A Unix socket's file is removed.
+    pub fn close_listener(&self, id: ListenerId) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        let mut listener = inner.listeners.try_remove(id.0).ok_or_else(|| Error::new(ErrorKind::State, "no such listener"))?;
+        listener.deregister(inner.poll.registry());
+        Ok(())
+    }
+
+    // ---- calls ---------------------------------------------------------------------------
+
+    /// Call `method` with `params` (one encoded array, or a map for keyword params). `done`
+    /// runs exactly once, inside `process()` or when the context is dropped. On error, it
+    /// never runs.
+    pub fn call(&self, id: ConnId, method: &[u8], params: &[u8], timeout: Option<Duration>, done: Completion) -> Result<CallId> {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let seq = inner.next_call_seq;
+        let Some(conn) = inner.conns.get_mut(id.index as usize).filter(|c| c.id == id) else {
+            return Err(Error::new(ErrorKind::State, "no such connection"));
+        };
+        if !matches!(conn.state, ConnState::Open | ConnState::Connecting) || conn.read_eof {
+            return Err(Error::new(ErrorKind::Closed, "connection is closed"));
+        }
+        let pending = PendingCall { seq, timed: timeout.is_some(), done };
+        let msgid = conn.session.call(method, params, pending).map_err(|(e, _)| send_error(e))?;
+        inner.next_call_seq += 1;
+        if let Some(t) = timeout {
+            inner.timers.add(Instant::now() + t, TimerKind::CallTimeout { conn: id, msgid, seq });
+        }
+        inner.mark_dirty(id);
+        drop(guard);
+        self.wake_if_outside();
+        Ok(CallId { conn: id, msgid, seq })
+    }
+
+    /// Send a notification.
+    pub fn notify(&self, id: ConnId, method: &[u8], params: &[u8]) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        let Some(conn) = inner.conn_mut(id) else {
+            return Err(Error::new(ErrorKind::State, "no such connection"));
+        };
+        if !matches!(conn.state, ConnState::Open | ConnState::Connecting) {
+            return Err(Error::new(ErrorKind::Closed, "connection is closed"));
+        }
+        conn.session.notify(method, params).map_err(send_error)?;
+        inner.mark_dirty(id);
+        drop(inner);
+        self.wake_if_outside();
+        Ok(())
+    }
+
+    /// Cancel a pending call: its completion runs with `Cancelled` in the next `process()`
+    /// (a late response is ignored). Returns false if the call is no longer pending.
+    pub fn cancel(&self, call: CallId) -> bool {
+        let pending = {
+            let mut inner = self.inner.borrow_mut();
+            let Some(conn) = inner.conn_mut(call.conn) else { return false };
+            match conn.session.pending_call(call.msgid) {
+                Some(p) if p.seq & 0xffff_ffff == call.seq & 0xffff_ffff => conn.session.cancel(call.msgid),
+                _ => None,
+            }
+        };
+        let Some(pending) = pending else { return false };
+        // Completions run inside process(): park it on a zero-delay timer.
+        let msgid = call.msgid;
+        let conn = call.conn;
+        self.add_timer(
+            Duration::ZERO,
+            Box::new(move |ctx: &Context| {
+                ctx.retire_timer(&pending);
+                let call_id = CallId { conn, msgid, seq: pending.seq };
+                let err = CallError { kind: ErrorKind::Cancelled, error: &[], message: "call cancelled".into() };
+                (pending.done)(ctx, Response { call: call_id, outcome: Err(err) });
+            }),
+        );
+        true
+    }
+
+    /// Look up the full id of a pending call from its C form ([`CallId::to_u64`]).
+    pub fn call_from_u64(&self, id: ConnId, value: u64) -> CallId {
+        CallId { conn: id, msgid: (value >> 32) as u32, seq: value & 0xffff_ffff }
+    }
+
+    /// Call and wait for the result, running `process()` meanwhile (other callbacks run
+    /// too). Not allowed from inside a callback.
+    pub fn call_blocking(&self, id: ConnId, method: &[u8], params: &[u8], timeout: Option<Duration>) -> std::result::Result<Vec<u8>, (Error, Vec<u8>)> {
+        if self.dispatching.get() {
+            return Err((Error::new(ErrorKind::Recursive, "blocking call from inside a callback"), Vec::new()));
+        }
+        type Slot = Rc<RefCell<Option<std::result::Result<Vec<u8>, (Error, Vec<u8>)>>>>;
+        let slot: Slot = Rc::new(RefCell::new(None));
+        let filler = slot.clone();
+        self.call(
+            id,
+            method,
+            params,
+            timeout,
+            Box::new(move |_ctx: &Context, r: Response<'_>| {
+                *filler.borrow_mut() = Some(match r.outcome {
+                    Ok(v) => Ok(v.to_vec()),
+                    Err(e) => Err((Error::new(e.kind, e.message), e.error.to_vec())),
+                });
+            }),
+        )
+        .map_err(|e| (e, Vec::new()))?;
+        loop {
+            if let Some(r) = slot.borrow_mut().take() {
+                return r;
+            }
+            self.wait(None).map_err(|e| (e, Vec::new()))?;
+        }
+    }
+
+    // ---- handlers ------------------------------------------------------------------------
+
+    /// Serve `method` (on every connection of this context). Replaces an earlier handler.
+    pub fn register(&self, method: &[u8], handler: RequestHandler) {
+        let old = self.handlers.borrow_mut().methods.insert(method.to_vec(), handler);
+        drop(old); // after the borrow: a C destructor may call back into the context
+    }
+
+    pub fn unregister(&self, method: &[u8]) -> bool {
+        let old = self.handlers.borrow_mut().methods.remove(method);
+        old.is_some()
+    }
+
+    /// Handler for requests to methods that are not registered (default: a NO_METHOD error).
+    pub fn set_fallback(&self, handler: Option<RequestHandler>) {
+        let old = std::mem::replace(&mut self.handlers.borrow_mut().fallback, handler);
+        drop(old);
+    }
+
+    pub fn set_notification_handler(&self, handler: Option<NotificationHandler>) {
+        let old = std::mem::replace(&mut self.handlers.borrow_mut().notification, handler);
+        drop(old);
+    }
+
+    pub fn set_conn_event_handler(&self, handler: Option<ConnEventHandler>) {
+        let old = std::mem::replace(&mut self.handlers.borrow_mut().conn_event, handler);
+        drop(old);
+    }
+
+    // ---- timers --------------------------------------------------------------------------
+
+    /// Run `callback` inside `process()` after `delay`. Returns an id for
+    /// [`cancel_timer`](Self::cancel_timer).
+    pub fn add_timer(&self, delay: Duration, callback: TimerCallback) -> u64 {
+        let mut inner = self.inner.borrow_mut();
+        let id = inner.next_user_timer;
+        inner.next_user_timer += 1;
+        inner.user_timers.insert(id, callback);
+        inner.timers.add(Instant::now() + delay, TimerKind::User { id });
+        drop(inner);
+        self.wake_if_outside();
+        id
+    }
+
+    pub fn cancel_timer(&self, id: u64) -> bool {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let removed = inner.user_timers.remove(&id);
+        if removed.is_some() {
+            let (conns, user_timers) = (&inner.conns, &inner.user_timers);
+            inner.timers.retire(|k| timer_is_live(conns, user_timers, k));
+        }
+        drop(guard);
+        removed.is_some()
+    }
+}
+
+fn send_error(e: SendError) -> Error {
+    match e {
+        SendError::Malformed => Error::new(ErrorKind::InvalidArgument, "payload is not exactly one valid MessagePack object"),
+        SendError::NotArray => Error::new(ErrorKind::InvalidArgument, "params must be a MessagePack array (or a map)"),
+        SendError::TooLarge => Error::new(ErrorKind::TooLarge, "message larger than the size limit"),
+        SendError::TooManyCalls => Error::new(ErrorKind::Limit, "too many calls in flight on this connection"),
+        SendError::Closed => Error::new(ErrorKind::Closed, "connection is closed"),
+    }
+}
+
+fn timer_is_live(conns: &Slab<Conn>, user_timers: &HashMap<u64, TimerCallback>, kind: &TimerKind) -> bool {
+    let conn = |id: &ConnId| conns.get(id.index as usize).filter(|c| c.id == *id);
+    match kind {
+        TimerKind::CallTimeout { conn: id, msgid, seq } => conn(id).and_then(|c| c.session.pending_call(*msgid)).is_some_and(|p| p.seq == *seq),
+        TimerKind::ConnectTimeout { conn: id } => conn(id).is_some_and(|c| c.state == ConnState::Connecting),
+        TimerKind::AcceptRetry { .. } => true,
+        TimerKind::User { id } => user_timers.contains_key(id),
+    }
+}
+
+enum ReadOutcome {
+    More,
+    Drained,
+    BudgetUsed,
+    Eof,
+    Failed(io::Error),
+}
+
+struct ResetOnDrop<'a>(&'a Cell<bool>);
+
+impl Drop for ResetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+impl Inner {
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns.get_mut(id.index as usize).filter(|c| c.id == id)
+    }
+
+    fn conn_exists(&mut self, id: ConnId) -> bool {
+        self.conn_mut(id).is_some()
+    }
+
+    fn has_immediate_work(&self) -> bool {
+        !self.ready.is_empty() || !self.dirty.is_empty() || !self.closing.is_empty() || !self.opened.is_empty() || !self.accept_ready.is_empty()
+    }
+
+    fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(conn) = self.conn_mut(id) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: Stream, state: ConnState, owned: bool, ctx: &*const Context) -> io::Result<ConnId> {
+        let entry = self.conns.vacant_entry();
+        let index = entry.key();
+        stream.register(self.poll.registry(), conn_token(index))?;
+        if state == ConnState::Open {
+            stream.set_nodelay();
+        }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        let id = ConnId { index: index as u32, generation };
+        let describe = stream.describe();
+        let always_ready = stream.reader_always_ready();
+        self.conns.insert(Conn {
+            id,
+            handle: Box::new(ConnHandle { ctx: *ctx, id }),
+            stream: Some(stream),
+            state,
+            targets: Vec::new(),
+            session: Session::new(self.config.limits),
+            inbuf: InBuf::default(),
+            owned,
+            released: false,
+            read_eof: false,
+            in_ready: always_ready,
+            dirty: false,
+            close_reason: None,
+            flush_before_close: false,
+            describe,
+        });
+        if always_ready {
+            self.ready.push(id);
+        }
+        Ok(id)
+    }
+
+    /// A writable event on a connecting TCP stream: finished, failed (try the next address),
+    /// or still in progress.
+    fn check_connect(&mut self, index: usize) {
+        let registry = self.poll.registry();
+        let Some(conn) = self.conns.get_mut(index) else { return };
+        let Some(stream) = conn.stream.as_mut() else { return };
+        match stream.connect_result() {
+            Ok(false) => {}
+            Ok(true) => {
+                stream.set_nodelay();
+                conn.state = ConnState::Open;
+                self.opened.push(conn.id);
+            }
+            Err(e) => {
+                stream.deregister(registry);
+                while let Some(target) = conn.targets.pop() {
+                    if let Ok(mut next) = transport::connect(&target) {
+                        if next.register(registry, conn_token(index)).is_ok() {
+                            conn.stream = Some(next);
+                            return;
+                        }
+                    }
+                }
+                conn.stream = None;
+                conn.state = ConnState::Closing;
+                let kind = if e.kind() == io::ErrorKind::ConnectionRefused { ErrorKind::ConnectionRefused } else { ErrorKind::Io };
+                conn.close_reason = Some((kind, format!("connect to {} failed: {e}", conn.describe)));
+                self.closing.push(conn.id);
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Write as much queued output as the stream takes now.
+    fn flush(&mut self) -> io::Result<()> {
+        let Some(stream) = self.stream.as_mut() else { return Ok(()) };
+        while self.session.has_output() {
+            match stream.write(self.session.output()) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote 0 bytes")),
+                Ok(n) => self.session.consume_output(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Context {
+    /// Every pending call completes with `Cancelled`; open connections get a `Closed` event;
+    /// then handlers (and their user data) are dropped and every fd is closed.
+    fn drop(&mut self) {
+        self.dispatching.set(true);
+        let _processing = self.shared.enter_processing();
+        let ids: Vec<ConnId> = self.inner.borrow().conns.iter().map(|(_, c)| c.id).collect();
+        for id in ids {
+            let live = self.inner.borrow_mut().conn_mut(id).is_some_and(|c| c.state != ConnState::Closed);
+            if live {
+                {
+                    let mut inner = self.inner.borrow_mut();
+                    if let Some(conn) = inner.conn_mut(id) {
+                        conn.close_reason = Some((ErrorKind::Cancelled, "context freed".into()));
+                        conn.flush_before_close = true;
+                    }
+                }
+                self.finish_close(id, true);
+            }
+        }
+        let timers: Vec<TimerCallback> = self.inner.borrow_mut().user_timers.drain().map(|(_, cb)| cb).collect();
+        drop(timers);
+        let handlers = std::mem::replace(
+            &mut *self.handlers.borrow_mut(),
+            Handlers { methods: HashMap::new(), fallback: None, notification: None, conn_event: None },
+        );
+        drop(handlers);
+        let mut inner = self.inner.borrow_mut();
+        for mut child in inner.children.drain(..) {
+            if !matches!(child.try_wait(), Ok(Some(_))) {
+                // Give it a moment to exit on its own (its stdin is closed), then insist.
+                let deadline = Instant::now() + Duration::from_millis(500);
+                while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if matches!(child.try_wait(), Ok(None)) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+    }
+}
+
+fn env_log_sink() -> Option<LogSink> {
+    std::env::var_os("JOINT_LOG").map(|_| {
+        Rc::new(|level: LogLevel, msg: &str| {
+            let tag = match level {
+                LogLevel::Error => "error",
+                LogLevel::Warn => "warn",
+                LogLevel::Info => "info",
+                LogLevel::Debug => "debug",
+            };
+            eprintln!("joint[{}] {tag}: {msg}", std::process::id());
+        }) as LogSink
+    })
+}
+
+fn env_log_level() -> Option<LogLevel> {
+    match std::env::var("JOINT_LOG").ok()?.as_str() {
+        "error" => Some(LogLevel::Error),
+        "warn" => Some(LogLevel::Warn),
+        "info" => Some(LogLevel::Info),
+        "debug" | "1" | "all" => Some(LogLevel::Debug),
+        _ => None,
+    }
+}

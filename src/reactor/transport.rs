@@ -1,0 +1,377 @@
+//! Byte streams the reactor drives: TCP, Unix domain sockets, and pipes (a child process's
+//! stdin/stdout, or our own). Addresses are URIs: `tcp://127.0.0.1:7000`, `tcp://[::1]:7000`,
+//! `tcp://localhost:7000`, `unix:///path/to.sock`.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::unix::pipe;
+use mio::{Interest, Registry, Token};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A parsed address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    Tcp(Vec<SocketAddr>),
+    Unix(PathBuf),
+}
+
+/// Parse a `tcp://` or `unix://` URI. TCP host names are resolved here (blocking, through the
+/// system resolver; IP literals never block).
+pub fn parse_uri(uri: &str) -> Result<Address> {
+    let bad = |why: &str| Error::new(ErrorKind::Address, format!("invalid address {uri:?}: {why}"));
+    if let Some(rest) = uri.strip_prefix("tcp://") {
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() {
+            return Err(bad("missing host and port"));
+        }
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("missing :port"))?;
+        let port: u16 = port.parse().map_err(|_| bad("port must be a number from 0 to 65535"))?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        if host.is_empty() {
+            return Err(bad("missing host"));
+        }
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Ok(Address::Tcp(vec![SocketAddr::new(ip, port)]));
+        }
+        let addrs: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| Error::new(ErrorKind::Address, format!("cannot resolve {host:?}: {e}")))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::new(ErrorKind::Address, format!("{host:?} has no addresses")));
+        }
+        Ok(Address::Tcp(addrs))
+    } else if let Some(path) = uri.strip_prefix("unix://").or_else(|| uri.strip_prefix("unix:")) {
+        if path.is_empty() {
+            return Err(bad("missing path"));
+        }
+        Ok(Address::Unix(PathBuf::from(path)))
+    } else {
+        Err(bad("expected tcp://HOST:PORT or unix:///PATH"))
+    }
+}
+
+/// Format a socket address as a URI.
+pub fn tcp_uri(addr: SocketAddr) -> String {
+    format!("tcp://{addr}")
+}
+
+/// A connected byte stream.
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    Pipe(PipePair),
+}
+
+/// Two pipe ends used as one stream: what we read, and what we write.
+pub struct PipePair {
+    reader: pipe::Receiver,
+    writer: pipe::Sender,
+    /// The reader or writer could not be registered with epoll (a regular file redirected to
+    /// stdin/stdout): it is always ready, so the reactor polls it instead.
+    pub reader_always_ready: bool,
+    pub writer_always_ready: bool,
+    /// The spawned process, if this pair is a child's stdin/stdout.
+    pub child: Option<Child>,
+}
+
+/// Token offsets: each stream uses `base` (its socket or read end) and `base + 1` (a pipe's
+/// write end).
+pub const WRITE_END: usize = 1;
+
+impl Stream {
+    pub fn register(&mut self, registry: &Registry, base: Token) -> io::Result<()> {
+        let both = Interest::READABLE | Interest::WRITABLE;
+        match self {
+            Stream::Tcp(s) => registry.register(s, base, both),
+            Stream::Unix(s) => registry.register(s, base, both),
+            Stream::Pipe(p) => {
+                match registry.register(&mut p.reader, base, Interest::READABLE) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => p.reader_always_ready = true,
+                    Err(e) => return Err(e),
+                }
+                match registry.register(&mut p.writer, Token(base.0 + WRITE_END), Interest::WRITABLE) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => p.writer_always_ready = true,
+                    Err(e) => return Err(e),
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        // Errors only mean it was never registered; the fds are closed right after anyway.
+        let _ = match self {
+            Stream::Tcp(s) => registry.deregister(s),
+            Stream::Unix(s) => registry.deregister(s),
+            Stream::Pipe(p) => {
+                if !p.reader_always_ready {
+                    let _ = registry.deregister(&mut p.reader);
+                }
+                if !p.writer_always_ready {
+                    let _ = registry.deregister(&mut p.writer);
+                }
+                Ok(())
+            }
+        };
+    }
+
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+            Stream::Pipe(p) => p.reader.read(buf),
+        }
+    }
+
+    pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            // std sends with MSG_NOSIGNAL on sockets, so a closed peer gives EPIPE, not SIGPIPE.
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+            Stream::Pipe(p) => write_pipe_nosigpipe(p.writer.as_raw_fd(), buf),
+        }
+    }
+
+    pub fn reader_always_ready(&self) -> bool {
+        matches!(self, Stream::Pipe(p) if p.reader_always_ready)
+    }
+
+    /// For an outgoing TCP connect: `Ok(true)` once established, `Ok(false)` while in
+    /// progress, or the connect error.
+    pub fn connect_result(&self) -> io::Result<bool> {
+        match self {
+            Stream::Tcp(s) => {
+                if let Some(e) = s.take_error()? {
+                    return Err(e);
+                }
+                match s.peer_addr() {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Ok(true),
+        }
+    }
+
+    pub fn set_nodelay(&self) {
+        if let Stream::Tcp(s) = self {
+            // Latency matters more than segment count for RPC; writes are batched already.
+            let _ = s.set_nodelay(true);
+        }
+    }
+
+    /// Take the child process out (so it can be reaped after the pipes are closed).
+    pub fn take_child(&mut self) -> Option<Child> {
+        match self {
+            Stream::Pipe(p) => p.child.take(),
+            _ => None,
+        }
+    }
+
+    /// A short description for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Stream::Tcp(s) => match s.peer_addr() {
+                Ok(a) => format!("tcp://{a}"),
+                Err(_) => "tcp".into(),
+            },
+            Stream::Unix(_) => "unix".into(),
+            Stream::Pipe(p) => match &p.child {
+                Some(c) => format!("child process {}", c.id()),
+                None => "stdio".into(),
+            },
+        }
+    }
+}
+
+/// Start a non-blocking TCP or Unix connect. TCP completes later (writable event); Unix
+/// sockets connect at once or fail at once.
+pub fn connect(addr: &SocketAddrOrPath) -> io::Result<Stream> {
+    match addr {
+        SocketAddrOrPath::Tcp(a) => Ok(Stream::Tcp(TcpStream::connect(*a)?)),
+        SocketAddrOrPath::Unix(p) => Ok(Stream::Unix(UnixStream::connect(p)?)),
+    }
+}
+
+/// One concrete destination of a connect attempt.
+#[derive(Clone, Debug)]
+pub enum SocketAddrOrPath {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Address {
+    /// Destinations to try in order.
+    pub fn targets(&self) -> Vec<SocketAddrOrPath> {
+        match self {
+            Address::Tcp(v) => v.iter().map(|a| SocketAddrOrPath::Tcp(*a)).collect(),
+            Address::Unix(p) => vec![SocketAddrOrPath::Unix(p.clone())],
+        }
+    }
+}
+
+/// Spawn `argv` with its stdin and stdout connected to us; its stderr is inherited.
+pub fn spawn(argv: &[String]) -> io::Result<Stream> {
+    let (program, args) = argv.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
+    let mut child = Command::new(program).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+    let writer = pipe::Sender::from(child.stdin.take().expect("piped stdin"));
+    let reader = pipe::Receiver::from(child.stdout.take().expect("piped stdout"));
+    writer.set_nonblocking(true)?;
+    reader.set_nonblocking(true)?;
+    Ok(Stream::Pipe(PipePair { reader, writer, reader_always_ready: false, writer_always_ready: false, child: Some(child) }))
+}
+
+/// Our own stdin and stdout as a stream. They are duplicated, so closing the stream leaves
+/// fds 0 and 1 open; note that O_NONBLOCK is shared with anything else using them.
+pub fn stdio() -> io::Result<Stream> {
+    let reader = dup_nonblocking(0)?;
+    let writer = dup_nonblocking(1)?;
+    Ok(Stream::Pipe(PipePair {
+        reader: pipe::Receiver::from(reader),
+        writer: pipe::Sender::from(writer),
+        reader_always_ready: false,
+        writer_always_ready: false,
+        child: None,
+    }))
+}
+
+fn dup_nonblocking(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a caller-chosen fd returns a new fd or -1; no memory
+    // is touched. The new fd is owned by nobody else, so OwnedFd may take it.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a fresh, valid fd (checked above) that we exclusively own.
+    let owned = unsafe { OwnedFd::from_raw_fd(new) };
+    // SAFETY: F_GETFL/F_SETFL on a valid fd; no memory is touched.
+    unsafe {
+        let flags = libc::fcntl(new, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(new, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(owned)
+}
+
+/// write(2) on a pipe without letting a closed reader raise SIGPIPE in the host process
+/// (a library must not change the process's signal disposition): SIGPIPE is blocked on this
+/// thread for the write, and a SIGPIPE it caused is consumed before unblocking (curl does the
+/// same).
+fn write_pipe_nosigpipe(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: plain libc calls on stack-allocated sigset_t values and a valid buffer; the
+    // signal mask is restored before returning on every path.
+    unsafe {
+        let mut block: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut block);
+        libc::sigaddset(&mut block, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old);
+        let n = libc::write(fd, buf.as_ptr().cast(), buf.len());
+        let err = io::Error::last_os_error();
+        if n < 0 && err.raw_os_error() == Some(libc::EPIPE) && libc::sigismember(&old, libc::SIGPIPE) == 0 {
+            let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            while libc::sigtimedwait(&block, std::ptr::null_mut(), &zero) == libc::SIGPIPE {}
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if n < 0 {
+            Err(err)
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+/// A listening socket.
+pub enum Listener {
+    Tcp(TcpListener),
+    /// The path is removed when the listener is dropped.
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    pub fn bind(address: &Address) -> Result<Listener> {
+        match address {
+            Address::Tcp(addrs) => {
+                let mut last = None;
+                for a in addrs {
+                    match TcpListener::bind(*a) {
+                        Ok(l) => return Ok(Listener::Tcp(l)),
+                        Err(e) => last = Some(Error::io(&format!("listen on tcp://{a}"), &e)),
+                    }
+                }
+                Err(last.unwrap_or_else(|| Error::new(ErrorKind::Address, "no address to listen on")))
+            }
+            Address::Unix(path) => match UnixListener::bind(path) {
+                Ok(l) => Ok(Listener::Unix(l, path.clone())),
+                Err(e) => Err(Error::io(&format!("listen on unix://{}", path.display()), &e)),
+            },
+        }
+    }
+
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => registry.register(l, token, Interest::READABLE),
+            Listener::Unix(l, _) => registry.register(l, token, Interest::READABLE),
+        }
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = match self {
+            Listener::Tcp(l) => registry.deregister(l),
+            Listener::Unix(l, _) => registry.deregister(l),
+        };
+    }
+
+    pub fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+            Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+        }
+    }
+
+    /// The bound address as a URI (with the real port when bound to port 0).
+    pub fn uri(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map(tcp_uri).unwrap_or_else(|_| "tcp://?".into()),
+            Listener::Unix(_, p) => format!("unix://{}", p.display()),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_uris() {
+        assert_eq!(parse_uri("tcp://127.0.0.1:7000").unwrap(), Address::Tcp(vec!["127.0.0.1:7000".parse().unwrap()]));
+        assert_eq!(parse_uri("tcp://[::1]:7000").unwrap(), Address::Tcp(vec!["[::1]:7000".parse().unwrap()]));
+        assert_eq!(parse_uri("unix:///tmp/x.sock").unwrap(), Address::Unix("/tmp/x.sock".into()));
+        assert_eq!(parse_uri("unix:rel.sock").unwrap(), Address::Unix("rel.sock".into()));
+        assert!(matches!(parse_uri("tcp://localhost:1").unwrap(), Address::Tcp(v) if !v.is_empty()));
+        for bad in ["", "http://x:1", "tcp://", "tcp://1.2.3.4", "tcp://1.2.3.4:99999", "tcp://:80", "unix://"] {
+            let e = parse_uri(bad).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Address, "{bad}");
+        }
+    }
+}
