@@ -618,6 +618,220 @@ pub fn error_code(obj: &[u8]) -> Option<i64> {
     }
 }
 
+/// Reading one value at a time from a buffer of MessagePack (the C API's reader). Each
+/// function reads at `*pos` and advances it only on success.
+pub mod read {
+    use super::{object_len, FrameLimits};
+    use rmp::Marker;
+
+    /// The type of the next value.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Kind {
+        Nil,
+        Bool,
+        Int,
+        Float,
+        Str,
+        Bin,
+        Array,
+        Map,
+        Ext,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum ReadError {
+        /// No more data.
+        Eof,
+        /// The next value has another type (or does not fit the requested integer type).
+        Type,
+        /// The data is truncated or not MessagePack.
+        Malformed,
+    }
+
+    type R<T> = Result<T, ReadError>;
+
+    fn marker(buf: &[u8], pos: usize) -> R<Marker> {
+        buf.get(pos).map(|&b| Marker::from_u8(b)).ok_or(ReadError::Eof)
+    }
+
+    pub fn kind(buf: &[u8], pos: usize) -> R<Kind> {
+        Ok(match marker(buf, pos)? {
+            Marker::Null => Kind::Nil,
+            Marker::True | Marker::False => Kind::Bool,
+            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::U8 | Marker::U16 | Marker::U32 | Marker::U64 | Marker::I8 | Marker::I16 | Marker::I32 | Marker::I64 => Kind::Int,
+            Marker::F32 | Marker::F64 => Kind::Float,
+            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => Kind::Str,
+            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => Kind::Bin,
+            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => Kind::Array,
+            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => Kind::Map,
+            Marker::FixExt1 | Marker::FixExt2 | Marker::FixExt4 | Marker::FixExt8 | Marker::FixExt16 | Marker::Ext8 | Marker::Ext16 | Marker::Ext32 => Kind::Ext,
+            Marker::Reserved => return Err(ReadError::Malformed),
+        })
+    }
+
+    /// The whole next value's bytes.
+    pub fn raw<'a>(buf: &'a [u8], pos: &mut usize) -> R<&'a [u8]> {
+        kind(buf, *pos)?;
+        let rest = &buf[*pos..];
+        let n = object_len(rest, FrameLimits { max_message_size: usize::MAX, max_depth: 1024 }).ok_or(ReadError::Malformed)?;
+        *pos += n;
+        Ok(&rest[..n])
+    }
+
+    pub fn nil(buf: &[u8], pos: &mut usize) -> R<()> {
+        expect(kind(buf, *pos)?, Kind::Nil)?;
+        *pos += 1;
+        Ok(())
+    }
+
+    pub fn boolean(buf: &[u8], pos: &mut usize) -> R<bool> {
+        expect(kind(buf, *pos)?, Kind::Bool)?;
+        let v = buf[*pos] == 0xc3;
+        *pos += 1;
+        Ok(v)
+    }
+
+    fn expect(got: Kind, want: Kind) -> R<()> {
+        if got == want {
+            Ok(())
+        } else {
+            Err(ReadError::Type)
+        }
+    }
+
+    /// A signed integer; integral floats are accepted (some peers send them).
+    pub fn int(buf: &[u8], pos: &mut usize) -> R<i64> {
+        number(buf, pos, super::int_value)
+    }
+
+    /// An unsigned integer; integral floats are accepted.
+    pub fn uint(buf: &[u8], pos: &mut usize) -> R<u64> {
+        number(buf, pos, super::uint_value)
+    }
+
+    /// A float or any integer, as f64.
+    pub fn float(buf: &[u8], pos: &mut usize) -> R<f64> {
+        number(buf, pos, |obj| {
+            let mut rd = obj;
+            match Marker::from_u8(obj[0]) {
+                Marker::F32 => rmp::decode::read_f32(&mut rd).ok().map(f64::from),
+                Marker::F64 => rmp::decode::read_f64(&mut rd).ok(),
+                Marker::U64 => super::uint_value(obj).map(|v| v as f64),
+                _ => super::int_value(obj).map(|v| v as f64),
+            }
+        })
+    }
+
+    fn number<T>(buf: &[u8], pos: &mut usize, decode: impl Fn(&[u8]) -> Option<T>) -> R<T> {
+        match kind(buf, *pos)? {
+            Kind::Int | Kind::Float => {}
+            _ => return Err(ReadError::Type),
+        }
+        let mut p = *pos;
+        let obj = raw(buf, &mut p)?;
+        let v = decode(obj).ok_or(ReadError::Type)?;
+        *pos = p;
+        Ok(v)
+    }
+
+    fn payload<'a>(buf: &'a [u8], pos: &mut usize, want: Kind) -> R<&'a [u8]> {
+        expect(kind(buf, *pos)?, want)?;
+        let mut rd = &buf[*pos..];
+        let before = rd.len();
+        let len = match want {
+            Kind::Str => rmp::decode::read_str_len(&mut rd).map_err(|_| ReadError::Malformed)?,
+            _ => rmp::decode::read_bin_len(&mut rd).map_err(|_| ReadError::Malformed)?,
+        } as usize;
+        let start = *pos + (before - rd.len());
+        let data = buf.get(start..start + len).ok_or(ReadError::Malformed)?;
+        *pos = start + len;
+        Ok(data)
+    }
+
+    pub fn str<'a>(buf: &'a [u8], pos: &mut usize) -> R<&'a [u8]> {
+        payload(buf, pos, Kind::Str)
+    }
+
+    pub fn bin<'a>(buf: &'a [u8], pos: &mut usize) -> R<&'a [u8]> {
+        payload(buf, pos, Kind::Bin)
+    }
+
+    /// An array header: the element count. The elements follow.
+    pub fn array(buf: &[u8], pos: &mut usize) -> R<u32> {
+        expect(kind(buf, *pos)?, Kind::Array)?;
+        let mut rd = &buf[*pos..];
+        let before = rd.len();
+        let n = rmp::decode::read_array_len(&mut rd).map_err(|_| ReadError::Malformed)?;
+        *pos += before - rd.len();
+        Ok(n)
+    }
+
+    /// A map header: the number of key/value pairs. They follow, key first.
+    pub fn map(buf: &[u8], pos: &mut usize) -> R<u32> {
+        expect(kind(buf, *pos)?, Kind::Map)?;
+        let mut rd = &buf[*pos..];
+        let before = rd.len();
+        let n = rmp::decode::read_map_len(&mut rd).map_err(|_| ReadError::Malformed)?;
+        *pos += before - rd.len();
+        Ok(n)
+    }
+
+    /// An ext value: its type and data.
+    pub fn ext<'a>(buf: &'a [u8], pos: &mut usize) -> R<(i8, &'a [u8])> {
+        expect(kind(buf, *pos)?, Kind::Ext)?;
+        let mut rd = &buf[*pos..];
+        let before = rd.len();
+        let meta = rmp::decode::read_ext_meta(&mut rd).map_err(|_| ReadError::Malformed)?;
+        let start = *pos + (before - rd.len());
+        let data = buf.get(start..start + meta.size as usize).ok_or(ReadError::Malformed)?;
+        *pos = start + meta.size as usize;
+        Ok((meta.typeid, data))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn reads_values_in_sequence() {
+            let mut b = Vec::new();
+            super::super::write_array_len(&mut b, 9);
+            super::super::write_nil(&mut b);
+            super::super::write_bool(&mut b, true);
+            super::super::write_sint(&mut b, -5);
+            super::super::write_uint(&mut b, u64::MAX);
+            super::super::write_f64(&mut b, 2.5);
+            super::super::write_str(&mut b, "héllo".as_bytes());
+            super::super::write_bin(&mut b, &[1, 2]);
+            super::super::write_ext(&mut b, 5, &[9, 9, 9]);
+            super::super::write_map_len(&mut b, 0);
+            let mut p = 0;
+            assert_eq!(array(&b, &mut p), Ok(9));
+            assert_eq!(kind(&b, p), Ok(Kind::Nil));
+            assert_eq!(int(&b, &mut p), Err(ReadError::Type));
+            nil(&b, &mut p).unwrap();
+            assert_eq!(boolean(&b, &mut p), Ok(true));
+            assert_eq!(uint(&b, &mut p), Err(ReadError::Type));
+            assert_eq!(int(&b, &mut p), Ok(-5));
+            assert_eq!(int(&b, &mut p), Err(ReadError::Type));
+            assert_eq!(uint(&b, &mut p), Ok(u64::MAX));
+            assert_eq!(float(&b, &mut p), Ok(2.5));
+            assert_eq!(str(&b, &mut p), Ok("héllo".as_bytes()));
+            assert_eq!(bin(&b, &mut p), Ok(&[1u8, 2][..]));
+            assert_eq!(ext(&b, &mut p), Ok((5, &[9u8, 9, 9][..])));
+            assert_eq!(map(&b, &mut p), Ok(0));
+            assert_eq!(kind(&b, p), Err(ReadError::Eof));
+            // truncated str
+            assert_eq!(str(&[0xa5, b'a'], &mut 0), Err(ReadError::Malformed));
+            // integral float as int
+            let mut f = Vec::new();
+            super::super::write_f64(&mut f, 42.0);
+            assert_eq!(int(&f, &mut 0), Ok(42));
+            assert_eq!(float(&[0x07], &mut 0), Ok(7.0));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,3 +10,4 @@ pub mod codec;
 pub mod protocol;
 pub mod error;
 pub mod reactor;
+pub mod ffi;

@@ -15,6 +15,7 @@ pub mod transport;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::Child;
@@ -67,6 +68,8 @@ impl CallId {
 pub struct ConnHandle {
     pub ctx: *const Context,
     pub id: ConnId,
+    /// Application data attached to the connection (the C API's user data pointer).
+    pub user_data: Cell<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -280,6 +283,10 @@ pub struct Context {
     dispatching: Cell<bool>,
     log: Option<LogSink>,
     log_level: LogLevel,
+    /// Detail of the last failure reported through the C API.
+    last_error: RefCell<CString>,
+    /// A panic crossed a C API call: the state may be torn, refuse further use.
+    poisoned: Cell<bool>,
 }
 
 impl Context {
@@ -315,6 +322,8 @@ impl Context {
             dispatching: Cell::new(false),
             log,
             log_level,
+            last_error: RefCell::new(CString::default()),
+            poisoned: Cell::new(false),
         }))
     }
 
@@ -343,6 +352,25 @@ impl Context {
             Some(at) => timers::millis_until(at, Instant::now()),
             None => -1,
         }
+    }
+
+    /// Remember `message` as the detail of the last failure (for `joint_ctx_last_error`).
+    pub fn set_last_error(&self, message: &str) {
+        let clean: Vec<u8> = message.bytes().filter(|&b| b != 0).collect();
+        *self.last_error.borrow_mut() = CString::new(clean).unwrap_or_default();
+    }
+
+    /// The last failure's detail, NUL-terminated; valid until the next `set_last_error`.
+    pub fn last_error_ptr(&self) -> *const std::os::raw::c_char {
+        self.last_error.borrow().as_ptr()
+    }
+
+    pub fn poison(&self) {
+        self.poisoned.set(true);
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.get()
     }
 
     pub(crate) fn log(&self, level: LogLevel, message: impl FnOnce() -> String) {
@@ -963,6 +991,9 @@ impl Context {
     pub fn release(&self, id: ConnId) {
         let mut inner = self.inner.borrow_mut();
         let Some(conn) = inner.conn_mut(id) else { return };
+        if !conn.owned || conn.released {
+            return;
+        }
         conn.released = true;
         if conn.state == ConnState::Closed {
             inner.conns.remove(id.index as usize);
@@ -1271,7 +1302,7 @@ impl Inner {
         let always_ready = stream.reader_always_ready();
         self.conns.insert(Conn {
             id,
-            handle: Box::new(ConnHandle { ctx: *ctx, id }),
+            handle: Box::new(ConnHandle { ctx: *ctx, id, user_data: Cell::new(0) }),
             stream: Some(stream),
             state,
             targets: Vec::new(),
