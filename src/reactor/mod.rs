@@ -15,6 +15,7 @@ pub mod transport;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -28,7 +29,7 @@ use slab::Slab;
 
 use crate::codec::Params;
 use crate::error::{Error, ErrorKind, Result};
-use crate::protocol::{rpc_error, CallFailure, Decoded, Event, Limits, Outcome, SendError, Session};
+use crate::protocol::{rpc_error, CallFailure, IdHasher, Decoded, Event, Limits, Outcome, SendError, Session};
 
 pub use request::{Request, Shared};
 use request::{ReplyBody, ReplyQueue};
@@ -230,7 +231,7 @@ impl InBuf {
 }
 
 struct Handlers {
-    methods: HashMap<Vec<u8>, RequestHandler>,
+    methods: HashMap<Vec<u8>, RequestHandler, BuildHasherDefault<IdHasher>>,
     fallback: Option<RequestHandler>,
     notification: Option<NotificationHandler>,
     conn_event: Option<ConnEventHandler>,
@@ -317,7 +318,7 @@ impl Context {
                 spare_queue: ReplyQueue::default(),
                 more_events: false,
             }),
-            handlers: RefCell::new(Handlers { methods: HashMap::new(), fallback: None, notification: None, conn_event: None }),
+            handlers: RefCell::new(Handlers { methods: HashMap::default(), fallback: None, notification: None, conn_event: None }),
             shared: Arc::new(Shared::new(waker)),
             dispatching: Cell::new(false),
             log,
@@ -385,6 +386,11 @@ impl Context {
 
     /// Run ready I/O, due timers and their callbacks, without blocking.
     pub fn process(&self) -> Result<()> {
+        self.process_within(Duration::ZERO)
+    }
+
+    /// `process()`, but first wait up to `max_wait` for something to happen.
+    fn process_within(&self, max_wait: Duration) -> Result<()> {
         if self.dispatching.get() {
             return Err(Error::new(ErrorKind::Recursive, "process() called from inside a callback"));
         }
@@ -393,7 +399,7 @@ impl Context {
         let _reset = ResetOnDrop(&self.dispatching);
         self.shared.clear_woken();
 
-        self.poll_events()?;
+        self.poll_events(max_wait)?;
         self.deliver_opened();
         self.accept_connections();
         self.read_connections();
@@ -416,28 +422,25 @@ impl Context {
         if self.dispatching.get() {
             return Err(Error::new(ErrorKind::Recursive, "wait() called from inside a callback"));
         }
-        let mut ms = self.timeout_ms();
-        if let Some(t) = timeout {
-            let cap = t.as_millis().min(i32::MAX as u128) as i32;
-            ms = if ms < 0 { cap } else { ms.min(cap) };
-        }
-        let mut pfd = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: `pfd` is a valid pollfd on the stack and nfds is 1.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(Error::io("poll", &e));
-            }
-        }
-        self.process()
+        // Waiting happens in the same epoll_wait that collects the events: one syscall.
+        let until_timer = match self.timeout_ms() {
+            ms if ms < 0 => None,
+            ms => Some(Duration::from_millis(ms as u64)),
+        };
+        let wait = match (until_timer, timeout) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => Duration::from_secs(3600),
+        };
+        self.process_within(wait)
     }
 
-    fn poll_events(&self) -> Result<()> {
+    fn poll_events(&self, max_wait: Duration) -> Result<()> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         let mut events = inner.events.take().unwrap_or_else(|| Events::with_capacity(EVENTS_CAPACITY));
-        match inner.poll.poll(&mut events, Some(Duration::ZERO)) {
+        let wait = if inner.has_immediate_work() || inner.more_events { Duration::ZERO } else { max_wait };
+        match inner.poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
             Err(e) => {
@@ -493,22 +496,29 @@ impl Context {
     fn accept_connections(&self) {
         let ready = std::mem::take(&mut self.inner.borrow_mut().accept_ready);
         for lid in ready {
+            let mut drained = false;
             for _ in 0..ACCEPT_BUDGET {
                 let accepted = {
                     let mut inner = self.inner.borrow_mut();
-                    let Some(listener) = inner.listeners.get(lid) else { break };
+                    let Some(listener) = inner.listeners.get(lid) else {
+                        drained = true;
+                        break;
+                    };
                     match listener.accept() {
                         Ok(stream) => inner.add_conn(stream, ConnState::Open, false, &self.handle_base()),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            drained = true;
+                            break;
+                        }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => continue,
                         Err(e) => {
                             // Out of fds or similar: the listener stays readable in the kernel
                             // but edge-triggered epoll will not say so again; retry soon.
                             let uri = listener.uri();
+                            inner.timers.add(Instant::now() + Duration::from_millis(100), TimerKind::AcceptRetry { listener: lid });
                             drop(inner);
                             self.log(LogLevel::Error, || format!("accept on {uri}: {e}; retrying in 100 ms"));
-                            let mut inner = self.inner.borrow_mut();
-                            inner.timers.add(Instant::now() + Duration::from_millis(100), TimerKind::AcceptRetry { listener: lid });
+                            drained = true;
                             break;
                         }
                     }
@@ -521,10 +531,12 @@ impl Context {
                     Err(e) => self.log(LogLevel::Error, || format!("register accepted connection: {e}")),
                 }
             }
-            // Budget used up: come back next time.
-            let mut inner = self.inner.borrow_mut();
-            if inner.listeners.contains(lid) && !inner.accept_ready.contains(&lid) {
-                inner.accept_ready.push(lid);
+            if !drained {
+                // Budget used up with connections still waiting: come back next time.
+                let mut inner = self.inner.borrow_mut();
+                if !inner.accept_ready.contains(&lid) {
+                    inner.accept_ready.push(lid);
+                }
             }
         }
     }
@@ -1397,7 +1409,7 @@ impl Drop for Context {
         drop(timers);
         let handlers = std::mem::replace(
             &mut *self.handlers.borrow_mut(),
-            Handlers { methods: HashMap::new(), fallback: None, notification: None, conn_event: None },
+            Handlers { methods: HashMap::default(), fallback: None, notification: None, conn_event: None },
         );
         drop(handlers);
         let mut inner = self.inner.borrow_mut();

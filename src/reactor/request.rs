@@ -130,7 +130,7 @@ pub struct Request {
     msgid: u32,
     limits: FrameLimits,
     /// method, args and kwargs, back to back.
-    data: Vec<u8>,
+    data: Bytes,
     method_end: usize,
     args_end: usize,
     has_kwargs: bool,
@@ -140,10 +140,7 @@ pub struct Request {
 impl Request {
     pub(super) fn new(shared: Arc<Shared>, conn: ConnId, msgid: u32, limits: FrameLimits, method: &[u8], args: &[u8], kwargs: Option<&[u8]>) -> Self {
         let kw = kwargs.unwrap_or(&[]);
-        let mut data = Vec::with_capacity(method.len() + args.len() + kw.len());
-        data.extend_from_slice(method);
-        data.extend_from_slice(args);
-        data.extend_from_slice(kw);
+        let data = Bytes::concat(&[method, args, kw]);
         Request {
             shared,
             conn,
@@ -167,17 +164,17 @@ impl Request {
 
     /// The method name as sent (str or bin; not necessarily UTF-8).
     pub fn method(&self) -> &[u8] {
-        &self.data[..self.method_end]
+        &self.data.as_slice()[..self.method_end]
     }
 
     /// Positional params: one encoded MessagePack array.
     pub fn args(&self) -> &[u8] {
-        &self.data[self.method_end..self.args_end]
+        &self.data.as_slice()[self.method_end..self.args_end]
     }
 
     /// Keyword params: one encoded MessagePack map, when the peer sent a map as params.
     pub fn kwargs(&self) -> Option<&[u8]> {
-        self.has_kwargs.then(|| &self.data[self.args_end..])
+        self.has_kwargs.then(|| &self.data.as_slice()[self.args_end..])
     }
 
     /// Answer with a result (one encoded MessagePack object). If `result` is not a valid
@@ -237,6 +234,43 @@ impl Request {
             },
             message.len(),
         );
+    }
+}
+
+/// A request's bytes: small ones (most RPC calls) live inline, so taking a request costs no
+/// allocation beyond its handle.
+enum Bytes {
+    Inline { buf: [u8; INLINE], len: u8 },
+    Heap(Vec<u8>),
+}
+
+const INLINE: usize = 64;
+
+impl Bytes {
+    fn concat(parts: &[&[u8]]) -> Self {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total <= INLINE {
+            let mut buf = [0u8; INLINE];
+            let mut at = 0;
+            for p in parts {
+                buf[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+            Bytes::Inline { buf, len: total as u8 }
+        } else {
+            let mut v = Vec::with_capacity(total);
+            for p in parts {
+                v.extend_from_slice(p);
+            }
+            Bytes::Heap(v)
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Inline { buf, len } => &buf[..*len as usize],
+            Bytes::Heap(v) => v,
+        }
     }
 }
 
