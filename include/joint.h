@@ -698,6 +698,20 @@ joint_status joint_ctx_listen(joint_ctx *ctx,
                               joint_listener **listener_out);
 
 /**
+ * Begin a graceful shutdown: every listener closes (their handles are freed), and requests
+ * that arrive from now on are answered with a `JOINT_RPC_SHUTTING_DOWN` error. Requests
+ * already received, calls, and open connections are unaffected: keep processing until
+ * `joint_ctx_unanswered` is 0, then free the context.
+ */
+JOINT_API joint_status joint_ctx_shutdown(joint_ctx *ctx);
+
+/**
+ * Requests received on this context's connections and not answered yet (for a graceful
+ * shutdown: process until it is 0).
+ */
+JOINT_API size_t joint_ctx_unanswered(const joint_ctx *ctx);
+
+/**
  * The listener's address as a URI, with the real port (for example "tcp://127.0.0.1:41234").
  * Owned by the listener. "" if `listener` is NULL.
  */

@@ -194,3 +194,31 @@ fn events_report_open_and_close_for_accepted_connections() {
     assert_eq!(events.borrow()[0], "Open");
     assert!(events.borrow()[1].starts_with("Closed"), "{:?}", events.borrow());
 }
+
+#[test]
+fn shutdown_refuses_new_requests_and_closes_listeners() {
+    let (srv, uri) = server();
+    let held = Rc::new(RefCell::new(Vec::new()));
+    let h = held.clone();
+    srv.register(b"hold", Rc::new(move |_ctx, req| h.borrow_mut().push(req)));
+    let cli = Context::new(Config::default()).unwrap();
+    let conn = cli.connect(&uri).unwrap();
+    let results: Results = Rc::default();
+    cli.call(conn, b"hold", &[0x90], None, collector(&results, 1)).unwrap();
+    run_until(&srv, &cli, || held.borrow().len() == 1);
+    srv.shutdown();
+    assert_eq!(srv.unanswered_requests(), 1);
+    cli.call(conn, b"echo", &[0x91, 0x01], None, collector(&results, 2)).unwrap();
+    run_until(&srv, &cli, || results.borrow().len() == 1);
+    let (kind, err) = results.borrow()[0].0.clone().unwrap_err();
+    assert_eq!(kind, ErrorKind::Remote);
+    assert_eq!(codec::error_code(&err), Some(joint::protocol::rpc_error::SHUTTING_DOWN));
+    // The request received before the shutdown still completes.
+    held.borrow_mut().pop().unwrap().reply(&[0x09]).unwrap();
+    run_until(&srv, &cli, || results.borrow().len() == 2);
+    assert_eq!(results.borrow()[1].0, Ok(vec![0x09]));
+    assert_eq!(srv.unanswered_requests(), 0);
+    // The listener is gone: a new connection is refused.
+    let port = uri.rsplit(':').next().unwrap();
+    assert!(std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err());
+}

@@ -389,6 +389,33 @@ pub unsafe extern "C" fn joint_ctx_listen(ctx: *mut joint_ctx, uri: *const c_cha
     }
 }
 
+/// Begin a graceful shutdown: every listener closes (their handles are freed), and requests
+/// that arrive from now on are answered with a `JOINT_RPC_SHUTTING_DOWN` error. Requests
+/// already received, calls, and open connections are unaffected: keep processing until
+/// `joint_ctx_unanswered` is 0, then free the context.
+#[no_mangle]
+pub unsafe extern "C" fn joint_ctx_shutdown(ctx: *mut joint_ctx) -> joint_status {
+    // SAFETY: forwarded caller promise.
+    unsafe {
+        on_ctx(ctx, |jc, c| {
+            c.shutdown();
+            for l in jc.listeners.borrow_mut().drain(..) {
+                // SAFETY: listener handles are boxes owned by this context.
+                drop(Box::from_raw(l));
+            }
+            JOINT_OK
+        })
+    }
+}
+
+/// Requests received on this context's connections and not answered yet (for a graceful
+/// shutdown: process until it is 0).
+#[no_mangle]
+pub unsafe extern "C" fn joint_ctx_unanswered(ctx: *const joint_ctx) -> usize {
+    // SAFETY: NULL or a live context.
+    guard(0, || unsafe { ctx_ref(ctx) }.map_or(0, |c| c.ctx.unanswered_requests()))
+}
+
 /// The listener's address as a URI, with the real port (for example "tcp://127.0.0.1:41234").
 /// Owned by the listener. "" if `listener` is NULL.
 #[no_mangle]

@@ -288,6 +288,8 @@ pub struct Context {
     last_error: RefCell<CString>,
     /// A panic crossed a C API call: the state may be torn, refuse further use.
     poisoned: Cell<bool>,
+    /// `shutdown()` was called: new requests are refused with SHUTTING_DOWN.
+    shutting_down: Cell<bool>,
 }
 
 impl Context {
@@ -325,6 +327,7 @@ impl Context {
             log_level,
             last_error: RefCell::new(CString::default()),
             poisoned: Cell::new(false),
+            shutting_down: Cell::new(false),
         }))
     }
 
@@ -665,6 +668,13 @@ impl Context {
 
     fn dispatch_event(&self, id: ConnId, event: Event<'_, PendingCall>) {
         match event {
+            Event::Request { msgid, .. } if self.shutting_down.get() => {
+                let mut inner = self.inner.borrow_mut();
+                if let Some(conn) = inner.conn_mut(id) {
+                    let _ = conn.session.reply_error(msgid, rpc_error::SHUTTING_DOWN, b"the server is shutting down");
+                }
+                inner.mark_dirty(id);
+            }
             Event::Request { msgid, method, params } => {
                 let handler = {
                     let h = self.handlers.borrow();
@@ -1051,6 +1061,25 @@ impl Context {
     pub fn describe(&self, id: ConnId) -> String {
         let inner = self.inner.borrow();
         inner.conns.get(id.index as usize).filter(|c| c.id == id).map(|c| c.describe.clone()).unwrap_or_default()
+    }
+
+    /// Begin a graceful shutdown: every listener closes, and requests that arrive from now on
+    /// are answered with a SHUTTING_DOWN error. Requests already received are unaffected;
+    /// connections stay open until the application closes them. See
+    /// [`unanswered_requests`](Self::unanswered_requests) to know when the work is done.
+    pub fn shutdown(&self) {
+        self.shutting_down.set(true);
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        for mut listener in inner.listeners.drain() {
+            listener.deregister(inner.poll.registry());
+        }
+    }
+
+    /// Requests received on all connections and not answered yet (answers still queued
+    /// count as answered once `process()` has run).
+    pub fn unanswered_requests(&self) -> usize {
+        self.inner.borrow().conns.iter().map(|(_, c)| c.session.unanswered()).sum()
     }
 
     // ---- listening -----------------------------------------------------------------------

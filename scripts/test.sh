@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install what the tests need, then run every test: Rust unit and integration tests (codec,
+# protocol, reactor, hostile input, Neovim interop, the CLI), the header freshness check, and
+# the C/CMake suite under ctest (examples on epoll, libuv and libev; API, build and install
+# tests), once normally and once under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "dependencies"
+scripts/install-deps.sh
+
+step "header is up to date (scripts/gen-header.sh --check)"
+scripts/gen-header.sh --check
+
+step "cargo test (workspace)"
+timeout 1200 cargo test --locked --workspace --release
+
+step "C and CMake tests (ctest)"
+timeout 1200 scripts/ctest.sh
+
+step "C tests under ASan + UBSan"
+timeout 1200 scripts/ctest.sh --sanitize
+
+step "all tests passed"
