@@ -119,11 +119,7 @@ impl Scanner {
     fn scan_resumable(&mut self, buf: &[u8]) -> Scan {
         loop {
             if self.started && self.stack.is_empty() {
-                return if buf.len() >= self.pos {
-                    Scan::Complete(self.pos)
-                } else {
-                    Scan::Incomplete { needed: self.pos }
-                };
+                return if buf.len() >= self.pos { Scan::Complete(self.pos) } else { Scan::Incomplete { needed: self.pos } };
             }
             let Some(&first) = buf.get(self.pos) else {
                 return Scan::Incomplete { needed: self.pos + 1 };
@@ -357,7 +353,10 @@ pub enum EnvelopeError {
 pub enum RawMsgid {
     Valid(u32),
     /// Byte range of an invalid msgid object within the frame.
-    Invalid { start: usize, end: usize },
+    Invalid {
+        start: usize,
+        end: usize,
+    },
 }
 
 /// A tiny cursor over a complete frame, built on rmp's readers.
@@ -752,13 +751,29 @@ pub mod read {
         Ok(match marker(buf, pos)? {
             Marker::Null => Kind::Nil,
             Marker::True | Marker::False => Kind::Bool,
-            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::U8 | Marker::U16 | Marker::U32 | Marker::U64 | Marker::I8 | Marker::I16 | Marker::I32 | Marker::I64 => Kind::Int,
+            Marker::FixPos(_)
+            | Marker::FixNeg(_)
+            | Marker::U8
+            | Marker::U16
+            | Marker::U32
+            | Marker::U64
+            | Marker::I8
+            | Marker::I16
+            | Marker::I32
+            | Marker::I64 => Kind::Int,
             Marker::F32 | Marker::F64 => Kind::Float,
             Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => Kind::Str,
             Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => Kind::Bin,
             Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => Kind::Array,
             Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => Kind::Map,
-            Marker::FixExt1 | Marker::FixExt2 | Marker::FixExt4 | Marker::FixExt8 | Marker::FixExt16 | Marker::Ext8 | Marker::Ext16 | Marker::Ext32 => Kind::Ext,
+            Marker::FixExt1
+            | Marker::FixExt2
+            | Marker::FixExt4
+            | Marker::FixExt8
+            | Marker::FixExt16
+            | Marker::Ext8
+            | Marker::Ext16
+            | Marker::Ext32 => Kind::Ext,
             Marker::Reserved => return Err(ReadError::Malformed),
         })
     }
@@ -942,17 +957,44 @@ mod tests {
     #[test]
     fn scans_every_type() {
         let cases: &[&[u8]] = &[
-            &[0x00], &[0xff], &[0xc0], &[0xc2], &[0xc3],
-            &[0xcc, 1], &[0xcd, 1, 2], &[0xce, 1, 2, 3, 4], &[0xcf, 0, 0, 0, 0, 0, 0, 0, 1],
-            &[0xd0, 1], &[0xd1, 1, 2], &[0xd2, 1, 2, 3, 4], &[0xd3, 0, 0, 0, 0, 0, 0, 0, 1],
-            &[0xca, 0, 0, 0, 0], &[0xcb, 0, 0, 0, 0, 0, 0, 0, 0],
-            &[0xa2, b'h', b'i'], &[0xd9, 1, b'x'], &[0xda, 0, 1, b'x'], &[0xdb, 0, 0, 0, 1, b'x'],
-            &[0xc4, 2, 1, 2], &[0xc5, 0, 1, 9], &[0xc6, 0, 0, 0, 1, 9],
-            &[0xd4, 1, 9], &[0xd5, 1, 9, 9], &[0xd6, 1, 0, 0, 0, 0], &[0xd7, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0x00],
+            &[0xff],
+            &[0xc0],
+            &[0xc2],
+            &[0xc3],
+            &[0xcc, 1],
+            &[0xcd, 1, 2],
+            &[0xce, 1, 2, 3, 4],
+            &[0xcf, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[0xd0, 1],
+            &[0xd1, 1, 2],
+            &[0xd2, 1, 2, 3, 4],
+            &[0xd3, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[0xca, 0, 0, 0, 0],
+            &[0xcb, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[0xa2, b'h', b'i'],
+            &[0xd9, 1, b'x'],
+            &[0xda, 0, 1, b'x'],
+            &[0xdb, 0, 0, 0, 1, b'x'],
+            &[0xc4, 2, 1, 2],
+            &[0xc5, 0, 1, 9],
+            &[0xc6, 0, 0, 0, 1, 9],
+            &[0xd4, 1, 9],
+            &[0xd5, 1, 9, 9],
+            &[0xd6, 1, 0, 0, 0, 0],
+            &[0xd7, 1, 0, 0, 0, 0, 0, 0, 0, 0],
             &[0xd8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            &[0xc7, 1, 5, 9], &[0xc8, 0, 1, 5, 9], &[0xc9, 0, 0, 0, 1, 5, 9],
-            &[0x90], &[0x92, 1, 2], &[0xdc, 0, 1, 0xc0], &[0xdd, 0, 0, 0, 1, 0xc0],
-            &[0x80], &[0x81, 1, 2], &[0xde, 0, 1, 1, 2], &[0xdf, 0, 0, 0, 1, 1, 2],
+            &[0xc7, 1, 5, 9],
+            &[0xc8, 0, 1, 5, 9],
+            &[0xc9, 0, 0, 0, 1, 5, 9],
+            &[0x90],
+            &[0x92, 1, 2],
+            &[0xdc, 0, 1, 0xc0],
+            &[0xdd, 0, 0, 0, 1, 0xc0],
+            &[0x80],
+            &[0x81, 1, 2],
+            &[0xde, 0, 1, 1, 2],
+            &[0xdf, 0, 0, 0, 1, 1, 2],
             &[0x92, 0x91, 0x90, 0x81, 0xa1, b'k', 0x90],
         ];
         for case in cases {
@@ -991,7 +1033,10 @@ mod tests {
         };
         let limits = FrameLimits { max_message_size: 200, max_depth: 6 };
         // Bytes biased towards containers and small scalars, so structure is common.
-        let alphabet = [0x90u8, 0x91, 0x92, 0x93, 0x81, 0x82, 0x80, 0x01, 0x7f, 0xc0, 0xc3, 0xa1, 0xa3, b'x', 0xcc, 0xcd, 0xd0, 0xd4, 0xd8, 0xc4, 0x05, 0xdc, 0x00, 0x02, 0xde, 0xcb, 0xd9, 0x03];
+        let alphabet = [
+            0x90u8, 0x91, 0x92, 0x93, 0x81, 0x82, 0x80, 0x01, 0x7f, 0xc0, 0xc3, 0xa1, 0xa3, b'x', 0xcc, 0xcd, 0xd0, 0xd4, 0xd8, 0xc4, 0x05, 0xdc,
+            0x00, 0x02, 0xde, 0xcb, 0xd9, 0x03,
+        ];
         let mut agreed = 0;
         for _ in 0..200_000 {
             let n = (next() % 40) as usize;

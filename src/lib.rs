@@ -7,7 +7,7 @@
 //! - `ffi`: the C ABI, the only place with `extern "C"` and FFI `unsafe`.
 
 pub mod codec;
-pub mod protocol;
 pub mod error;
-pub mod reactor;
 pub mod ffi;
+pub mod protocol;
+pub mod reactor;

@@ -72,10 +72,21 @@ pub enum Outcome<'b> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'b, C> {
     /// The peer calls us; answer with [`Session::reply`] exactly once.
-    Request { msgid: u32, method: &'b [u8], params: Params<'b> },
-    Notification { method: &'b [u8], params: Params<'b> },
+    Request {
+        msgid: u32,
+        method: &'b [u8],
+        params: Params<'b>,
+    },
+    Notification {
+        method: &'b [u8],
+        params: Params<'b>,
+    },
     /// A response to one of our calls; `call` is what was given to [`Session::call`].
-    Response { msgid: u32, call: C, outcome: Outcome<'b> },
+    Response {
+        msgid: u32,
+        call: C,
+        outcome: Outcome<'b>,
+    },
     /// A message that could not be used. The session already did what the protocol asks
     /// (an error reply when the msgid was known); this is for the log.
     Rejected(String),
@@ -142,6 +153,9 @@ pub struct Session<C> {
     out_head: usize,
     /// Set when the stream cannot be followed; reported by the next `decode_next`.
     fatal: Option<String>,
+    /// The input cannot be followed any more; output still works, so answers given before
+    /// the error (and the error reply itself) go out before the connection closes.
+    input_dead: bool,
     closed: bool,
 }
 
@@ -156,6 +170,7 @@ impl<C> Session<C> {
             out: Vec::new(),
             out_head: 0,
             fatal: None,
+            input_dead: false,
             closed: false,
         }
     }
@@ -167,10 +182,10 @@ impl<C> Session<C> {
     /// Decode the next message from `input`, the bytes received and not yet consumed.
     pub fn decode_next<'b>(&mut self, input: &'b [u8]) -> Decoded<'b, C> {
         if let Some(reason) = self.fatal.take() {
-            self.closed = true;
+            self.input_dead = true;
             return Decoded::Fatal(reason);
         }
-        if self.closed {
+        if self.closed || self.input_dead {
             return Decoded::Fatal("session closed".into());
         }
         if self.scanner.is_discarding() {
@@ -198,9 +213,9 @@ impl<C> Session<C> {
             Scan::Complete(n) => {
                 self.scanner.reset();
                 let event = self.on_frame(&input[..n]);
-                if self.fatal.is_some() {
-                    self.closed = true;
-                    return Decoded::Fatal(self.fatal.take().unwrap_or_default());
+                if let Some(reason) = self.fatal.take() {
+                    self.input_dead = true;
+                    return Decoded::Fatal(reason);
                 }
                 Decoded::Consumed { consumed: n, event }
             }
@@ -227,7 +242,7 @@ impl<C> Session<C> {
     }
 
     fn fail<'b>(&mut self, reason: &str) -> Decoded<'b, C> {
-        self.closed = true;
+        self.input_dead = true;
         Decoded::Fatal(reason.to_string())
     }
 
@@ -509,9 +524,7 @@ mod tests {
         let id = client.call(b"add", &[0x92, 1, 2], 77).unwrap();
         let mut wire = client.output().to_vec();
         client.consume_output(wire.len());
-        let Decoded::Consumed { consumed, event: Some(Event::Request { msgid, method, params }) } = server.decode_next(&wire) else {
-            panic!()
-        };
+        let Decoded::Consumed { consumed, event: Some(Event::Request { msgid, method, params }) } = server.decode_next(&wire) else { panic!() };
         assert_eq!((msgid, method, params.args), (id, &b"add"[..], &[0x92u8, 1, 2][..]));
         assert_eq!(consumed, wire.len());
         server.reply(msgid, Ok(&[3])).unwrap();

@@ -12,21 +12,30 @@ fn server() -> (Box<Context>, String) {
     let ctx = Context::new(Config::default()).unwrap();
     let l = ctx.listen("tcp://127.0.0.1:0").unwrap();
     let uri = ctx.listener_uri(l).unwrap();
-    ctx.register(b"echo", Rc::new(|_ctx, req| {
-        let args = req.args().to_vec();
-        // [x] -> x
-        let inner = &args[1..];
-        req.reply(inner).unwrap();
-    }));
-    ctx.register(b"defer", Rc::new(|ctx, req| {
-        ctx.add_timer(Duration::from_millis(20), Box::new(move |_| req.reply(&[0x2a]).unwrap()));
-    }));
-    ctx.register(b"thread", Rc::new(|_ctx, req| {
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(10));
-            req.reply(&[0x07]).unwrap();
-        });
-    }));
+    ctx.register(
+        b"echo",
+        Rc::new(|_ctx, req| {
+            let args = req.args().to_vec();
+            // [x] -> x
+            let inner = &args[1..];
+            req.reply(inner).unwrap();
+        }),
+    );
+    ctx.register(
+        b"defer",
+        Rc::new(|ctx, req| {
+            ctx.add_timer(Duration::from_millis(20), Box::new(move |_| req.reply(&[0x2a]).unwrap()));
+        }),
+    );
+    ctx.register(
+        b"thread",
+        Rc::new(|_ctx, req| {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(10));
+                req.reply(&[0x07]).unwrap();
+            });
+        }),
+    );
     ctx.register(b"drop", Rc::new(|_ctx, req| drop(req)));
     (ctx, uri)
 }
@@ -143,10 +152,13 @@ fn unix_socket_and_blocking_call() {
     let path = dir.join("s.sock");
     let srv = Context::new(Config::default()).unwrap();
     srv.listen(&format!("unix://{}", path.display())).unwrap();
-    srv.register(b"add", Rc::new(|_ctx, req| {
-        let sum = req.args()[1] + req.args()[2];
-        req.reply(&[sum]).unwrap();
-    }));
+    srv.register(
+        b"add",
+        Rc::new(|_ctx, req| {
+            let sum = req.args()[1] + req.args()[2];
+            req.reply(&[sum]).unwrap();
+        }),
+    );
     let uri = format!("unix://{}", path.display());
     let handle = std::thread::spawn(move || {
         let cli = Context::new(Config::default()).unwrap();
@@ -170,9 +182,15 @@ fn process_from_callback_is_refused() {
     let conn = cli.connect(&uri).unwrap();
     let seen = Rc::new(RefCell::new(None));
     let s = seen.clone();
-    cli.call(conn, b"echo", &[0x91, 0x01], None, Box::new(move |ctx, _r| {
-        *s.borrow_mut() = Some(ctx.process().unwrap_err().kind);
-    }))
+    cli.call(
+        conn,
+        b"echo",
+        &[0x91, 0x01],
+        None,
+        Box::new(move |ctx, _r| {
+            *s.borrow_mut() = Some(ctx.process().unwrap_err().kind);
+        }),
+    )
     .unwrap();
     run_until(&srv, &cli, || seen.borrow().is_some());
     assert_eq!(*seen.borrow(), Some(ErrorKind::Recursive));

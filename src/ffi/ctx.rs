@@ -53,7 +53,8 @@ pub type joint_notification_cb = Option<
 /// closed (`JOINT_CONN_CLOSED`: `status` says why, `reason` describes it). `reason` is valid
 /// during the call. After the CLOSED callback of an accepted connection returns, `conn` is
 /// freed.
-pub type joint_conn_cb = Option<unsafe extern "C" fn(conn: *mut joint_conn, event: i32, status: joint_status, reason: *const c_char, user_data: *mut c_void)>;
+pub type joint_conn_cb =
+    Option<unsafe extern "C" fn(conn: *mut joint_conn, event: i32, status: joint_status, reason: *const c_char, user_data: *mut c_void)>;
 
 /// A timer fired. Its `free_user_data`, if any, runs right after.
 pub type joint_timer_cb = Option<unsafe extern "C" fn(ctx: *mut joint_ctx, user_data: *mut c_void)>;
@@ -200,7 +201,13 @@ pub unsafe extern "C" fn joint_config_set_max_outbuf(config: *mut joint_config, 
 /// `joint_ctx_process`. `free_user_data` runs when the last context using it is freed (or the
 /// config, if no context was created). A NULL `cb` turns logging off.
 #[no_mangle]
-pub unsafe extern "C" fn joint_config_set_log_cb(config: *mut joint_config, level: i32, cb: joint_log_cb, user_data: *mut c_void, free_user_data: joint_free_fn) -> joint_status {
+pub unsafe extern "C" fn joint_config_set_log_cb(
+    config: *mut joint_config,
+    level: i32,
+    cb: joint_log_cb,
+    user_data: *mut c_void,
+    free_user_data: joint_free_fn,
+) -> joint_status {
     let ud = UserData::new(user_data, free_user_data);
     // SAFETY: forwarded caller promise.
     unsafe {
@@ -451,7 +458,13 @@ pub(crate) fn conn_ptr(c: &Context, id: ConnId) -> *mut joint_conn {
 /// an earlier registration of the same name (whose `free_user_data` then runs).
 /// `free_user_data` runs when this registration is replaced, removed, or the context freed.
 #[no_mangle]
-pub unsafe extern "C" fn joint_ctx_register(ctx: *mut joint_ctx, method: *const c_char, cb: joint_request_cb, user_data: *mut c_void, free_user_data: joint_free_fn) -> joint_status {
+pub unsafe extern "C" fn joint_ctx_register(
+    ctx: *mut joint_ctx,
+    method: *const c_char,
+    cb: joint_request_cb,
+    user_data: *mut c_void,
+    free_user_data: joint_free_fn,
+) -> joint_status {
     let ud = UserData::new(user_data, free_user_data);
     // SAFETY: forwarded caller promise.
     unsafe {
@@ -491,7 +504,12 @@ pub unsafe extern "C" fn joint_ctx_unregister(ctx: *mut joint_ctx, method: *cons
 /// Serve requests for methods that are not registered (by default they get a
 /// `JOINT_RPC_NO_METHOD` error). A NULL `cb` restores the default.
 #[no_mangle]
-pub unsafe extern "C" fn joint_ctx_set_fallback(ctx: *mut joint_ctx, cb: joint_request_cb, user_data: *mut c_void, free_user_data: joint_free_fn) -> joint_status {
+pub unsafe extern "C" fn joint_ctx_set_fallback(
+    ctx: *mut joint_ctx,
+    cb: joint_request_cb,
+    user_data: *mut c_void,
+    free_user_data: joint_free_fn,
+) -> joint_status {
     let ud = UserData::new(user_data, free_user_data);
     // SAFETY: forwarded caller promise.
     unsafe {
@@ -504,7 +522,12 @@ pub unsafe extern "C" fn joint_ctx_set_fallback(ctx: *mut joint_ctx, cb: joint_r
 
 /// Receive notifications (from every connection). A NULL `cb` ignores them.
 #[no_mangle]
-pub unsafe extern "C" fn joint_ctx_set_notification_cb(ctx: *mut joint_ctx, cb: joint_notification_cb, user_data: *mut c_void, free_user_data: joint_free_fn) -> joint_status {
+pub unsafe extern "C" fn joint_ctx_set_notification_cb(
+    ctx: *mut joint_ctx,
+    cb: joint_notification_cb,
+    user_data: *mut c_void,
+    free_user_data: joint_free_fn,
+) -> joint_status {
     let ud = UserData::new(user_data, free_user_data);
     // SAFETY: forwarded caller promise.
     unsafe {
@@ -523,7 +546,12 @@ pub unsafe extern "C" fn joint_ctx_set_notification_cb(ctx: *mut joint_ctx, cb: 
 
 /// Be told when connections open and close. A NULL `cb` turns it off.
 #[no_mangle]
-pub unsafe extern "C" fn joint_ctx_set_conn_cb(ctx: *mut joint_ctx, cb: joint_conn_cb, user_data: *mut c_void, free_user_data: joint_free_fn) -> joint_status {
+pub unsafe extern "C" fn joint_ctx_set_conn_cb(
+    ctx: *mut joint_ctx,
+    cb: joint_conn_cb,
+    user_data: *mut c_void,
+    free_user_data: joint_free_fn,
+) -> joint_status {
     let ud = UserData::new(user_data, free_user_data);
     // SAFETY: forwarded caller promise.
     unsafe {
@@ -552,7 +580,14 @@ pub unsafe extern "C" fn joint_ctx_set_conn_cb(ctx: *mut joint_ctx, cb: joint_co
 /// context freed before it fires. `timer_id_out` (may be NULL) receives an id for
 /// `joint_ctx_cancel_timer`.
 #[no_mangle]
-pub unsafe extern "C" fn joint_ctx_add_timer(ctx: *mut joint_ctx, delay_ms: u32, cb: joint_timer_cb, user_data: *mut c_void, free_user_data: joint_free_fn, timer_id_out: *mut u64) -> joint_status {
+pub unsafe extern "C" fn joint_ctx_add_timer(
+    ctx: *mut joint_ctx,
+    delay_ms: u32,
+    cb: joint_timer_cb,
+    user_data: *mut c_void,
+    free_user_data: joint_free_fn,
+    timer_id_out: *mut u64,
+) -> joint_status {
     let ud = UserData::new(user_data, free_user_data);
     // SAFETY: forwarded caller promise.
     unsafe {

@@ -290,7 +290,11 @@ fn read_status(e: read::ReadError) -> joint_status {
 }
 
 /// Read one value with `f`, write it out on success.
-unsafe fn with_reader<'a, T>(reader: *mut joint_reader, f: impl FnOnce(&'a [u8], &mut usize) -> Result<T, read::ReadError>, out: impl FnOnce(T)) -> joint_status {
+unsafe fn with_reader<'a, T>(
+    reader: *mut joint_reader,
+    f: impl FnOnce(&'a [u8], &mut usize) -> Result<T, read::ReadError>,
+    out: impl FnOnce(T),
+) -> joint_status {
     guard(JOINT_E_PANIC, || {
         // SAFETY: NULL or a live reader (caller's promise).
         let Some(r) = (unsafe { reader.as_mut() }) else { return JOINT_E_NULL };

@@ -15,8 +15,8 @@ pub mod transport;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::ffi::CString;
+use std::hash::BuildHasherDefault;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::Child;
@@ -29,10 +29,10 @@ use slab::Slab;
 
 use crate::codec::Params;
 use crate::error::{Error, ErrorKind, Result};
-use crate::protocol::{rpc_error, CallFailure, IdHasher, Decoded, Event, Limits, Outcome, SendError, Session};
+use crate::protocol::{rpc_error, CallFailure, Decoded, Event, IdHasher, Limits, Outcome, SendError, Session};
 
-pub use request::{Request, Shared};
 use request::{ReplyBody, ReplyQueue};
+pub use request::{Request, Shared};
 use timers::{TimerKind, Timers};
 use transport::{Listener, SocketAddrOrPath, Stream};
 
@@ -171,6 +171,9 @@ struct Conn {
     released: bool,
     /// The peer finished sending; close once our answers are out.
     read_eof: bool,
+    /// A readiness event said the peer closed its end: read on until EOF is seen (data and
+    /// the hang-up can arrive in one edge-triggered event).
+    peer_closed: bool,
     in_ready: bool,
     dirty: bool,
     /// Why the connection closes, and whether to try writing what is queued first.
@@ -467,6 +470,9 @@ impl Context {
             let Some(conn) = inner.conns.get_mut(index) else { continue };
             let id = conn.id;
             let is_pipe = matches!(conn.stream, Some(Stream::Pipe(_)));
+            if !write_end && (event.is_read_closed() || event.is_error()) {
+                conn.peer_closed = true;
+            }
             if !write_end && (event.is_readable() || event.is_read_closed() || event.is_error()) && !conn.in_ready {
                 conn.in_ready = true;
                 inner.ready.push(id);
@@ -574,7 +580,8 @@ impl Context {
                     conn.inbuf = buf;
                     return;
                 };
-                let always_ready = stream.reader_always_ready();
+                // A short read means "drained" unless the peer closed: then read on to the EOF.
+                let always_ready = stream.reader_always_ready() || conn.peer_closed;
                 let spare = buf.spare(cap);
                 let spare_len = spare.len();
                 let outcome = loop {
@@ -717,7 +724,9 @@ impl Context {
                         let max = self.inner.borrow().config.limits.frame.max_message_size;
                         Err(CallError { kind: ErrorKind::TooLarge, error: &[], message: format!("response larger than the {max}-byte limit") })
                     }
-                    Outcome::Failed(CallFailure::Malformed) => Err(CallError { kind: ErrorKind::Protocol, error: &[], message: "malformed response".into() }),
+                    Outcome::Failed(CallFailure::Malformed) => {
+                        Err(CallError { kind: ErrorKind::Protocol, error: &[], message: "malformed response".into() })
+                    }
                 };
                 (call.done)(self, Response { call: call_id, outcome });
             }
@@ -1054,7 +1063,11 @@ impl Context {
     /// Whether the connection is usable for new calls (connecting or open).
     pub fn is_open(&self, id: ConnId) -> bool {
         let inner = self.inner.borrow();
-        inner.conns.get(id.index as usize).filter(|c| c.id == id).is_some_and(|c| matches!(c.state, ConnState::Open | ConnState::Connecting) && !c.read_eof)
+        inner
+            .conns
+            .get(id.index as usize)
+            .filter(|c| c.id == id)
+            .is_some_and(|c| matches!(c.state, ConnState::Open | ConnState::Connecting) && !c.read_eof)
     }
 
     /// A short description of the peer (address or process), for logs.
@@ -1186,7 +1199,13 @@ impl Context {
 
     /// Call and wait for the result, running `process()` meanwhile (other callbacks run
     /// too). Not allowed from inside a callback.
-    pub fn call_blocking(&self, id: ConnId, method: &[u8], params: &[u8], timeout: Option<Duration>) -> std::result::Result<Vec<u8>, (Error, Vec<u8>)> {
+    pub fn call_blocking(
+        &self,
+        id: ConnId,
+        method: &[u8],
+        params: &[u8],
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Vec<u8>, (Error, Vec<u8>)> {
         if self.dispatching.get() {
             return Err((Error::new(ErrorKind::Recursive, "blocking call from inside a callback"), Vec::new()));
         }
@@ -1352,6 +1371,7 @@ impl Inner {
             owned,
             released: false,
             read_eof: false,
+            peer_closed: false,
             in_ready: always_ready,
             dirty: false,
             close_reason: None,

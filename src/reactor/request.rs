@@ -284,6 +284,10 @@ impl Drop for Request {
 
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request").field("conn", &self.conn).field("msgid", &self.msgid).field("method", &String::from_utf8_lossy(self.method())).finish()
+        f.debug_struct("Request")
+            .field("conn", &self.conn)
+            .field("msgid", &self.msgid)
+            .field("method", &String::from_utf8_lossy(self.method()))
+            .finish()
     }
 }

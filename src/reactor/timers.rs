@@ -11,12 +11,22 @@ use super::ConnId;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TimerKind {
     /// Call `msgid` on `conn` (its sequence number `seq` guards against msgid reuse).
-    CallTimeout { conn: ConnId, msgid: u32, seq: u64 },
-    ConnectTimeout { conn: ConnId },
+    CallTimeout {
+        conn: ConnId,
+        msgid: u32,
+        seq: u64,
+    },
+    ConnectTimeout {
+        conn: ConnId,
+    },
     /// Accepting failed (out of fds); look at the listener again.
-    AcceptRetry { listener: usize },
+    AcceptRetry {
+        listener: usize,
+    },
     /// An application timer.
-    User { id: u64 },
+    User {
+        id: u64,
+    },
 }
 
 #[derive(Default)]

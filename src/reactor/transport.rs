@@ -39,10 +39,8 @@ pub fn parse_uri(uri: &str) -> Result<Address> {
         if let Ok(ip) = host.parse::<std::net::IpAddr>() {
             return Ok(Address::Tcp(vec![SocketAddr::new(ip, port)]));
         }
-        let addrs: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| Error::new(ErrorKind::Address, format!("cannot resolve {host:?}: {e}")))?
-            .collect();
+        let addrs: Vec<SocketAddr> =
+            (host, port).to_socket_addrs().map_err(|e| Error::new(ErrorKind::Address, format!("cannot resolve {host:?}: {e}")))?.collect();
         if addrs.is_empty() {
             return Err(Error::new(ErrorKind::Address, format!("{host:?} has no addresses")));
         }
