@@ -5,6 +5,8 @@
 # tests), once normally and once under AddressSanitizer + UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Interop tests skip when a peer is missing; here a missing peer is a failure.
+export JOINT_REQUIRE_NVIM=1
 
 step() { printf '\n==> %s\n' "$*"; }
 
