@@ -240,3 +240,12 @@ fn shutdown_refuses_new_requests_and_closes_listeners() {
     let port = uri.rsplit(':').next().unwrap();
     assert!(std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err());
 }
+
+#[test]
+fn huge_timer_delays_do_not_panic() {
+    let ctx = Context::new(Config::default()).unwrap();
+    let id = ctx.add_timer(Duration::MAX, Box::new(|_| panic!("must not fire")));
+    ctx.process().unwrap();
+    assert!(ctx.timeout_ms() > 1_000_000);
+    assert!(ctx.cancel_timer(id));
+}

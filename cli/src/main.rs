@@ -1,1 +1,321 @@
-fn main(){}
+//! `joint`: a command-line MessagePack-RPC client and demo server, built on the joint library.
+
+mod call;
+mod demo;
+mod json;
+mod methods;
+mod serve;
+mod signals;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use call::{CallParams, Target};
+
+/// The peer answered with an error (or `joint demo` found something unexpected).
+pub const EXIT_REMOTE: u8 = 1;
+/// No answer: connection failure, timeout, or the peer went away.
+pub const EXIT_FAILED: u8 = 2;
+/// Bad command line (EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
+const MAIN_HELP: &str = "\
+joint: MessagePack-RPC from the command line
+
+USAGE:
+    joint serve [--listen URI]... [--stdio]     run the demo server
+    joint call URI METHOD [ARG]... [OPTIONS]    call a method, print the result as JSON
+    joint notify URI METHOD [ARG]... [OPTIONS]  send a notification
+    joint demo                                  a server and a client in one process
+    joint help [COMMAND]                        help on a command
+
+ADDRESSES (URI):
+    tcp://HOST:PORT      e.g. tcp://127.0.0.1:6000, tcp://[::1]:6000, tcp://localhost:6000
+    unix:///PATH         a Unix domain socket
+    exec:PROGRAM ARG...  (call/notify) run a program and talk over its stdin/stdout, e.g.
+                         'exec:nvim --embed --headless --clean'; words are split on blanks,
+                         with '...', \"...\" and \\ quoting (no other shell syntax)
+
+VALUES:
+    Each ARG is a JSON value; an ARG that is not valid JSON is sent as a string, so
+    `joint call URI echo hello` sends \"hello\" (quote JSON strings for the shell: '\"1+2\"').
+    Integers keep their exact value in the i64 and u64 ranges; other numbers are float64.
+    MessagePack values JSON has no form for are written (and may be given) as one-key objects:
+        bin                          {\"$bin\":\"<base64>\"}
+        ext                          {\"$ext\":[TYPE,\"<base64>\"]}
+        map with non-string keys     {\"$map\":[[KEY,VALUE],...]}
+        str that is not valid UTF-8  {\"$str\":\"<base64 of the raw bytes>\"}
+        NaN, infinities              {\"$float\":\"nan\"}, {\"$float\":\"inf\"}, {\"$float\":\"-inf\"}
+    A map whose only key is one of those names, or with a repeated key, prints in the $map
+    form too, so printed output given back as input is the same MessagePack. On input, only
+    an object with exactly one key that is one of those names is a special form.
+
+EXIT STATUS:
+    0 success; 1 the peer answered with an error; 2 no answer (connection failure, timeout,
+    peer closed) or the server could not start; 64 usage error.
+
+Set JOINT_LOG=debug (or info, warn, error) to see the library's log on stderr.
+";
+
+const SERVE_HELP: &str = "\
+joint serve [--listen URI]... [--stdio]
+
+Run the demo server until SIGINT or SIGTERM. Then it stops listening (removing its Unix
+socket files), refuses new requests, gives those already received up to 2 s to be answered
+(a second signal cuts this short), closes its connections and exits 0. Prints
+`listening on URI` on stderr for each listener, with the actual port (tcp://127.0.0.1:0
+picks a free one).
+
+OPTIONS:
+    --listen URI   listen on URI (tcp://HOST:PORT or unix:///PATH); may be repeated;
+                   default tcp://127.0.0.1:6000 (unless --stdio is given alone)
+    --stdio        also serve one connection over stdin/stdout, and exit when it closes
+
+METHODS:
+    echo(x)                    returns x
+    add(a, b)                  a + b; integers stay integers (a sum outside the i64 and
+                               u64 ranges is an error), a float makes it a float
+    sleep(ms)                  returns nil after ms milliseconds (other calls go on)
+    blob(n)                    n bytes as bin, byte i being i % 256
+    last_notification()        [method, params] of the last notification received, or nil
+    callback(method, params)   calls method(params) on the caller over the same connection
+                               and returns its result (or its error)
+Methods also take their params by name (a map, see `joint help call` --kw).
+Errors are [code, message]: 1 invalid params, 2 no such method, 4 too large.
+";
+
+const CALL_HELP: &str = "\
+joint call URI METHOD [ARG]... [--timeout MS] [--kw KEY=JSON]...
+
+Call METHOD with the ARGs as its params array and print the result as one line of JSON on
+stdout. A remote error is printed on stderr (a readable message, then the error object as
+JSON) and the exit status is 1; a timeout or connection failure exits 2.
+While waiting, joint serves echo and add itself, so a server can call back into it:
+    joint call tcp://127.0.0.1:6000 callback '\"add\"' '[2,3]'     prints 5
+
+OPTIONS:
+    --timeout MS    give up after MS milliseconds (default 10000; 0 waits forever)
+    --kw KEY=JSON   send keyword params (a map) instead of an array; may be repeated;
+                    cannot be mixed with ARGs
+    --              every word after this is an ARG (for ARGs that begin with -)
+
+See `joint help` for addresses and how JSON maps to MessagePack.
+";
+
+const NOTIFY_HELP: &str = "\
+joint notify URI METHOD [ARG]... [--timeout MS] [--kw KEY=JSON]...
+
+Send a notification, then make sure the peer has read it: joint sends a `joint.sync`
+request after it and waits for any answer (\"no such method\" will do), which the peer
+sends only after handling the notification. Exits 0 once answered, 2 if the connection
+fails or no answer comes within the timeout (default 10000 ms). Options as for `call`.
+";
+
+const DEMO_HELP: &str = "\
+joint demo
+
+Start a server (its own context, on a thread, on tcp://127.0.0.1:0) and a client in one
+process and show calls, pipelining, a notification, errors, a timeout and a callback from
+the server into the client. Exits 0 if everything happened as expected, 1 otherwise.
+";
+
+fn main() -> ExitCode {
+    let mut args = Vec::new();
+    for arg in std::env::args_os().skip(1) {
+        match arg.into_string() {
+            Ok(a) => args.push(a),
+            Err(bad) => return usage_error(None, &format!("argument {bad:?} is not valid UTF-8")),
+        }
+    }
+    run(&args)
+}
+
+fn run(args: &[String]) -> ExitCode {
+    let Some((command, rest)) = args.split_first() else {
+        return usage_error(None, "no command given");
+    };
+    let wants_help = rest.iter().take_while(|a| *a != "--").any(|a| a == "--help" || a == "-h");
+    match command.as_str() {
+        "-h" | "--help" => print_help(MAIN_HELP),
+        "-V" | "--version" => {
+            println!("joint {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        "help" => match rest {
+            [] => print_help(MAIN_HELP),
+            [cmd] => match command_help(cmd) {
+                Some(text) => print_help(text),
+                None => usage_error(None, &format!("no command named {cmd:?}")),
+            },
+            _ => usage_error(None, "help takes at most one command name"),
+        },
+        cmd @ ("serve" | "call" | "notify" | "demo") if wants_help => print_help(command_help(cmd).unwrap_or(MAIN_HELP)),
+        "serve" => match parse_serve(rest) {
+            Ok(options) => serve::run(&options),
+            Err(e) => usage_error(Some("serve"), &e),
+        },
+        "call" => match parse_call(rest) {
+            Ok(options) => call::run_call(&options),
+            Err(e) => usage_error(Some("call"), &e),
+        },
+        "notify" => match parse_call(rest) {
+            Ok(options) => call::run_notify(&options),
+            Err(e) => usage_error(Some("notify"), &e),
+        },
+        "demo" if rest.is_empty() => demo::run(),
+        "demo" => usage_error(Some("demo"), "demo takes no arguments"),
+        other => usage_error(None, &format!("unknown command {other:?}")),
+    }
+}
+
+fn command_help(command: &str) -> Option<&'static str> {
+    match command {
+        "serve" => Some(SERVE_HELP),
+        "call" => Some(CALL_HELP),
+        "notify" => Some(NOTIFY_HELP),
+        "demo" => Some(DEMO_HELP),
+        _ => None,
+    }
+}
+
+fn print_help(text: &str) -> ExitCode {
+    print!("{text}");
+    ExitCode::SUCCESS
+}
+
+fn usage_error(command: Option<&str>, message: &str) -> ExitCode {
+    eprintln!("joint: {message}");
+    match command.and_then(command_help) {
+        Some(help) => eprintln!("usage: {}\nRun 'joint help {}' for details.", help.lines().next().unwrap_or_default(), command.unwrap_or_default()),
+        None => eprintln!("usage: joint serve|call|notify|demo|help ...\nRun 'joint --help' for details."),
+    }
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// The value of an option given as `--name VALUE` or `--name=VALUE`.
+fn option_value<'a>(name: &str, arg: &'a str, rest: &mut impl Iterator<Item = &'a String>) -> Result<Option<&'a str>, String> {
+    if arg == name {
+        return rest.next().map(|v| Some(v.as_str())).ok_or_else(|| format!("{name} needs a value"));
+    }
+    Ok(arg.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+}
+
+/// Whether a word is meant as an option (ARGs such as -1 or -inf are not).
+fn looks_like_option(arg: &str) -> bool {
+    arg.starts_with("--") || (arg.starts_with('-') && arg[1..].starts_with(|c: char| c.is_ascii_alphabetic()))
+}
+
+fn parse_serve(args: &[String]) -> Result<serve::Options, String> {
+    let mut options = serve::Options { listen: Vec::new(), stdio: false };
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--stdio" {
+            options.stdio = true;
+        } else if let Some(uri) = option_value("--listen", arg, &mut iter)? {
+            if !(uri.starts_with("tcp://") || uri.starts_with("unix:")) {
+                return Err(format!("cannot listen on {uri:?}: expected tcp://HOST:PORT or unix:///PATH"));
+            }
+            options.listen.push(uri.to_string());
+        } else if looks_like_option(arg) {
+            return Err(format!("unknown option {arg:?}"));
+        } else {
+            return Err(format!("unexpected argument {arg:?}"));
+        }
+    }
+    Ok(options)
+}
+
+fn parse_call(args: &[String]) -> Result<call::Options, String> {
+    let mut words: Vec<&str> = Vec::new();
+    let mut kwargs: Vec<(String, rmpv::Value)> = Vec::new();
+    let mut timeout_ms = DEFAULT_TIMEOUT_MS;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--" {
+            words.extend(iter.by_ref().map(String::as_str));
+        } else if let Some(ms) = option_value("--timeout", arg, &mut iter)? {
+            timeout_ms = ms.parse().map_err(|_| format!("--timeout needs a whole number of milliseconds, not {ms:?}"))?;
+        } else if let Some(kw) = option_value("--kw", arg, &mut iter)? {
+            let (key, value) = kw.split_once('=').ok_or_else(|| format!("--kw needs KEY=JSON, not {kw:?}"))?;
+            if key.is_empty() {
+                return Err(format!("--kw needs a key before '=' in {kw:?}"));
+            }
+            if kwargs.iter().any(|(k, _)| k == key) {
+                return Err(format!("--kw {key} is given twice"));
+            }
+            let value = json::parse_arg(value).map_err(|e| format!("--kw {key}: {e}"))?;
+            kwargs.push((key.to_string(), value));
+        } else if looks_like_option(arg) {
+            return Err(format!("unknown option {arg:?} (put ARGs that begin with - after --)"));
+        } else {
+            words.push(arg);
+        }
+    }
+    let [uri, method, rest @ ..] = words.as_slice() else {
+        return Err("needs a URI and a METHOD".into());
+    };
+    let target = Target::parse(uri)?;
+    let params = if kwargs.is_empty() {
+        let values = rest.iter().enumerate().map(|(i, a)| json::parse_arg(a).map_err(|e| format!("argument {}: {e}", i + 1)));
+        CallParams::Positional(values.collect::<Result<_, _>>()?)
+    } else if rest.is_empty() {
+        CallParams::Keyword(kwargs)
+    } else {
+        return Err("--kw cannot be combined with positional ARGs".into());
+    };
+    let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
+    Ok(call::Options { target, uri: uri.to_string(), method: method.to_string(), params, timeout })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_call_lines() {
+        let o = parse_call(&strings(&["tcp://h:1", "add", "1", "-2", "--timeout", "50", "x"])).unwrap();
+        assert_eq!(o.method, "add");
+        assert_eq!(o.params, CallParams::Positional(vec![1.into(), (-2).into(), "x".into()]));
+        assert_eq!(o.timeout, Some(Duration::from_millis(50)));
+        let o = parse_call(&strings(&["tcp://h:1", "m", "--kw", "a=1", "--kw=b=\"x=y\"", "--timeout=0"])).unwrap();
+        assert_eq!(o.params, CallParams::Keyword(vec![("a".into(), 1.into()), ("b".into(), "x=y".into())]));
+        assert_eq!(o.timeout, None);
+        let o = parse_call(&strings(&["tcp://h:1", "m", "--", "--kw", "-x"])).unwrap();
+        assert_eq!(o.params, CallParams::Positional(vec!["--kw".into(), "-x".into()]));
+    }
+
+    #[test]
+    fn rejects_bad_call_lines() {
+        for bad in [
+            &["tcp://h:1"][..],
+            &["tcp://h:1", "m", "--timeout"],
+            &["tcp://h:1", "m", "--timeout", "soon"],
+            &["tcp://h:1", "m", "--kw", "novalue"],
+            &["tcp://h:1", "m", "--kw", "=1"],
+            &["tcp://h:1", "m", "--kw", "a=1", "--kw", "a=2"],
+            &["tcp://h:1", "m", "1", "--kw", "a=1"],
+            &["tcp://h:1", "m", "--bogus"],
+            &["tcp://h:1", "m", "-x"],
+            &["ftp://h:1", "m"],
+            &["tcp://h:1", "m", r#"{"$bin":"!"}"#],
+        ] {
+            assert!(parse_call(&strings(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parses_serve_lines() {
+        let o = parse_serve(&strings(&["--listen", "tcp://127.0.0.1:0", "--listen=unix:///tmp/x", "--stdio"])).unwrap();
+        assert_eq!(o.listen, ["tcp://127.0.0.1:0", "unix:///tmp/x"]);
+        assert!(o.stdio);
+        assert!(parse_serve(&strings(&["--listen"])).is_err());
+        assert!(parse_serve(&strings(&["--listen", "http://x"])).is_err());
+        assert!(parse_serve(&strings(&["extra"])).is_err());
+    }
+}

@@ -967,7 +967,7 @@ impl Context {
                     }
                     if is_tcp {
                         if let Some(t) = inner.config.connect_timeout {
-                            inner.timers.add(Instant::now() + t, TimerKind::ConnectTimeout { conn: id });
+                            inner.timers.add(timers::after(t), TimerKind::ConnectTimeout { conn: id });
                         }
                     } else {
                         inner.opened.push(id);
@@ -1141,7 +1141,7 @@ impl Context {
         let msgid = conn.session.call(method, params, pending).map_err(|(e, _)| send_error(e))?;
         inner.next_call_seq += 1;
         if let Some(t) = timeout {
-            inner.timers.add(Instant::now() + t, TimerKind::CallTimeout { conn: id, msgid, seq });
+            inner.timers.add(timers::after(t), TimerKind::CallTimeout { conn: id, msgid, seq });
         }
         inner.mark_dirty(id);
         drop(guard);
@@ -1271,7 +1271,7 @@ impl Context {
         let id = inner.next_user_timer;
         inner.next_user_timer += 1;
         inner.user_timers.insert(id, callback);
-        inner.timers.add(Instant::now() + delay, TimerKind::User { id });
+        inner.timers.add(timers::after(delay), TimerKind::User { id });
         drop(inner);
         self.wake_if_outside();
         id

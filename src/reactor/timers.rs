@@ -94,13 +94,23 @@ pub fn millis_until(deadline: Instant, now: Instant) -> i32 {
     ms.min(i32::MAX as u128) as i32
 }
 
-pub fn from_millis(ms: u32) -> Duration {
-    Duration::from_millis(ms as u64)
+/// The instant `delay` from now; delays too large to represent (Duration::MAX) mean "about
+/// a century", which is never in practice.
+pub fn after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay).or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86400))).unwrap_or(now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_delays_do_not_overflow() {
+        let at = after(Duration::MAX);
+        assert!(at > Instant::now() + Duration::from_secs(3600));
+        assert_eq!(millis_until(at, Instant::now()), i32::MAX);
+    }
 
     #[test]
     fn rounds_up() {

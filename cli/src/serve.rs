@@ -1,0 +1,208 @@
+//! `joint serve`: the demo server and its methods.
+
+use std::cell::{Cell, RefCell};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use joint::codec::Params;
+use joint::protocol::rpc_error;
+use joint::reactor::{Config, ConnEvent, ConnId, Context, Request, Response};
+use rmpv::Value;
+
+use crate::methods::{self, invalid_params, params, reply};
+use crate::signals::{self, SignalPipe};
+use crate::{json, EXIT_FAILED};
+
+pub const DEFAULT_LISTEN: &str = "tcp://127.0.0.1:6000";
+
+/// After SIGINT/SIGTERM, how long requests already received get to be answered (a second
+/// signal stops at once).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Longest `sleep(ms)` accepted: one day.
+const MAX_SLEEP_MS: u64 = 86_400_000;
+
+pub struct Options {
+    pub listen: Vec<String>,
+    pub stdio: bool,
+}
+
+/// What the server remembers between requests.
+struct State {
+    last_notification: RefCell<Value>,
+    /// Largest `blob(n)` that fits in one reply.
+    max_blob: usize,
+}
+
+/// Serve the demo methods on `ctx`: echo, add, sleep, blob, last_notification, callback.
+pub fn install(ctx: &Context, config: &Config) {
+    let state = Rc::new(State {
+        last_notification: RefCell::new(Value::Nil),
+        // The bin header and the response envelope take a few bytes of the message.
+        max_blob: config.limits.frame.max_message_size.saturating_sub(32),
+    });
+    methods::register_echo_add(ctx);
+    ctx.register(b"sleep", Rc::new(sleep));
+    let s = state.clone();
+    ctx.register(b"blob", Rc::new(move |_ctx: &Context, req: Request| blob(&s, req)));
+    let s = state.clone();
+    ctx.register(
+        b"last_notification",
+        Rc::new(move |_ctx: &Context, req: Request| match params(&req, &[]) {
+            Some(_) => {
+                let last = s.last_notification.borrow().clone();
+                reply(req, &last);
+            }
+            None => invalid_params(req, "last_notification() takes no arguments"),
+        }),
+    );
+    ctx.register(b"callback", Rc::new(callback));
+    ctx.set_notification_handler(Some(Rc::new(move |_ctx: &Context, _conn: ConnId, method: &[u8], p: Params<'_>| {
+        let method = Value::from(String::from_utf8_lossy(method).into_owned());
+        let params = json::decode(p.kwargs.unwrap_or(p.args)).unwrap_or(Value::Nil);
+        *state.last_notification.borrow_mut() = Value::Array(vec![method, params]);
+    })));
+}
+
+/// `sleep(ms)`: answer nil after `ms` milliseconds, from a timer, so other calls go on.
+fn sleep(ctx: &Context, req: Request) {
+    let ms = params(&req, &["ms"]).and_then(|p| match &p[0] {
+        Value::Integer(i) => i.as_u64(),
+        Value::F64(f) if *f >= 0.0 => Some(f.ceil() as u64),
+        Value::F32(f) if *f >= 0.0 => Some(f.ceil() as u64),
+        _ => None,
+    });
+    match ms {
+        Some(ms) if ms <= MAX_SLEEP_MS => {
+            ctx.add_timer(Duration::from_millis(ms), Box::new(move |_ctx: &Context| reply(req, &Value::Nil)));
+        }
+        _ => invalid_params(req, &format!("sleep(ms) needs a number of milliseconds from 0 to {MAX_SLEEP_MS}")),
+    }
+}
+
+/// `blob(n)`: n bytes as bin, byte i being i % 256.
+fn blob(state: &State, req: Request) {
+    let n = params(&req, &["n"]).and_then(|p| p[0].as_u64());
+    let Some(n) = n else {
+        return invalid_params(req, "blob(n) needs a non-negative integer");
+    };
+    match usize::try_from(n) {
+        Ok(n) if n <= state.max_blob => {
+            let mut out = Vec::with_capacity(n + 5);
+            joint::codec::write_bin(&mut out, &(0..n).map(|i| i as u8).collect::<Vec<u8>>());
+            let _ = req.reply(&out);
+        }
+        _ => {
+            let message = format!("blob(n): n is larger than the message size limit ({} bytes at most)", state.max_blob);
+            let _ = req.reply_error_code(rpc_error::TOO_LARGE, message.as_bytes());
+        }
+    }
+}
+
+/// `callback(method, params)`: call `method` on the caller, over the same connection, and
+/// answer with its result or its error object.
+fn callback(ctx: &Context, req: Request) {
+    const USAGE: &str = "callback(method, params) needs a method name and an array (or map) of params";
+    let Some(p) = params(&req, &["method", "params"]) else {
+        return invalid_params(req, USAGE);
+    };
+    let (Some(method), Value::Array(_) | Value::Map(_)) = (p[0].as_str(), &p[1]) else {
+        return invalid_params(req, USAGE);
+    };
+    let method = method.to_string();
+    let name = method.clone();
+    let conn = req.conn();
+    // The completion answers the request; it is shared so that, if the call cannot start
+    // (the completion is then dropped unrun), the error can still be sent from here.
+    let slot = Rc::new(Cell::new(Some(req)));
+    let taken = slot.clone();
+    let started = ctx.call(
+        conn,
+        method.as_bytes(),
+        &json::encode(&p[1]),
+        None,
+        Box::new(move |_ctx: &Context, response: Response<'_>| {
+            let Some(req) = taken.take() else { return };
+            let _ = match response.outcome {
+                Ok(result) => req.reply(result),
+                Err(e) if e.kind == joint::error::ErrorKind::Remote => req.reply_error(e.error),
+                Err(e) => req.reply_error_code(rpc_error::HANDLER_FAILED, format!("callback {name}: {}", e.message).as_bytes()),
+            };
+        }),
+    );
+    if let Err(e) = started {
+        if let Some(req) = slot.take() {
+            let _ = req.reply_error_code(rpc_error::HANDLER_FAILED, format!("callback: {e}").as_bytes());
+        }
+    }
+}
+
+/// Run the server until SIGINT/SIGTERM, or until the stdio connection closes.
+pub fn run(options: &Options) -> ExitCode {
+    match serve(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("joint serve: {message}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn serve(options: &Options) -> Result<(), String> {
+    // Before anything else, so a signal during start-up is not lost.
+    let signal_pipe = SignalPipe::install(&[libc::SIGINT, libc::SIGTERM]).map_err(|e| format!("cannot catch signals: {e}"))?;
+    let config = Config::default();
+    let ctx = Context::new(config.clone()).map_err(|e| e.to_string())?;
+    install(&ctx, &config);
+
+    let mut listen = options.listen.clone();
+    if listen.is_empty() && !options.stdio {
+        listen.push(DEFAULT_LISTEN.to_string());
+    }
+    for uri in &listen {
+        let id = ctx.listen(uri).map_err(|e| e.to_string())?;
+        let actual = ctx.listener_uri(id).unwrap_or_else(|| uri.clone());
+        eprintln!("listening on {actual}");
+    }
+
+    let stdio_closed = Rc::new(Cell::new(false));
+    if options.stdio {
+        let stdio = ctx.open_stdio().map_err(|e| e.to_string())?;
+        let closed = stdio_closed.clone();
+        ctx.set_conn_event_handler(Some(Rc::new(move |_ctx: &Context, id: ConnId, event: ConnEvent<'_>| {
+            if id == stdio && matches!(event, ConnEvent::Closed { .. }) {
+                closed.set(true);
+            }
+        })));
+    }
+
+    let fds = [ctx.fd(), signal_pipe.fd()];
+    // Set at the first signal: requests already received get until then to be answered.
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if stdio_closed.get() {
+            return Ok(());
+        }
+        if let Some(signal) = signal_pipe.take() {
+            if deadline.is_some() {
+                eprintln!("joint serve: {}, stopping now", signals::name(signal));
+                return Ok(());
+            }
+            eprintln!("joint serve: {}, shutting down", signals::name(signal));
+            // Listeners close (Unix socket files are removed), new requests are refused.
+            ctx.shutdown();
+            deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+        }
+        let mut timeout = ctx.timeout_ms();
+        if let Some(at) = deadline {
+            if ctx.unanswered_requests() == 0 || Instant::now() >= at {
+                return Ok(()); // dropping the context flushes and closes every connection
+            }
+            let left = at.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32 + 1;
+            timeout = if timeout < 0 { left } else { timeout.min(left) };
+        }
+        signals::poll_readable(&fds, timeout).map_err(|e| format!("poll: {e}"))?;
+        ctx.process().map_err(|e| e.to_string())?;
+    }
+}
