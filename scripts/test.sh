@@ -19,6 +19,9 @@ scripts/gen-header.sh --check
 step "cargo test (workspace)"
 timeout 1200 cargo test --locked --workspace --release
 
+step "README example"
+timeout 300 scripts/check-readme.sh
+
 step "C and CMake tests (ctest)"
 timeout 1200 scripts/ctest.sh
 
