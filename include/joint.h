@@ -236,6 +236,8 @@ typedef void (*joint_log_cb)(int32_t level, const char *message, void *user_data
 
 /**
  * Releases user data; called exactly once, when a registration is replaced or its owner freed.
+ * A registration function that fails (or is given a NULL callback) does not take the user
+ * data: it stays the caller's.
  */
 typedef void (*joint_free_fn)(void *user_data);
 
@@ -421,14 +423,18 @@ size_t joint_error_message(const uint8_t *error,
 JOINT_API joint_status joint_error_code(const uint8_t *error, size_t error_len, int64_t *code_out);
 
 /**
- * Connect to `uri` (`tcp://HOST:PORT`, `tcp://[::1]:PORT`, `unix:///path`) without
- * blocking (host names are resolved with the system resolver, which may block). Calls may
+ * Connect to `uri` (`tcp://HOST:PORT`, `tcp://[::1]:PORT`, `unix:///path`, or
+ * `udp://HOST:PORT`: one message per datagram, at most 65507 bytes, no delivery guarantee —
+ * use call timeouts) without blocking (host names are resolved with the system resolver, which may block). Calls may
  * be made at once; they are sent when the connection is up. Errors known at once (bad
  * address, missing Unix socket) are returned; later ones (refused, timeout) close the
  * connection: its calls fail and the connection callback gets CLOSED. On success
  * `*conn_out` is owned by the caller (`joint_conn_free`).
  */
-JOINT_API joint_status joint_ctx_connect(joint_ctx *ctx, const char *uri, joint_conn **conn_out);
+JOINT_API
+joint_status joint_ctx_connect(joint_ctx *ctx,
+                               const char *uri,
+                               joint_conn **conn_out);
 
 /**
  * Start `argv[0]` (searched in PATH) with the NULL-terminated arguments `argv`, and talk
@@ -642,6 +648,8 @@ JOINT_API joint_status joint_ctx_new(const joint_config *config, joint_ctx **ctx
 /**
  * Free a context. Every pending call completes with `JOINT_E_CANCELLED`, open connections
  * get a CLOSED event, registered `free_user_data` functions run, and every fd is closed.
+ * Every connection and listener handle of the context becomes invalid: free your
+ * connections before the context, not after.
  * Child processes get 0.5 s to exit after their stdin closes, then are killed. Requests
  * still held by the application stay valid; answering them does nothing. NULL is a no-op.
  * Must not be called from a callback of this context (such a call is ignored).
@@ -681,15 +689,16 @@ JOINT_API joint_status joint_ctx_process(joint_ctx *ctx);
 JOINT_API joint_status joint_ctx_wait(joint_ctx *ctx, int32_t timeout_ms);
 
 /**
- * Make the fd readable so the loop calls `joint_ctx_process` soon. Safe from any thread
- * (it only writes to an eventfd).
+ * Make the fd readable so the loop calls `joint_ctx_process` soon. Safe from any thread and
+ * async-signal-safe (an atomic flag and a write to an eventfd; no lock, no allocation).
  */
 JOINT_API joint_status joint_ctx_wakeup(const joint_ctx *ctx);
 
 /**
- * Listen on `uri`: `tcp://HOST:PORT` (port 0 picks a free port; IPv6 as `tcp://[::1]:PORT`)
- * or `unix:///path` (the socket file must not exist; it is removed when the listener
- * closes). Accepted connections are served by the registered handlers and reported to the
+ * Listen on `uri`: `tcp://HOST:PORT` (port 0 picks a free port; IPv6 as `tcp://[::1]:PORT`),
+ * `unix:///path` (the socket file must not exist; it is removed when the listener closes),
+ * or `udp://HOST:PORT` (one message per datagram, at most 65507 bytes; each remote address
+ * becomes a connection, forgotten after 60 s idle). Accepted connections are served by the registered handlers and reported to the
  * connection callback. `listener_out` may be NULL; the listener is owned by the context.
  */
 JOINT_API
@@ -1015,8 +1024,8 @@ JOINT_API uint32_t joint_request_msgid(const joint_request *req);
 JOINT_API joint_conn *joint_request_conn(const joint_request *req);
 
 /**
- * Answer with `result` (one encoded MessagePack object, copied). Consumes `req` on every
- * return path. If `result` is not one valid object within the size limit, the peer gets an
+ * Answer with `result` (one encoded MessagePack object, copied; `(NULL, 0)` answers nil).
+ * Consumes `req` on every return path. If `result` is not one valid object within the size limit, the peer gets an
  * error instead and this returns `JOINT_E_INVAL` or `JOINT_E_TOO_LARGE`. Any thread.
  */
 JOINT_API
@@ -1034,8 +1043,8 @@ joint_status joint_request_reply_error(joint_request *req,
                                        size_t error_len);
 
 /**
- * Answer with joint's error object `[code, message]` (`message` NUL-terminated UTF-8;
- * codes: `JOINT_RPC_*` or the application's own). Consumes `req`. Any thread.
+ * Answer with joint's error object `[code, message]` (`message` NUL-terminated UTF-8, NULL
+ * for ""; codes: `JOINT_RPC_*` or the application's own). Consumes `req`. Any thread.
  */
 JOINT_API
 joint_status joint_request_reply_error_msg(joint_request *req,

@@ -3,12 +3,13 @@
 #
 #   scripts/ctest.sh [--sanitize] [-- CTEST_ARGS...]
 #
-#   (default)    Release build in build/ctest
+#   (default)    Release build in build/ctest (with the leak_ tests under Valgrind when
+#                valgrind is installed)
 #   --sanitize   Debug build with JOINT_SANITIZE=ON (ASan + UBSan on the C tests and
 #                examples) in build/ctest-sanitize; checks with nm that the test binaries
 #                really contain the sanitizer runtime (and, without --sanitize, that they
 #                do not)
-#   -- ARGS      passed to ctest, e.g. `-- -R '^api_'` or `-- -L known-bug`
+#   -- ARGS      passed to ctest, e.g. `-- -R '^api_'`
 #
 # Environment: JOINT_BUILD_DIR overrides the build directory; JOINT_TEST_TIMEOUT the
 # per-test timeout in seconds (default 120; tests set their own, usually lower);
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --sanitize) sanitize=1 ;;
     --) shift; ctest_args=("$@"); break ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "ctest.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift

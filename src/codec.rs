@@ -667,19 +667,21 @@ pub fn error_message(obj: &[u8]) -> Option<&[u8]> {
             let n = rmp::decode::read_map_len(&mut rd).ok()?;
             c.pos += before - rd.len();
             for _ in 0..n {
-                let is_message = matches!(c.name(), Some(b"message"));
-                if is_message {
-                    if let Some(Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32) = c.peek() {
-                        return c.name();
-                    }
-                    return None;
+                let key = c.object()?;
+                let value = c.object()?;
+                if is_key(key, b"message") {
+                    return read::str(value, &mut 0).ok();
                 }
-                c.object()?;
             }
             None
         }
         _ => None,
     }
+}
+
+/// Whether a map key (one encoded object) is the string `name`, in any str encoding.
+fn is_key(key: &[u8], name: &[u8]) -> bool {
+    matches!(read::str(key, &mut 0), Ok(k) if k == name)
 }
 
 /// The integer code of a remote error: the first element of a `[code, ...]` array, or the
@@ -701,7 +703,7 @@ pub fn error_code(obj: &[u8]) -> Option<i64> {
             for _ in 0..n {
                 let key = c.object()?;
                 let value = c.object()?;
-                if key == b"\xa4code" {
+                if is_key(key, b"code") {
                     return int_value(value);
                 }
             }
@@ -1168,6 +1170,11 @@ mod tests {
         assert_eq!(error_message(&map), Some(&b"x"[..]));
         assert_eq!(error_code(&map), Some(7));
         assert_eq!(error_message(&[0x05]), None);
+        // non-string keys before "message", and a str8-encoded key
+        let odd = [0x82, 0x01, 0x02, 0xd9, 7, b'm', b'e', b's', b's', b'a', b'g', b'e', 0xa2, b'h', b'i'];
+        assert_eq!(error_message(&odd), Some(&b"hi"[..]));
+        let odd_code = [0x82, 0xc0, 0x90, 0xd9, 4, b'c', b'o', b'd', b'e', 0x09];
+        assert_eq!(error_code(&odd_code), Some(9));
     }
 
     #[test]

@@ -440,6 +440,14 @@ impl<C> Session<C> {
         self.pending.drain().collect()
     }
 
+    /// Forget a partly received message and any input error (datagram transports, where
+    /// each datagram stands alone).
+    pub fn reset_input(&mut self) {
+        self.scanner.reset();
+        self.fatal = None;
+        self.input_dead = false;
+    }
+
     /// Hand back every pending call (the peer can no longer answer them: it stopped sending)
     /// while the session stays open for answering the peer's requests.
     pub fn take_pending_keep_open(&mut self) -> Vec<(u32, C)> {

@@ -50,7 +50,8 @@ fn run_until(a: &Context, b: &Context, mut done: impl FnMut() -> bool) {
     }
 }
 
-type Results = Rc<RefCell<Vec<(Result<Vec<u8>, (ErrorKind, Vec<u8>)>, u32)>>>;
+type Outcome = Result<Vec<u8>, (ErrorKind, Vec<u8>)>;
+type Results = Rc<RefCell<Vec<(Outcome, u32)>>>;
 
 fn collector(results: &Results, tag: u32) -> Box<dyn FnOnce(&Context, Response<'_>)> {
     let results = results.clone();

@@ -61,8 +61,9 @@ fn new_conn(c: &Context, made: crate::error::Result<ConnId>, conn_out: *mut *mut
     }
 }
 
-/// Connect to `uri` (`tcp://HOST:PORT`, `tcp://[::1]:PORT`, `unix:///path`) without
-/// blocking (host names are resolved with the system resolver, which may block). Calls may
+/// Connect to `uri` (`tcp://HOST:PORT`, `tcp://[::1]:PORT`, `unix:///path`, or
+/// `udp://HOST:PORT`: one message per datagram, at most 65507 bytes, no delivery guarantee —
+/// use call timeouts) without blocking (host names are resolved with the system resolver, which may block). Calls may
 /// be made at once; they are sent when the connection is up. Errors known at once (bad
 /// address, missing Unix socket) are returned; later ones (refused, timeout) close the
 /// connection: its calls fail and the connection callback gets CLOSED. On success

@@ -64,6 +64,9 @@ pub const JOINT_CONN_OPEN: i32 = 1;
 /// Connection event: closed.
 pub const JOINT_CONN_CLOSED: i32 = 2;
 
+/// The largest message sent or accepted over UDP (one message per datagram), in bytes.
+pub const JOINT_UDP_MAX_MESSAGE: usize = crate::reactor::transport::UDP_MAX_MESSAGE;
+
 /// Log level: errors.
 pub const JOINT_LOG_ERROR: i32 = 1;
 /// Log level: warnings (for example malformed messages from peers).
@@ -208,7 +211,6 @@ pub unsafe extern "C" fn joint_config_set_log_cb(
     user_data: *mut c_void,
     free_user_data: joint_free_fn,
 ) -> joint_status {
-    let ud = UserData::new(user_data, free_user_data);
     // SAFETY: forwarded caller promise.
     unsafe {
         with_config(config, move |c| {
@@ -220,10 +222,11 @@ pub unsafe extern "C" fn joint_config_set_log_cb(
                 _ => return JOINT_E_INVAL,
             };
             c.log = cb.map(|cb| {
+                let ud = UserData::new(user_data, free_user_data);
                 Rc::new(move |level: LogLevel, message: &str| {
                     let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
                     // SAFETY: a C callback with the documented signature; text lives across the call.
-                    cb(level_of(level), text.as_ptr(), ud.ptr);
+                    cb(level_of(level), text.as_ptr(), ud.get());
                 }) as crate::reactor::LogSink
             });
             JOINT_OK
@@ -255,6 +258,8 @@ pub unsafe extern "C" fn joint_ctx_new(config: *const joint_config, ctx_out: *mu
 
 /// Free a context. Every pending call completes with `JOINT_E_CANCELLED`, open connections
 /// get a CLOSED event, registered `free_user_data` functions run, and every fd is closed.
+/// Every connection and listener handle of the context becomes invalid: free your
+/// connections before the context, not after.
 /// Child processes get 0.5 s to exit after their stdin closes, then are killed. Requests
 /// still held by the application stay valid; answering them does nothing. NULL is a no-op.
 /// Must not be called from a callback of this context (such a call is ignored).
@@ -352,8 +357,8 @@ pub unsafe extern "C" fn joint_ctx_wait(ctx: *mut joint_ctx, timeout_ms: i32) ->
     }
 }
 
-/// Make the fd readable so the loop calls `joint_ctx_process` soon. Safe from any thread
-/// (it only writes to an eventfd).
+/// Make the fd readable so the loop calls `joint_ctx_process` soon. Safe from any thread and
+/// async-signal-safe (an atomic flag and a write to an eventfd; no lock, no allocation).
 #[no_mangle]
 pub unsafe extern "C" fn joint_ctx_wakeup(ctx: *const joint_ctx) -> joint_status {
     guard(JOINT_E_PANIC, || {
@@ -369,9 +374,10 @@ pub unsafe extern "C" fn joint_ctx_wakeup(ctx: *const joint_ctx) -> joint_status
     })
 }
 
-/// Listen on `uri`: `tcp://HOST:PORT` (port 0 picks a free port; IPv6 as `tcp://[::1]:PORT`)
-/// or `unix:///path` (the socket file must not exist; it is removed when the listener
-/// closes). Accepted connections are served by the registered handlers and reported to the
+/// Listen on `uri`: `tcp://HOST:PORT` (port 0 picks a free port; IPv6 as `tcp://[::1]:PORT`),
+/// `unix:///path` (the socket file must not exist; it is removed when the listener closes),
+/// or `udp://HOST:PORT` (one message per datagram, at most 65507 bytes; each remote address
+/// becomes a connection, forgotten after 60 s idle). Accepted connections are served by the registered handlers and reported to the
 /// connection callback. `listener_out` may be NULL; the listener is owned by the context.
 #[no_mangle]
 pub unsafe extern "C" fn joint_ctx_listen(ctx: *mut joint_ctx, uri: *const c_char, listener_out: *mut *mut joint_listener) -> joint_status {
@@ -465,7 +471,6 @@ pub unsafe extern "C" fn joint_ctx_register(
     user_data: *mut c_void,
     free_user_data: joint_free_fn,
 ) -> joint_status {
-    let ud = UserData::new(user_data, free_user_data);
     // SAFETY: forwarded caller promise.
     unsafe {
         on_ctx(ctx, move |_, c| {
@@ -474,7 +479,7 @@ pub unsafe extern "C" fn joint_ctx_register(
                 Err(s) => return s,
             };
             let Some(cb) = cb else { return JOINT_E_NULL };
-            c.register(method, request_handler(cb, ud));
+            c.register(method, request_handler(cb, UserData::new(user_data, free_user_data)));
             JOINT_OK
         })
     }
@@ -484,7 +489,7 @@ fn request_handler(cb: unsafe extern "C" fn(*mut joint_request, *mut c_void), ud
     Rc::new(move |ctx: &Context, req: Request| {
         let raw = joint_request::into_raw(req, ctx);
         // SAFETY: a C callback with the documented signature; it takes ownership of `raw`.
-        unsafe { cb(raw, ud.ptr) };
+        unsafe { cb(raw, ud.get()) };
     })
 }
 
@@ -510,11 +515,10 @@ pub unsafe extern "C" fn joint_ctx_set_fallback(
     user_data: *mut c_void,
     free_user_data: joint_free_fn,
 ) -> joint_status {
-    let ud = UserData::new(user_data, free_user_data);
     // SAFETY: forwarded caller promise.
     unsafe {
         on_ctx(ctx, move |_, c| {
-            c.set_fallback(cb.map(|cb| request_handler(cb, ud)));
+            c.set_fallback(cb.map(|cb| request_handler(cb, UserData::new(user_data, free_user_data))));
             JOINT_OK
         })
     }
@@ -528,15 +532,15 @@ pub unsafe extern "C" fn joint_ctx_set_notification_cb(
     user_data: *mut c_void,
     free_user_data: joint_free_fn,
 ) -> joint_status {
-    let ud = UserData::new(user_data, free_user_data);
     // SAFETY: forwarded caller promise.
     unsafe {
         on_ctx(ctx, move |_, c| {
             c.set_notification_handler(cb.map(|cb| {
+                let ud = UserData::new(user_data, free_user_data);
                 Rc::new(move |ctx: &Context, id: ConnId, method: &[u8], params: Params<'_>| {
                     let p = params.kwargs.unwrap_or(params.args);
                     // SAFETY: a C callback with the documented signature; the slices outlive the call.
-                    cb(conn_ptr(ctx, id), method.as_ptr(), method.len(), p.as_ptr(), p.len(), ud.ptr);
+                    cb(conn_ptr(ctx, id), method.as_ptr(), method.len(), p.as_ptr(), p.len(), ud.get());
                 }) as crate::reactor::NotificationHandler
             }));
             JOINT_OK
@@ -552,20 +556,20 @@ pub unsafe extern "C" fn joint_ctx_set_conn_cb(
     user_data: *mut c_void,
     free_user_data: joint_free_fn,
 ) -> joint_status {
-    let ud = UserData::new(user_data, free_user_data);
     // SAFETY: forwarded caller promise.
     unsafe {
         on_ctx(ctx, move |_, c| {
             c.set_conn_event_handler(cb.map(|cb| {
+                let ud = UserData::new(user_data, free_user_data);
                 Rc::new(move |ctx: &Context, id: ConnId, event: ConnEvent<'_>| {
                     let conn = conn_ptr(ctx, id);
                     match event {
                         // SAFETY: a C callback with the documented signature.
-                        ConnEvent::Open => cb(conn, JOINT_CONN_OPEN, JOINT_OK, c"".as_ptr(), ud.ptr),
+                        ConnEvent::Open => cb(conn, JOINT_CONN_OPEN, JOINT_OK, c"".as_ptr(), ud.get()),
                         ConnEvent::Closed { kind, reason } => {
                             let text = CString::new(reason.replace('\0', " ")).unwrap_or_default();
                             // SAFETY: as above; `text` lives across the call.
-                            cb(conn, JOINT_CONN_CLOSED, status_of(kind), text.as_ptr(), ud.ptr);
+                            cb(conn, JOINT_CONN_CLOSED, status_of(kind), text.as_ptr(), ud.get());
                         }
                     }
                 }) as crate::reactor::ConnEventHandler
@@ -588,18 +592,18 @@ pub unsafe extern "C" fn joint_ctx_add_timer(
     free_user_data: joint_free_fn,
     timer_id_out: *mut u64,
 ) -> joint_status {
-    let ud = UserData::new(user_data, free_user_data);
     // SAFETY: forwarded caller promise.
     unsafe {
         on_ctx(ctx, move |_, c| {
             let Some(cb) = cb else { return JOINT_E_NULL };
+            let ud = UserData::new(user_data, free_user_data);
             let ctx_ptr = ctx;
             let id = c.add_timer(
                 Duration::from_millis(delay_ms as u64),
                 Box::new(move |_c: &Context| {
                     // SAFETY: a C callback with the documented signature; the context is alive
                     // while its timers fire.
-                    cb(ctx_ptr, ud.ptr);
+                    cb(ctx_ptr, ud.get());
                     drop(ud);
                 }),
             );

@@ -89,34 +89,9 @@ pub const JOINT_RPC_SHUTTING_DOWN: i64 = 6;
 /// The request was freed without an answer.
 pub const JOINT_RPC_NOT_ANSWERED: i64 = 7;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::rpc_error;
-
-    #[test]
-    fn rpc_error_codes_match_the_protocol() {
-        assert_eq!(JOINT_RPC_HANDLER_FAILED, rpc_error::HANDLER_FAILED);
-        assert_eq!(JOINT_RPC_INVALID_PARAMS, rpc_error::INVALID_PARAMS);
-        assert_eq!(JOINT_RPC_NO_METHOD, rpc_error::NO_METHOD);
-        assert_eq!(JOINT_RPC_INVALID_REQUEST, rpc_error::INVALID_REQUEST);
-        assert_eq!(JOINT_RPC_TOO_LARGE, rpc_error::TOO_LARGE);
-        assert_eq!(JOINT_RPC_TOO_MANY_REQUESTS, rpc_error::TOO_MANY_REQUESTS);
-        assert_eq!(JOINT_RPC_SHUTTING_DOWN, rpc_error::SHUTTING_DOWN);
-        assert_eq!(JOINT_RPC_NOT_ANSWERED, rpc_error::NOT_ANSWERED);
-    }
-
-    #[test]
-    fn panics_poison_the_context() {
-        let ctx = Context::new(Default::default()).unwrap();
-        assert_eq!(with_context(&ctx, |_| panic!("boom")), JOINT_E_PANIC);
-        assert_eq!(with_context(&ctx, |_| JOINT_OK), JOINT_E_POISONED);
-        assert!(joint_status_is_fatal(JOINT_E_PANIC) && joint_status_is_fatal(JOINT_E_POISONED));
-        assert!(!joint_status_is_fatal(JOINT_E_CLOSED));
-    }
-}
-
 /// Releases user data; called exactly once, when a registration is replaced or its owner freed.
+/// A registration function that fails (or is given a NULL callback) does not take the user
+/// data: it stays the caller's.
 pub type joint_free_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 pub(crate) fn status_of(kind: ErrorKind) -> joint_status {
@@ -219,14 +194,23 @@ pub(crate) unsafe fn put<T>(out: *mut T, value: T) {
 }
 
 /// Holds C user data and releases it with its `joint_free_fn` when dropped.
+///
+/// Create it only once a registration has succeeded: a function that fails must leave the
+/// user data to the caller. Closures must use [`get`](UserData::get), never the field: a
+/// closure that reads only `ptr` would capture the pointer alone (Rust 2021 captures
+/// disjoint fields) and the UserData would be dropped — freeing the data — at once.
 pub(crate) struct UserData {
-    pub ptr: *mut c_void,
+    ptr: *mut c_void,
     free: joint_free_fn,
 }
 
 impl UserData {
     pub fn new(ptr: *mut c_void, free: joint_free_fn) -> Self {
         UserData { ptr, free }
+    }
+
+    pub fn get(&self) -> *mut c_void {
+        self.ptr
     }
 }
 
@@ -334,4 +318,31 @@ pub unsafe extern "C" fn joint_error_code(error: *const u8, error_len: usize, co
             None => JOINT_E_TYPE,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::rpc_error;
+
+    #[test]
+    fn rpc_error_codes_match_the_protocol() {
+        assert_eq!(JOINT_RPC_HANDLER_FAILED, rpc_error::HANDLER_FAILED);
+        assert_eq!(JOINT_RPC_INVALID_PARAMS, rpc_error::INVALID_PARAMS);
+        assert_eq!(JOINT_RPC_NO_METHOD, rpc_error::NO_METHOD);
+        assert_eq!(JOINT_RPC_INVALID_REQUEST, rpc_error::INVALID_REQUEST);
+        assert_eq!(JOINT_RPC_TOO_LARGE, rpc_error::TOO_LARGE);
+        assert_eq!(JOINT_RPC_TOO_MANY_REQUESTS, rpc_error::TOO_MANY_REQUESTS);
+        assert_eq!(JOINT_RPC_SHUTTING_DOWN, rpc_error::SHUTTING_DOWN);
+        assert_eq!(JOINT_RPC_NOT_ANSWERED, rpc_error::NOT_ANSWERED);
+    }
+
+    #[test]
+    fn panics_poison_the_context() {
+        let ctx = Context::new(Default::default()).unwrap();
+        assert_eq!(with_context(&ctx, |_| panic!("boom")), JOINT_E_PANIC);
+        assert_eq!(with_context(&ctx, |_| JOINT_OK), JOINT_E_POISONED);
+        assert!(joint_status_is_fatal(JOINT_E_PANIC) && joint_status_is_fatal(JOINT_E_POISONED));
+        assert!(!joint_status_is_fatal(JOINT_E_CLOSED));
+    }
 }

@@ -94,8 +94,8 @@ pub unsafe extern "C" fn joint_request_conn(req: *const joint_request) -> *mut j
     })
 }
 
-/// Answer with `result` (one encoded MessagePack object, copied). Consumes `req` on every
-/// return path. If `result` is not one valid object within the size limit, the peer gets an
+/// Answer with `result` (one encoded MessagePack object, copied; `(NULL, 0)` answers nil).
+/// Consumes `req` on every return path. If `result` is not one valid object within the size limit, the peer gets an
 /// error instead and this returns `JOINT_E_INVAL` or `JOINT_E_TOO_LARGE`. Any thread.
 #[no_mangle]
 pub unsafe extern "C" fn joint_request_reply(req: *mut joint_request, result: *const u8, result_len: usize) -> joint_status {
@@ -136,8 +136,8 @@ pub unsafe extern "C" fn joint_request_reply_error(req: *mut joint_request, erro
     })
 }
 
-/// Answer with joint's error object `[code, message]` (`message` NUL-terminated UTF-8;
-/// codes: `JOINT_RPC_*` or the application's own). Consumes `req`. Any thread.
+/// Answer with joint's error object `[code, message]` (`message` NUL-terminated UTF-8, NULL
+/// for ""; codes: `JOINT_RPC_*` or the application's own). Consumes `req`. Any thread.
 #[no_mangle]
 pub unsafe extern "C" fn joint_request_reply_error_msg(req: *mut joint_request, code: i64, message: *const c_char) -> joint_status {
     guard(JOINT_E_PANIC, || {

@@ -12,6 +12,7 @@
 pub mod request;
 pub mod timers;
 pub mod transport;
+mod udp;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -42,6 +43,12 @@ use transport::{Listener, SocketAddrOrPath, Stream};
 pub struct ConnId {
     index: u32,
     generation: u32,
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connection {}.{}", self.index, self.generation)
+    }
 }
 
 /// Identifies a listener within its context.
@@ -180,6 +187,8 @@ struct Conn {
     close_reason: Option<(ErrorKind, String)>,
     flush_before_close: bool,
     describe: String,
+    /// When a datagram last came from or went to this peer (UDP peers expire when idle).
+    last_active: Instant,
 }
 
 /// Received bytes not yet consumed: `data[start..end]`.
@@ -266,6 +275,10 @@ struct Inner {
     spare_queue: ReplyQueue,
     /// The last poll filled the events buffer; poll again soon.
     more_events: bool,
+    /// UDP peers by (listener, address).
+    udp_peers: HashMap<(usize, std::net::SocketAddr), ConnId>,
+    /// Where UDP listeners receive datagrams.
+    datagram: InBuf,
 }
 
 const WAKER_TOKEN: Token = Token(0);
@@ -322,6 +335,8 @@ impl Context {
                 children: Vec::new(),
                 spare_queue: ReplyQueue::default(),
                 more_events: false,
+                udp_peers: HashMap::new(),
+                datagram: InBuf::default(),
             }),
             handlers: RefCell::new(Handlers { methods: HashMap::default(), fallback: None, notification: None, conn_event: None }),
             shared: Arc::new(Shared::new(waker)),
@@ -351,10 +366,14 @@ impl Context {
 
     /// Milliseconds until `process()` has timer work: -1 none, 0 now; rounded up.
     pub fn timeout_ms(&self) -> i32 {
-        let inner = self.inner.borrow();
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
         if inner.has_immediate_work() {
             return 0;
         }
+        // Deadlines of calls that already completed would wake the host for nothing.
+        let (conns, user_timers) = (&inner.conns, &inner.user_timers);
+        inner.timers.drop_stale_front(|k| timer_is_live(conns, user_timers, k));
         match inner.timers.next_deadline() {
             Some(at) => timers::millis_until(at, Instant::now()),
             None => -1,
@@ -462,7 +481,13 @@ impl Context {
                 continue;
             }
             if token & LISTENER_BIT != 0 {
-                inner.accept_ready.push(token & !LISTENER_BIT);
+                let lid = token & !LISTENER_BIT;
+                if event.is_writable() {
+                    inner.udp_writable(lid);
+                }
+                if event.is_readable() && !inner.accept_ready.contains(&lid) {
+                    inner.accept_ready.push(lid);
+                }
                 continue;
             }
             let index = (token - CONN_TOKEN_BASE) / 2;
@@ -505,6 +530,10 @@ impl Context {
     fn accept_connections(&self) {
         let ready = std::mem::take(&mut self.inner.borrow_mut().accept_ready);
         for lid in ready {
+            if self.inner.borrow().listeners.get(lid).is_some_and(|l| matches!(l, Listener::Udp(_))) {
+                self.receive_datagrams(lid);
+                continue;
+            }
             let mut drained = false;
             for _ in 0..ACCEPT_BUDGET {
                 let accepted = {
@@ -534,7 +563,7 @@ impl Context {
                 };
                 match accepted {
                     Ok(id) => {
-                        self.log(LogLevel::Debug, || format!("accepted connection {id:?}"));
+                        self.log(LogLevel::Debug, || format!("accepted {id}"));
                         self.emit_conn_event(id, ConnEvent::Open);
                     }
                     Err(e) => self.log(LogLevel::Error, || format!("register accepted connection: {e}")),
@@ -566,7 +595,7 @@ impl Context {
     fn read_conn(&self, id: ConnId) {
         let mut total = 0usize;
         loop {
-            let (mut buf, outcome) = {
+            let (mut buf, outcome, datagram) = {
                 let mut inner = self.inner.borrow_mut();
                 let budget = inner.config.read_budget;
                 let cap = inner.config.limits.frame.max_message_size.saturating_add(READ_CHUNK);
@@ -581,7 +610,11 @@ impl Context {
                     return;
                 };
                 // A short read means "drained" unless the peer closed: then read on to the EOF.
-                let always_ready = stream.reader_always_ready() || conn.peer_closed;
+                let always_ready = stream.reader_always_ready() || conn.peer_closed || stream.is_datagram();
+                let datagram = stream.is_datagram();
+                if datagram {
+                    buf.needed = transport::UDP_MAX_MESSAGE + 1;
+                }
                 let spare = buf.spare(cap);
                 let spare_len = spare.len();
                 let outcome = loop {
@@ -603,9 +636,12 @@ impl Context {
                         Err(e) => break ReadOutcome::Failed(e),
                     }
                 };
-                (buf, outcome)
+                (buf, outcome, datagram)
             };
             let alive = self.dispatch_buffer(id, &mut buf);
+            if datagram && alive {
+                self.end_datagram(id, &mut buf);
+            }
             {
                 let mut inner = self.inner.borrow_mut();
                 if let Some(conn) = inner.conn_mut(id) {
@@ -633,8 +669,8 @@ impl Context {
                     return;
                 }
                 ReadOutcome::Failed(e) => {
-                    let reason = format!("read failed: {e}");
-                    self.close_conn(id, ErrorKind::Closed, reason, false);
+                    let kind = if e.kind() == io::ErrorKind::ConnectionRefused { ErrorKind::ConnectionRefused } else { ErrorKind::Closed };
+                    self.close_conn(id, kind, format!("read failed: {e}"), false);
                     return;
                 }
             }
@@ -665,7 +701,14 @@ impl Context {
                     buf.consume(consumed);
                 }
                 Decoded::Fatal(reason) => {
-                    self.log(LogLevel::Warn, || format!("connection {id:?}: {reason}; closing it"));
+                    if self.is_datagram_conn(id) {
+                        // Datagrams are independent: drop this one, keep the peer.
+                        self.log(LogLevel::Warn, || format!("{id}: datagram dropped: {reason}"));
+                        buf.consume(buf.end - buf.start);
+                        self.reset_datagram_input(id);
+                        return true;
+                    }
+                    self.log(LogLevel::Warn, || format!("{id}: {reason}; closing it"));
                     self.close_conn(id, ErrorKind::Protocol, reason, true);
                     return false;
                 }
@@ -689,7 +732,7 @@ impl Context {
                 };
                 match handler {
                     Some(handler) => {
-                        let limits = self.inner.borrow().config.limits.frame;
+                        let limits = self.inner.borrow_mut().conn_mut(id).map(|c| c.session.limits().frame).unwrap_or_default();
                         let req = Request::new(self.shared.clone(), id, msgid, limits, method, params.args, params.kwargs);
                         handler(self, req);
                     }
@@ -730,7 +773,7 @@ impl Context {
                 };
                 (call.done)(self, Response { call: call_id, outcome });
             }
-            Event::Rejected(reason) => self.log(LogLevel::Warn, || format!("connection {id:?}: {reason}")),
+            Event::Rejected(reason) => self.log(LogLevel::Warn, || format!("{id}: {reason}")),
         }
     }
 
@@ -802,6 +845,10 @@ impl Context {
                     if connecting {
                         self.close_conn(conn, ErrorKind::Timeout, "connect timed out".into(), false);
                     }
+                }
+                TimerKind::UdpSweep { listener } => {
+                    self.inner.borrow_mut().timers.fired();
+                    self.sweep_udp_peers(listener);
                 }
                 TimerKind::AcceptRetry { listener } => {
                     let mut inner = self.inner.borrow_mut();
@@ -879,7 +926,7 @@ impl Context {
             }
         }
         for (id, kind, reason) in to_close {
-            self.log(LogLevel::Info, || format!("connection {id:?}: {reason}"));
+            self.log(LogLevel::Info, || format!("{id}: {reason}"));
             self.close_conn(id, kind, reason, false);
         }
     }
@@ -912,6 +959,9 @@ impl Context {
                 stream.deregister(inner.poll.registry());
                 if let Some(child) = stream.take_child() {
                     inner.children.push(child);
+                }
+                if let Stream::UdpPeer { peer, listener, .. } = stream {
+                    inner.udp_peers.remove(&(listener, peer));
                 }
             }
             conn.state = ConnState::Closed;
@@ -1105,6 +1155,9 @@ impl Context {
         let entry = inner.listeners.vacant_entry();
         let key = entry.key();
         listener.register(inner.poll.registry(), Token(key | LISTENER_BIT)).map_err(|e| Error::io("register listener", &e))?;
+        if matches!(listener, Listener::Udp(_)) {
+            inner.timers.add(timers::after(udp::SWEEP_EVERY), TimerKind::UdpSweep { listener: key });
+        }
         inner.listeners.insert(listener);
         Ok(ListenerId(key))
     }
@@ -1119,6 +1172,11 @@ impl Context {
         let mut inner = self.inner.borrow_mut();
         let mut listener = inner.listeners.try_remove(id.0).ok_or_else(|| Error::new(ErrorKind::State, "no such listener"))?;
         listener.deregister(inner.poll.registry());
+        let peers: Vec<ConnId> = inner.udp_peers.iter().filter(|((l, _), _)| *l == id.0).map(|(_, c)| *c).collect();
+        drop(inner);
+        for conn in peers {
+            self.close_conn(conn, ErrorKind::Closed, "listener closed".into(), true);
+        }
         Ok(())
     }
 
@@ -1305,7 +1363,7 @@ fn timer_is_live(conns: &Slab<Conn>, user_timers: &HashMap<u64, TimerCallback>, 
     match kind {
         TimerKind::CallTimeout { conn: id, msgid, seq } => conn(id).and_then(|c| c.session.pending_call(*msgid)).is_some_and(|p| p.seq == *seq),
         TimerKind::ConnectTimeout { conn: id } => conn(id).is_some_and(|c| c.state == ConnState::Connecting),
-        TimerKind::AcceptRetry { .. } => true,
+        TimerKind::AcceptRetry { .. } | TimerKind::UdpSweep { .. } => true,
         TimerKind::User { id } => user_timers.contains_key(id),
     }
 }
@@ -1360,13 +1418,14 @@ impl Inner {
         let id = ConnId { index: index as u32, generation };
         let describe = stream.describe();
         let always_ready = stream.reader_always_ready();
+        let stream_kind_limits = stream.is_datagram();
         self.conns.insert(Conn {
             id,
             handle: Box::new(ConnHandle { ctx: *ctx, id, user_data: Cell::new(0) }),
             stream: Some(stream),
             state,
             targets: Vec::new(),
-            session: Session::new(self.config.limits),
+            session: Session::new(udp::limits_for(&stream_kind_limits, self.config.limits)),
             inbuf: InBuf::default(),
             owned,
             released: false,
@@ -1377,6 +1436,7 @@ impl Inner {
             close_reason: None,
             flush_before_close: false,
             describe,
+            last_active: Instant::now(),
         });
         if always_ready {
             self.ready.push(id);
@@ -1421,6 +1481,9 @@ impl Conn {
     /// Write as much queued output as the stream takes now.
     fn flush(&mut self) -> io::Result<()> {
         let Some(stream) = self.stream.as_mut() else { return Ok(()) };
+        if stream.is_datagram() {
+            return udp::flush_datagrams(stream, &mut self.session, &mut self.last_active);
+        }
         while self.session.has_output() {
             match stream.write(self.session.output()) {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote 0 bytes")),

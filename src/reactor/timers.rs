@@ -23,6 +23,10 @@ pub enum TimerKind {
     AcceptRetry {
         listener: usize,
     },
+    /// Expire idle peers of a UDP listener.
+    UdpSweep {
+        listener: usize,
+    },
     /// An application timer.
     User {
         id: u64,
@@ -53,6 +57,17 @@ impl Timers {
             let entries = std::mem::take(&mut self.heap).into_vec();
             self.heap = entries.into_iter().filter(|Reverse((_, _, k))| keep(k)).collect();
             self.live = self.heap.len();
+        }
+    }
+
+    /// Pop entries at the front of the heap that are no longer live (they were counted as
+    /// retired already), so the next deadline is a real one.
+    pub fn drop_stale_front(&mut self, mut live: impl FnMut(&TimerKind) -> bool) {
+        while let Some(Reverse((_, _, k))) = self.heap.peek() {
+            if live(k) {
+                return;
+            }
+            self.heap.pop();
         }
     }
 

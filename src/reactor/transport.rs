@@ -1,15 +1,17 @@
 //! Byte streams the reactor drives: TCP, Unix domain sockets, and pipes (a child process's
-//! stdin/stdout, or our own). Addresses are URIs: `tcp://127.0.0.1:7000`, `tcp://[::1]:7000`,
-//! `tcp://localhost:7000`, `unix:///path/to.sock`.
+//! stdin/stdout, or our own); and UDP, one message per datagram. Addresses are URIs:
+//! `tcp://127.0.0.1:7000`, `tcp://[::1]:7000`, `tcp://localhost:7000`, `unix:///path/to.sock`,
+//! `udp://127.0.0.1:7000`.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
 
-use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use mio::unix::pipe;
+use mio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+use mio::unix::{pipe, SourceFd};
 use mio::{Interest, Registry, Token};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -19,12 +21,23 @@ use crate::error::{Error, ErrorKind, Result};
 pub enum Address {
     Tcp(Vec<SocketAddr>),
     Unix(PathBuf),
+    Udp(Vec<SocketAddr>),
 }
+
+/// The largest MessagePack-RPC message that fits in one UDP datagram (65535 minus the IPv4
+/// and UDP headers). Larger messages are refused with a size error, never fragmented.
+pub const UDP_MAX_MESSAGE: usize = 65507;
 
 /// Parse a `tcp://` or `unix://` URI. TCP host names are resolved here (blocking, through the
 /// system resolver; IP literals never block).
 pub fn parse_uri(uri: &str) -> Result<Address> {
     let bad = |why: &str| Error::new(ErrorKind::Address, format!("invalid address {uri:?}: {why}"));
+    if let Some(rest) = uri.strip_prefix("udp://") {
+        return match parse_uri(&format!("tcp://{rest}"))? {
+            Address::Tcp(addrs) => Ok(Address::Udp(addrs)),
+            _ => Err(bad("expected udp://HOST:PORT")),
+        };
+    }
     if let Some(rest) = uri.strip_prefix("tcp://") {
         let rest = rest.trim_end_matches('/');
         if rest.is_empty() {
@@ -51,7 +64,7 @@ pub fn parse_uri(uri: &str) -> Result<Address> {
         }
         Ok(Address::Unix(PathBuf::from(path)))
     } else {
-        Err(bad("expected tcp://HOST:PORT or unix:///PATH"))
+        Err(bad("expected tcp://HOST:PORT, unix:///PATH or udp://HOST:PORT"))
     }
 }
 
@@ -65,6 +78,11 @@ pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
     Pipe(PipePair),
+    /// A connected UDP socket (our client side): each read is one datagram.
+    Udp(UdpSocket),
+    /// One peer of a UDP listener: datagrams arrive through the listener's socket, and
+    /// answers go back to `peer` from it.
+    UdpPeer { socket: Rc<UdpSocket>, peer: SocketAddr, listener: usize },
 }
 
 /// Two pipe ends used as one stream: what we read, and what we write.
@@ -89,6 +107,8 @@ impl Stream {
         match self {
             Stream::Tcp(s) => registry.register(s, base, both),
             Stream::Unix(s) => registry.register(s, base, both),
+            Stream::Udp(s) => registry.register(s, base, both),
+            Stream::UdpPeer { .. } => Ok(()),
             Stream::Pipe(p) => {
                 match registry.register(&mut p.reader, base, Interest::READABLE) {
                     Ok(()) => {}
@@ -110,6 +130,8 @@ impl Stream {
         let _ = match self {
             Stream::Tcp(s) => registry.deregister(s),
             Stream::Unix(s) => registry.deregister(s),
+            Stream::Udp(s) => registry.deregister(s),
+            Stream::UdpPeer { .. } => Ok(()),
             Stream::Pipe(p) => {
                 if !p.reader_always_ready {
                     let _ = registry.deregister(&mut p.reader);
@@ -127,6 +149,9 @@ impl Stream {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
             Stream::Pipe(p) => p.reader.read(buf),
+            Stream::Udp(s) => s.recv(buf),
+            // Its datagrams are read by the listener.
+            Stream::UdpPeer { .. } => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 
@@ -136,7 +161,14 @@ impl Stream {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
             Stream::Pipe(p) => write_pipe_nosigpipe(p.writer.as_raw_fd(), buf),
+            Stream::Udp(s) => s.send(buf),
+            Stream::UdpPeer { socket, peer, .. } => socket.send_to(buf, *peer),
         }
+    }
+
+    /// Each read and write is one whole message (UDP).
+    pub fn is_datagram(&self) -> bool {
+        matches!(self, Stream::Udp(_) | Stream::UdpPeer { .. })
     }
 
     pub fn reader_always_ready(&self) -> bool {
@@ -185,6 +217,8 @@ impl Stream {
                 Err(_) => "tcp".into(),
             },
             Stream::Unix(_) => "unix".into(),
+            Stream::Udp(s) => s.peer_addr().map(|a| format!("udp://{a}")).unwrap_or_else(|_| "udp".into()),
+            Stream::UdpPeer { peer, .. } => format!("udp://{peer}"),
             Stream::Pipe(p) => match &p.child {
                 Some(c) => format!("child process {}", c.id()),
                 None => "stdio".into(),
@@ -199,6 +233,12 @@ pub fn connect(addr: &SocketAddrOrPath) -> io::Result<Stream> {
     match addr {
         SocketAddrOrPath::Tcp(a) => Ok(Stream::Tcp(TcpStream::connect(*a)?)),
         SocketAddrOrPath::Unix(p) => Ok(Stream::Unix(UnixStream::connect(p)?)),
+        SocketAddrOrPath::Udp(a) => {
+            let any: SocketAddr = if a.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+            let socket = UdpSocket::bind(any)?;
+            socket.connect(*a)?;
+            Ok(Stream::Udp(socket))
+        }
     }
 }
 
@@ -207,6 +247,7 @@ pub fn connect(addr: &SocketAddrOrPath) -> io::Result<Stream> {
 pub enum SocketAddrOrPath {
     Tcp(SocketAddr),
     Unix(PathBuf),
+    Udp(SocketAddr),
 }
 
 impl Address {
@@ -215,6 +256,7 @@ impl Address {
         match self {
             Address::Tcp(v) => v.iter().map(|a| SocketAddrOrPath::Tcp(*a)).collect(),
             Address::Unix(p) => vec![SocketAddrOrPath::Unix(p.clone())],
+            Address::Udp(v) => v.iter().map(|a| SocketAddrOrPath::Udp(*a)).collect(),
         }
     }
 }
@@ -296,6 +338,8 @@ pub enum Listener {
     Tcp(TcpListener),
     /// The path is removed when the listener is dropped.
     Unix(UnixListener, PathBuf),
+    /// A bound UDP socket, shared with the peers it has heard from.
+    Udp(Rc<UdpSocket>),
 }
 
 impl Listener {
@@ -315,6 +359,16 @@ impl Listener {
                 Ok(l) => Ok(Listener::Unix(l, path.clone())),
                 Err(e) => Err(Error::io(&format!("listen on unix://{}", path.display()), &e)),
             },
+            Address::Udp(addrs) => {
+                let mut last = None;
+                for a in addrs {
+                    match UdpSocket::bind(*a) {
+                        Ok(s) => return Ok(Listener::Udp(Rc::new(s))),
+                        Err(e) => last = Some(Error::io(&format!("listen on udp://{a}"), &e)),
+                    }
+                }
+                Err(last.unwrap_or_else(|| Error::new(ErrorKind::Address, "no address to listen on")))
+            }
         }
     }
 
@@ -322,6 +376,8 @@ impl Listener {
         match self {
             Listener::Tcp(l) => registry.register(l, token, Interest::READABLE),
             Listener::Unix(l, _) => registry.register(l, token, Interest::READABLE),
+            // Writable too: answers to peers wait for it when the socket buffer is full.
+            Listener::Udp(s) => registry.register(&mut SourceFd(&s.as_raw_fd()), token, Interest::READABLE | Interest::WRITABLE),
         }
     }
 
@@ -329,6 +385,7 @@ impl Listener {
         let _ = match self {
             Listener::Tcp(l) => registry.deregister(l),
             Listener::Unix(l, _) => registry.deregister(l),
+            Listener::Udp(s) => registry.deregister(&mut SourceFd(&s.as_raw_fd())),
         };
     }
 
@@ -336,6 +393,7 @@ impl Listener {
         match self {
             Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
             Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            Listener::Udp(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 
@@ -344,6 +402,7 @@ impl Listener {
         match self {
             Listener::Tcp(l) => l.local_addr().map(tcp_uri).unwrap_or_else(|_| "tcp://?".into()),
             Listener::Unix(_, p) => format!("unix://{}", p.display()),
+            Listener::Udp(s) => s.local_addr().map(|a| format!("udp://{a}")).unwrap_or_else(|_| "udp://?".into()),
         }
     }
 }
@@ -366,6 +425,7 @@ mod tests {
         assert_eq!(parse_uri("tcp://[::1]:7000").unwrap(), Address::Tcp(vec!["[::1]:7000".parse().unwrap()]));
         assert_eq!(parse_uri("unix:///tmp/x.sock").unwrap(), Address::Unix("/tmp/x.sock".into()));
         assert_eq!(parse_uri("unix:rel.sock").unwrap(), Address::Unix("rel.sock".into()));
+        assert_eq!(parse_uri("udp://127.0.0.1:9").unwrap(), Address::Udp(vec!["127.0.0.1:9".parse().unwrap()]));
         assert!(matches!(parse_uri("tcp://localhost:1").unwrap(), Address::Tcp(v) if !v.is_empty()));
         for bad in ["", "http://x:1", "tcp://", "tcp://1.2.3.4", "tcp://1.2.3.4:99999", "tcp://:80", "unix://"] {
             let e = parse_uri(bad).unwrap_err();
