@@ -2,10 +2,21 @@
 # Build libjoint and bench/joint_server.c, then run bench/run.sh with the raw C reference
 # server as the baseline and joint's server beside it, writing docs/BENCHMARKS.md.
 # Usage: bench/bench.sh [run.sh options]   (e.g. --runs 5)
+# Then appends instructions per call for both servers (bench/instructions.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p joint >&2
 mkdir -p bench/build
 cc -O2 -Wall -Wextra -Iinclude bench/joint_server.c -Ltarget/release -ljoint \
     -Wl,-rpath,"$PWD/target/release" -o bench/build/joint_server
-exec bash bench/run.sh --server joint="$PWD/bench/build/joint_server {port}" --write docs/BENCHMARKS.md "$@"
+bash bench/run.sh --server joint="bench/build/joint_server {port}" --write docs/BENCHMARKS.md "$@"
+{
+    echo
+    echo "## Instructions per call (callgrind, depth 256)"
+    echo
+    echo "Deterministic for a given binary and input, so it is the steadiest comparison on a"
+    echo "shared VM; user-space only. Command: \`bench/instructions.sh\` (run by \`bench/bench.sh\`)."
+    echo
+    bench/instructions.sh ref="bench/build/ref_server {port}" joint="bench/build/joint_server {port}"
+} >>docs/BENCHMARKS.md
+cat docs/BENCHMARKS.md

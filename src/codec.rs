@@ -433,25 +433,52 @@ pub fn scalar_len(buf: &[u8]) -> Option<usize> {
 
 /// Decode an unsigned integer (or an integral, non-negative float) from a complete object.
 pub fn uint_value(obj: &[u8]) -> Option<u64> {
-    let mut rd = obj;
-    match Marker::from_u8(*obj.first()?) {
-        Marker::F32 => {
-            let f = rmp::decode::read_f32(&mut rd).ok()? as f64;
-            integral(f)
-        }
-        Marker::F64 => integral(rmp::decode::read_f64(&mut rd).ok()?),
-        _ => rmp::decode::read_int::<u64, _>(&mut rd).ok(),
+    match number(obj)? {
+        Number::Unsigned(v) => Some(v),
+        Number::Signed(v) => u64::try_from(v).ok(),
+        Number::Float(f) => integral(f),
     }
 }
 
 /// Decode a signed integer (or an integral float) from a complete object.
 pub fn int_value(obj: &[u8]) -> Option<i64> {
-    let mut rd = obj;
-    match Marker::from_u8(*obj.first()?) {
-        Marker::F32 => float_to_i64(rmp::decode::read_f32(&mut rd).ok()? as f64),
-        Marker::F64 => float_to_i64(rmp::decode::read_f64(&mut rd).ok()?),
-        _ => rmp::decode::read_int::<i64, _>(&mut rd).ok(),
+    match number(obj)? {
+        Number::Unsigned(v) => i64::try_from(v).ok(),
+        Number::Signed(v) => Some(v),
+        Number::Float(f) => float_to_i64(f),
     }
+}
+
+/// A decoded MessagePack number.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Number {
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+}
+
+/// Decode the number at the start of `obj`. Integers are on the per-call path (type codes,
+/// msgids, arguments), where rmp's generic `read_int` costs several times this direct match.
+pub fn number(obj: &[u8]) -> Option<Number> {
+    fn be<const N: usize>(obj: &[u8]) -> Option<[u8; N]> {
+        obj.get(1..1 + N)?.try_into().ok()
+    }
+    let first = *obj.first()?;
+    Some(match first {
+        0x00..=0x7f => Number::Unsigned(first as u64),
+        0xe0..=0xff => Number::Signed(first as i8 as i64),
+        0xcc => Number::Unsigned(be::<1>(obj)?[0] as u64),
+        0xcd => Number::Unsigned(u16::from_be_bytes(be(obj)?) as u64),
+        0xce => Number::Unsigned(u32::from_be_bytes(be(obj)?) as u64),
+        0xcf => Number::Unsigned(u64::from_be_bytes(be(obj)?)),
+        0xd0 => Number::Signed(be::<1>(obj)?[0] as i8 as i64),
+        0xd1 => Number::Signed(i16::from_be_bytes(be(obj)?) as i64),
+        0xd2 => Number::Signed(i32::from_be_bytes(be(obj)?) as i64),
+        0xd3 => Number::Signed(i64::from_be_bytes(be(obj)?)),
+        0xca => Number::Float(f32::from_be_bytes(be(obj)?) as f64),
+        0xcb => Number::Float(f64::from_be_bytes(be(obj)?)),
+        _ => return None,
+    })
 }
 
 fn integral(f: f64) -> Option<u64> {
@@ -562,12 +589,43 @@ pub fn write_map_len(out: &mut Vec<u8>, n: u32) {
     let _ = rmp::encode::write_map_len(out, n);
 }
 
+/// An unsigned integer in its smallest encoding (as rmp's `write_uint`, minus its
+/// `io::Write` plumbing, which shows on the per-call path).
 pub fn write_uint(out: &mut Vec<u8>, v: u64) {
-    let _ = rmp::encode::write_uint(out, v);
+    if v < 0x80 {
+        out.push(v as u8);
+    } else if v <= u8::MAX as u64 {
+        out.extend_from_slice(&[0xcc, v as u8]);
+    } else if v <= u16::MAX as u64 {
+        out.push(0xcd);
+        out.extend_from_slice(&(v as u16).to_be_bytes());
+    } else if v <= u32::MAX as u64 {
+        out.push(0xce);
+        out.extend_from_slice(&(v as u32).to_be_bytes());
+    } else {
+        out.push(0xcf);
+        out.extend_from_slice(&v.to_be_bytes());
+    }
 }
 
+/// A signed integer in its smallest encoding (non-negative values as unsigned, like rmp).
 pub fn write_sint(out: &mut Vec<u8>, v: i64) {
-    let _ = rmp::encode::write_sint(out, v);
+    if v >= 0 {
+        write_uint(out, v as u64);
+    } else if v >= -32 {
+        out.push(v as i8 as u8);
+    } else if v >= i8::MIN as i64 {
+        out.extend_from_slice(&[0xd0, v as i8 as u8]);
+    } else if v >= i16::MIN as i64 {
+        out.push(0xd1);
+        out.extend_from_slice(&(v as i16).to_be_bytes());
+    } else if v >= i32::MIN as i64 {
+        out.push(0xd2);
+        out.extend_from_slice(&(v as i32).to_be_bytes());
+    } else {
+        out.push(0xd3);
+        out.extend_from_slice(&v.to_be_bytes());
+    }
 }
 
 pub fn write_f64(out: &mut Vec<u8>, v: f64) {
@@ -1050,6 +1108,37 @@ mod tests {
             }
         }
         assert!(agreed > 10_000, "the fast path answered only {agreed} times");
+    }
+
+    #[test]
+    fn integer_encodings_match_rmp() {
+        let values: Vec<i128> = vec![
+            0, 1, 127, 128, 255, 256, 65535, 65536, 4294967295, 4294967296, -1, -32, -33, -128, -129, -32768, -32769,
+            -2147483648, -2147483649, i64::MIN as i128, i64::MAX as i128, u64::MAX as i128,
+        ];
+        for v in values {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            if v < 0 {
+                write_sint(&mut ours, v as i64);
+                rmp::encode::write_sint(&mut theirs, v as i64).unwrap();
+                assert_eq!(int_value(&ours), Some(v as i64));
+            } else {
+                write_uint(&mut ours, v as u64);
+                rmp::encode::write_uint(&mut theirs, v as u64).unwrap();
+                assert_eq!(uint_value(&ours), Some(v as u64));
+                if v <= i64::MAX as i128 {
+                    let mut signed = Vec::new();
+                    write_sint(&mut signed, v as i64);
+                    assert_eq!(signed, ours, "{v}");
+                }
+            }
+            assert_eq!(ours, theirs, "{v}");
+        }
+        assert_eq!(uint_value(&[0xff]), None);
+        assert_eq!(int_value(&[0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(uint_value(&[0xcd, 0x01]), None, "truncated");
+        assert_eq!(uint_value(&[0xcb, 0x40, 0x45, 0, 0, 0, 0, 0, 0]), Some(42));
+        assert_eq!(uint_value(&[0xcb, 0x40, 0x45, 0x10, 0, 0, 0, 0, 0]), None, "42.125");
     }
 
     #[test]
