@@ -22,6 +22,9 @@ timeout 1200 cargo test --locked --workspace --release
 step "README example"
 timeout 300 scripts/check-readme.sh
 
+step "interop matrix with third-party peers (writes docs/INTEROP.md)"
+timeout 1500 scripts/interop.sh
+
 step "C and CMake tests (ctest)"
 timeout 1200 scripts/ctest.sh
 

@@ -90,6 +90,9 @@ pub enum Event<'b, C> {
     /// A message that could not be used. The session already did what the protocol asks
     /// (an error reply when the msgid was known); this is for the log.
     Rejected(String),
+    /// A response nobody waits for (late after a timeout or cancel, or msgid -1, which some
+    /// servers send for notifications they could not handle): harmless, logged quietly.
+    Stray(String),
 }
 
 /// Result of [`Session::decode_next`].
@@ -278,7 +281,7 @@ impl<C> Session<C> {
                     let outcome = if error == codec::NIL { Outcome::Result(result) } else { Outcome::Error(error) };
                     Some(Event::Response { msgid, call, outcome })
                 }
-                None => Some(Event::Rejected(format!("response to unknown msgid {msgid} ignored"))),
+                None => Some(Event::Stray(format!("response to unknown msgid {msgid} ignored"))),
             },
             Err(EnvelopeError::NotRpc) => {
                 self.fatal = Some("not a MessagePack-RPC message (expected [type, ...] with type 0, 1 or 2)".into());
@@ -305,7 +308,7 @@ impl<C> Session<C> {
                 Some(call) => Event::Response { msgid: id, call, outcome: Outcome::Failed(CallFailure::Malformed) },
                 None => Event::Rejected(format!("invalid response to unknown msgid {id}: {reason}")),
             },
-            (codec::TYPE_RESPONSE, _) => Event::Rejected(format!("invalid response ignored: {reason}")),
+            (codec::TYPE_RESPONSE, _) => Event::Stray(format!("invalid response ignored: {reason}")),
             (codec::TYPE_NOTIFICATION, _) => Event::Rejected(format!("invalid notification ignored: {reason}")),
             _ => Event::Rejected(format!("invalid message ignored: {reason}")),
         }

@@ -102,6 +102,9 @@ fn blob(state: &State, req: Request) {
 
 /// `callback(method, params)`: call `method` on the caller, over the same connection, and
 /// answer with its result or its error object.
+/// How long `callback` waits for the client's answer.
+const CALLBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn callback(ctx: &Context, req: Request) {
     const USAGE: &str = "callback(method, params) needs a method name and an array (or map) of params";
     let Some(p) = params(&req, &["method", "params"]) else {
@@ -121,7 +124,8 @@ fn callback(ctx: &Context, req: Request) {
         conn,
         method.as_bytes(),
         &json::encode(&p[1]),
-        None,
+        // A client that drops requests from the server must not leave this call hanging.
+        Some(CALLBACK_TIMEOUT),
         Box::new(move |_ctx: &Context, response: Response<'_>| {
             let Some(req) = taken.take() else { return };
             let _ = match response.outcome {

@@ -774,6 +774,7 @@ impl Context {
                 (call.done)(self, Response { call: call_id, outcome });
             }
             Event::Rejected(reason) => self.log(LogLevel::Warn, || format!("{id}: {reason}")),
+            Event::Stray(reason) => self.log(LogLevel::Info, || format!("{id}: {reason}")),
         }
     }
 
