@@ -81,6 +81,11 @@
 #define JOINT_CONN_CLOSED 2
 
 /**
+ * The largest message sent or accepted over UDP (one message per datagram), in bytes.
+ */
+#define JOINT_UDP_MAX_MESSAGE 65507
+
+/**
  * Log level: errors.
  */
 #define JOINT_LOG_ERROR 1
@@ -152,10 +157,92 @@
 #define JOINT_TYPE_EXT 9
 
 /**
+ * Call event: an item.
+ */
+#define JOINT_CALL_ITEM 1
+
+/**
+ * Call event: send credit arrived.
+ */
+#define JOINT_CALL_WRITABLE 2
+
+/**
+ * Request event: a value sent into the call.
+ */
+#define JOINT_INPUT_VALUE 1
+
+/**
+ * Request event: the caller will send no more values.
+ */
+#define JOINT_INPUT_END 2
+
+/**
+ * Request event: the caller threw an error object into the call.
+ */
+#define JOINT_INPUT_THROW 3
+
+/**
+ * Request event: `joint_request_yield` has credit again.
+ */
+#define JOINT_INPUT_WRITABLE 4
+
+/**
+ * Request event: the caller cancelled the call (it was answered with a CANCELLED error).
+ */
+#define JOINT_INPUT_CANCELLED 5
+
+/**
+ * Request event: the call's deadline passed (it was answered with DEADLINE_EXCEEDED).
+ */
+#define JOINT_INPUT_TIMEOUT 6
+
+/**
+ * Request event: the connection closed.
+ */
+#define JOINT_INPUT_CLOSED 7
+
+/**
+ * Extension state of a connection (`joint_conn_extension`): not offered.
+ */
+#define JOINT_EXT_OFF 0
+
+/**
+ * Offered, no answer yet.
+ */
+#define JOINT_EXT_PENDING 1
+
+/**
+ * Both ends speak the joint extension.
+ */
+#define JOINT_EXT_ON 2
+
+/**
+ * The peer is a stock MessagePack-RPC peer.
+ */
+#define JOINT_EXT_REFUSED 3
+
+/**
+ * Error code in joint's error objects: the caller cancelled the call.
+ */
+#define JOINT_RPC_CANCELLED 8
+
+/**
+ * Error code in joint's error objects: the call's deadline passed.
+ */
+#define JOINT_RPC_DEADLINE_EXCEEDED 9
+
+/**
  * Bytes owned by the caller (a result of a blocking call). Read with `joint_buf_data`, free
  * with `joint_buf_free`.
  */
 typedef struct joint_buf joint_buf;
+
+/**
+ * Options for `joint_conn_call_opts` and `joint_conn_call_stream`: keyword params, a
+ * timeout that is also the callee's deadline, streaming. Borrowed by those calls (copied);
+ * reusable. Create with `joint_call_opts_new`, free with `joint_call_opts_free`.
+ */
+typedef struct joint_call_opts joint_call_opts;
 
 /**
  * Options for new contexts. Create with `joint_config_new`, adjust with the setters, pass to
@@ -209,6 +296,12 @@ typedef struct joint_request joint_request;
  * `joint_response_message`, `joint_response_call_id`.
  */
 typedef struct joint_response joint_response;
+
+/**
+ * A call whose items are pulled with `joint_stream_next` (blocking). Free with
+ * `joint_stream_free`.
+ */
+typedef struct joint_stream joint_stream;
 
 /**
  * Builds MessagePack bytes. `joint_writer_new`, then `joint_write_*` in order (containers
@@ -278,9 +371,45 @@ typedef void (*joint_conn_cb)(joint_conn *conn,
 typedef void (*joint_timer_cb)(joint_ctx *ctx, void *user_data);
 
 /**
+ * What happens to one of our calls before it completes: `JOINT_CALL_ITEM` (an item the
+ * callee streamed: `data`/`len`, borrowed until the callback returns) or `JOINT_CALL_WRITABLE`
+ * (`joint_conn_send` may be tried again). `user_data` is the call's.
+ */
+typedef void (*joint_call_event_cb)(joint_conn *conn,
+                                    uint64_t call_id,
+                                    int32_t event,
+                                    const uint8_t *data,
+                                    size_t len,
+                                    void *user_data);
+
+/**
+ * What happens to a running extended call we serve (see `joint_request_set_event_cb`):
+ * `JOINT_INPUT_VALUE` (a value sent in: `data`/`len`, borrowed until the callback returns),
+ * `JOINT_INPUT_END`, `JOINT_INPUT_THROW` (the error object thrown in), `JOINT_INPUT_WRITABLE`
+ * (`joint_request_yield` may be tried again), or the end of the call without the handler:
+ * `JOINT_INPUT_CANCELLED`, `JOINT_INPUT_TIMEOUT`, `JOINT_INPUT_CLOSED` (answering then does
+ * nothing; the request must still be consumed).
+ */
+typedef void (*joint_request_event_cb)(joint_request *req,
+                                       int32_t event,
+                                       const uint8_t *data,
+                                       size_t len,
+                                       void *user_data);
+
+/**
  * Success.
  */
 #define JOINT_OK 0
+
+/**
+ * Not an error: flow control has no credit now; wait for the WRITABLE event and try again.
+ */
+#define JOINT_WOULD_BLOCK 1
+
+/**
+ * Not an error: a stream has ended (its result is available).
+ */
+#define JOINT_DONE 2
 
 /**
  * An argument is invalid (malformed MessagePack payload, out-of-range value).
@@ -321,6 +450,12 @@ typedef void (*joint_timer_cb)(joint_ctx *ctx, void *user_data);
  * Reader: no more values.
  */
 #define JOINT_E_EOF -8
+
+/**
+ * Needs the joint extension, which the peer (a stock MessagePack-RPC peer) or this call
+ * (not a streaming call) does not have.
+ */
+#define JOINT_E_UNSUPPORTED -9
 
 /**
  * An operating-system I/O error (see `joint_ctx_last_error`).
@@ -1056,6 +1191,232 @@ joint_status joint_request_reply_error_msg(joint_request *req,
  * so it never waits forever. NULL is a no-op. Any thread.
  */
 JOINT_API void joint_request_free(joint_request *req);
+
+/**
+ * Offer the joint extension on connections this context opens and accept it on
+ * connections it accepts (default: true). Stock peers are unaffected either way: the offer
+ * is one ordinary request to the reserved method "joint.hello", answered by them with an
+ * ordinary error.
+ */
+JOINT_API joint_status joint_config_set_extension(joint_config *config, bool enabled);
+
+/**
+ * Flow-control window: items a peer may stream into (or out of) one call before it must
+ * wait for credit (default 64; at least 1).
+ */
+JOINT_API joint_status joint_config_set_window(joint_config *config, uint32_t items);
+
+/**
+ * Threads of the worker pool for methods registered with `joint_ctx_register_pool`
+ * (default 4; started on first use).
+ */
+JOINT_API joint_status joint_config_set_workers(joint_config *config, uint32_t threads);
+
+/**
+ * Create call options (no timeout, no kwargs, no streaming input, the context's window).
+ */
+JOINT_API joint_status joint_call_opts_new(joint_call_opts **opts_out);
+
+/**
+ * Free call options. NULL is a no-op.
+ */
+JOINT_API void joint_call_opts_free(joint_call_opts *opts);
+
+/**
+ * Timeout in milliseconds (-1 or 0: none). The call fails with `JOINT_E_TIMEOUT` after it;
+ * a joint callee gets it as its deadline and stops too.
+ */
+JOINT_API joint_status joint_call_opts_set_timeout_ms(joint_call_opts *opts, int32_t timeout_ms);
+
+/**
+ * Keyword params: one encoded MessagePack map (copied); `(NULL, 0)` removes them. To a
+ * stock peer they travel as the last positional param (or as the params, if there are no
+ * positional ones).
+ */
+JOINT_API
+joint_status joint_call_opts_set_kwargs(joint_call_opts *opts,
+                                        const uint8_t *kwargs,
+                                        size_t len);
+
+/**
+ * The call takes values sent into it with `joint_conn_send`, then `joint_conn_end_input`.
+ */
+JOINT_API joint_status joint_call_opts_set_client_stream(joint_call_opts *opts, bool enabled);
+
+/**
+ * Items the callee may stream before we grant more (0: the context's window).
+ */
+JOINT_API joint_status joint_call_opts_set_window(joint_call_opts *opts, uint32_t items);
+
+/**
+ * Receive items and send credit as they come (runs inside `joint_ctx_process`, with the
+ * call's user data).
+ */
+JOINT_API joint_status joint_call_opts_set_event_cb(joint_call_opts *opts, joint_call_event_cb cb);
+
+/**
+ * Grant credit with `joint_conn_grant` instead of after each item callback returns (for
+ * consumers slower than the loop: the callee then waits instead of us buffering).
+ */
+JOINT_API joint_status joint_call_opts_set_manual_credit(joint_call_opts *opts, bool enabled);
+
+/**
+ * Call with options: to a joint peer this is an extended call (keyword params, deadline,
+ * streamed items through the options' event callback, values sent in with
+ * `joint_conn_send`); to a stock peer a stock request. `opts` may be NULL (defaults).
+ * Completion as for `joint_conn_call`: `cb` runs exactly once; on an error return never.
+ */
+JOINT_API
+joint_status joint_conn_call_opts(joint_conn *conn,
+                                  const char *method,
+                                  const uint8_t *params,
+                                  size_t params_len,
+                                  const joint_call_opts *opts,
+                                  joint_response_cb cb,
+                                  void *user_data,
+                                  uint64_t *call_id_out);
+
+/**
+ * Send `item` (one encoded object, copied) into our running call `call_id` (made with
+ * client streaming). `JOINT_WOULD_BLOCK`: no credit yet — wait for `JOINT_CALL_WRITABLE`
+ * and try again. `JOINT_E_UNSUPPORTED`: the peer is a stock peer (or the call takes no
+ * input, or its input has ended).
+ */
+JOINT_API
+joint_status joint_conn_send(joint_conn *conn,
+                             uint64_t call_id,
+                             const uint8_t *item,
+                             size_t len);
+
+/**
+ * No more values will be sent into `call_id`.
+ */
+JOINT_API joint_status joint_conn_end_input(joint_conn *conn, uint64_t call_id);
+
+/**
+ * Throw `error` (one encoded object, copied) into the running call `call_id`; the callee's
+ * handler gets it (`JOINT_INPUT_THROW`) and decides how the call ends.
+ */
+JOINT_API
+joint_status joint_conn_throw(joint_conn *conn,
+                              uint64_t call_id,
+                              const uint8_t *error,
+                              size_t len);
+
+/**
+ * With manual credit: `items` more may be streamed to us on `call_id`.
+ */
+JOINT_API joint_status joint_conn_grant(joint_conn *conn, uint64_t call_id, uint32_t items);
+
+/**
+ * Where the joint extension stands on a connection: `JOINT_EXT_OFF`, `JOINT_EXT_PENDING`,
+ * `JOINT_EXT_ON` or `JOINT_EXT_REFUSED` (a stock peer). -1 if `conn` is NULL.
+ */
+JOINT_API int32_t joint_conn_extension(const joint_conn *conn);
+
+/**
+ * Call and pull the streamed items one at a time with `joint_stream_next` (a blocking
+ * helper: not from a callback). Credit is granted as items are pulled, so a slow consumer
+ * slows the producer instead of buffering. `opts` may be NULL; its event callback and
+ * manual-credit setting are ignored. On success `*stream_out` is owned by the caller.
+ */
+JOINT_API
+joint_status joint_conn_call_stream(joint_conn *conn,
+                                    const char *method,
+                                    const uint8_t *params,
+                                    size_t params_len,
+                                    const joint_call_opts *opts,
+                                    joint_stream **stream_out);
+
+/**
+ * Pull the next item, waiting up to `timeout_ms` (-1: as long as it takes), running
+ * `joint_ctx_process` meanwhile. `JOINT_OK`: `*item_out` holds an item. `JOINT_DONE`: the
+ * call finished; `*item_out` holds its result (then the stream is over). `JOINT_E_TIMEOUT`
+ * with nothing written: no item yet. `JOINT_E_REMOTE`: `*item_out` holds the peer's error
+ * object. Other errors: why the call failed. Buffers are owned by the caller.
+ */
+JOINT_API
+joint_status joint_stream_next(joint_stream *stream,
+                               int32_t timeout_ms,
+                               joint_buf **item_out);
+
+/**
+ * The id of the stream's call (for `joint_conn_send`, `joint_conn_cancel`, ...).
+ */
+JOINT_API uint64_t joint_stream_call_id(const joint_stream *stream);
+
+/**
+ * Free a stream; a call still running is cancelled. NULL is a no-op. Before the context.
+ */
+JOINT_API void joint_stream_free(joint_stream *stream);
+
+/**
+ * Whether the request is an extended call (so it can stream, be cancelled, have a deadline).
+ */
+JOINT_API bool joint_request_is_extended(const joint_request *req);
+
+/**
+ * The milliseconds the caller allowed the call (its deadline, from when it arrived); 0 for
+ * none or a stock request.
+ */
+JOINT_API uint32_t joint_request_deadline_ms(const joint_request *req);
+
+/**
+ * Stream one item (one encoded object, copied) to the caller. `JOINT_WOULD_BLOCK`: no
+ * credit — wait for `JOINT_INPUT_WRITABLE` (or `joint_request_wait_writable`) and try
+ * again. `JOINT_E_CANCELLED` / `JOINT_E_TIMEOUT` / `JOINT_E_CLOSED`: the call ended; stop
+ * and free the request. A stock caller gets all items as one array when the request is
+ * answered (the answer's own value is then not sent). Any thread.
+ */
+JOINT_API joint_status joint_request_yield(joint_request *req, const uint8_t *item, size_t len);
+
+/**
+ * Block until `joint_request_yield` has credit (`JOINT_OK`), `timeout_ms` passes
+ * (`JOINT_E_TIMEOUT`; -1: no limit), or the call ends (`JOINT_E_CANCELLED`, ...). For
+ * handlers on their own threads (never on the loop thread: credit arrives through it).
+ */
+JOINT_API joint_status joint_request_wait_writable(const joint_request *req, int32_t timeout_ms);
+
+/**
+ * Pull the next event of an extended call (`JOINT_INPUT_*`), waiting up to `timeout_ms`
+ * (-1: no limit): `JOINT_OK` with `*event_out` set and, for VALUE and THROW, `*data_out`
+ * holding the value (owned by the caller; NULL otherwise); `JOINT_E_TIMEOUT` if nothing came.
+ * For handlers without an event callback; any thread. Values pulled are credited back to
+ * the caller. A stock request has no input: it reports `JOINT_INPUT_END` at once.
+ */
+JOINT_API
+joint_status joint_request_next_input(const joint_request *req,
+                                      int32_t timeout_ms,
+                                      int32_t *event_out,
+                                      joint_buf **data_out);
+
+/**
+ * Receive the call's events (`JOINT_INPUT_*`) through `cb` on the loop thread, inside
+ * `joint_ctx_process`, instead of pulling them. Values delivered are credited back to the
+ * caller when the callback returns. Only for extended calls (`JOINT_E_UNSUPPORTED`
+ * otherwise), only on the loop thread, and a request with an event callback must also be
+ * consumed on the loop thread. `free_user_data` runs when the call ends.
+ */
+JOINT_API
+joint_status joint_request_set_event_cb(joint_request *req,
+                                        joint_request_event_cb cb,
+                                        void *user_data,
+                                        joint_free_fn free_user_data);
+
+/**
+ * Serve `method` on the worker pool (`joint_config_set_workers` threads) instead of the loop
+ * thread, for handlers that block or compute. `cb` runs on a worker thread and owns the
+ * request as usual (reply, yield with `joint_request_wait_writable`, pull inputs with
+ * `joint_request_next_input` — not `joint_request_set_event_cb` or `joint_request_conn`).
+ * `user_data` must be usable from any thread; `free_user_data` runs when the registration
+ * is replaced or the context freed (after the workers stop).
+ */
+JOINT_API
+joint_status joint_ctx_register_pool(joint_ctx *ctx,
+                                     const char *method,
+                                     joint_request_cb cb,
+                                     void *user_data,
+                                     joint_free_fn free_user_data);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -315,6 +315,37 @@ pub const TYPE_REQUEST: u64 = 0;
 pub const TYPE_RESPONSE: u64 = 1;
 pub const TYPE_NOTIFICATION: u64 = 2;
 
+/// Type codes of the joint extension (docs/PROTOCOL.md), sent only after both ends agreed.
+/// Caller → callee: an extended request.
+pub const TYPE_CALL: u64 = 16;
+/// Callee → caller: one streamed result item.
+pub const TYPE_YIELD: u64 = 17;
+/// Caller → callee: one value sent into a running call.
+pub const TYPE_SEND: u64 = 18;
+/// Caller → callee: no more values will be sent.
+pub const TYPE_END: u64 = 19;
+/// Caller → callee: stop the call.
+pub const TYPE_CANCEL: u64 = 20;
+/// Caller → callee: an error thrown into the running call.
+pub const TYPE_THROW: u64 = 21;
+/// Caller → callee: the callee may send `n` more YIELDs.
+pub const TYPE_MORE_YIELDS: u64 = 22;
+/// Callee → caller: the caller may send `n` more SENDs.
+pub const TYPE_MORE_SENDS: u64 = 23;
+/// Either way: a piece of a message larger than the fragment size.
+pub const TYPE_FRAGMENT: u64 = 24;
+
+/// Flags of an extended call (bits; the first two keep the original joint's values).
+pub mod call_flags {
+    /// The callee may run ahead and stream items without waiting (within the window).
+    pub const ASYNC_FLOW: u32 = 1;
+    /// The caller asks for the method to run away from the callee's event loop.
+    pub const RUN_ISOLATED: u32 = 2;
+    /// The caller will send values into the call (SEND ... END).
+    pub const CLIENT_STREAM: u32 = 4;
+    pub const KNOWN: u32 = ASYNC_FLOW | RUN_ISOLATED | CLIENT_STREAM;
+}
+
 /// Encoded empty array, used when a peer sends params as a map or nil.
 pub const EMPTY_ARRAY: &[u8] = &[0x90];
 /// Encoded nil.
@@ -323,9 +354,68 @@ pub const NIL: &[u8] = &[0xc0];
 /// A decoded MessagePack-RPC message. Every payload is a borrowed, complete MessagePack object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Message<'a> {
-    Request { msgid: u32, method: &'a [u8], params: Params<'a> },
-    Response { msgid: u32, error: &'a [u8], result: &'a [u8] },
-    Notification { method: &'a [u8], params: Params<'a> },
+    Request {
+        msgid: u32,
+        method: &'a [u8],
+        params: Params<'a>,
+    },
+    Response {
+        msgid: u32,
+        error: &'a [u8],
+        result: &'a [u8],
+    },
+    Notification {
+        method: &'a [u8],
+        params: Params<'a>,
+    },
+    /// `[16, msgid, method, params, kwargs, flags, deadline_ms, window]`
+    Call {
+        msgid: u32,
+        method: &'a [u8],
+        params: Params<'a>,
+        flags: u32,
+        deadline_ms: u32,
+        window: u32,
+    },
+    /// `[17, msgid, item]`
+    Yield {
+        msgid: u32,
+        item: &'a [u8],
+    },
+    /// `[18, msgid, item]`
+    Send {
+        msgid: u32,
+        item: &'a [u8],
+    },
+    /// `[19, msgid]`
+    End {
+        msgid: u32,
+    },
+    /// `[20, msgid]`
+    Cancel {
+        msgid: u32,
+    },
+    /// `[21, msgid, error]`
+    Throw {
+        msgid: u32,
+        error: &'a [u8],
+    },
+    /// `[22, msgid, n]`
+    MoreYields {
+        msgid: u32,
+        n: u32,
+    },
+    /// `[23, msgid, n]`
+    MoreSends {
+        msgid: u32,
+        n: u32,
+    },
+    /// `[24, fragid, total, chunk]`: chunk is the bin payload.
+    Fragment {
+        fragid: u32,
+        total: u64,
+        chunk: &'a [u8],
+    },
 }
 
 /// Call parameters: positional arguments (always a MessagePack array) and, when the peer sent
@@ -540,8 +630,68 @@ pub fn decode_message(frame: &[u8]) -> Result<Message<'_>, EnvelopeError> {
             let params = params(&mut c).ok_or(malformed(None, "params must be an array"))?;
             Ok(Message::Notification { method, params })
         }
+        TYPE_CALL..=TYPE_FRAGMENT => decode_extension(kind, len, c),
         _ => Err(EnvelopeError::NotRpc),
     }
+}
+
+/// The extension's messages. Every one starts `[type, id, ...]`; the id is a msgid (or a
+/// fragment id), always a u32.
+fn decode_extension(kind: u64, len: u32, mut c: Cursor<'_>) -> Result<Message<'_>, EnvelopeError> {
+    let malformed = |msgid: Option<u32>, reason| EnvelopeError::Malformed { kind, msgid: msgid.map(RawMsgid::Valid), reason };
+    let expected = match kind {
+        TYPE_CALL => 8,
+        TYPE_END | TYPE_CANCEL => 2,
+        TYPE_FRAGMENT => 4,
+        _ => 3,
+    };
+    let id = if len >= 2 { c.uint().and_then(|v| u32::try_from(v).ok()) } else { None };
+    if len != expected {
+        return Err(malformed(id, "wrong number of elements for this message type"));
+    }
+    let Some(id) = id else { return Err(malformed(None, "id must be an unsigned 32-bit integer")) };
+    let u32_field = |c: &mut Cursor<'_>| c.uint().and_then(|v| u32::try_from(v).ok());
+    Ok(match kind {
+        TYPE_CALL => {
+            let method = c.name().ok_or(malformed(Some(id), "method name must be a string"))?;
+            let args = match c.peek() {
+                Some(Marker::FixArray(_) | Marker::Array16 | Marker::Array32) => c.object(),
+                _ => None,
+            }
+            .ok_or(malformed(Some(id), "params must be an array"))?;
+            let kwargs = match c.peek() {
+                Some(Marker::Null) => {
+                    c.object();
+                    None
+                }
+                Some(Marker::FixMap(_) | Marker::Map16 | Marker::Map32) => Some(c.object().ok_or(malformed(Some(id), "bad kwargs"))?),
+                _ => return Err(malformed(Some(id), "kwargs must be a map or nil")),
+            };
+            let flags = u32_field(&mut c).ok_or(malformed(Some(id), "flags must be an unsigned 32-bit integer"))?;
+            let deadline_ms = u32_field(&mut c).ok_or(malformed(Some(id), "deadline must be an unsigned 32-bit integer"))?;
+            let window = u32_field(&mut c).ok_or(malformed(Some(id), "window must be an unsigned 32-bit integer"))?;
+            Message::Call { msgid: id, method, params: Params { args, kwargs }, flags, deadline_ms, window }
+        }
+        TYPE_YIELD => Message::Yield { msgid: id, item: c.last_object().ok_or(malformed(Some(id), "missing item"))? },
+        TYPE_SEND => Message::Send { msgid: id, item: c.last_object().ok_or(malformed(Some(id), "missing item"))? },
+        TYPE_END => Message::End { msgid: id },
+        TYPE_CANCEL => Message::Cancel { msgid: id },
+        TYPE_THROW => Message::Throw { msgid: id, error: c.last_object().ok_or(malformed(Some(id), "missing error"))? },
+        TYPE_MORE_YIELDS | TYPE_MORE_SENDS => {
+            let n = u32_field(&mut c).ok_or(malformed(Some(id), "credit must be an unsigned 32-bit integer"))?;
+            if kind == TYPE_MORE_YIELDS {
+                Message::MoreYields { msgid: id, n }
+            } else {
+                Message::MoreSends { msgid: id, n }
+            }
+        }
+        TYPE_FRAGMENT => {
+            let total = c.uint().ok_or(malformed(None, "fragment total must be an unsigned integer"))?;
+            let chunk = read::bin(c.buf, &mut c.pos).map_err(|_| malformed(None, "fragment chunk must be a bin"))?;
+            Message::Fragment { fragid: id, total, chunk }
+        }
+        _ => return Err(EnvelopeError::NotRpc),
+    })
 }
 
 /// Params as peers send them: an array, a map (keyword style), or nil (taken as no arguments).
@@ -571,7 +721,7 @@ pub fn peek_header(prefix: &[u8]) -> (Option<u64>, Option<u32>) {
     }
     let kind = c.uint();
     let msgid = match kind {
-        Some(TYPE_REQUEST | TYPE_RESPONSE) => c.uint().and_then(|v| u32::try_from(v).ok()),
+        Some(TYPE_REQUEST | TYPE_RESPONSE | TYPE_CALL) => c.uint().and_then(|v| u32::try_from(v).ok()),
         _ => None,
     };
     (kind, msgid)
@@ -694,6 +844,52 @@ pub fn encode_notification(out: &mut Vec<u8>, method: &[u8], params: &[u8]) {
     out.push(0x02);
     write_str(out, method);
     out.extend_from_slice(params);
+}
+
+/// `[16, msgid, method, params, kwargs, flags, deadline_ms, window]`; `kwargs` is an encoded
+/// map or `None` (nil).
+pub fn encode_call(out: &mut Vec<u8>, msgid: u32, method: &[u8], args: &[u8], kwargs: Option<&[u8]>, flags: u32, deadline_ms: u32, window: u32) {
+    out.push(0x98);
+    out.push(TYPE_CALL as u8);
+    write_uint(out, msgid as u64);
+    write_str(out, method);
+    out.extend_from_slice(args);
+    out.extend_from_slice(kwargs.unwrap_or(NIL));
+    write_uint(out, flags as u64);
+    write_uint(out, deadline_ms as u64);
+    write_uint(out, window as u64);
+}
+
+/// `[type, msgid, payload]` for YIELD, SEND and THROW.
+pub fn encode_item(out: &mut Vec<u8>, kind: u64, msgid: u32, payload: &[u8]) {
+    out.push(0x93);
+    out.push(kind as u8);
+    write_uint(out, msgid as u64);
+    out.extend_from_slice(payload);
+}
+
+/// `[type, msgid]` for END and CANCEL.
+pub fn encode_signal(out: &mut Vec<u8>, kind: u64, msgid: u32) {
+    out.push(0x92);
+    out.push(kind as u8);
+    write_uint(out, msgid as u64);
+}
+
+/// `[type, msgid, n]` for MORE_YIELDS and MORE_SENDS.
+pub fn encode_credit(out: &mut Vec<u8>, kind: u64, msgid: u32, n: u32) {
+    out.push(0x93);
+    out.push(kind as u8);
+    write_uint(out, msgid as u64);
+    write_uint(out, n as u64);
+}
+
+/// `[24, fragid, total, chunk]`.
+pub fn encode_fragment(out: &mut Vec<u8>, fragid: u32, total: u64, chunk: &[u8]) {
+    out.push(0x94);
+    out.push(TYPE_FRAGMENT as u8);
+    write_uint(out, fragid as u64);
+    write_uint(out, total);
+    write_bin(out, chunk);
 }
 
 /// The error object joint itself produces: `[code, message]` (Neovim's convention).
@@ -1113,8 +1309,28 @@ mod tests {
     #[test]
     fn integer_encodings_match_rmp() {
         let values: Vec<i128> = vec![
-            0, 1, 127, 128, 255, 256, 65535, 65536, 4294967295, 4294967296, -1, -32, -33, -128, -129, -32768, -32769,
-            -2147483648, -2147483649, i64::MIN as i128, i64::MAX as i128, u64::MAX as i128,
+            0,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65535,
+            65536,
+            4294967295,
+            4294967296,
+            -1,
+            -32,
+            -33,
+            -128,
+            -129,
+            -32768,
+            -32769,
+            -2147483648,
+            -2147483649,
+            i64::MIN as i128,
+            i64::MAX as i128,
+            u64::MAX as i128,
         ];
         for v in values {
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     TooLarge,
     /// The peer answered with an error object.
     Remote,
+    /// Needs the joint extension, which the peer (or this call) does not have.
+    Unsupported,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,8 +6,12 @@
 //! - [`reactor`]: sockets, pipes, timers and dispatch on `mio`, one pollable fd per context;
 //! - `ffi`: the C ABI, the only place with `extern "C"` and FFI `unsafe`.
 
+/// cbindgen:ignore
 pub mod codec;
+/// cbindgen:ignore
 pub mod error;
 pub mod ffi;
+/// cbindgen:ignore
 pub mod protocol;
+/// cbindgen:ignore
 pub mod reactor;

@@ -22,7 +22,10 @@ use joint::reactor::{Config, ConnEvent, Context};
 use support::*;
 
 fn config_with(max_message_size: usize, max_inflight: usize) -> impl FnOnce() -> Config + Send {
-    move || Config { limits: Limits { frame: FrameLimits { max_message_size, ..FrameLimits::default() }, max_inflight }, ..Config::default() }
+    move || Config {
+        limits: Limits { frame: FrameLimits { max_message_size, ..FrameLimits::default() }, max_inflight, ..Limits::default() },
+        ..Config::default()
+    }
 }
 
 /// Server with default limits plus a good client that has made one call already.
@@ -656,7 +659,20 @@ fn raw_server(
             loop {
                 let mut sc = Scanner::new(FrameLimits::default());
                 match sc.scan(&buf) {
-                    Scan::Complete(n) => frames.push(buf.drain(..n).collect::<Vec<u8>>()),
+                    Scan::Complete(n) => {
+                        let frame: Vec<u8> = buf.drain(..n).collect();
+                        // A stock server: the joint client's offer of its extension gets an
+                        // ordinary "no such method" error and is not counted.
+                        if let Ok(codec::Message::Request { msgid, method: b"joint.hello", .. }) = codec::decode_message(&frame) {
+                            let mut err = Vec::new();
+                            codec::encode_error(&mut err, 2, b"no such method");
+                            let mut out = Vec::new();
+                            codec::encode_response(&mut out, msgid, &err, codec::NIL);
+                            stream.write_all(&out).unwrap();
+                            continue;
+                        }
+                        frames.push(frame);
+                    }
                     _ => break,
                 }
             }

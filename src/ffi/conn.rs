@@ -221,7 +221,7 @@ pub unsafe extern "C" fn joint_conn_call(
             let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64));
             let done = Box::new(move |ctx: &Context, r: Response<'_>| {
                 if let Some(cb) = cb {
-                    let resp = joint_response::from(&r);
+                    let resp = joint_response::from_response(&r);
                     // SAFETY: a C callback with the documented signature; `resp` and the
                     // buffers it points into outlive the call.
                     cb(conn_ptr(ctx, r.call.conn), &resp, user_data);
@@ -239,7 +239,7 @@ pub unsafe extern "C" fn joint_conn_call(
 }
 
 impl joint_response {
-    fn from(r: &Response<'_>) -> Self {
+    pub(super) fn from_response(r: &Response<'_>) -> Self {
         match &r.outcome {
             Ok(result) => joint_response {
                 status: JOINT_OK,

@@ -65,7 +65,7 @@ pub const JOINT_CONN_OPEN: i32 = 1;
 pub const JOINT_CONN_CLOSED: i32 = 2;
 
 /// The largest message sent or accepted over UDP (one message per datagram), in bytes.
-pub const JOINT_UDP_MAX_MESSAGE: usize = crate::reactor::transport::UDP_MAX_MESSAGE;
+pub const JOINT_UDP_MAX_MESSAGE: usize = 65507;
 
 /// Log level: errors.
 pub const JOINT_LOG_ERROR: i32 = 1;
@@ -106,6 +106,17 @@ pub unsafe extern "C" fn joint_config_free(config: *mut joint_config) {
             drop(unsafe { Box::from_raw(config) });
         }
     })
+}
+
+/// Apply a setting that cannot fail.
+pub(crate) unsafe fn with_config_pub(config: *mut joint_config, f: impl FnOnce(&mut Config)) -> joint_status {
+    // SAFETY: forwarded caller promise.
+    unsafe {
+        with_config(config, |c| {
+            f(c);
+            JOINT_OK
+        })
+    }
 }
 
 unsafe fn with_config(config: *mut joint_config, f: impl FnOnce(&mut Config) -> joint_status) -> joint_status {
@@ -487,7 +498,7 @@ pub unsafe extern "C" fn joint_ctx_register(
 
 fn request_handler(cb: unsafe extern "C" fn(*mut joint_request, *mut c_void), ud: UserData) -> crate::reactor::RequestHandler {
     Rc::new(move |ctx: &Context, req: Request| {
-        let raw = joint_request::into_raw(req, ctx);
+        let raw = joint_request::into_raw(req, ctx as *const Context);
         // SAFETY: a C callback with the documented signature; it takes ownership of `raw`.
         unsafe { cb(raw, ud.get()) };
     })

@@ -15,11 +15,13 @@ mod conn;
 mod ctx;
 mod msgpack;
 mod request;
+mod stream;
 
 pub use conn::*;
 pub use ctx::*;
 pub use msgpack::*;
 pub use request::*;
+pub use stream::*;
 
 use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -32,6 +34,10 @@ pub type joint_status = i32;
 
 /// Success.
 pub const JOINT_OK: joint_status = 0;
+/// Not an error: flow control has no credit now; wait for the WRITABLE event and try again.
+pub const JOINT_WOULD_BLOCK: joint_status = 1;
+/// Not an error: a stream has ended (its result is available).
+pub const JOINT_DONE: joint_status = 2;
 /// An argument is invalid (malformed MessagePack payload, out-of-range value).
 pub const JOINT_E_INVAL: joint_status = -1;
 /// A required pointer argument is NULL.
@@ -48,6 +54,9 @@ pub const JOINT_E_ADDRESS: joint_status = -6;
 pub const JOINT_E_TYPE: joint_status = -7;
 /// Reader: no more values.
 pub const JOINT_E_EOF: joint_status = -8;
+/// Needs the joint extension, which the peer (a stock MessagePack-RPC peer) or this call
+/// (not a streaming call) does not have.
+pub const JOINT_E_UNSUPPORTED: joint_status = -9;
 /// An operating-system I/O error (see `joint_ctx_last_error`).
 pub const JOINT_E_IO: joint_status = -100;
 /// The peer refused the connection.
@@ -110,6 +119,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> joint_status {
         ErrorKind::Protocol => JOINT_E_PROTOCOL,
         ErrorKind::TooLarge => JOINT_E_TOO_LARGE,
         ErrorKind::Remote => JOINT_E_REMOTE,
+        ErrorKind::Unsupported => JOINT_E_UNSUPPORTED,
     }
 }
 
@@ -254,6 +264,9 @@ pub extern "C" fn joint_status_str(status: joint_status) -> *const c_char {
         JOINT_E_ADDRESS => "invalid or unresolvable address\0",
         JOINT_E_TYPE => "value has another type\0",
         JOINT_E_EOF => "no more values\0",
+        JOINT_E_UNSUPPORTED => "needs the joint extension\0",
+        JOINT_WOULD_BLOCK => "no flow-control credit yet (would block)\0",
+        JOINT_DONE => "stream ended\0",
         JOINT_E_IO => "I/O error\0",
         JOINT_E_CONNREFUSED => "connection refused\0",
         JOINT_E_CLOSED => "connection closed\0",

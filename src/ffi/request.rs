@@ -12,13 +12,15 @@ use crate::reactor::Request;
 /// `JOINT_RPC_NOT_ANSWERED` error): in the callback, later, or from another thread. The
 /// accessors may be used from the thread that holds it.
 pub struct joint_request {
-    req: Request,
-    ctx: *const Context,
+    pub(super) req: Request,
+    pub(super) ctx: *const Context,
+    /// `joint_request_set_event_cb` was used: unregister when consumed (loop thread).
+    pub(super) has_event_cb: std::cell::Cell<bool>,
 }
 
 impl joint_request {
-    pub(crate) fn into_raw(req: Request, ctx: &Context) -> *mut joint_request {
-        Box::into_raw(Box::new(joint_request { req, ctx }))
+    pub(crate) fn into_raw(req: Request, ctx: *const Context) -> *mut joint_request {
+        Box::into_raw(Box::new(joint_request { req, ctx, has_event_cb: std::cell::Cell::new(false) }))
     }
 }
 
@@ -28,7 +30,16 @@ impl joint_request {
 /// `req` must be NULL or a live request handle that is not used afterwards.
 unsafe fn take(req: *mut joint_request) -> Option<Box<joint_request>> {
     // SAFETY: per the function's contract.
-    (!req.is_null()).then(|| unsafe { Box::from_raw(req) })
+    let r = (!req.is_null()).then(|| unsafe { Box::from_raw(req) })?;
+    if r.has_event_cb.get() {
+        // The event callback holds this pointer: drop it before the handle goes. Requests
+        // with an event callback are consumed on the loop thread (documented), where the
+        // context is alive.
+        // SAFETY: as just said.
+        let ctx = unsafe { &*r.ctx };
+        let _ = ctx.set_stream_handler(r.req.conn(), r.req.msgid(), None);
+    }
+    Some(r)
 }
 
 /// The method name as the peer sent it (str or bin; not NUL-terminated). Borrowed from the

@@ -10,6 +10,8 @@
 //! (a read budget was hit, output is waiting, a close is pending).
 
 pub mod request;
+mod pool;
+mod streams;
 pub mod timers;
 pub mod transport;
 mod udp;
@@ -32,8 +34,10 @@ use crate::codec::Params;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{rpc_error, CallFailure, Decoded, Event, IdHasher, Limits, Outcome, SendError, Session};
 
-use request::{ReplyBody, ReplyQueue};
-pub use request::{Request, Shared};
+use request::{QueuedKind, ReplyBody, ReplyQueue};
+pub use request::{Request, Shared, StreamEvent, StreamState, YieldStatus};
+pub use pool::PooledHandler;
+pub use streams::{CallEvent, CallEventHandler, CallOptions, CallStream, SendStatus, StreamHandler, StreamItem};
 use timers::{TimerKind, Timers};
 use transport::{Listener, SocketAddrOrPath, Stream};
 
@@ -101,6 +105,8 @@ pub struct Config {
     pub max_outbuf: usize,
     /// Bytes read from one connection per `process()` before others get their turn.
     pub read_budget: usize,
+    /// Threads of the worker pool that runs methods registered with `register_pooled`.
+    pub workers: usize,
     pub log: Option<LogSink>,
     pub log_level: LogLevel,
 }
@@ -112,6 +118,7 @@ impl Default for Config {
             connect_timeout: Some(Duration::from_secs(10)),
             max_outbuf: 256 << 20,
             read_budget: 1 << 20,
+            workers: 4,
             log: None,
             log_level: LogLevel::Warn,
         }
@@ -153,6 +160,10 @@ struct PendingCall {
     seq: u64,
     timed: bool,
     done: Completion,
+    /// Items and send credit of an extended call (taken out while it runs).
+    on_event: Option<streams::CallEventHandler>,
+    /// The application reports consumed items itself (`grant`), e.g. a pulling stream.
+    manual_credit: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -277,6 +288,8 @@ struct Inner {
     more_events: bool,
     /// UDP peers by (listener, address).
     udp_peers: HashMap<(usize, std::net::SocketAddr), ConnId>,
+    /// The peer's extended calls being served, by (connection, msgid).
+    streams: HashMap<(ConnId, u32), streams::StreamEntry>,
     /// Where UDP listeners receive datagrams.
     datagram: InBuf,
 }
@@ -306,6 +319,7 @@ pub struct Context {
     poisoned: Cell<bool>,
     /// `shutdown()` was called: new requests are refused with SHUTTING_DOWN.
     shutting_down: Cell<bool>,
+    pool: Arc<std::sync::Mutex<pool::Pool>>,
 }
 
 impl Context {
@@ -315,6 +329,7 @@ impl Context {
         let waker = Waker::new(poll.registry(), WAKER_TOKEN).map_err(|e| Error::io("create waker", &e))?;
         let log = config.log.clone().or_else(env_log_sink);
         let log_level = env_log_level().unwrap_or(config.log_level);
+        let workers = config.workers;
         Ok(Box::new(Context {
             inner: RefCell::new(Inner {
                 config,
@@ -336,6 +351,7 @@ impl Context {
                 spare_queue: ReplyQueue::default(),
                 more_events: false,
                 udp_peers: HashMap::new(),
+                streams: HashMap::new(),
                 datagram: InBuf::default(),
             }),
             handlers: RefCell::new(Handlers { methods: HashMap::default(), fallback: None, notification: None, conn_event: None }),
@@ -346,6 +362,7 @@ impl Context {
             last_error: RefCell::new(CString::default()),
             poisoned: Cell::new(false),
             shutting_down: Cell::new(false),
+            pool: Arc::new(std::sync::Mutex::new(pool::Pool::new(workers))),
         }))
     }
 
@@ -725,7 +742,7 @@ impl Context {
                 }
                 inner.mark_dirty(id);
             }
-            Event::Request { msgid, method, params } => {
+            Event::Request { msgid, method, params, ext } => {
                 let handler = {
                     let h = self.handlers.borrow();
                     h.methods.get(method).or(h.fallback.as_ref()).cloned()
@@ -733,7 +750,8 @@ impl Context {
                 match handler {
                     Some(handler) => {
                         let limits = self.inner.borrow_mut().conn_mut(id).map(|c| c.session.limits().frame).unwrap_or_default();
-                        let req = Request::new(self.shared.clone(), id, msgid, limits, method, params.args, params.kwargs);
+                        let stream = ext.map(|e| (e, self.open_stream(id, msgid, e)));
+                        let req = Request::new(self.shared.clone(), id, msgid, limits, method, params.args, params.kwargs, stream);
                         handler(self, req);
                     }
                     None => {
@@ -775,6 +793,11 @@ impl Context {
             }
             Event::Rejected(reason) => self.log(LogLevel::Warn, || format!("{id}: {reason}")),
             Event::Stray(reason) => self.log(LogLevel::Info, || format!("{id}: {reason}")),
+            Event::ExtensionReady(on) => {
+                self.log(LogLevel::Debug, || format!("{id}: joint extension {}", if on { "on" } else { "refused: stock peer" }));
+                self.inner.borrow_mut().mark_dirty(id);
+            }
+            other => self.dispatch_stream_event(id, other),
         }
     }
 
@@ -847,6 +870,10 @@ impl Context {
                         self.close_conn(conn, ErrorKind::Timeout, "connect timed out".into(), false);
                     }
                 }
+                TimerKind::Deadline { conn, msgid } => {
+                    self.inner.borrow_mut().timers.fired();
+                    self.deadline_passed(conn, msgid);
+                }
                 TimerKind::UdpSweep { listener } => {
                     self.inner.borrow_mut().timers.fired();
                     self.sweep_udp_peers(listener);
@@ -886,10 +913,21 @@ impl Context {
                 ReplyBody::Arena { start, end } => &queue.bytes[*start..*end],
                 ReplyBody::Owned(v) => v,
             };
-            if let Some(conn) = inner.conn_mut(reply.conn) {
-                if conn.session.push_encoded_reply(bytes).is_ok() {
-                    inner.mark_dirty(reply.conn);
+            let Some(conn) = inner.conn_mut(reply.conn) else { continue };
+            let pushed = match reply.kind {
+                QueuedKind::Final => {
+                    inner.streams.remove(&(reply.conn, reply.msgid));
+                    let Some(conn) = inner.conn_mut(reply.conn) else { continue };
+                    conn.session.push_encoded_reply(reply.msgid, bytes).is_ok()
                 }
+                QueuedKind::Message => conn.session.push_encoded(bytes).is_ok(),
+                QueuedKind::InputsConsumed(n) => {
+                    conn.session.inputs_consumed(reply.msgid, n);
+                    true
+                }
+            };
+            if pushed {
+                inner.mark_dirty(reply.conn);
             }
         }
         queue.bytes.clear();
@@ -967,6 +1005,13 @@ impl Context {
             }
             conn.state = ConnState::Closed;
             let (kind, reason) = conn.close_reason.take().unwrap_or((ErrorKind::Closed, "closed".into()));
+            let ended: Vec<(ConnId, u32)> = inner.streams.keys().filter(|(c, _)| *c == id).copied().collect();
+            for key in ended {
+                if let Some(entry) = inner.streams.remove(&key) {
+                    entry.shared.end(StreamState::Closed);
+                }
+            }
+            let Some(conn) = inner.conns.get_mut(id.index as usize).filter(|c| c.id == id) else { return };
             let pending = conn.session.take_pending();
             let notify = notify && !conn.released;
             (pending, kind, reason, notify)
@@ -1015,6 +1060,9 @@ impl Context {
                     if let Some(conn) = inner.conn_mut(id) {
                         conn.targets = targets;
                         conn.describe = uri.to_string();
+                        // We speak first: offer the joint extension (a stock server answers
+                        // with an ordinary error and nothing changes).
+                        conn.session.offer_extension();
                     }
                     if is_tcp {
                         if let Some(t) = inner.config.connect_timeout {
@@ -1036,20 +1084,25 @@ impl Context {
     /// Spawn a program and talk MessagePack-RPC over its stdin/stdout (as `nvim --embed`).
     pub fn spawn(&self, argv: &[String]) -> Result<ConnId> {
         let stream = transport::spawn(argv).map_err(|e| Error::io(&format!("spawn {:?}", argv.first().map(String::as_str).unwrap_or("")), &e))?;
-        self.add_owned_open(stream, format!("spawn {}", argv.join(" ")))
+        self.add_owned_open(stream, format!("spawn {}", argv.join(" ")), true)
     }
 
     /// Talk MessagePack-RPC over this process's own stdin/stdout.
     pub fn open_stdio(&self) -> Result<ConnId> {
         let stream = transport::stdio().map_err(|e| Error::io("open stdio", &e))?;
-        self.add_owned_open(stream, "stdio".into())
+        // Usually a server started by its client, which speaks first: offer nothing.
+        self.add_owned_open(stream, "stdio".into(), false)
     }
 
-    fn add_owned_open(&self, stream: Stream, describe: String) -> Result<ConnId> {
+    fn add_owned_open(&self, stream: Stream, describe: String, offer_extension: bool) -> Result<ConnId> {
         let mut inner = self.inner.borrow_mut();
         let id = inner.add_conn(stream, ConnState::Open, true, &self.handle_base()).map_err(|e| Error::io("register connection", &e))?;
         if let Some(conn) = inner.conn_mut(id) {
             conn.describe = describe;
+            if offer_extension {
+                conn.session.offer_extension();
+                inner.mark_dirty(id);
+            }
         }
         inner.opened.push(id);
         drop(inner);
@@ -1119,6 +1172,11 @@ impl Context {
             .get(id.index as usize)
             .filter(|c| c.id == id)
             .is_some_and(|c| matches!(c.state, ConnState::Open | ConnState::Connecting) && !c.read_eof)
+    }
+
+    /// Where the joint extension stands on a connection.
+    pub fn extension(&self, id: ConnId) -> Option<crate::protocol::ExtMode> {
+        self.inner.borrow_mut().conn_mut(id).map(|c| c.session.extension())
     }
 
     /// A short description of the peer (address or process), for logs.
@@ -1196,7 +1254,7 @@ impl Context {
         if !matches!(conn.state, ConnState::Open | ConnState::Connecting) || conn.read_eof {
             return Err(Error::new(ErrorKind::Closed, "connection is closed"));
         }
-        let pending = PendingCall { seq, timed: timeout.is_some(), done };
+        let pending = PendingCall { seq, timed: timeout.is_some(), done, on_event: None, manual_credit: false };
         let msgid = conn.session.call(method, params, pending).map_err(|(e, _)| send_error(e))?;
         inner.next_call_seq += 1;
         if let Some(t) = timeout {
@@ -1230,10 +1288,13 @@ impl Context {
         let pending = {
             let mut inner = self.inner.borrow_mut();
             let Some(conn) = inner.conn_mut(call.conn) else { return false };
-            match conn.session.pending_call(call.msgid) {
+            let pending = match conn.session.pending_call(call.msgid) {
                 Some(p) if p.seq & 0xffff_ffff == call.seq & 0xffff_ffff => conn.session.cancel(call.msgid),
                 _ => None,
-            }
+            };
+            // An extended callee is told (CANCEL): flush it.
+            inner.mark_dirty(call.conn);
+            pending
         };
         let Some(pending) = pending else { return false };
         // Completions run inside process(): park it on a zero-delay timer.
@@ -1356,6 +1417,10 @@ fn send_error(e: SendError) -> Error {
         SendError::TooLarge => Error::new(ErrorKind::TooLarge, "message larger than the size limit"),
         SendError::TooManyCalls => Error::new(ErrorKind::Limit, "too many calls in flight on this connection"),
         SendError::Closed => Error::new(ErrorKind::Closed, "connection is closed"),
+        SendError::WouldBlock => Error::new(ErrorKind::Limit, "no flow-control credit: wait until the peer grants more"),
+        SendError::Unsupported => {
+            Error::new(ErrorKind::Unsupported, "needs the joint extension on this call (the peer is a stock peer, or the call is not streaming)")
+        }
     }
 }
 
@@ -1364,7 +1429,7 @@ fn timer_is_live(conns: &Slab<Conn>, user_timers: &HashMap<u64, TimerCallback>, 
     match kind {
         TimerKind::CallTimeout { conn: id, msgid, seq } => conn(id).and_then(|c| c.session.pending_call(*msgid)).is_some_and(|p| p.seq == *seq),
         TimerKind::ConnectTimeout { conn: id } => conn(id).is_some_and(|c| c.state == ConnState::Connecting),
-        TimerKind::AcceptRetry { .. } | TimerKind::UdpSweep { .. } => true,
+        TimerKind::AcceptRetry { .. } | TimerKind::UdpSweep { .. } | TimerKind::Deadline { .. } => true,
         TimerKind::User { id } => user_timers.contains_key(id),
     }
 }
@@ -1479,6 +1544,11 @@ impl Inner {
 }
 
 impl Conn {
+    /// Whether new calls may be made on it (connecting or open, peer still sending).
+    fn is_usable(&self) -> bool {
+        matches!(self.state, ConnState::Open | ConnState::Connecting) && !self.read_eof
+    }
+
     /// Write as much queued output as the stream takes now.
     fn flush(&mut self) -> io::Result<()> {
         let Some(stream) = self.stream.as_mut() else { return Ok(()) };

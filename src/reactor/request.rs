@@ -5,14 +5,21 @@
 //! [`Shared`] reply queue; the loop thread moves queued replies into the connections' output
 //! when it next runs `process()` (which it does right after each handler returns, so inline
 //! replies cost no extra wake-up). Dropping an unanswered request sends an error reply.
+//!
+//! With the joint extension a request may also stream items back (`yield_item`, within the
+//! caller's credit) and receive values sent into it, either through an event handler on the
+//! loop thread or by pulling them (`next_input`, any thread). Its [`StreamShared`] is the
+//! state both threads see: credit, queued inputs, and whether the call was cancelled.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::codec::{self, FrameLimits, PayloadError};
 use crate::error::{Error, ErrorKind, Result};
-use crate::protocol::rpc_error;
+use crate::protocol::{rpc_error, ExtCall};
 
 use super::ConnId;
 
@@ -34,7 +41,20 @@ pub(super) struct ReplyQueue {
 
 pub(super) struct QueuedReply {
     pub conn: ConnId,
+    pub msgid: u32,
+    pub kind: QueuedKind,
     pub body: ReplyBody,
+}
+
+/// What a queued entry is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum QueuedKind {
+    /// The final response to request `msgid`.
+    Final,
+    /// Another message of the call (a YIELD).
+    Message,
+    /// The application consumed this many values sent into the call (grant more credit).
+    InputsConsumed(u32),
 }
 
 pub(super) enum ReplyBody {
@@ -81,17 +101,17 @@ impl Shared {
         ProcessingGuard { previous }
     }
 
-    fn push(&self, conn: ConnId, encode: impl FnOnce(&mut Vec<u8>), size_hint: usize) {
+    fn push(&self, conn: ConnId, msgid: u32, kind: QueuedKind, encode: impl FnOnce(&mut Vec<u8>), size_hint: usize) {
         if size_hint > OWN_BUFFER_ABOVE {
             let mut own = Vec::with_capacity(size_hint + 16);
             encode(&mut own);
-            self.lock().entries.push(QueuedReply { conn, body: ReplyBody::Owned(own) });
+            self.lock().entries.push(QueuedReply { conn, msgid, kind, body: ReplyBody::Owned(own) });
         } else {
             let mut q = self.lock();
             let start = q.bytes.len();
             encode(&mut q.bytes);
             let end = q.bytes.len();
-            q.entries.push(QueuedReply { conn, body: ReplyBody::Arena { start, end } });
+            q.entries.push(QueuedReply { conn, msgid, kind, body: ReplyBody::Arena { start, end } });
         }
         self.wake_unless_processing();
     }
@@ -119,6 +139,110 @@ impl Drop for ProcessingGuard {
     }
 }
 
+/// Where an extended call stands, as both the loop thread and the handler's thread see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamState {
+    Active,
+    /// The application answered (the final response is queued).
+    Answered,
+    /// The caller cancelled the call; it was answered with a CANCELLED error.
+    Cancelled,
+    /// The deadline passed; it was answered with a DEADLINE_EXCEEDED error.
+    TimedOut,
+    /// The connection closed.
+    Closed,
+}
+
+/// Something that happened to a running extended call, for its handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// A value the caller sent in.
+    Input(Vec<u8>),
+    /// The caller will send nothing more.
+    InputEnd,
+    /// The caller threw this error object into the call.
+    Thrown(Vec<u8>),
+    /// Credit arrived after `yield_item` said `WouldBlock`.
+    Writable,
+    /// The call ended without the handler: cancelled, timed out, or its connection closed.
+    /// Answering now does nothing.
+    Ended(StreamState),
+}
+
+/// Shared between the loop thread and whichever thread holds the request.
+pub struct StreamShared {
+    flow: Mutex<Flow>,
+    cond: Condvar,
+}
+
+struct Flow {
+    yield_credit: u32,
+    state: StreamState,
+    /// Inputs waiting to be pulled (when no event handler is registered).
+    inputs: VecDeque<StreamEvent>,
+    /// `yield_item` hit zero credit: say `Writable` when credit comes.
+    want_writable: bool,
+}
+
+impl StreamShared {
+    pub(super) fn new(yield_credit: u32) -> Arc<Self> {
+        Arc::new(StreamShared {
+            flow: Mutex::new(Flow { yield_credit, state: StreamState::Active, inputs: VecDeque::new(), want_writable: false }),
+            cond: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Flow> {
+        self.flow.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn state(&self) -> StreamState {
+        self.lock().state
+    }
+
+    /// Loop thread: the caller granted `n` more items. Returns true if a `Writable` is due.
+    pub(super) fn add_credit(&self, n: u32) -> bool {
+        let mut f = self.lock();
+        f.yield_credit = f.yield_credit.saturating_add(n);
+        let due = std::mem::take(&mut f.want_writable);
+        drop(f);
+        self.cond.notify_all();
+        due
+    }
+
+    /// Loop thread: take the inputs queued so far (an event handler was just registered).
+    pub(super) fn take_inputs(&self) -> Vec<StreamEvent> {
+        self.lock().inputs.drain(..).collect()
+    }
+
+    /// Loop thread: queue an input for a puller.
+    pub(super) fn queue_input(&self, event: StreamEvent) {
+        self.lock().inputs.push_back(event);
+        self.cond.notify_all();
+    }
+
+    /// Loop thread: the call ends without the handler (cancel, deadline, close). Returns
+    /// false if the handler had already answered (then nothing changes).
+    pub(super) fn end(&self, state: StreamState) -> bool {
+        let mut f = self.lock();
+        if f.state != StreamState::Active {
+            return false;
+        }
+        f.state = state;
+        drop(f);
+        self.cond.notify_all();
+        true
+    }
+}
+
+/// What [`Request::yield_item`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YieldStatus {
+    Sent,
+    /// No credit: wait for `StreamEvent::Writable` (or use `wait_writable`) and try again.
+    WouldBlock,
+}
+
 /// A request from the peer, owned by the application until it is answered.
 ///
 /// Answer it exactly once with [`reply`](Request::reply), [`reply_error`](Request::reply_error)
@@ -135,12 +259,36 @@ pub struct Request {
     args_end: usize,
     has_kwargs: bool,
     answered: bool,
+    /// Set for an extended call (joint extension).
+    ext: Option<ExtCall>,
+    stream: Option<Arc<StreamShared>>,
+    /// Items yielded to a stock caller, which gets them as one array at the end.
+    collected: Option<Collected>,
+}
+
+struct Collected {
+    items: Vec<u8>,
+    count: u32,
 }
 
 impl Request {
-    pub(super) fn new(shared: Arc<Shared>, conn: ConnId, msgid: u32, limits: FrameLimits, method: &[u8], args: &[u8], kwargs: Option<&[u8]>) -> Self {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        conn: ConnId,
+        msgid: u32,
+        limits: FrameLimits,
+        method: &[u8],
+        args: &[u8],
+        kwargs: Option<&[u8]>,
+        ext: Option<(ExtCall, Arc<StreamShared>)>,
+    ) -> Self {
         let kw = kwargs.unwrap_or(&[]);
         let data = Bytes::concat(&[method, args, kw]);
+        let (ext, stream) = match ext {
+            Some((e, s)) => (Some(e), Some(s)),
+            None => (None, None),
+        };
         Request {
             shared,
             conn,
@@ -151,6 +299,116 @@ impl Request {
             has_kwargs: kwargs.is_some(),
             data,
             answered: false,
+            ext,
+            stream,
+            collected: None,
+        }
+    }
+
+    /// The extended call's flags, deadline and window; `None` for a stock request.
+    pub fn ext(&self) -> Option<ExtCall> {
+        self.ext
+    }
+
+    /// Where the extended call stands (`Active` for a stock request until answered).
+    pub fn state(&self) -> StreamState {
+        match &self.stream {
+            Some(s) => s.state(),
+            None if self.answered => StreamState::Answered,
+            None => StreamState::Active,
+        }
+    }
+
+    /// Stream one item (one encoded object) to the caller. A stock caller gets all items as
+    /// one array when the request is answered (the answer's own value is then dropped).
+    pub fn yield_item(&mut self, item: &[u8]) -> Result<YieldStatus> {
+        let limits = FrameLimits { max_message_size: self.limits.max_message_size.saturating_sub(16), ..self.limits };
+        codec::validate_object(item, limits).map_err(|e| match e {
+            PayloadError::TooLarge => Error::new(ErrorKind::TooLarge, "item larger than the message size limit"),
+            _ => Error::new(ErrorKind::InvalidArgument, "item is not one valid MessagePack object"),
+        })?;
+        if self.answered {
+            return Err(Error::new(ErrorKind::State, "the request was already answered"));
+        }
+        let Some(stream) = &self.stream else {
+            let c = self.collected.get_or_insert_with(|| Collected { items: Vec::new(), count: 0 });
+            if c.items.len() + item.len() + 16 > self.limits.max_message_size {
+                return Err(Error::new(ErrorKind::TooLarge, "the items yielded to a stock caller exceed the message size limit"));
+            }
+            c.items.extend_from_slice(item);
+            c.count += 1;
+            return Ok(YieldStatus::Sent);
+        };
+        let mut f = stream.lock();
+        match f.state {
+            StreamState::Active => {}
+            other => return Err(ended_error(other)),
+        }
+        if f.yield_credit == 0 {
+            f.want_writable = true;
+            return Ok(YieldStatus::WouldBlock);
+        }
+        f.yield_credit -= 1;
+        drop(f);
+        let msgid = self.msgid;
+        self.shared.push(self.conn, msgid, QueuedKind::Message, |out| codec::encode_item(out, codec::TYPE_YIELD, msgid, item), item.len());
+        Ok(YieldStatus::Sent)
+    }
+
+    /// Block until `yield_item` may send again (credit), the call ends, or `timeout` passes.
+    /// Returns whether there is credit. For handlers on their own threads.
+    pub fn wait_writable(&self, timeout: Option<Duration>) -> Result<bool> {
+        let Some(stream) = &self.stream else { return Ok(true) };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut f = stream.lock();
+        loop {
+            if f.state != StreamState::Active {
+                return Err(ended_error(f.state));
+            }
+            if f.yield_credit > 0 {
+                return Ok(true);
+            }
+            f = match deadline {
+                None => stream.cond.wait(f).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    stream.cond.wait_timeout(f, left).unwrap_or_else(|p| p.into_inner()).0
+                }
+            };
+        }
+    }
+
+    /// Pull the next event of an extended call (an input, the end of input, a throw, or the
+    /// end of the call), waiting up to `timeout` (`None`: forever). `Ok(None)` on timeout.
+    /// For handlers that did not register an event handler; any thread.
+    pub fn next_input(&self, timeout: Option<Duration>) -> Result<Option<StreamEvent>> {
+        let Some(stream) = &self.stream else { return Ok(Some(StreamEvent::InputEnd)) };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut f = stream.lock();
+        loop {
+            if let Some(event) = f.inputs.pop_front() {
+                drop(f);
+                if matches!(event, StreamEvent::Input(_)) {
+                    self.shared.push(self.conn, self.msgid, QueuedKind::InputsConsumed(1), |_| {}, 0);
+                }
+                return Ok(Some(event));
+            }
+            if f.state != StreamState::Active && f.state != StreamState::Answered {
+                return Ok(Some(StreamEvent::Ended(f.state)));
+            }
+            f = match deadline {
+                None => stream.cond.wait(f).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    stream.cond.wait_timeout(f, left).unwrap_or_else(|p| p.into_inner()).0
+                }
+            };
         }
     }
 
@@ -191,11 +449,58 @@ impl Request {
 
     /// Answer with joint's `[code, message]` error object.
     pub fn reply_error_code(mut self, code: i64, message: &[u8]) -> Result<()> {
-        self.send_error_code(code, message);
+        if let Err(state) = self.claim_answer() {
+            return Err(ended_error(state));
+        }
+        self.send_error_code_claimed(code, message);
+        Ok(())
+    }
+
+    fn send_error_code_claimed(&mut self, code: i64, message: &[u8]) {
+        let msgid = self.msgid;
+        self.answered = true;
+        self.shared.push(
+            self.conn,
+            msgid,
+            QueuedKind::Final,
+            |out| {
+                let mut err = Vec::with_capacity(message.len() + 10);
+                codec::encode_error(&mut err, code, message);
+                codec::encode_response(out, msgid, &err, codec::NIL);
+            },
+            message.len(),
+        );
+    }
+
+    /// Claim the right to send the final answer: false if the call already ended without
+    /// the handler (cancelled, timed out, closed).
+    fn claim_answer(&mut self) -> std::result::Result<(), StreamState> {
+        if let Some(stream) = &self.stream {
+            let mut f = stream.lock();
+            if f.state != StreamState::Active {
+                self.answered = true;
+                return Err(f.state);
+            }
+            f.state = StreamState::Answered;
+        }
         Ok(())
     }
 
     fn answer(&mut self, outcome: std::result::Result<&[u8], &[u8]>) -> Result<()> {
+        if let Err(state) = self.claim_answer() {
+            return Err(ended_error(state));
+        }
+        if let (Some(c), Ok(_)) = (self.collected.take(), outcome) {
+            // A stock caller of a streaming method: all items as one array.
+            let mut array = Vec::with_capacity(c.items.len() + 5);
+            codec::write_array_len(&mut array, c.count);
+            array.extend_from_slice(&c.items);
+            return self.send_final(Ok(&array));
+        }
+        self.send_final(outcome)
+    }
+
+    fn send_final(&mut self, outcome: std::result::Result<&[u8], &[u8]>) -> Result<()> {
         let payload = match outcome {
             Ok(p) | Err(p) => p,
         };
@@ -206,13 +511,15 @@ impl Request {
                 PayloadError::TooLarge => (rpc_error::TOO_LARGE, "reply larger than the message size limit", ErrorKind::TooLarge),
                 _ => (rpc_error::HANDLER_FAILED, "handler produced an invalid MessagePack reply", ErrorKind::InvalidArgument),
             };
-            self.send_error_code(code, what.as_bytes());
+            self.send_error_code_claimed(code, what.as_bytes());
             return Err(Error::new(kind, what));
         }
         let msgid = self.msgid;
         self.answered = true;
         self.shared.push(
             self.conn,
+            msgid,
+            QueuedKind::Final,
             |out| match outcome {
                 Ok(r) => codec::encode_response(out, msgid, codec::NIL, r),
                 Err(e) => codec::encode_response(out, msgid, e, codec::NIL),
@@ -223,17 +530,9 @@ impl Request {
     }
 
     fn send_error_code(&mut self, code: i64, message: &[u8]) {
-        let msgid = self.msgid;
-        self.answered = true;
-        self.shared.push(
-            self.conn,
-            |out| {
-                let mut err = Vec::with_capacity(message.len() + 10);
-                codec::encode_error(&mut err, code, message);
-                codec::encode_response(out, msgid, &err, codec::NIL);
-            },
-            message.len(),
-        );
+        if self.claim_answer().is_ok() {
+            self.send_error_code_claimed(code, message);
+        }
     }
 }
 
@@ -271,6 +570,15 @@ impl Bytes {
             Bytes::Inline { buf, len } => &buf[..*len as usize],
             Bytes::Heap(v) => v,
         }
+    }
+}
+
+fn ended_error(state: StreamState) -> Error {
+    match state {
+        StreamState::Cancelled => Error::new(ErrorKind::Cancelled, "the caller cancelled the call"),
+        StreamState::TimedOut => Error::new(ErrorKind::Timeout, "the call's deadline passed"),
+        StreamState::Closed => Error::new(ErrorKind::Closed, "the connection closed"),
+        StreamState::Answered | StreamState::Active => Error::new(ErrorKind::State, "the request was already answered"),
     }
 }
 

@@ -23,6 +23,11 @@ pub enum TimerKind {
     AcceptRetry {
         listener: usize,
     },
+    /// The deadline of the peer's extended call `msgid` passed.
+    Deadline {
+        conn: ConnId,
+        msgid: u32,
+    },
     /// Expire idle peers of a UDP listener.
     UdpSweep {
         listener: usize,

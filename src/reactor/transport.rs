@@ -82,7 +82,11 @@ pub enum Stream {
     Udp(UdpSocket),
     /// One peer of a UDP listener: datagrams arrive through the listener's socket, and
     /// answers go back to `peer` from it.
-    UdpPeer { socket: Rc<UdpSocket>, peer: SocketAddr, listener: usize },
+    UdpPeer {
+        socket: Rc<UdpSocket>,
+        peer: SocketAddr,
+        listener: usize,
+    },
 }
 
 /// Two pipe ends used as one stream: what we read, and what we write.

@@ -30,7 +30,9 @@ const DATAGRAM_BUDGET: usize = 256;
 pub(super) fn limits_for(is_datagram: &bool, limits: Limits) -> Limits {
     if *is_datagram {
         let max = limits.frame.max_message_size.min(UDP_MAX_MESSAGE);
-        Limits { frame: FrameLimits { max_message_size: max, ..limits.frame }, ..limits }
+        // No joint extension over UDP: its streams and fragments assume an ordered stream.
+        let ext = crate::protocol::ExtConfig { enabled: false, ..limits.ext };
+        Limits { frame: FrameLimits { max_message_size: max, ..limits.frame }, ext, ..limits }
     } else {
         limits
     }
@@ -177,9 +179,9 @@ impl Context {
             candidates
                 .into_iter()
                 .filter(|id| {
-                    inner.conn_mut(*id).is_some_and(|c| {
-                        now.duration_since(c.last_active) >= IDLE && c.session.pending_len() == 0 && c.session.unanswered() == 0
-                    })
+                    inner
+                        .conn_mut(*id)
+                        .is_some_and(|c| now.duration_since(c.last_active) >= IDLE && c.session.pending_len() == 0 && c.session.unanswered() == 0)
                 })
                 .collect()
         };

@@ -15,13 +15,14 @@ static const struct code codes[] = {
     CODE(JOINT_E_IO),        CODE(JOINT_E_CONNREFUSED), CODE(JOINT_E_CLOSED),
     CODE(JOINT_E_TIMEOUT),   CODE(JOINT_E_CANCELLED),   CODE(JOINT_E_ADDRINUSE),
     CODE(JOINT_E_PROTOCOL),  CODE(JOINT_E_TOO_LARGE),   CODE(JOINT_E_REMOTE),
-    CODE(JOINT_E_PANIC),     CODE(JOINT_E_POISONED),
+    CODE(JOINT_E_PANIC),     CODE(JOINT_E_POISONED),    CODE(JOINT_E_UNSUPPORTED),
+    CODE(JOINT_WOULD_BLOCK), CODE(JOINT_DONE),
 };
 #define NCODES (sizeof codes / sizeof codes[0])
 
 int main(void)
 {
-    static const joint_status unknown[] = {1, 2, 100, -9, -99, -106, -199, -202, -299, -301,
+    static const joint_status unknown[] = {3, 100, -10, -99, -106, -199, -202, -299, -301,
                                            -899, -902, INT32_MAX, INT32_MIN + 1};
     const char *unknown_str = joint_status_str(12345);
     size_t i, j;

@@ -13,6 +13,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::codec::{self, EnvelopeError, FrameLimits, Message, Params, PayloadError, RawMsgid, Scan, Scanner};
 
+mod extension;
+pub use extension::{ExtCall, ExtConfig, ExtMode, HELLO_METHOD};
+use extension::{ExtState, InStream, OutStream};
+
 /// Error codes of the `[code, message]` error objects that joint itself sends.
 /// Codes 0 and 1 match Neovim's error types (Exception, Validation).
 pub mod rpc_error {
@@ -32,6 +36,10 @@ pub mod rpc_error {
     pub const SHUTTING_DOWN: i64 = 6;
     /// The request was released by the application without an answer.
     pub const NOT_ANSWERED: i64 = 7;
+    /// The caller cancelled the call (joint extension).
+    pub const CANCELLED: i64 = 8;
+    /// The call's deadline passed before it finished (joint extension).
+    pub const DEADLINE_EXCEEDED: i64 = 9;
 }
 
 /// Limits of one session.
@@ -41,11 +49,14 @@ pub struct Limits {
     /// Most requests from the peer that may be unanswered at once; more get an error reply.
     /// Also the most calls this end may have pending at once.
     pub max_inflight: usize,
+    /// The joint extension: whether this end speaks it, and its flow-control window and
+    /// fragment size.
+    pub ext: ExtConfig,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { frame: FrameLimits::default(), max_inflight: 65536 }
+        Limits { frame: FrameLimits::default(), max_inflight: 65536, ext: ExtConfig::default() }
     }
 }
 
@@ -71,11 +82,13 @@ pub enum Outcome<'b> {
 /// Something that happened on the connection.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'b, C> {
-    /// The peer calls us; answer with [`Session::reply`] exactly once.
+    /// The peer calls us; answer with [`Session::reply`] exactly once. `ext` is set for an
+    /// extended call (joint extension).
     Request {
         msgid: u32,
         method: &'b [u8],
         params: Params<'b>,
+        ext: Option<ExtCall>,
     },
     Notification {
         method: &'b [u8],
@@ -93,6 +106,41 @@ pub enum Event<'b, C> {
     /// A response nobody waits for (late after a timeout or cancel, or msgid -1, which some
     /// servers send for notifications they could not handle): harmless, logged quietly.
     Stray(String),
+    /// Extension, caller side: the negotiation finished (`true`: the peer speaks it).
+    ExtensionReady(bool),
+    /// Extension, caller side: an item streamed by the callee of our call `msgid`.
+    Item {
+        msgid: u32,
+        item: &'b [u8],
+    },
+    /// Extension, caller side: the callee allows more SENDs into our call.
+    SendCredit {
+        msgid: u32,
+    },
+    /// Extension, callee side: a value the caller sent into its call `msgid`.
+    Input {
+        msgid: u32,
+        item: &'b [u8],
+    },
+    /// Extension, callee side: the caller will send no more values.
+    InputEnd {
+        msgid: u32,
+    },
+    /// Extension, callee side: the caller threw an error into the call.
+    Thrown {
+        msgid: u32,
+        error: &'b [u8],
+    },
+    /// Extension, callee side: the caller cancelled the call. The session already dropped
+    /// its state; the application answers nothing more (see [`Session::finish_cancelled`]).
+    CancelRequested {
+        msgid: u32,
+    },
+    /// Extension, callee side: the caller allows `n` more YIELDs.
+    YieldCredit {
+        msgid: u32,
+        n: u32,
+    },
 }
 
 /// Result of [`Session::decode_next`].
@@ -120,6 +168,11 @@ pub enum SendError {
     TooManyCalls,
     /// The session is closed.
     Closed,
+    /// Flow control: the peer has not granted credit for more; wait for it.
+    WouldBlock,
+    /// The peer does not speak the joint extension (or not yet), or the call is not one that
+    /// takes this (not extended, not streaming input, already ended).
+    Unsupported,
 }
 
 /// A cheap hasher for u32 msgids (they are sequential, so hash quality hardly matters and
@@ -160,6 +213,11 @@ pub struct Session<C> {
     /// the error (and the error reply itself) go out before the connection closes.
     input_dead: bool,
     closed: bool,
+    ext: ExtState,
+    /// Our extended calls (caller side of the extension's flow control).
+    out_streams: IdMap<OutStream>,
+    /// The peer's extended calls to us (callee side).
+    in_streams: IdMap<InStream>,
 }
 
 impl<C> Session<C> {
@@ -175,6 +233,9 @@ impl<C> Session<C> {
             fatal: None,
             input_dead: false,
             closed: false,
+            ext: ExtState::default(),
+            out_streams: IdMap::default(),
+            in_streams: IdMap::default(),
         }
     }
 
@@ -253,7 +314,7 @@ impl<C> Session<C> {
     /// says which one it is.
     fn on_unreadable<'b>(&mut self, prefix: &[u8], code: i64, failure: CallFailure, reason: String) -> Event<'b, C> {
         match codec::peek_header(prefix) {
-            (Some(codec::TYPE_REQUEST), Some(msgid)) => {
+            (Some(codec::TYPE_REQUEST | codec::TYPE_CALL), Some(msgid)) => {
                 self.send_error(msgid, code, reason.as_bytes());
                 Event::Rejected(format!("request {msgid}: {reason}; answered with an error"))
             }
@@ -268,21 +329,27 @@ impl<C> Session<C> {
     fn on_frame<'b>(&mut self, frame: &'b [u8]) -> Option<Event<'b, C>> {
         match codec::decode_message(frame) {
             Ok(Message::Request { msgid, method, params }) => {
+                if method == HELLO_METHOD.as_bytes() && self.limits.ext.enabled {
+                    return self.on_hello(msgid, params);
+                }
                 if self.unanswered >= self.limits.max_inflight {
                     self.send_error(msgid, rpc_error::TOO_MANY_REQUESTS, b"too many requests in flight on this connection");
                     return Some(Event::Rejected(format!("request {msgid}: too many requests in flight; answered with an error")));
                 }
                 self.unanswered += 1;
-                Some(Event::Request { msgid, method, params })
+                Some(Event::Request { msgid, method, params, ext: None })
             }
             Ok(Message::Notification { method, params }) => Some(Event::Notification { method, params }),
+            Ok(Message::Response { msgid, error, result }) if self.is_hello_reply(msgid) => self.on_hello_reply(error, result),
             Ok(Message::Response { msgid, error, result }) => match self.pending.remove(&msgid) {
                 Some(call) => {
+                    self.out_streams.remove(&msgid);
                     let outcome = if error == codec::NIL { Outcome::Result(result) } else { Outcome::Error(error) };
                     Some(Event::Response { msgid, call, outcome })
                 }
                 None => Some(Event::Stray(format!("response to unknown msgid {msgid} ignored"))),
             },
+            Ok(message) => self.on_extension_message(message),
             Err(EnvelopeError::NotRpc) => {
                 self.fatal = Some("not a MessagePack-RPC message (expected [type, ...] with type 0, 1 or 2)".into());
                 None
@@ -293,7 +360,7 @@ impl<C> Session<C> {
 
     fn on_malformed<'b>(&mut self, frame: &[u8], kind: u64, msgid: Option<RawMsgid>, reason: &'static str) -> Event<'b, C> {
         match (kind, msgid) {
-            (codec::TYPE_REQUEST, Some(RawMsgid::Valid(id))) => {
+            (codec::TYPE_REQUEST | codec::TYPE_CALL, Some(RawMsgid::Valid(id))) => {
                 self.send_error(id, rpc_error::INVALID_REQUEST, reason.as_bytes());
                 Event::Rejected(format!("invalid request {id}: {reason}; answered with an error"))
             }
@@ -362,7 +429,7 @@ impl<C> Session<C> {
         loop {
             let id = self.next_msgid;
             self.next_msgid = self.next_msgid.wrapping_add(1);
-            if !self.pending.contains_key(&id) {
+            if !self.pending.contains_key(&id) && !self.is_hello_reply(id) {
                 return id;
             }
         }
@@ -396,8 +463,14 @@ impl<C> Session<C> {
             return Err(SendError::TooLarge);
         }
         codec::encode_response(&mut self.out, msgid, error, result);
-        self.unanswered = self.unanswered.saturating_sub(1);
+        self.answered(msgid);
         Ok(())
+    }
+
+    /// Request `msgid` got its final answer.
+    fn answered(&mut self, msgid: u32) {
+        self.unanswered = self.unanswered.saturating_sub(1);
+        self.in_streams.remove(&msgid);
     }
 
     /// Answer request `msgid` with joint's own `[code, message]` error.
@@ -406,27 +479,53 @@ impl<C> Session<C> {
             return Err(SendError::Closed);
         }
         self.send_error(msgid, code, message);
-        self.unanswered = self.unanswered.saturating_sub(1);
+        self.answered(msgid);
         Ok(())
     }
 
-    /// Append an already-encoded, already-validated response (built off the loop thread).
-    pub fn push_encoded_reply(&mut self, encoded: &[u8]) -> Result<(), SendError> {
+    /// Append an already-encoded, already-validated response to request `msgid` (built off
+    /// the loop thread).
+    pub fn push_encoded_reply(&mut self, msgid: u32, encoded: &[u8]) -> Result<(), SendError> {
         if self.closed {
             return Err(SendError::Closed);
         }
         self.out.extend_from_slice(encoded);
-        self.unanswered = self.unanswered.saturating_sub(1);
+        self.answered(msgid);
         Ok(())
     }
 
-    /// Forget a pending call (its response, if it ever comes, is ignored and logged).
+    /// Append an already-encoded message that is not a final answer (a YIELD).
+    pub fn push_encoded(&mut self, encoded: &[u8]) -> Result<(), SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        self.out.extend_from_slice(encoded);
+        Ok(())
+    }
+
+    /// Forget a pending call (its response, if it ever comes, is ignored and logged). For an
+    /// extended call the callee is told (CANCEL), so it can stop working on it.
     pub fn cancel(&mut self, msgid: u32) -> Option<C> {
+        let call = self.pending.remove(&msgid)?;
+        if self.out_streams.remove(&msgid).is_some() && !self.closed {
+            codec::encode_signal(&mut self.out, codec::TYPE_CANCEL, msgid);
+        }
+        Some(call)
+    }
+
+    /// Forget a pending call without telling the peer (it timed out locally; an extended
+    /// callee has the same deadline).
+    pub fn forget(&mut self, msgid: u32) -> Option<C> {
+        self.out_streams.remove(&msgid);
         self.pending.remove(&msgid)
     }
 
     pub fn pending_call(&self, msgid: u32) -> Option<&C> {
         self.pending.get(&msgid)
+    }
+
+    pub fn pending_call_mut(&mut self, msgid: u32) -> Option<&mut C> {
+        self.pending.get_mut(&msgid)
     }
 
     pub fn pending_len(&self) -> usize {
@@ -440,6 +539,8 @@ impl<C> Session<C> {
     /// Close the session and hand back every pending call (to be completed with an error).
     pub fn take_pending(&mut self) -> Vec<(u32, C)> {
         self.closed = true;
+        self.out_streams.clear();
+        self.in_streams.clear();
         self.pending.drain().collect()
     }
 
@@ -454,6 +555,7 @@ impl<C> Session<C> {
     /// Hand back every pending call (the peer can no longer answer them: it stopped sending)
     /// while the session stays open for answering the peer's requests.
     pub fn take_pending_keep_open(&mut self) -> Vec<(u32, C)> {
+        self.out_streams.clear();
         self.pending.drain().collect()
     }
 
@@ -501,7 +603,7 @@ mod tests {
     use super::*;
 
     fn session() -> Session<u32> {
-        Session::new(Limits { frame: FrameLimits { max_message_size: 256, max_depth: 8 }, max_inflight: 4 })
+        Session::new(Limits { frame: FrameLimits { max_message_size: 256, max_depth: 8 }, max_inflight: 4, ..Limits::default() })
     }
 
     /// Feed `input` and collect a debug rendering of every event, consuming as told.
@@ -535,7 +637,7 @@ mod tests {
         let id = client.call(b"add", &[0x92, 1, 2], 77).unwrap();
         let mut wire = client.output().to_vec();
         client.consume_output(wire.len());
-        let Decoded::Consumed { consumed, event: Some(Event::Request { msgid, method, params }) } = server.decode_next(&wire) else { panic!() };
+        let Decoded::Consumed { consumed, event: Some(Event::Request { msgid, method, params, .. }) } = server.decode_next(&wire) else { panic!() };
         assert_eq!((msgid, method, params.args), (id, &b"add"[..], &[0x92u8, 1, 2][..]));
         assert_eq!(consumed, wire.len());
         server.reply(msgid, Ok(&[3])).unwrap();

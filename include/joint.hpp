@@ -1,0 +1,1981 @@
+// joint.hpp — header-only C++17 wrapper over joint's C API (joint.h).
+//
+// Depends only on <joint.h> and the standard library; link libjoint as for C
+// (joint::joint in CMake, `pkg-config --libs joint`). Everything lives in namespace joint.
+//
+//     joint::Context ctx = joint::Context::create().value();
+//     ctx.on("add", [](joint::Request req) {
+//         auto args = req.args<int64_t, int64_t>();
+//         if (!args) return (void)req.reply_error(JOINT_RPC_INVALID_PARAMS, "add(a, b)");
+//         auto [a, b] = args.value();
+//         (void)req.reply_value(a + b);            // now, later, or from another thread
+//     }).value();
+//     std::string uri = ctx.listen("tcp://127.0.0.1:0").value();
+//     joint::Connection conn = ctx.connect(uri).value();
+//     joint::Result<joint::Buffer> sum = conn.call_sync("add", joint::pack(2, 3));
+//
+// The rules of the C API (docs/c-api-conventions.md) carry over unchanged. The ones a C++
+// user meets most often, restated:
+//
+// * Ownership. Config, Context, Connection, Request, Writer, Reader and Buffer each own one
+//   C handle; they are move-only and free it in their destructor. raw() lends the handle,
+//   release() gives it up (the caller then frees it with the C function). A moved-from
+//   object is empty; calls on it fail with JOINT_E_NULL (or JOINT_E_STATE).
+// * Connections vs. their context. An owned Connection (connect/spawn/open_stdio) must be
+//   destroyed before its Context in C; this wrapper tracks the context's life, so a
+//   Connection that outlives its Context is harmless: its destructor does nothing and its
+//   calls fail with JOINT_E_STATE. Accepted connections belong to the context: callbacks get
+//   a non-owning ConnectionRef, valid until that connection's CLOSED event returns.
+// * Requests are owned tokens. A handler gets a Request by value and answers it exactly
+//   once — in the handler, later from the loop (e.g. a timer), or from any thread. A
+//   Request destroyed unanswered sends a JOINT_RPC_NOT_ANSWERED error, so a forgotten
+//   request never leaves the peer waiting. Requests may outlive the context (answering then
+//   does nothing), except conn(), which is for the loop thread while the context lives.
+// * Borrowed data. Bytes and std::string_view never own. What a callback receives (call
+//   results, notification params, event reasons) is valid until the callback returns;
+//   Request::method/params/kwargs as long as the Request lives (and is not answered);
+//   Buffer data as long as the Buffer; Writer::data() until the next call on the Writer;
+//   values unpacked as std::string_view / Bytes / Raw point into the bytes they came from.
+// * Threads. A Context and everything obtained from it are used by one thread at a time.
+//   Context::wakeup() and Request's reply/destructor may be called from any thread.
+//   Callbacks run only inside process()/wait()/call_sync() (and the Context destructor), on
+//   the calling thread; from a callback those three return JOINT_E_RECURSIVE.
+// * Event loops. Watch fd() for readability (level-triggered), call process() when it is
+//   readable or timeout_ms() has passed, and query timeout_ms() again after every process().
+//
+// Errors do not use exceptions: fallible functions return Result<T> ([[nodiscard]]), which
+// holds a T or a joint::Error. With exceptions enabled (__cpp_exceptions), Result::unwrap()
+// throws joint::Exception; the header also compiles and works with -fno-exceptions.
+//
+// Callbacks are any callable (lambdas with captures, move-only ones too). Each is boxed on
+// the heap and freed by the C API's free_user_data (registrations, timers) or right after
+// its single run (call completions). No exception ever unwinds into C: one that escapes a
+// request handler becomes an error reply [JOINT_RPC_HANDLER_FAILED, what()]; one that
+// escapes any other callback is swallowed and reported to the exception hook
+// (set_exception_hook; the default prints one line to stderr).
+//
+// MessagePack values: pack(args...) builds a params array, pack_value(v) one value,
+// unpack<T>(bytes) reads one; supported are bool, integers, float/double, enums, strings,
+// bin (Bytes, std::vector<uint8_t>), std::vector/array/deque/list, std::map/unordered_map,
+// std::tuple/pair, std::optional, nullptr (nil), Raw (pre-encoded) and Ext — and any type
+// with a joint::Codec<T> specialization. Define JOINT_WITH_MSGPACK_CXX before including this
+// header to also pack any msgpack-cxx-adaptable type and unpack into msgpack::object_handle
+// (needs <msgpack.hpp> and exceptions).
+#ifndef JOINT_HPP
+#define JOINT_HPP
+
+#include <joint.h>
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <limits>
+#include <list>
+#include <map>
+#include <memory>
+#include <new>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#if __cplusplus < 201703L && !(defined(_MSVC_LANG) && _MSVC_LANG >= 201703L)
+#error "joint.hpp needs C++17"
+#endif
+
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+#define JOINT_HPP_EXCEPTIONS 1
+#include <stdexcept>
+#else
+#define JOINT_HPP_EXCEPTIONS 0
+#endif
+
+#if defined(JOINT_WITH_MSGPACK_CXX)
+#if !defined(__has_include)
+#error "JOINT_WITH_MSGPACK_CXX needs __has_include"
+#elif !__has_include(<msgpack.hpp>)
+#error "JOINT_WITH_MSGPACK_CXX is defined but <msgpack.hpp> was not found (Debian: libmsgpack-cxx-dev)"
+#elif !JOINT_HPP_EXCEPTIONS
+#error "JOINT_WITH_MSGPACK_CXX needs exceptions (msgpack-cxx reports errors by throwing)"
+#else
+#include <msgpack.hpp>
+#define JOINT_HPP_MSGPACK_CXX 1
+#endif
+#endif
+#ifndef JOINT_HPP_MSGPACK_CXX
+#define JOINT_HPP_MSGPACK_CXX 0
+#endif
+
+namespace joint {
+
+/// A status code of the C API: 0 success, negative an error (JOINT_E_*), positive values are
+/// non-error outcomes that functions document (none so far).
+using Status = joint_status;
+/// The id joint_conn_call gives a call, for cancel().
+using CallId = std::uint64_t;
+/// The id of a timer, for Context::cancel_timer().
+using TimerId = std::uint64_t;
+/// Timeouts are in milliseconds; this (or 0) means none.
+inline constexpr std::int32_t no_timeout = -1;
+
+/// The library's version, e.g. "0.1.0" (JOINT_VERSION_STRING is the header's).
+inline std::string_view version() noexcept { return joint_version(); }
+/// The static description of a status code ("unknown status" for unknown codes).
+inline std::string_view status_str(Status status) noexcept { return joint_status_str(status); }
+
+// ---- Bytes: a borrowed view of bytes ------------------------------------------------------
+
+/// A non-owning view of bytes (MessagePack data, bin values): pointer and length. It never
+/// owns; whoever made it says how long the bytes live (see the file comment).
+class Bytes {
+public:
+    using value_type = std::uint8_t;
+    using size_type = std::size_t;
+    using const_iterator = const std::uint8_t *;
+
+    constexpr Bytes() noexcept = default;
+    constexpr Bytes(const std::uint8_t *data, std::size_t size) noexcept : data_(data), size_(size) {}
+    Bytes(const void *data, std::size_t size) noexcept : data_(static_cast<const std::uint8_t *>(data)), size_(size) {}
+    /// Views the vector's bytes (valid while the vector lives unchanged).
+    Bytes(const std::vector<std::uint8_t> &v) noexcept : data_(v.data()), size_(v.size()) {}
+    template <std::size_t N>
+    Bytes(const std::array<std::uint8_t, N> &a) noexcept : data_(a.data()), size_(N) {}
+    /// Views the bytes of a string (explicit: a string is not MessagePack).
+    explicit Bytes(std::string_view s) noexcept : data_(reinterpret_cast<const std::uint8_t *>(s.data())), size_(s.size()) {}
+
+    constexpr const std::uint8_t *data() const noexcept { return data_; }
+    constexpr std::size_t size() const noexcept { return size_; }
+    constexpr bool empty() const noexcept { return size_ == 0; }
+    constexpr const_iterator begin() const noexcept { return data_; }
+    constexpr const_iterator end() const noexcept { return data_ + size_; }
+    constexpr std::uint8_t operator[](std::size_t i) const noexcept { return data_[i]; }
+    /// Bytes [offset, offset + count), clamped to the view.
+    constexpr Bytes subspan(std::size_t offset, std::size_t count = static_cast<std::size_t>(-1)) const noexcept {
+        if (offset > size_)
+            offset = size_;
+        if (count > size_ - offset)
+            count = size_ - offset;
+        return Bytes(data_ + offset, count);
+    }
+    /// A copy of the bytes.
+    std::vector<std::uint8_t> to_vector() const { return std::vector<std::uint8_t>(begin(), end()); }
+
+    friend bool operator==(Bytes a, Bytes b) noexcept {
+        return a.size_ == b.size_ && (a.size_ == 0 || std::memcmp(a.data_, b.data_, a.size_) == 0);
+    }
+    friend bool operator!=(Bytes a, Bytes b) noexcept { return !(a == b); }
+
+private:
+    const std::uint8_t *data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// ---- Error and Result ---------------------------------------------------------------------
+
+/// Why something failed: a status code (JOINT_E_*) and a message (the C API's detail from
+/// joint_ctx_last_error when it has one, else joint_status_str). When the peer answered a
+/// call with an error object (JOINT_E_REMOTE), the raw object and the message found in it.
+class Error {
+public:
+    Error() = default;
+    Error(Status code, std::string message, std::vector<std::uint8_t> remote_object = {})
+        : code_(code), message_(std::move(message)), remote_(std::move(remote_object)) {}
+
+    /// The status code (negative).
+    Status code() const noexcept { return code_; }
+    /// The detail: e.g. "connect to tcp://127.0.0.1:1 failed: Connection refused", or for a
+    /// remote error the message the peer put in its error object.
+    const std::string &message() const noexcept { return message_; }
+    /// The static description of code(), e.g. "connection refused".
+    const char *status_str() const noexcept { return joint_status_str(code_); }
+    /// "status: message" (just the message when it adds nothing to the status).
+    std::string to_string() const {
+        std::string s = status_str();
+        if (!message_.empty() && message_ != s) {
+            s += ": ";
+            s += message_;
+        }
+        return s;
+    }
+
+    bool is_remote() const noexcept { return code_ == JOINT_E_REMOTE; }
+    bool is_timeout() const noexcept { return code_ == JOINT_E_TIMEOUT; }
+    bool is_cancelled() const noexcept { return code_ == JOINT_E_CANCELLED; }
+    bool is_closed() const noexcept { return code_ == JOINT_E_CLOSED; }
+    /// The context is unusable (only destroying it remains valid).
+    bool is_fatal() const noexcept { return joint_status_is_fatal(code_); }
+
+    /// The peer's error object as sent (MessagePack); empty unless is_remote().
+    Bytes remote_object() const noexcept { return Bytes(remote_); }
+    /// The integer code of the peer's error object ([code, message] or {"code": ...}).
+    std::optional<std::int64_t> remote_code() const noexcept {
+        std::int64_t c = 0;
+        if (remote_.empty() || joint_error_code(remote_.data(), remote_.size(), &c) != JOINT_OK)
+            return std::nullopt;
+        return c;
+    }
+
+private:
+    Status code_ = JOINT_E_STATE;
+    std::string message_;
+    std::vector<std::uint8_t> remote_;
+};
+
+#if JOINT_HPP_EXCEPTIONS
+/// Thrown by Result::unwrap() (only when exceptions are enabled).
+class Exception : public std::runtime_error {
+public:
+    explicit Exception(Error error) : std::runtime_error(error.to_string()), error_(std::move(error)) {}
+    const Error &error() const noexcept { return error_; }
+
+private:
+    Error error_;
+};
+#endif
+
+namespace detail {
+
+[[noreturn]] inline void fatal(const char *what, const Error *error = nullptr) noexcept {
+    std::fprintf(stderr, "joint: %s%s%s\n", what, error ? ": " : "", error ? error->to_string().c_str() : "");
+    std::fflush(stderr);
+    std::abort();
+}
+
+/// An Error for a failed C call: the context's last-error detail when the failing function
+/// records one, else joint_status_str. `state_detail` describes JOINT_E_STATE for the
+/// functions that return it without a detail (cancel, cancel_timer, unregister).
+inline Error make_error(Status status, const joint_ctx *ctx = nullptr, const char *state_detail = nullptr) {
+    if (state_detail && status == JOINT_E_STATE)
+        return Error(status, state_detail);
+    // JOINT_E_NULL and JOINT_E_POISONED are returned without a new detail: an older one
+    // would be misleading.
+    if (ctx && status != JOINT_E_NULL && status != JOINT_E_POISONED) {
+        const char *detail = joint_ctx_last_error(ctx);
+        if (detail && *detail)
+            return Error(status, detail);
+    }
+    return Error(status, joint_status_str(status));
+}
+
+} // namespace detail
+
+/// A T or an Error. Check ok() (or `if (result)`) before value(); value() on an error
+/// prints it and aborts. unwrap() throws joint::Exception instead (exceptions only).
+template <class T>
+class [[nodiscard]] Result {
+    static_assert(!std::is_reference_v<T> && !std::is_same_v<std::remove_cv_t<T>, Error>, "Result<T>: T must be a value type other than Error");
+
+public:
+    using value_type = T;
+
+    Result(const T &value) : v_(std::in_place_index<0>, value) {}
+    Result(T &&value) : v_(std::in_place_index<0>, std::move(value)) {}
+    Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}
+
+    bool ok() const noexcept { return v_.index() == 0; }
+    explicit operator bool() const noexcept { return ok(); }
+
+    /// The error; only when !ok().
+    const Error &error() const & {
+        const Error *e = std::get_if<1>(&v_);
+        if (!e)
+            detail::fatal("joint::Result::error() called on a success");
+        return *e;
+    }
+
+    /// The value; only when ok() (otherwise prints the error and aborts).
+    T &value() & { return *checked(); }
+    const T &value() const & { return *checked(); }
+    T &&value() && { return std::move(*checked()); }
+    T &operator*() & { return value(); }
+    const T &operator*() const & { return value(); }
+    T &&operator*() && { return std::move(*checked()); }
+    T *operator->() { return checked(); }
+    const T *operator->() const { return checked(); }
+
+    /// The value, or `fallback` on error.
+    template <class U>
+    T value_or(U &&fallback) const & {
+        if (const T *v = std::get_if<0>(&v_))
+            return *v;
+        return static_cast<T>(std::forward<U>(fallback));
+    }
+    template <class U>
+    T value_or(U &&fallback) && {
+        if (T *v = std::get_if<0>(&v_))
+            return std::move(*v);
+        return static_cast<T>(std::forward<U>(fallback));
+    }
+
+#if JOINT_HPP_EXCEPTIONS
+    /// The value, or throws joint::Exception with the error.
+    T &unwrap() & {
+        if (Error *e = std::get_if<1>(&v_))
+            throw Exception(*e);
+        return *checked();
+    }
+    T &&unwrap() && {
+        if (Error *e = std::get_if<1>(&v_))
+            throw Exception(std::move(*e));
+        return std::move(*checked());
+    }
+#endif
+
+private:
+    T *checked() {
+        T *v = std::get_if<0>(&v_);
+        if (!v)
+            detail::fatal("joint::Result::value() called on an error", std::get_if<1>(&v_));
+        return v;
+    }
+    const T *checked() const {
+        const T *v = std::get_if<0>(&v_);
+        if (!v)
+            detail::fatal("joint::Result::value() called on an error", std::get_if<1>(&v_));
+        return v;
+    }
+
+    std::variant<T, Error> v_;
+};
+
+/// Success or an Error.
+template <>
+class [[nodiscard]] Result<void> {
+public:
+    using value_type = void;
+
+    Result() = default;
+    Result(Error error) : error_(std::move(error)) {}
+
+    bool ok() const noexcept { return !error_.has_value(); }
+    explicit operator bool() const noexcept { return ok(); }
+    const Error &error() const & {
+        if (!error_)
+            detail::fatal("joint::Result::error() called on a success");
+        return *error_;
+    }
+    /// Checks success (otherwise prints the error and aborts).
+    void value() const {
+        if (error_)
+            detail::fatal("joint::Result::value() called on an error", &*error_);
+    }
+#if JOINT_HPP_EXCEPTIONS
+    void unwrap() const {
+        if (!ok())
+            throw Exception(*error_);
+    }
+#endif
+
+private:
+    std::optional<Error> error_;
+};
+
+namespace detail {
+
+/// Result<void> from a status: negative is an error, anything else success.
+inline Result<void> check(Status status, const joint_ctx *ctx = nullptr, const char *state_detail = nullptr) {
+    if (status < 0)
+        return make_error(status, ctx, state_detail);
+    return {};
+}
+
+/// A NUL-terminated string argument: const char* and std::string are passed through, a
+/// std::string_view is copied. Only as a by-value parameter (no copies or moves).
+class CStr {
+public:
+    CStr(const char *s) noexcept : p_(s) {}
+    CStr(const std::string &s) noexcept : p_(s.c_str()), bad_(s.find('\0') != std::string::npos) {}
+    CStr(std::string_view s) : copy_(s), bad_(s.find('\0') != std::string_view::npos) { p_ = copy_.c_str(); }
+    CStr(const CStr &) = delete;
+    CStr &operator=(const CStr &) = delete;
+
+    const char *c_str() const noexcept { return p_; }
+    /// The string has an embedded NUL (C would see only its beginning).
+    bool bad() const noexcept { return bad_; }
+
+private:
+    std::string copy_;
+    const char *p_ = nullptr;
+    bool bad_ = false;
+};
+
+inline Error embedded_nul() { return Error(JOINT_E_INVAL, "string argument contains a NUL byte"); }
+
+/// Owns a joint_ctx's liveness, shared with the Connections made from it.
+struct CtxLife {
+    bool alive = true;
+};
+
+/// Base of every callback box handed to C as user_data; freed by joint_hpp_free_box.
+struct BoxBase {
+    virtual ~BoxBase() = default;
+    joint_ctx *ctx = nullptr; // the context the box is registered with (for ConnectionRef)
+};
+
+/// A type-erased, move-only callable with a fixed signature.
+template <class Sig>
+struct Fn;
+template <class R, class... A>
+struct Fn<R(A...)> : BoxBase {
+    virtual R call(A... args) = 0;
+};
+template <class F, class Sig>
+struct FnImpl;
+template <class F, class R, class... A>
+struct FnImpl<F, R(A...)> final : Fn<R(A...)> {
+    template <class G>
+    explicit FnImpl(G &&g) : f(std::forward<G>(g)) {}
+    R call(A... args) override { return f(std::forward<A>(args)...); }
+    F f;
+};
+
+template <class Sig, class F>
+Fn<Sig> *make_fn(F &&f, joint_ctx *ctx) {
+    auto *box = new FnImpl<std::decay_t<F>, Sig>(std::forward<F>(f));
+    box->ctx = ctx;
+    return box;
+}
+
+inline void *to_user_data(BoxBase *box) noexcept { return static_cast<void *>(box); }
+template <class Sig>
+Fn<Sig> *from_user_data(void *user_data) noexcept {
+    return static_cast<Fn<Sig> *>(static_cast<BoxBase *>(user_data));
+}
+
+template <class T>
+struct dependent_false : std::false_type {};
+
+} // namespace detail
+
+/// Receives exceptions that escaped a callback other than a request handler (those become
+/// error replies): `where` names the callback kind ("call completion", "notification",
+/// "connection event", "timer", "log"), `what` is what() or "unknown exception".
+/// Process-wide; nullptr restores the default, which prints one line to stderr. Never
+/// called when exceptions are disabled.
+using ExceptionHook = void (*)(const char *where, const char *what);
+
+namespace detail {
+inline std::atomic<ExceptionHook> &exception_hook() noexcept {
+    static std::atomic<ExceptionHook> hook{nullptr};
+    return hook;
+}
+inline void report_exception(const char *where, const char *what) noexcept {
+    ExceptionHook hook = exception_hook().load(std::memory_order_acquire);
+    if (!hook) {
+        std::fprintf(stderr, "joint: exception escaped a %s callback: %s\n", where, what);
+        return;
+    }
+#if JOINT_HPP_EXCEPTIONS
+    try {
+        hook(where, what);
+    } catch (...) {
+        // the hook must not throw either; nothing else can be done here
+    }
+#else
+    hook(where, what);
+#endif
+}
+} // namespace detail
+
+/// Install the exception hook (see ExceptionHook); returns the previous one. Thread-safe.
+inline ExceptionHook set_exception_hook(ExceptionHook hook) noexcept {
+    return detail::exception_hook().exchange(hook, std::memory_order_acq_rel);
+}
+
+// ---- Buffer -------------------------------------------------------------------------------
+
+/// Bytes owned by the caller (results of call_sync): a joint_buf.
+class Buffer {
+public:
+    Buffer() = default;
+    /// Takes ownership of `buf` (freed with joint_buf_free).
+    explicit Buffer(joint_buf *buf) noexcept : b_(buf) {}
+
+    /// The bytes, valid while this Buffer lives.
+    Bytes bytes() const noexcept {
+        const std::uint8_t *data = nullptr;
+        std::size_t len = 0;
+        if (b_ && joint_buf_data(b_.get(), &data, &len) == JOINT_OK)
+            return Bytes(data, len);
+        return Bytes();
+    }
+    operator Bytes() const noexcept { return bytes(); }
+    const std::uint8_t *data() const noexcept { return bytes().data(); }
+    std::size_t size() const noexcept { return bytes().size(); }
+    bool empty() const noexcept { return bytes().empty(); }
+    std::vector<std::uint8_t> to_vector() const { return bytes().to_vector(); }
+    /// Unpack the bytes (one MessagePack value) as T; see joint::unpack.
+    template <class T>
+    Result<T> as() const;
+
+    joint_buf *raw() const noexcept { return b_.get(); }
+    joint_buf *release() noexcept { return b_.release(); }
+    explicit operator bool() const noexcept { return b_ != nullptr; }
+
+private:
+    struct Free {
+        void operator()(joint_buf *b) const noexcept { joint_buf_free(b); }
+    };
+    std::unique_ptr<joint_buf, Free> b_;
+};
+
+// ---- MessagePack: Writer, Reader, pack, unpack --------------------------------------------
+
+/// Pre-encoded MessagePack (one value), written as is / read without decoding. Borrowed.
+struct Raw {
+    Bytes bytes;
+};
+
+/// A MessagePack ext value: an application type and its data.
+struct Ext {
+    std::int8_t type = 0;
+    std::vector<std::uint8_t> data;
+    friend bool operator==(const Ext &a, const Ext &b) { return a.type == b.type && a.data == b.data; }
+    friend bool operator!=(const Ext &a, const Ext &b) { return !(a == b); }
+};
+
+/// Specialize to pack and unpack your own types:
+///
+///     template <> struct joint::Codec<Point> {
+///         static void pack(joint::Writer &w, const Point &p) { w.write_array(2).write(p.x).write(p.y); }
+///         static bool unpack(joint::Reader &r, Point &p) {
+///             return r.read_array_of(2) && r.read_into(p.x) && r.read_into(p.y);
+///         }
+///     };
+template <class T, class Enable = void>
+struct Codec;
+
+class Writer;
+class Reader;
+
+namespace detail {
+template <class T, class = void>
+struct has_codec : std::false_type {};
+template <class T>
+struct has_codec<T, std::void_t<decltype(sizeof(Codec<T>))>> : std::true_type {};
+
+template <class T>
+void write_value(Writer &w, const T &v);
+template <class T>
+bool read_value(Reader &r, T &out);
+} // namespace detail
+
+/// Builds MessagePack bytes with joint_writer. Every write returns *this; the first failure
+/// is kept (later writes do nothing) and reported by status().
+class Writer {
+public:
+    Writer() = default;
+    /// Takes ownership of `w` (freed with joint_writer_free).
+    explicit Writer(joint_writer *w) noexcept : w_(w) {}
+
+    static Result<Writer> create() {
+        joint_writer *w = nullptr;
+        Status st = joint_writer_new(&w);
+        if (st < 0)
+            return detail::make_error(st);
+        return Writer(w);
+    }
+
+    Writer &write_nil() { return step(joint_write_nil(w_.get())); }
+    Writer &write_bool(bool v) { return step(joint_write_bool(w_.get(), v)); }
+    Writer &write_int(std::int64_t v) { return step(joint_write_int(w_.get(), v)); }
+    Writer &write_uint(std::uint64_t v) { return step(joint_write_uint(w_.get(), v)); }
+    Writer &write_double(double v) { return step(joint_write_double(w_.get(), v)); }
+    Writer &write_float(float v) { return step(joint_write_float(w_.get(), v)); }
+    Writer &write_str(std::string_view s) {
+        if (s.size() > 0xffffffffu)
+            return fail(JOINT_E_INVAL, "string longer than 2^32-1 bytes");
+        return step(joint_write_str(w_.get(), reinterpret_cast<const std::uint8_t *>(s.data()), s.size()));
+    }
+    Writer &write_bin(Bytes b) {
+        if (b.size() > 0xffffffffu)
+            return fail(JOINT_E_INVAL, "bin longer than 2^32-1 bytes");
+        return step(joint_write_bin(w_.get(), b.data(), b.size()));
+    }
+    /// An array header; write `count` elements next.
+    Writer &write_array(std::size_t count) {
+        if (count > 0xffffffffu)
+            return fail(JOINT_E_INVAL, "array of more than 2^32-1 elements");
+        return step(joint_write_array(w_.get(), static_cast<std::uint32_t>(count)));
+    }
+    /// A map header; write `count` key/value pairs next.
+    Writer &write_map(std::size_t count) {
+        if (count > 0xffffffffu)
+            return fail(JOINT_E_INVAL, "map of more than 2^32-1 entries");
+        return step(joint_write_map(w_.get(), static_cast<std::uint32_t>(count)));
+    }
+    Writer &write_ext(std::int8_t type, Bytes data) {
+        if (data.size() > 0xffffffffu)
+            return fail(JOINT_E_INVAL, "ext longer than 2^32-1 bytes");
+        return step(joint_write_ext(w_.get(), type, data.data(), data.size()));
+    }
+    /// Bytes that already are encoded MessagePack (not checked).
+    Writer &write_raw(Bytes encoded) { return step(joint_write_raw(w_.get(), encoded.data(), encoded.size())); }
+    /// Any supported value (see the file comment), containers recursively.
+    template <class T>
+    Writer &write(const T &value) {
+        if (ok())
+            detail::write_value(*this, value);
+        return *this;
+    }
+
+    /// Record a failure (for Codec specializations); the first one is kept.
+    Writer &fail(Status status, std::string message) {
+        if (status_ == JOINT_OK) {
+            status_ = status < 0 ? status : JOINT_E_INVAL;
+            message_ = std::move(message);
+        }
+        return *this;
+    }
+    bool ok() const noexcept { return status_ == JOINT_OK; }
+    Result<void> status() const {
+        if (ok())
+            return {};
+        return Error(status_, message_);
+    }
+
+    /// The bytes written so far, valid until the next call on this Writer.
+    Bytes data() const noexcept {
+        const std::uint8_t *data = nullptr;
+        std::size_t len = 0;
+        if (w_ && joint_writer_data(w_.get(), &data, &len) == JOINT_OK)
+            return Bytes(data, len);
+        return Bytes();
+    }
+    std::vector<std::uint8_t> to_vector() const { return data().to_vector(); }
+    /// Empty the writer (keeping its memory) and clear a recorded failure.
+    void reset() noexcept {
+        (void)joint_writer_reset(w_.get());
+        status_ = JOINT_OK;
+        message_.clear();
+    }
+
+    joint_writer *raw() const noexcept { return w_.get(); }
+    joint_writer *release() noexcept { return w_.release(); }
+    explicit operator bool() const noexcept { return w_ != nullptr; }
+
+private:
+    Writer &step(Status st) {
+        if (st < 0 && status_ == JOINT_OK) {
+            status_ = st;
+            message_ = joint_status_str(st);
+        }
+        return *this;
+    }
+    struct Free {
+        void operator()(joint_writer *w) const noexcept { joint_writer_free(w); }
+    };
+    std::unique_ptr<joint_writer, Free> w_;
+    Status status_ = JOINT_OK;
+    std::string message_;
+};
+
+namespace detail {
+inline const char *type_name(std::int32_t type) noexcept {
+    switch (type) {
+    case JOINT_TYPE_NIL: return "nil";
+    case JOINT_TYPE_BOOL: return "bool";
+    case JOINT_TYPE_INT: return "int";
+    case JOINT_TYPE_FLOAT: return "float";
+    case JOINT_TYPE_STR: return "str";
+    case JOINT_TYPE_BIN: return "bin";
+    case JOINT_TYPE_ARRAY: return "array";
+    case JOINT_TYPE_MAP: return "map";
+    case JOINT_TYPE_EXT: return "ext";
+    default: return "no value";
+    }
+}
+} // namespace detail
+
+/// Reads MessagePack values one at a time with joint_reader, over bytes the caller keeps
+/// alive and unchanged while reading. Typed reads (read<T>, read_into) keep the first
+/// failure (error()); after a failed read of a container the position is unspecified.
+class Reader {
+public:
+    Reader() = default;
+    /// Takes ownership of `r` (freed with joint_reader_free).
+    explicit Reader(joint_reader *r) noexcept : r_(r) {}
+
+    /// A reader over `data` (borrowed: keep it alive while reading).
+    static Result<Reader> create(Bytes data) {
+        joint_reader *r = nullptr;
+        Status st = joint_reader_new(data.data(), data.size(), &r);
+        if (st < 0)
+            return detail::make_error(st);
+        return Reader(r);
+    }
+    /// Point the reader at new data and clear a recorded failure.
+    void reset(Bytes data) noexcept {
+        (void)joint_reader_reset(r_.get(), data.data(), data.size());
+        status_ = JOINT_OK;
+        message_.clear();
+    }
+
+    /// The type of the next value (JOINT_TYPE_*); JOINT_TYPE_NONE at the end or on bad data.
+    std::int32_t type() const noexcept { return joint_reader_type(r_.get()); }
+    /// Bytes not read yet.
+    std::size_t remaining() const noexcept { return joint_reader_remaining(r_.get()); }
+    bool at_end() const noexcept { return remaining() == 0; }
+
+    /// Read the next value as T.
+    template <class T>
+    Result<T> read() {
+        T value{};
+        if (!read_into(value))
+            return take_error();
+        return Result<T>(std::move(value));
+    }
+    /// Read the next value into `out`; false on failure (see error()).
+    template <class T>
+    bool read_into(T &out) {
+        if (!ok())
+            return false;
+        return detail::read_value(*this, out);
+    }
+    /// Read an array header that must have exactly `count` elements.
+    bool read_array_of(std::size_t count) {
+        std::uint32_t n = 0;
+        if (!read_array(n))
+            return false;
+        if (n != count)
+            return fail(JOINT_E_TYPE, "expected an array of " + std::to_string(count) + " elements, found " + std::to_string(n));
+        return true;
+    }
+    bool read_array(std::uint32_t &count) { return step(joint_read_array(r_.get(), &count), "array"); }
+    bool read_map(std::uint32_t &count) { return step(joint_read_map(r_.get(), &count), "map"); }
+    /// Skip the next value (with everything inside it).
+    bool skip() {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        return step(joint_read_raw(r_.get(), &d, &n), "a value");
+    }
+
+    /// Record a failure (for Codec specializations); returns false. The first one is kept.
+    bool fail(Status status, std::string message) {
+        if (status_ == JOINT_OK) {
+            status_ = status < 0 ? status : JOINT_E_TYPE;
+            message_ = std::move(message);
+        }
+        return false;
+    }
+    /// Record the failure of a joint_read_* call that expected `what`; false if it failed.
+    bool step(Status st, const char *what) {
+        if (st >= 0)
+            return true;
+        if (status_ != JOINT_OK)
+            return false;
+        std::int32_t t = type();
+        std::string found = t == JOINT_TYPE_NONE ? (remaining() == 0 ? "the end of the data" : "malformed data") : detail::type_name(t);
+        return fail(st, std::string("expected ") + what + ", found " + found);
+    }
+    bool ok() const noexcept { return status_ == JOINT_OK; }
+    /// The recorded failure (JOINT_E_TYPE, JOINT_E_EOF, JOINT_E_PROTOCOL, ...).
+    Error error() const { return ok() ? Error(JOINT_OK, "") : Error(status_, message_); }
+    /// The recorded failure, cleared.
+    Error take_error() {
+        Error e = error();
+        status_ = JOINT_OK;
+        message_.clear();
+        return e;
+    }
+
+    joint_reader *raw() const noexcept { return r_.get(); }
+    joint_reader *release() noexcept { return r_.release(); }
+    explicit operator bool() const noexcept { return r_ != nullptr; }
+
+private:
+    struct Free {
+        void operator()(joint_reader *r) const noexcept { joint_reader_free(r); }
+    };
+    std::unique_ptr<joint_reader, Free> r_;
+    Status status_ = JOINT_OK;
+    std::string message_;
+};
+
+namespace detail {
+
+template <class T>
+struct is_std_vector : std::false_type {};
+template <class T, class A>
+struct is_std_vector<std::vector<T, A>> : std::true_type {};
+template <class T>
+struct is_std_array : std::false_type {};
+template <class T, std::size_t N>
+struct is_std_array<std::array<T, N>> : std::true_type {};
+template <class T>
+struct is_byte_array : std::false_type {};
+template <std::size_t N>
+struct is_byte_array<std::array<std::uint8_t, N>> : std::true_type {};
+template <class T>
+struct is_seq : std::false_type {}; // growable sequences: push_back
+template <class T, class A>
+struct is_seq<std::vector<T, A>> : std::true_type {};
+template <class T, class A>
+struct is_seq<std::deque<T, A>> : std::true_type {};
+template <class T, class A>
+struct is_seq<std::list<T, A>> : std::true_type {};
+template <class T>
+struct is_map : std::false_type {};
+template <class K, class V, class C, class A>
+struct is_map<std::map<K, V, C, A>> : std::true_type {};
+template <class K, class V, class H, class E, class A>
+struct is_map<std::unordered_map<K, V, H, E, A>> : std::true_type {};
+template <class T>
+struct is_tuple_like : std::false_type {};
+template <class... Ts>
+struct is_tuple_like<std::tuple<Ts...>> : std::true_type {};
+template <class A, class B>
+struct is_tuple_like<std::pair<A, B>> : std::true_type {};
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+
+template <class U>
+inline constexpr bool is_char_like = std::is_same_v<U, char> || std::is_same_v<U, wchar_t> || std::is_same_v<U, char16_t> ||
+                                     std::is_same_v<U, char32_t>
+#if defined(__cpp_char8_t)
+                                     || std::is_same_v<U, char8_t>
+#endif
+    ;
+
+template <class U>
+inline constexpr bool is_bin = std::is_same_v<U, Bytes> || std::is_same_v<U, std::vector<std::uint8_t>>;
+
+template <class T>
+void write_value(Writer &w, const T &v) {
+    using U = std::remove_cv_t<T>;
+    if constexpr (has_codec<U>::value) {
+        Codec<U>::pack(w, v);
+    } else if constexpr (std::is_same_v<U, bool>) {
+        w.write_bool(v);
+    } else if constexpr (std::is_same_v<U, std::nullptr_t> || std::is_same_v<U, std::nullopt_t> || std::is_same_v<U, std::monostate>) {
+        w.write_nil();
+    } else if constexpr (is_char_like<U>) {
+        static_assert(dependent_false<U>::value, "joint::pack: a single char is ambiguous; pack a std::string or an integer type");
+    } else if constexpr (std::is_integral_v<U> && std::is_signed_v<U>) {
+        w.write_int(static_cast<std::int64_t>(v));
+    } else if constexpr (std::is_integral_v<U>) {
+        w.write_uint(static_cast<std::uint64_t>(v));
+    } else if constexpr (std::is_enum_v<U>) {
+        write_value(w, static_cast<std::underlying_type_t<U>>(v));
+    } else if constexpr (std::is_same_v<U, float>) {
+        w.write_float(v);
+    } else if constexpr (std::is_same_v<U, double>) {
+        w.write_double(v);
+    } else if constexpr (std::is_same_v<U, std::string> || std::is_same_v<U, std::string_view>) {
+        w.write_str(v);
+    } else if constexpr (std::is_same_v<U, const char *> || std::is_same_v<U, char *>) {
+        if (v)
+            w.write_str(std::string_view(v));
+        else
+            w.write_nil();
+    } else if constexpr (std::is_array_v<U> && is_char_like<std::remove_cv_t<std::remove_extent_t<U>>>) {
+        static_assert(std::is_same_v<std::remove_cv_t<std::remove_extent_t<U>>, char>, "joint::pack: only char strings");
+        const char *end = static_cast<const char *>(std::memchr(v, 0, std::extent_v<U>));
+        w.write_str(std::string_view(v, end ? static_cast<std::size_t>(end - v) : std::extent_v<U>));
+    } else if constexpr (is_bin<U>) {
+        w.write_bin(Bytes(v));
+    } else if constexpr (is_byte_array<U>::value) {
+        w.write_bin(Bytes(v));
+    } else if constexpr (std::is_same_v<U, Raw>) {
+        w.write_raw(v.bytes);
+    } else if constexpr (std::is_same_v<U, Ext>) {
+        w.write_ext(v.type, Bytes(v.data));
+    } else if constexpr (is_optional<U>::value) {
+        if (v)
+            write_value(w, *v);
+        else
+            w.write_nil();
+    } else if constexpr (is_seq<U>::value || is_std_array<U>::value) {
+        w.write_array(v.size());
+        for (const auto &e : v) {
+            if (!w.ok())
+                break;
+            write_value(w, e);
+        }
+    } else if constexpr (is_map<U>::value) {
+        w.write_map(v.size());
+        for (const auto &kv : v) {
+            if (!w.ok())
+                break;
+            write_value(w, kv.first);
+            write_value(w, kv.second);
+        }
+    } else if constexpr (is_tuple_like<U>::value) {
+        w.write_array(std::tuple_size<U>::value);
+        std::apply([&](const auto &...e) { (write_value(w, e), ...); }, v);
+#if JOINT_HPP_MSGPACK_CXX
+    } else {
+        // Anything else goes to msgpack-cxx (a compile error if it cannot pack T).
+        msgpack::sbuffer sb;
+        msgpack::pack(sb, v);
+        w.write_raw(Bytes(sb.data(), sb.size()));
+    }
+#else
+    } else {
+        static_assert(dependent_false<U>::value,
+                      "joint::pack: unsupported type (specialize joint::Codec<T>, or define JOINT_WITH_MSGPACK_CXX)");
+    }
+#endif
+}
+
+template <class Int>
+bool read_integer(Reader &r, Int &out) {
+    if constexpr (std::is_signed_v<Int>) {
+        std::int64_t v = 0;
+        if (!r.step(joint_read_int(r.raw(), &v), "an integer"))
+            return false;
+        if (v < static_cast<std::int64_t>(std::numeric_limits<Int>::min()) || v > static_cast<std::int64_t>(std::numeric_limits<Int>::max()))
+            return r.fail(JOINT_E_TYPE, "integer " + std::to_string(v) + " out of range");
+        out = static_cast<Int>(v);
+    } else {
+        std::uint64_t v = 0;
+        if (!r.step(joint_read_uint(r.raw(), &v), "a non-negative integer"))
+            return false;
+        if (v > static_cast<std::uint64_t>(std::numeric_limits<Int>::max()))
+            return r.fail(JOINT_E_TYPE, "integer " + std::to_string(v) + " out of range");
+        out = static_cast<Int>(v);
+    }
+    return true;
+}
+
+/// Borrowed bytes of a str (or bin) value.
+inline bool read_text(Reader &r, const std::uint8_t *&data, std::size_t &len) {
+    if (r.type() == JOINT_TYPE_BIN)
+        return r.step(joint_read_bin(r.raw(), &data, &len), "str");
+    return r.step(joint_read_str(r.raw(), &data, &len), "str");
+}
+/// Borrowed bytes of a bin (or str) value.
+inline bool read_binary(Reader &r, const std::uint8_t *&data, std::size_t &len) {
+    if (r.type() == JOINT_TYPE_STR)
+        return r.step(joint_read_str(r.raw(), &data, &len), "bin");
+    return r.step(joint_read_bin(r.raw(), &data, &len), "bin");
+}
+
+template <class Tuple, std::size_t... I>
+bool read_tuple(Reader &r, Tuple &t, std::index_sequence<I...>) {
+    return (r.read_into(std::get<I>(t)) && ...);
+}
+
+template <class T>
+bool read_value(Reader &r, T &out) {
+    using U = T;
+    static_assert(!std::is_const_v<U>, "joint::unpack: cannot read into a const object");
+    if constexpr (has_codec<U>::value) {
+        return Codec<U>::unpack(r, out);
+    } else if constexpr (std::is_same_v<U, bool>) {
+        return r.step(joint_read_bool(r.raw(), &out), "bool");
+    } else if constexpr (std::is_same_v<U, std::nullptr_t> || std::is_same_v<U, std::monostate>) {
+        return r.step(joint_read_nil(r.raw()), "nil");
+    } else if constexpr (is_char_like<U>) {
+        static_assert(dependent_false<U>::value, "joint::unpack: a single char is ambiguous; use std::string or an integer type");
+        return false;
+    } else if constexpr (std::is_integral_v<U>) {
+        return read_integer(r, out);
+    } else if constexpr (std::is_enum_v<U>) {
+        std::underlying_type_t<U> v{};
+        if (!read_integer(r, v))
+            return false;
+        out = static_cast<U>(v);
+        return true;
+    } else if constexpr (std::is_floating_point_v<U>) {
+        static_assert(!std::is_same_v<U, long double>, "joint::unpack: long double is not supported");
+        double d = 0;
+        if (!r.step(joint_read_double(r.raw(), &d), "a number"))
+            return false;
+        out = static_cast<U>(d);
+        return true;
+    } else if constexpr (std::is_same_v<U, std::string> || std::is_same_v<U, std::string_view>) {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        if (!read_text(r, d, n))
+            return false;
+        out = U(reinterpret_cast<const char *>(d), n);
+        return true;
+    } else if constexpr (std::is_same_v<U, Bytes> || std::is_same_v<U, std::vector<std::uint8_t>>) {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        if (!read_binary(r, d, n))
+            return false;
+        if constexpr (std::is_same_v<U, Bytes>)
+            out = Bytes(d, n);
+        else
+            out.assign(d, d + n);
+        return true;
+    } else if constexpr (is_byte_array<U>::value) {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        if (!read_binary(r, d, n))
+            return false;
+        if (n != out.size())
+            return r.fail(JOINT_E_TYPE, "expected bin of " + std::to_string(out.size()) + " bytes, found " + std::to_string(n));
+        if (n)
+            std::memcpy(out.data(), d, n);
+        return true;
+    } else if constexpr (std::is_same_v<U, Raw>) {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        if (!r.step(joint_read_raw(r.raw(), &d, &n), "a value"))
+            return false;
+        out.bytes = Bytes(d, n);
+        return true;
+    } else if constexpr (std::is_same_v<U, Ext>) {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        std::int8_t type = 0;
+        if (!r.step(joint_read_ext(r.raw(), &type, &d, &n), "ext"))
+            return false;
+        out.type = type;
+        out.data.assign(d, d + n);
+        return true;
+    } else if constexpr (is_optional<U>::value) {
+        if (r.type() == JOINT_TYPE_NIL) {
+            out.reset();
+            return r.step(joint_read_nil(r.raw()), "nil");
+        }
+        typename U::value_type v{};
+        if (!r.read_into(v))
+            return false;
+        out = std::move(v);
+        return true;
+    } else if constexpr (is_seq<U>::value) {
+        std::uint32_t n = 0;
+        if (!r.read_array(n))
+            return false;
+        out.clear();
+        if constexpr (is_std_vector<U>::value) // every element takes at least one byte
+            out.reserve(n < r.remaining() ? n : r.remaining());
+        for (std::uint32_t i = 0; i < n; i++) {
+            typename U::value_type e{};
+            if (!r.read_into(e))
+                return false;
+            out.push_back(std::move(e));
+        }
+        return true;
+    } else if constexpr (is_std_array<U>::value) {
+        if (!r.read_array_of(out.size()))
+            return false;
+        for (auto &e : out)
+            if (!r.read_into(e))
+                return false;
+        return true;
+    } else if constexpr (is_map<U>::value) {
+        std::uint32_t n = 0;
+        if (!r.read_map(n))
+            return false;
+        out.clear();
+        for (std::uint32_t i = 0; i < n; i++) {
+            typename U::key_type k{};
+            typename U::mapped_type v{};
+            if (!r.read_into(k) || !r.read_into(v))
+                return false;
+            out.insert_or_assign(std::move(k), std::move(v));
+        }
+        return true;
+    } else if constexpr (is_tuple_like<U>::value) {
+        if (!r.read_array_of(std::tuple_size<U>::value))
+            return false;
+        return read_tuple(r, out, std::make_index_sequence<std::tuple_size<U>::value>{});
+#if JOINT_HPP_MSGPACK_CXX
+    } else if constexpr (std::is_same_v<U, msgpack::object>) {
+        static_assert(dependent_false<U>::value, "joint::unpack: use msgpack::object_handle (a msgpack::object does not own its zone)");
+        return false;
+    } else {
+        // msgpack::object_handle, or anything msgpack-cxx can convert to.
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        if (!r.step(joint_read_raw(r.raw(), &d, &n), "a value"))
+            return false;
+        try {
+            msgpack::object_handle oh = msgpack::unpack(reinterpret_cast<const char *>(d), n);
+            if constexpr (std::is_same_v<U, msgpack::object_handle>)
+                out = std::move(oh);
+            else
+                oh.get().convert(out);
+        } catch (const std::exception &e) {
+            return r.fail(JOINT_E_TYPE, std::string("msgpack-cxx: ") + e.what());
+        }
+        return true;
+    }
+#else
+    } else {
+        static_assert(dependent_false<U>::value,
+                      "joint::unpack: unsupported type (specialize joint::Codec<T>, or define JOINT_WITH_MSGPACK_CXX)");
+        return false;
+    }
+#endif
+}
+
+inline std::vector<std::uint8_t> invalid_payload() { return {0xc1}; }
+
+} // namespace detail
+
+/// Encode `args` as one MessagePack array: the params of a call or notification.
+/// pack() is `[]`. Returns Error only for what MessagePack cannot hold (more than 2^32-1
+/// elements or bytes).
+template <class... Args>
+Result<std::vector<std::uint8_t>> try_pack(const Args &...args) {
+    Result<Writer> w = Writer::create();
+    if (!w)
+        return w.error();
+    w->write_array(sizeof...(Args));
+    (w->write(args), ...);
+    if (!w->ok())
+        return w->status().error();
+    return w->to_vector();
+}
+
+/// Encode one value (a result, an error object, a value inside params).
+template <class T>
+Result<std::vector<std::uint8_t>> try_pack_value(const T &value) {
+    Result<Writer> w = Writer::create();
+    if (!w)
+        return w.error();
+    w->write(value);
+    if (!w->ok())
+        return w->status().error();
+    return w->to_vector();
+}
+
+/// As try_pack, for passing straight to a call: on failure the bytes are the single byte
+/// 0xc1 (never valid MessagePack), which every call, notify and reply rejects with
+/// JOINT_E_INVAL, so the error still surfaces where the bytes are used.
+template <class... Args>
+std::vector<std::uint8_t> pack(const Args &...args) {
+    Result<std::vector<std::uint8_t>> r = try_pack(args...);
+    return r ? std::move(r).value() : detail::invalid_payload();
+}
+
+/// As try_pack_value, with pack()'s failure convention.
+template <class T>
+std::vector<std::uint8_t> pack_value(const T &value) {
+    Result<std::vector<std::uint8_t>> r = try_pack_value(value);
+    return r ? std::move(r).value() : detail::invalid_payload();
+}
+
+/// Decode `bytes`, which must hold exactly one MessagePack value, as T. std::string_view,
+/// Bytes and Raw results point into `bytes`.
+template <class T>
+Result<T> unpack(Bytes bytes) {
+    Result<Reader> r = Reader::create(bytes);
+    if (!r)
+        return r.error();
+    Result<T> v = r->read<T>();
+    if (v && !r->at_end())
+        return Error(JOINT_E_INVAL, std::to_string(r->remaining()) + " bytes left after the value");
+    return v;
+}
+
+template <class T>
+Result<T> Buffer::as() const {
+    return unpack<T>(bytes());
+}
+
+// ---- Connections --------------------------------------------------------------------------
+
+class Response;
+
+/// A connection that is not owned: one accepted by a listener (valid until its CLOSED
+/// event returns), or one passed to a callback (valid during the callback), or a view of a
+/// Connection. Cheap to copy; empty when raw() is NULL.
+class ConnectionRef {
+public:
+    ConnectionRef() = default;
+    /// `ctx` (optional) is the connection's context, used for error details.
+    explicit ConnectionRef(joint_conn *conn, joint_ctx *ctx = nullptr) noexcept : conn_(conn), ctx_(ctx) {}
+
+    joint_conn *raw() const noexcept { return conn_; }
+    explicit operator bool() const noexcept { return conn_ != nullptr; }
+    /// Whether new calls can be made (connecting or open).
+    bool is_open() const noexcept { return joint_conn_is_open(conn_); }
+
+    /// Call `method` with `params` (one encoded array, e.g. pack(...); empty sends []).
+    /// `on_done` runs exactly once, inside Context::process (or the Context's destructor),
+    /// as `void(joint::Result<joint::Bytes>)` or `void(const joint::Response &)`: with the
+    /// result, the peer's error (JOINT_E_REMOTE), JOINT_E_TIMEOUT, JOINT_E_CLOSED,
+    /// JOINT_E_CANCELLED, ... The result bytes are valid until it returns. If call() returns
+    /// an error, `on_done` never runs (and is destroyed). timeout_ms > 0 limits the call.
+    template <class F>
+    Result<CallId> call(detail::CStr method, Bytes params, F &&on_done, std::int32_t timeout_ms = no_timeout) const;
+
+    /// Call and wait, running the context's callbacks meanwhile. On JOINT_E_REMOTE the Error
+    /// carries the peer's error object. From a callback: JOINT_E_RECURSIVE.
+    Result<Buffer> call_sync(detail::CStr method, Bytes params = {}, std::int32_t timeout_ms = no_timeout) const {
+        if (method.bad())
+            return detail::embedded_nul();
+        joint_buf *result = nullptr;
+        joint_buf *error = nullptr;
+        Status st = joint_conn_call_sync(conn_, method.c_str(), params.data(), params.size(), timeout_ms, &result, &error);
+        if (st >= 0)
+            return Buffer(result);
+        if (st == JOINT_E_REMOTE && error) {
+            Buffer err(error);
+            Bytes obj = err.bytes();
+            std::size_t len = joint_error_message(obj.data(), obj.size(), nullptr, 0);
+            std::string msg(len, '\0');
+            if (len)
+                joint_error_message(obj.data(), obj.size(), &msg[0], len + 1);
+            return Error(st, std::move(msg), obj.to_vector());
+        }
+        return detail::make_error(st, ctx_);
+    }
+
+    /// Send a notification (no response).
+    Result<void> notify(detail::CStr method, Bytes params = {}) const {
+        if (method.bad())
+            return detail::embedded_nul();
+        return detail::check(joint_conn_notify(conn_, method.c_str(), params.data(), params.size()), ctx_);
+    }
+    /// Cancel a pending call: it completes with JOINT_E_CANCELLED during the next process.
+    Result<void> cancel(CallId id) const {
+        return detail::check(joint_conn_cancel(conn_, id), ctx_, "the call is not pending");
+    }
+    /// Close: pending calls complete with JOINT_E_CANCELLED, then the CLOSED event follows.
+    Result<void> close() const { return detail::check(joint_conn_close(conn_), ctx_); }
+
+    /// Application data attached to the connection (joint never touches it).
+    void set_user_data(void *data) const noexcept { (void)joint_conn_set_user_data(conn_, data); }
+    void *user_data() const noexcept { return joint_conn_user_data(conn_); }
+
+    friend bool operator==(ConnectionRef a, ConnectionRef b) noexcept { return a.conn_ == b.conn_; }
+    friend bool operator!=(ConnectionRef a, ConnectionRef b) noexcept { return a.conn_ != b.conn_; }
+
+private:
+    joint_conn *conn_ = nullptr;
+    joint_ctx *ctx_ = nullptr;
+};
+
+/// An owned connection (Context::connect, spawn, open_stdio): destroying it closes it (its
+/// pending calls complete with JOINT_E_CANCELLED on the next process; no CLOSED event) and
+/// frees it. It stays valid after the peer goes away (calls then fail with
+/// JOINT_E_CLOSED). If it outlives its Context it becomes inert (calls fail with
+/// JOINT_E_STATE, the destructor does nothing): the context freed it.
+class Connection {
+public:
+    Connection() = default;
+    /// Takes ownership of `conn`, a connection of `ctx`. `life` is the context's liveness
+    /// token (from Context); without it the Connection must be destroyed before the context.
+    Connection(joint_conn *conn, joint_ctx *ctx, std::shared_ptr<detail::CtxLife> life = nullptr) noexcept
+        : c_(conn, Free{std::move(life)}), ctx_(ctx) {}
+
+    /// A non-owning view (for code that takes ConnectionRef).
+    ConnectionRef ref() const noexcept { return ConnectionRef(usable() ? c_.get() : nullptr, ctx_); }
+    operator ConnectionRef() const noexcept { return ref(); }
+
+    bool is_open() const noexcept { return usable() && joint_conn_is_open(c_.get()); }
+    template <class F>
+    Result<CallId> call(detail::CStr method, Bytes params, F &&on_done, std::int32_t timeout_ms = no_timeout) const {
+        if (!usable())
+            return dead();
+        if (method.bad())
+            return detail::embedded_nul();
+        return ConnectionRef(c_.get(), ctx_).call(method.c_str(), params, std::forward<F>(on_done), timeout_ms);
+    }
+    Result<Buffer> call_sync(detail::CStr method, Bytes params = {}, std::int32_t timeout_ms = no_timeout) const {
+        if (!usable())
+            return dead();
+        if (method.bad())
+            return detail::embedded_nul();
+        return ConnectionRef(c_.get(), ctx_).call_sync(method.c_str(), params, timeout_ms);
+    }
+    Result<void> notify(detail::CStr method, Bytes params = {}) const {
+        if (!usable())
+            return dead();
+        if (method.bad())
+            return detail::embedded_nul();
+        return ConnectionRef(c_.get(), ctx_).notify(method.c_str(), params);
+    }
+    Result<void> cancel(CallId id) const {
+        if (!usable())
+            return dead();
+        return ConnectionRef(c_.get(), ctx_).cancel(id);
+    }
+    Result<void> close() const {
+        if (!usable())
+            return dead();
+        return ConnectionRef(c_.get(), ctx_).close();
+    }
+    void set_user_data(void *data) const noexcept { ref().set_user_data(data); }
+    void *user_data() const noexcept { return ref().user_data(); }
+
+    joint_conn *raw() const noexcept { return c_.get(); }
+    /// Give up ownership: the caller frees it with joint_conn_free, before the context.
+    joint_conn *release() noexcept { return c_.release(); }
+    explicit operator bool() const noexcept { return c_ != nullptr; }
+
+private:
+    struct Free {
+        std::shared_ptr<detail::CtxLife> life;
+        void operator()(joint_conn *c) const noexcept {
+            if (!life || life->alive)
+                joint_conn_free(c);
+        }
+    };
+    bool usable() const noexcept {
+        const auto &life = c_.get_deleter().life;
+        return !life || life->alive;
+    }
+    static Error dead() { return Error(JOINT_E_STATE, "the connection's context was destroyed"); }
+
+    std::unique_ptr<joint_conn, Free> c_;
+    joint_ctx *ctx_ = nullptr;
+};
+
+/// The outcome of a call, borrowed by a completion callback until it returns.
+class Response {
+public:
+    explicit Response(const joint_response *resp, joint_conn *conn, joint_ctx *ctx) noexcept : r_(resp), conn_(conn), ctx_(ctx) {}
+
+    Status status() const noexcept { return joint_response_status(r_); }
+    bool ok() const noexcept { return status() == JOINT_OK; }
+    /// The result (MessagePack; nil unless ok()). Valid until the callback returns.
+    Bytes result() const noexcept {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        (void)joint_response_result(r_, &d, &n);
+        return Bytes(d, n);
+    }
+    /// The peer's error object (MessagePack; nil unless JOINT_E_REMOTE).
+    Bytes error_object() const noexcept {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        (void)joint_response_error(r_, &d, &n);
+        return Bytes(d, n);
+    }
+    /// A description of the failure ("" on success); for JOINT_E_REMOTE the peer's message.
+    std::string_view message() const noexcept {
+        const char *m = joint_response_message(r_);
+        return m ? std::string_view(m) : std::string_view();
+    }
+    CallId call_id() const noexcept { return joint_response_call_id(r_); }
+    /// The connection the call was made on (valid during the callback).
+    ConnectionRef conn() const noexcept { return ConnectionRef(conn_, ctx_); }
+
+    /// The failure as an Error (copies); only when !ok().
+    Error error() const {
+        Status st = status();
+        std::string_view m = message();
+        return Error(st, m.empty() ? std::string(joint_status_str(st)) : std::string(m),
+                     st == JOINT_E_REMOTE ? error_object().to_vector() : std::vector<std::uint8_t>());
+    }
+    /// result() or error(); the bytes are valid until the callback returns.
+    Result<Bytes> to_result() const {
+        if (ok())
+            return result();
+        return error();
+    }
+    /// The result unpacked as T, or the failure.
+    template <class T>
+    Result<T> as() const {
+        if (!ok())
+            return error();
+        return unpack<T>(result());
+    }
+
+    const joint_response *raw() const noexcept { return r_; }
+
+private:
+    const joint_response *r_;
+    joint_conn *conn_;
+    joint_ctx *ctx_;
+};
+
+/// A connection opened (JOINT_CONN_OPEN) or closed (JOINT_CONN_CLOSED: status says why,
+/// reason describes it). Borrowed during the callback. `event` is kept as the C API's
+/// integer so that events added later reach you too.
+struct ConnEvent {
+    ConnectionRef conn;
+    std::int32_t event = 0;
+    Status status = JOINT_OK;
+    std::string_view reason;
+
+    bool opened() const noexcept { return event == JOINT_CONN_OPEN; }
+    bool closed() const noexcept { return event == JOINT_CONN_CLOSED; }
+};
+
+// ---- Requests -----------------------------------------------------------------------------
+
+class Request;
+
+namespace detail {
+#if JOINT_HPP_EXCEPTIONS
+/// The request a handler is running for, on this thread: if the handler throws and the
+/// Request holding it is destroyed by the unwinding, the destructor hands it back here so
+/// the trampoline can answer with the exception's message instead of NOT_ANSWERED.
+struct HandlerFrame {
+    joint_request *req;
+    int uncaught;
+    joint_request *rescued;
+    HandlerFrame *prev;
+};
+inline HandlerFrame *&handler_frame() noexcept {
+    static thread_local HandlerFrame *frame = nullptr;
+    return frame;
+}
+#endif
+} // namespace detail
+
+/// A request from a peer, owned: answer it exactly once with reply / reply_value /
+/// reply_error — in the handler, later, or from any thread. Destroying it unanswered sends
+/// [JOINT_RPC_NOT_ANSWERED, ...]. Every reply consumes it (also on failure); the Request is
+/// then empty and further replies return JOINT_E_STATE.
+class Request {
+public:
+    Request() = default;
+    /// Takes ownership of `req`; `ctx` (optional) is its context, for conn().
+    explicit Request(joint_request *req, joint_ctx *ctx = nullptr) noexcept : r_(req), ctx_(ctx) {}
+    Request(Request &&o) noexcept : r_(std::exchange(o.r_, nullptr)), ctx_(o.ctx_) {}
+    Request &operator=(Request &&o) noexcept {
+        if (this != &o) {
+            drop();
+            r_ = std::exchange(o.r_, nullptr);
+            ctx_ = o.ctx_;
+        }
+        return *this;
+    }
+    Request(const Request &) = delete;
+    Request &operator=(const Request &) = delete;
+    ~Request() { drop(); }
+
+    /// The method name as sent (not NUL-terminated); valid while this Request holds it.
+    std::string_view method() const noexcept {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        if (joint_request_method(r_, &d, &n) != JOINT_OK)
+            return {};
+        return std::string_view(reinterpret_cast<const char *>(d), n);
+    }
+    /// The positional params: one MessagePack array ([] when the peer sent a map or nil).
+    Bytes params() const noexcept {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        if (joint_request_params(r_, &d, &n) != JOINT_OK)
+            return {};
+        return Bytes(d, n);
+    }
+    /// The keyword params: the map the peer sent as params; nullopt if they were not a map.
+    std::optional<Bytes> kwargs() const noexcept {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        if (joint_request_kwargs(r_, &d, &n) != JOINT_OK)
+            return std::nullopt;
+        return Bytes(d, n);
+    }
+    /// The params unpacked as exactly these types: `auto r = req.args<int64_t, std::string>();`
+    /// (string_view / Bytes elements point into the request).
+    template <class... Ts>
+    Result<std::tuple<Ts...>> args() const {
+        return unpack<std::tuple<Ts...>>(params());
+    }
+    std::uint32_t msgid() const noexcept { return joint_request_msgid(r_); }
+    /// The connection it came on (to call the peer back); empty if it has closed. Only on the
+    /// loop thread, while the context lives.
+    ConnectionRef conn() const noexcept { return ConnectionRef(joint_request_conn(r_), ctx_); }
+
+    /// Answer with `result`: one encoded MessagePack value (empty answers nil). If it is
+    /// not one valid value within the size limit, the peer gets an error instead and this
+    /// returns JOINT_E_INVAL / JOINT_E_TOO_LARGE.
+    Result<void> reply(Bytes result) { return consumed(joint_request_reply(take(), result.data(), result.size())); }
+    /// Answer with `value`, packed (see pack_value).
+    template <class T>
+    Result<void> reply_value(const T &value) {
+        if (!r_)
+            return answered();
+        return reply(pack_value(value));
+    }
+    /// Answer with joint's error object [code, message] (codes: JOINT_RPC_* or your own).
+    Result<void> reply_error(std::int64_t code, std::string_view message) {
+        if (!r_)
+            return answered();
+        std::string m(message);
+        return consumed(joint_request_reply_error_msg(take(), code, m.c_str()));
+    }
+    /// Answer with an error object (one encoded MessagePack value; peers expect a string or
+    /// [code, message]).
+    Result<void> reply_error(Bytes error_object) {
+        return consumed(joint_request_reply_error(take(), error_object.data(), error_object.size()));
+    }
+    /// Pass an Error on: a peer's error object as is, anything else as
+    /// [JOINT_RPC_HANDLER_FAILED, message].
+    Result<void> reply_error(const Error &error) {
+        if (error.is_remote() && !error.remote_object().empty())
+            return reply_error(error.remote_object());
+        return reply_error(JOINT_RPC_HANDLER_FAILED, error.message());
+    }
+
+    bool valid() const noexcept { return r_ != nullptr; }
+    explicit operator bool() const noexcept { return valid(); }
+    joint_request *raw() const noexcept { return r_; }
+    /// Give up ownership: the caller must pass it to a joint_request_reply* / _free.
+    joint_request *release() noexcept { return std::exchange(r_, nullptr); }
+
+private:
+    joint_request *take() noexcept { return std::exchange(r_, nullptr); }
+    static Error answered() { return Error(JOINT_E_STATE, "the request was already answered or released"); }
+    Result<void> consumed(Status st) {
+        if (st == JOINT_E_NULL)
+            return answered();
+        return detail::check(st);
+    }
+    void drop() noexcept {
+        if (!r_)
+            return;
+#if JOINT_HPP_EXCEPTIONS
+        detail::HandlerFrame *f = detail::handler_frame();
+        if (f && f->req == r_ && !f->rescued && std::uncaught_exceptions() > f->uncaught) {
+            f->rescued = std::exchange(r_, nullptr); // the handler is unwinding: see HandlerFrame
+            return;
+        }
+#endif
+        joint_request_free(std::exchange(r_, nullptr));
+    }
+
+    joint_request *r_ = nullptr;
+    joint_ctx *ctx_ = nullptr;
+};
+
+// ---- Trampolines: the C callbacks ---------------------------------------------------------
+// One extern "C" function per callback type; user_data is a detail::Fn box. They never let
+// an exception escape into C.
+
+namespace detail {
+
+using RequestFn = Fn<void(Request)>;
+using ResponseFn = Fn<void(const Response &)>;
+using NotificationFn = Fn<void(ConnectionRef, std::string_view, Bytes)>;
+using ConnFn = Fn<void(const ConnEvent &)>;
+using TimerFn = Fn<void()>;
+using LogFn = Fn<void(std::int32_t, std::string_view)>;
+
+extern "C" {
+
+inline void joint_hpp_free_box(void *user_data) noexcept { delete static_cast<BoxBase *>(user_data); }
+
+inline void joint_hpp_on_request(joint_request *req, void *user_data) noexcept {
+    RequestFn *fn = from_user_data<void(Request)>(user_data);
+#if JOINT_HPP_EXCEPTIONS
+    HandlerFrame frame{req, std::uncaught_exceptions(), nullptr, handler_frame()};
+    handler_frame() = &frame;
+    const char *what = nullptr;
+    std::string what_buf;
+    try {
+        fn->call(Request(req, fn->ctx));
+    } catch (const std::exception &e) {
+        try {
+            what_buf = e.what();
+            what = what_buf.c_str();
+        } catch (...) {
+            what = "exception";
+        }
+    } catch (...) {
+        what = "unknown exception";
+    }
+    handler_frame() = frame.prev;
+    if (frame.rescued) {
+        if (what)
+            (void)joint_request_reply_error_msg(frame.rescued, JOINT_RPC_HANDLER_FAILED, what);
+        else // destroyed by an exception the handler caught itself: as if dropped
+            joint_request_free(frame.rescued);
+    } else if (what) {
+        // the request was answered or handed on before the exception: nothing to reply to
+        report_exception("request handler", what);
+    }
+#else
+    fn->call(Request(req, fn->ctx));
+#endif
+}
+
+inline void joint_hpp_on_response(joint_conn *conn, const joint_response *resp, void *user_data) noexcept {
+    // Completions run exactly once: the box goes with this call.
+    std::unique_ptr<ResponseFn> fn(from_user_data<void(const Response &)>(user_data));
+#if JOINT_HPP_EXCEPTIONS
+    try {
+        fn->call(Response(resp, conn, fn->ctx));
+    } catch (const std::exception &e) {
+        report_exception("call completion", e.what());
+    } catch (...) {
+        report_exception("call completion", "unknown exception");
+    }
+#else
+    fn->call(Response(resp, conn, fn->ctx));
+#endif
+}
+
+inline void joint_hpp_on_notification(joint_conn *conn, const std::uint8_t *method, std::size_t method_len,
+                                      const std::uint8_t *params, std::size_t params_len, void *user_data) noexcept {
+    NotificationFn *fn = from_user_data<void(ConnectionRef, std::string_view, Bytes)>(user_data);
+#if JOINT_HPP_EXCEPTIONS
+    try {
+#endif
+        fn->call(ConnectionRef(conn, fn->ctx), std::string_view(reinterpret_cast<const char *>(method), method_len),
+                 Bytes(params, params_len));
+#if JOINT_HPP_EXCEPTIONS
+    } catch (const std::exception &e) {
+        report_exception("notification", e.what());
+    } catch (...) {
+        report_exception("notification", "unknown exception");
+    }
+#endif
+}
+
+inline void joint_hpp_on_conn(joint_conn *conn, std::int32_t event, joint_status status, const char *reason, void *user_data) noexcept {
+    ConnFn *fn = from_user_data<void(const ConnEvent &)>(user_data);
+    ConnEvent ev{ConnectionRef(conn, fn->ctx), event, status, reason ? std::string_view(reason) : std::string_view()};
+#if JOINT_HPP_EXCEPTIONS
+    try {
+#endif
+        fn->call(ev);
+#if JOINT_HPP_EXCEPTIONS
+    } catch (const std::exception &e) {
+        report_exception("connection event", e.what());
+    } catch (...) {
+        report_exception("connection event", "unknown exception");
+    }
+#endif
+}
+
+inline void joint_hpp_on_timer(joint_ctx *ctx, void *user_data) noexcept {
+    (void)ctx;
+    TimerFn *fn = from_user_data<void()>(user_data); // freed by joint_hpp_free_box right after
+#if JOINT_HPP_EXCEPTIONS
+    try {
+#endif
+        fn->call();
+#if JOINT_HPP_EXCEPTIONS
+    } catch (const std::exception &e) {
+        report_exception("timer", e.what());
+    } catch (...) {
+        report_exception("timer", "unknown exception");
+    }
+#endif
+}
+
+inline void joint_hpp_on_log(std::int32_t level, const char *message, void *user_data) noexcept {
+    LogFn *fn = from_user_data<void(std::int32_t, std::string_view)>(user_data);
+#if JOINT_HPP_EXCEPTIONS
+    try {
+#endif
+        fn->call(level, message ? std::string_view(message) : std::string_view());
+#if JOINT_HPP_EXCEPTIONS
+    } catch (const std::exception &e) {
+        report_exception("log", e.what());
+    } catch (...) {
+        report_exception("log", "unknown exception");
+    }
+#endif
+}
+
+} // extern "C"
+
+/// Adapts a completion callable taking Result<Bytes> or const Response&.
+template <class F>
+struct ResponseAdapter {
+    F f;
+    void operator()(const Response &r) {
+        if constexpr (std::is_invocable_v<F &, Result<Bytes>>)
+            f(r.to_result());
+        else
+            f(r);
+    }
+};
+
+/// Hand a box to a registration function; if it fails, the box is still ours: free it.
+inline Result<void> registered(Status st, BoxBase *box, const joint_ctx *ctx) {
+    if (st < 0) {
+        delete box;
+        return make_error(st, ctx);
+    }
+    return {};
+}
+
+} // namespace detail
+
+template <class F>
+Result<CallId> ConnectionRef::call(detail::CStr method, Bytes params, F &&on_done, std::int32_t timeout_ms) const {
+    using D = std::decay_t<F>;
+    static_assert(std::is_invocable_v<D &, Result<Bytes>> || std::is_invocable_v<D &, const Response &>,
+                  "joint: a completion callback is callable as void(joint::Result<joint::Bytes>) or void(const joint::Response &)");
+    if (method.bad())
+        return detail::embedded_nul();
+    detail::ResponseFn *box = detail::make_fn<void(const Response &)>(detail::ResponseAdapter<D>{std::forward<F>(on_done)}, ctx_);
+    CallId id = 0;
+    Status st = joint_conn_call(conn_, method.c_str(), params.data(), params.size(), timeout_ms, &detail::joint_hpp_on_response,
+                                detail::to_user_data(box), &id);
+    if (st < 0) { // the callback will never run
+        delete box;
+        return detail::make_error(st, ctx_);
+    }
+    return id;
+}
+
+// ---- Config and Context -------------------------------------------------------------------
+
+/// Options for new contexts (joint_config). Context::create copies it.
+class Config {
+public:
+    Config() = default;
+    /// Takes ownership of `config` (freed with joint_config_free).
+    explicit Config(joint_config *config) noexcept : c_(config) {}
+
+    /// The defaults: 64 MiB messages, depth 128, 65536 calls in flight, 10 s connect
+    /// timeout, 256 MiB unsent output per connection, no logging.
+    static Result<Config> create() {
+        joint_config *c = nullptr;
+        Status st = joint_config_new(&c);
+        if (st < 0)
+            return detail::make_error(st);
+        return Config(c);
+    }
+
+    Result<void> set_max_message_size(std::size_t bytes) { return detail::check(joint_config_set_max_message_size(c_.get(), bytes)); }
+    Result<void> set_max_depth(std::uint32_t depth) { return detail::check(joint_config_set_max_depth(c_.get(), depth)); }
+    Result<void> set_max_inflight(std::uint32_t calls) { return detail::check(joint_config_set_max_inflight(c_.get(), calls)); }
+    Result<void> set_connect_timeout_ms(std::int32_t ms) { return detail::check(joint_config_set_connect_timeout_ms(c_.get(), ms)); }
+    Result<void> set_max_outbuf(std::size_t bytes) { return detail::check(joint_config_set_max_outbuf(c_.get(), bytes)); }
+    /// Send log lines up to `level` (JOINT_LOG_*) to `fn(std::int32_t level, std::string_view
+    /// message)`, on the thread running process(); the message is valid during the call.
+    /// Contexts created from this config share `fn`; it is destroyed with the last of them.
+    template <class F>
+    Result<void> on_log(std::int32_t level, F &&fn) {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, std::int32_t, std::string_view>,
+                      "joint: a log callback is callable as void(std::int32_t level, std::string_view message)");
+        detail::LogFn *box = detail::make_fn<void(std::int32_t, std::string_view)>(std::forward<F>(fn), nullptr);
+        return detail::registered(joint_config_set_log_cb(c_.get(), level, &detail::joint_hpp_on_log, detail::to_user_data(box),
+                                                          &detail::joint_hpp_free_box),
+                                  box, nullptr);
+    }
+    /// Turn logging off.
+    Result<void> on_log(std::nullptr_t) { return detail::check(joint_config_set_log_cb(c_.get(), 0, nullptr, nullptr, nullptr)); }
+
+    joint_config *raw() const noexcept { return c_.get(); }
+    joint_config *release() noexcept { return c_.release(); }
+    explicit operator bool() const noexcept { return c_ != nullptr; }
+
+private:
+    struct Free {
+        void operator()(joint_config *c) const noexcept { joint_config_free(c); }
+    };
+    std::unique_ptr<joint_config, Free> c_;
+};
+
+/// A context (joint_ctx): connections, listeners, handlers and timers driven through one
+/// pollable fd. Destroying it completes pending calls with JOINT_E_CANCELLED, sends CLOSED
+/// events for open connections, destroys every registered callable and closes every fd —
+/// so it must not be destroyed from one of its own callbacks.
+class Context {
+public:
+    Context() = default;
+    /// Takes ownership of `ctx` (freed with joint_ctx_free).
+    explicit Context(joint_ctx *ctx) : c_(ctx), life_(ctx ? std::make_shared<detail::CtxLife>() : nullptr) {}
+    Context(Context &&o) noexcept = default;
+    Context &operator=(Context &&o) noexcept {
+        if (this != &o) {
+            reset();
+            c_ = std::move(o.c_);
+            life_ = std::move(o.life_);
+        }
+        return *this;
+    }
+    ~Context() { reset(); }
+
+    /// A context with the default configuration.
+    static Result<Context> create() { return create_from(nullptr); }
+    static Result<Context> create(const Config &config) {
+        if (!config)
+            return Error(JOINT_E_NULL, "empty joint::Config");
+        return create_from(config.raw());
+    }
+
+    /// The fd to watch for readability (level-triggered); stable; never read or close it.
+    int fd() const noexcept { return joint_ctx_fd(c_.get()); }
+    /// Milliseconds until process() must run even if the fd stays quiet: -1 none, 0 now.
+    /// Query it again after every process().
+    std::int32_t timeout_ms() const noexcept { return joint_ctx_timeout_ms(c_.get()); }
+    /// Run ready I/O, due timers and callbacks; never blocks.
+    Result<void> process() { return detail::check(joint_ctx_process(c_.get()), c_.get()); }
+    /// Wait for the fd or `timeout_ms` (-1: only the next timer), then process().
+    Result<void> wait(std::int32_t timeout_ms = -1) { return detail::check(joint_ctx_wait(c_.get(), timeout_ms), c_.get()); }
+    /// Make the fd readable so the loop runs process() soon. Any thread; async-signal-safe.
+    Result<void> wakeup() const noexcept {
+        Status st = joint_ctx_wakeup(c_.get());
+        if (st < 0)
+            return Error(st, std::string()); // no allocation of a message: signal-safe path
+        return {};
+    }
+
+    /// Listen on `uri` (tcp://HOST:PORT — port 0 picks one —, unix:///path, udp://HOST:PORT);
+    /// returns the real address, e.g. "tcp://127.0.0.1:41234". shutdown() closes listeners.
+    Result<std::string> listen(detail::CStr uri) {
+        if (uri.bad())
+            return detail::embedded_nul();
+        joint_listener *l = nullptr;
+        Status st = joint_ctx_listen(c_.get(), uri.c_str(), &l);
+        if (st < 0)
+            return detail::make_error(st, c_.get());
+        return std::string(joint_listener_uri(l));
+    }
+    /// Connect to `uri` without blocking (calls may be made at once). Later failures
+    /// (refused, timeout) close the connection: its calls fail, on_connection gets CLOSED.
+    Result<Connection> connect(detail::CStr uri) {
+        if (uri.bad())
+            return detail::embedded_nul();
+        joint_conn *conn = nullptr;
+        Status st = joint_ctx_connect(c_.get(), uri.c_str(), &conn);
+        return owned(st, conn);
+    }
+    /// Start argv[0] (searched in PATH) and talk over its stdin/stdout (e.g. nvim --embed).
+    Result<Connection> spawn(const std::vector<std::string> &argv) {
+        std::vector<const char *> args;
+        args.reserve(argv.size() + 1);
+        for (const std::string &a : argv) {
+            if (a.find('\0') != std::string::npos)
+                return detail::embedded_nul();
+            args.push_back(a.c_str());
+        }
+        args.push_back(nullptr);
+        joint_conn *conn = nullptr;
+        Status st = joint_ctx_spawn(c_.get(), args.data(), &conn);
+        return owned(st, conn);
+    }
+    /// Talk over this process's stdin/stdout.
+    Result<Connection> open_stdio() {
+        joint_conn *conn = nullptr;
+        Status st = joint_ctx_open_stdio(c_.get(), &conn);
+        return owned(st, conn);
+    }
+
+    /// Serve `method` with `handler(joint::Request)` on every connection; replaces (and
+    /// destroys) an earlier handler of that name. An exception escaping the handler while
+    /// it still holds the request answers [JOINT_RPC_HANDLER_FAILED, what()].
+    template <class F>
+    Result<void> on(detail::CStr method, F &&handler) {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, Request>, "joint: a request handler is callable as void(joint::Request)");
+        if (method.bad())
+            return detail::embedded_nul();
+        detail::RequestFn *box = detail::make_fn<void(Request)>(std::forward<F>(handler), c_.get());
+        return detail::registered(joint_ctx_register(c_.get(), method.c_str(), &detail::joint_hpp_on_request,
+                                                     detail::to_user_data(box), &detail::joint_hpp_free_box),
+                                  box, c_.get());
+    }
+    /// Remove the handler of `method` (JOINT_E_STATE if there is none).
+    Result<void> off(detail::CStr method) {
+        if (method.bad())
+            return detail::embedded_nul();
+        return detail::check(joint_ctx_unregister(c_.get(), method.c_str()), c_.get(), "no handler for that method");
+    }
+    /// Serve requests for methods without a handler (default: a JOINT_RPC_NO_METHOD error).
+    template <class F>
+    Result<void> on_fallback(F &&handler) {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, Request>, "joint: a request handler is callable as void(joint::Request)");
+        detail::RequestFn *box = detail::make_fn<void(Request)>(std::forward<F>(handler), c_.get());
+        return detail::registered(joint_ctx_set_fallback(c_.get(), &detail::joint_hpp_on_request, detail::to_user_data(box),
+                                                         &detail::joint_hpp_free_box),
+                                  box, c_.get());
+    }
+    Result<void> on_fallback(std::nullptr_t) { return detail::check(joint_ctx_set_fallback(c_.get(), nullptr, nullptr, nullptr), c_.get()); }
+    /// Receive notifications from every connection: fn(ConnectionRef, std::string_view
+    /// method, Bytes params) — params is the params object as sent (an array, or a map);
+    /// method and params are valid during the call.
+    template <class F>
+    Result<void> on_notification(F &&fn) {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, ConnectionRef, std::string_view, Bytes>,
+                      "joint: a notification callback is callable as void(joint::ConnectionRef, std::string_view, joint::Bytes)");
+        detail::NotificationFn *box = detail::make_fn<void(ConnectionRef, std::string_view, Bytes)>(std::forward<F>(fn), c_.get());
+        return detail::registered(joint_ctx_set_notification_cb(c_.get(), &detail::joint_hpp_on_notification,
+                                                                detail::to_user_data(box), &detail::joint_hpp_free_box),
+                                  box, c_.get());
+    }
+    Result<void> on_notification(std::nullptr_t) {
+        return detail::check(joint_ctx_set_notification_cb(c_.get(), nullptr, nullptr, nullptr), c_.get());
+    }
+    /// Be told when connections open and close: fn(const ConnEvent &). After the CLOSED
+    /// event of an accepted connection returns, its ConnectionRef is dangling.
+    template <class F>
+    Result<void> on_connection(F &&fn) {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, const ConnEvent &>,
+                      "joint: a connection callback is callable as void(const joint::ConnEvent &)");
+        detail::ConnFn *box = detail::make_fn<void(const ConnEvent &)>(std::forward<F>(fn), c_.get());
+        return detail::registered(
+            joint_ctx_set_conn_cb(c_.get(), &detail::joint_hpp_on_conn, detail::to_user_data(box), &detail::joint_hpp_free_box), box,
+            c_.get());
+    }
+    Result<void> on_connection(std::nullptr_t) { return detail::check(joint_ctx_set_conn_cb(c_.get(), nullptr, nullptr, nullptr), c_.get()); }
+
+    /// Run fn() once, inside process(), after `delay_ms` (0: on the next process). The
+    /// callable is destroyed right after it runs, or when the timer is cancelled or the
+    /// context destroyed first (so it may own a Request, for a deferred reply).
+    template <class F>
+    Result<TimerId> after(std::uint32_t delay_ms, F &&fn) {
+        static_assert(std::is_invocable_v<std::decay_t<F> &>, "joint: a timer callback is callable as void()");
+        detail::TimerFn *box = detail::make_fn<void()>(std::forward<F>(fn), c_.get());
+        TimerId id = 0;
+        Status st = joint_ctx_add_timer(c_.get(), delay_ms, &detail::joint_hpp_on_timer, detail::to_user_data(box),
+                                        &detail::joint_hpp_free_box, &id);
+        Result<void> r = detail::registered(st, box, c_.get());
+        if (!r)
+            return r.error();
+        return id;
+    }
+    /// Cancel a timer that has not fired (its callable is destroyed now).
+    Result<void> cancel_timer(TimerId id) {
+        return detail::check(joint_ctx_cancel_timer(c_.get(), id), c_.get(), "the timer already fired or was cancelled");
+    }
+
+    /// Begin a graceful shutdown: listeners close, new requests get JOINT_RPC_SHUTTING_DOWN.
+    /// Keep processing until unanswered() is 0, then destroy the context.
+    Result<void> shutdown() { return detail::check(joint_ctx_shutdown(c_.get()), c_.get()); }
+    /// Requests received and not answered yet.
+    std::size_t unanswered() const noexcept { return joint_ctx_unanswered(c_.get()); }
+    /// The detail of the last error on the context; valid until the next call on it.
+    std::string_view last_error() const noexcept { return joint_ctx_last_error(c_.get()); }
+
+    joint_ctx *raw() const noexcept { return c_.get(); }
+    /// Give up ownership: the caller frees it with joint_ctx_free — after destroying (or
+    /// releasing) the Connections made from it, which no longer track its life.
+    joint_ctx *release() noexcept {
+        life_.reset();
+        return c_.release();
+    }
+    explicit operator bool() const noexcept { return c_ != nullptr; }
+
+private:
+    static Result<Context> create_from(const joint_config *config) {
+        joint_ctx *ctx = nullptr;
+        Status st = joint_ctx_new(config, &ctx);
+        if (st < 0)
+            return detail::make_error(st);
+        return Context(ctx);
+    }
+    Result<Connection> owned(Status st, joint_conn *conn) {
+        if (st < 0)
+            return detail::make_error(st, c_.get());
+        return Connection(conn, c_.get(), life_);
+    }
+    void reset() noexcept {
+        if (life_)
+            life_->alive = false; // Connections destroyed from here on leave the freeing to joint_ctx_free
+        joint_ctx_free(c_.release());
+        life_.reset();
+    }
+    struct Free {
+        void operator()(joint_ctx *c) const noexcept { joint_ctx_free(c); }
+    };
+    std::unique_ptr<joint_ctx, Free> c_;
+    std::shared_ptr<detail::CtxLife> life_;
+};
+
+} // namespace joint
+
+#endif // JOINT_HPP

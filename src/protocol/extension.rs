@@ -1,0 +1,615 @@
+//! The joint extension, as one session sees it (docs/PROTOCOL.md, "The joint extension"):
+//! negotiation without a server-first handshake, extended calls, streaming both ways, and
+//! per-call flow control by credits.
+//!
+//! A joint client opens every connection with an ordinary request to the reserved method
+//! `joint.hello`; a stock server answers it with an ordinary "no such method" error and the
+//! connection stays stock. Stock calls never wait for the answer.
+
+use super::{rpc_error, Decoded, Event, SendError, Session};
+use crate::codec::{self, call_flags, read, Message, Params};
+
+/// The reserved method that offers the extension.
+pub const HELLO_METHOD: &str = "joint.hello";
+/// The extension version this implementation speaks.
+pub const VERSION: u64 = 1;
+
+/// This end's side of the extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtConfig {
+    /// Offer the extension on connections we open, and accept it on connections we accept.
+    pub enabled: bool,
+    /// Items a peer may send into one of our calls before we grant more (and the default
+    /// window we grant for items streamed to us).
+    pub window: u32,
+    /// Messages larger than this are sent in fragments of this size.
+    pub fragment_size: usize,
+}
+
+impl Default for ExtConfig {
+    fn default() -> Self {
+        ExtConfig { enabled: true, window: 64, fragment_size: 64 << 10 }
+    }
+}
+
+/// Where the negotiation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ExtMode {
+    /// Not offered (the extension is disabled, or we accepted this connection and the peer
+    /// has not offered it).
+    #[default]
+    Off,
+    /// We offered it and wait for the answer.
+    Offered,
+    /// Both ends speak it.
+    On,
+    /// The peer is a stock MessagePack-RPC peer.
+    Refused,
+}
+
+/// What an extended call carries beyond a stock request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtCall {
+    pub flags: u32,
+    /// Milliseconds the caller allows from when it sent the call; 0 for none.
+    pub deadline_ms: u32,
+    /// Items the callee may stream before the caller grants more.
+    pub window: u32,
+}
+
+#[derive(Default)]
+pub(super) struct ExtState {
+    mode: ExtMode,
+    hello_msgid: Option<u32>,
+    /// Extended calls made while the offer is unanswered: sent as CALLs if the peer accepts,
+    /// as stock requests if not.
+    deferred: Vec<Deferred>,
+    /// How many SENDs the peer accepts into one of its calls before it grants more.
+    peer_window: u32,
+    peer_fragment: usize,
+}
+
+struct Deferred {
+    msgid: u32,
+    call: Vec<u8>,
+    stock: Vec<u8>,
+    stream: OutStream,
+}
+
+/// Our extended call, caller side.
+pub(super) struct OutStream {
+    /// SENDs we may still make.
+    send_credit: u32,
+    /// YIELDs the callee may still make before it needs more credit from us.
+    yield_allowance: u32,
+    /// Items the application consumed since we last granted credit.
+    consumed: u32,
+    window: u32,
+    client_stream: bool,
+    input_ended: bool,
+}
+
+/// The peer's extended call to us, callee side.
+pub(super) struct InStream {
+    /// SENDs the caller may still make.
+    send_allowance: u32,
+    /// Inputs the application consumed since we last granted credit.
+    consumed: u32,
+    client_stream: bool,
+    input_ended: bool,
+}
+
+/// Grant credit once half the window has been used, so the sender rarely stalls.
+fn threshold(window: u32) -> u32 {
+    (window / 2).max(1)
+}
+
+/// The stock form of an extended call: `[0, msgid, method, params]`.
+fn stock_request(msgid: u32, method: &[u8], args: &[u8], kwargs: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(method.len() + args.len() + kwargs.map_or(0, <[u8]>::len) + 16);
+    match kwargs {
+        None => codec::encode_request(&mut out, msgid, method, args),
+        Some(kw) if args == codec::EMPTY_ARRAY => codec::encode_request(&mut out, msgid, method, kw),
+        Some(kw) => {
+            let mut pos = 0;
+            let n = read::array(args, &mut pos).unwrap_or(0);
+            let mut params = Vec::with_capacity(args.len() + kw.len() + 5);
+            codec::write_array_len(&mut params, n + 1);
+            params.extend_from_slice(&args[pos..]);
+            params.extend_from_slice(kw);
+            codec::encode_request(&mut out, msgid, method, &params);
+        }
+    }
+    out
+}
+
+fn hello_params(window: u32, fragment: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(32);
+    codec::write_array_len(&mut p, 2);
+    codec::write_uint(&mut p, VERSION);
+    codec::write_map_len(&mut p, 2);
+    codec::write_str(&mut p, b"window");
+    codec::write_uint(&mut p, window as u64);
+    codec::write_str(&mut p, b"fragment");
+    codec::write_uint(&mut p, fragment as u64);
+    p
+}
+
+/// `[version, {"window": n, "fragment": n, ...}]` → (version, window, fragment). Unknown keys
+/// are ignored, for later versions.
+fn parse_hello(obj: &[u8]) -> Option<(u64, Option<u32>, Option<usize>)> {
+    let mut pos = 0;
+    if read::array(obj, &mut pos).ok()? < 2 {
+        return None;
+    }
+    let version = read::uint(obj, &mut pos).ok()?;
+    let pairs = read::map(obj, &mut pos).ok()?;
+    let (mut window, mut fragment) = (None, None);
+    for _ in 0..pairs {
+        let key = read::raw(obj, &mut pos).ok()?;
+        let value = read::raw(obj, &mut pos).ok()?;
+        match read::str(key, &mut 0) {
+            Ok(b"window") => window = codec::uint_value(value).and_then(|v| u32::try_from(v).ok()),
+            Ok(b"fragment") => fragment = codec::uint_value(value).and_then(|v| usize::try_from(v).ok()),
+            _ => {}
+        }
+    }
+    Some((version, window, fragment))
+}
+
+impl<C> Session<C> {
+    /// Offer the extension (caller side; call once, before anything else is sent). Stock
+    /// calls may follow at once.
+    pub fn offer_extension(&mut self) {
+        if !self.limits.ext.enabled || self.ext.mode != ExtMode::Off || self.closed {
+            return;
+        }
+        let msgid = self.allocate_msgid();
+        let ext = self.limits.ext;
+        codec::encode_request(&mut self.out, msgid, HELLO_METHOD.as_bytes(), &hello_params(ext.window, ext.fragment_size));
+        self.ext.hello_msgid = Some(msgid);
+        self.ext.mode = ExtMode::Offered;
+    }
+
+    pub fn extension(&self) -> ExtMode {
+        self.ext.mode
+    }
+
+    /// The fragment size both ends use, when the extension is on.
+    pub fn fragment_size(&self) -> Option<usize> {
+        (self.ext.mode == ExtMode::On).then(|| self.limits.ext.fragment_size.min(self.ext.peer_fragment).max(1024))
+    }
+
+    pub(super) fn is_hello_reply(&self, msgid: u32) -> bool {
+        self.ext.hello_msgid == Some(msgid)
+    }
+
+    /// The peer offers the extension: accept it.
+    pub(super) fn on_hello<'b>(&mut self, msgid: u32, params: Params<'_>) -> Option<Event<'b, C>> {
+        match parse_hello(params.args) {
+            Some((version, window, fragment)) if version >= 1 => {
+                self.ext.peer_window = window.unwrap_or(0);
+                self.ext.peer_fragment = fragment.unwrap_or(64 << 10);
+                self.ext.mode = ExtMode::On;
+                let ext = self.limits.ext;
+                codec::encode_response(&mut self.out, msgid, codec::NIL, &hello_params(ext.window, ext.fragment_size));
+                None
+            }
+            _ => {
+                self.send_error(msgid, rpc_error::INVALID_PARAMS, b"joint.hello takes [version, options]");
+                Some(Event::Rejected(format!("request {msgid}: malformed {HELLO_METHOD}; answered with an error")))
+            }
+        }
+    }
+
+    pub(super) fn on_hello_reply<'b>(&mut self, error: &[u8], result: &[u8]) -> Option<Event<'b, C>> {
+        self.ext.hello_msgid = None;
+        let accepted = match (error == codec::NIL, parse_hello(result)) {
+            (true, Some((version, window, fragment))) if version >= 1 => {
+                self.ext.peer_window = window.unwrap_or(0);
+                self.ext.peer_fragment = fragment.unwrap_or(64 << 10);
+                true
+            }
+            _ => false,
+        };
+        self.ext.mode = if accepted { ExtMode::On } else { ExtMode::Refused };
+        for d in std::mem::take(&mut self.ext.deferred) {
+            if !self.pending.contains_key(&d.msgid) {
+                continue; // cancelled or timed out meanwhile
+            }
+            if accepted {
+                self.start_out_stream(d.msgid, d.call, d.stream);
+            } else {
+                self.append(d.stock, Some(d.msgid));
+            }
+        }
+        Some(Event::ExtensionReady(accepted))
+    }
+
+    /// Make an extended call: `args` an array, `kwargs` a map or none, `deadline_ms` 0 for
+    /// none, `window` the items the callee may stream ahead. Until the peer has answered the
+    /// offer the call waits (stock calls do not); to a stock peer it goes as a stock request
+    /// (params: `args`, or the `kwargs` map alone, or `args` with the map appended), and
+    /// streaming into it is refused.
+    #[allow(clippy::too_many_arguments)]
+    pub fn call_ext(
+        &mut self,
+        method: &[u8],
+        args: &[u8],
+        kwargs: Option<&[u8]>,
+        flags: u32,
+        deadline_ms: u32,
+        window: u32,
+        call: C,
+    ) -> Result<u32, (SendError, C)> {
+        if self.closed {
+            return Err((SendError::Closed, call));
+        }
+        if self.pending.len() >= self.limits.max_inflight {
+            return Err((SendError::TooManyCalls, call));
+        }
+        if let Err(e) = self.check_payload(args) {
+            return Err((e, call));
+        }
+        if !matches!(args[0], 0x90..=0x9f | 0xdc | 0xdd) {
+            return Err((SendError::NotArray, call));
+        }
+        if let Some(kw) = kwargs {
+            if let Err(e) = self.check_payload(kw) {
+                return Err((e, call));
+            }
+            if !matches!(kw[0], 0x80..=0x8f | 0xde | 0xdf) {
+                return Err((SendError::Malformed, call));
+            }
+        }
+        let msgid = self.allocate_msgid();
+        self.pending.insert(msgid, call);
+        let client_stream = flags & call_flags::CLIENT_STREAM != 0;
+        let stream = OutStream { send_credit: 0, yield_allowance: window, consumed: 0, window, client_stream, input_ended: false };
+        let encode_call = |out: &mut Vec<u8>| codec::encode_call(out, msgid, method, args, kwargs, flags, deadline_ms, window);
+        match self.ext.mode {
+            ExtMode::On => {
+                let mut message = Vec::with_capacity(method.len() + args.len() + kwargs.map_or(1, <[u8]>::len) + 24);
+                encode_call(&mut message);
+                self.start_out_stream(msgid, message, stream);
+            }
+            ExtMode::Offered => {
+                let mut message = Vec::new();
+                encode_call(&mut message);
+                let stock = stock_request(msgid, method, args, kwargs);
+                self.ext.deferred.push(Deferred { msgid, call: message, stock, stream });
+            }
+            ExtMode::Off | ExtMode::Refused => {
+                let stock = stock_request(msgid, method, args, kwargs);
+                self.append(stock, Some(msgid));
+            }
+        }
+        Ok(msgid)
+    }
+
+    fn start_out_stream(&mut self, msgid: u32, message: Vec<u8>, mut stream: OutStream) {
+        if stream.client_stream {
+            stream.send_credit = self.ext.peer_window;
+        }
+        self.append(message, Some(msgid));
+        self.out_streams.insert(msgid, stream);
+    }
+
+    /// Whether call `msgid` is an extended call (so it can stream); false while it waits for
+    /// the negotiation, and for calls that went to a stock peer.
+    pub fn is_extended_call(&self, msgid: u32) -> bool {
+        self.out_streams.contains_key(&msgid)
+    }
+
+    fn out_stream(&mut self, msgid: u32) -> Result<&mut OutStream, SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        self.out_streams.get_mut(&msgid).ok_or(SendError::Unsupported)
+    }
+
+    /// Send `item` into our running call `msgid` (made with CLIENT_STREAM).
+    pub fn send_input(&mut self, msgid: u32, item: &[u8]) -> Result<(), SendError> {
+        self.check_payload(item)?;
+        let stream = self.out_stream(msgid)?;
+        if !stream.client_stream || stream.input_ended {
+            return Err(SendError::Unsupported);
+        }
+        if stream.send_credit == 0 {
+            return Err(SendError::WouldBlock);
+        }
+        stream.send_credit -= 1;
+        let mut message = Vec::with_capacity(item.len() + 8);
+        codec::encode_item(&mut message, codec::TYPE_SEND, msgid, item);
+        self.append(message, Some(msgid));
+        Ok(())
+    }
+
+    /// Whether SENDs into call `msgid` have credit now.
+    pub fn send_credit(&self, msgid: u32) -> u32 {
+        self.out_streams.get(&msgid).map_or(0, |s| s.send_credit)
+    }
+
+    /// Tell the callee of `msgid` that no more values follow.
+    pub fn end_input(&mut self, msgid: u32) -> Result<(), SendError> {
+        let stream = self.out_stream(msgid)?;
+        if !stream.client_stream || stream.input_ended {
+            return Err(SendError::Unsupported);
+        }
+        stream.input_ended = true;
+        let mut message = Vec::with_capacity(8);
+        codec::encode_signal(&mut message, codec::TYPE_END, msgid);
+        self.append(message, Some(msgid));
+        Ok(())
+    }
+
+    /// Throw `error` (one encoded object) into our running call `msgid`.
+    pub fn throw_into(&mut self, msgid: u32, error: &[u8]) -> Result<(), SendError> {
+        self.check_payload(error)?;
+        self.out_stream(msgid)?;
+        let mut message = Vec::with_capacity(error.len() + 8);
+        codec::encode_item(&mut message, codec::TYPE_THROW, msgid, error);
+        self.append(message, Some(msgid));
+        Ok(())
+    }
+
+    /// The application consumed `n` items of our call `msgid`: grant the callee more once
+    /// half the window is used.
+    pub fn items_consumed(&mut self, msgid: u32, n: u32) {
+        let Some(stream) = self.out_streams.get_mut(&msgid) else { return };
+        stream.consumed = stream.consumed.saturating_add(n);
+        if stream.consumed >= threshold(stream.window) && !self.closed {
+            let grant = std::mem::take(&mut stream.consumed);
+            stream.yield_allowance = stream.yield_allowance.saturating_add(grant);
+            codec::encode_credit(&mut self.out, codec::TYPE_MORE_YIELDS, msgid, grant);
+        }
+    }
+
+    /// The application consumed `n` values sent into the peer's call `msgid`: grant more.
+    pub fn inputs_consumed(&mut self, msgid: u32, n: u32) {
+        let window = self.limits.ext.window;
+        let Some(stream) = self.in_streams.get_mut(&msgid) else { return };
+        stream.consumed = stream.consumed.saturating_add(n);
+        if stream.consumed >= threshold(window) && !stream.input_ended && !self.closed {
+            let grant = std::mem::take(&mut stream.consumed);
+            stream.send_allowance = stream.send_allowance.saturating_add(grant);
+            codec::encode_credit(&mut self.out, codec::TYPE_MORE_SENDS, msgid, grant);
+        }
+    }
+
+    /// Callee side: end the peer's call `msgid` with joint's `[code, message]` error after a
+    /// cancellation or a passed deadline (the application's later answer is dropped by the
+    /// caller of this function).
+    pub fn finish_ext_call(&mut self, msgid: u32, code: i64, message: &[u8]) {
+        if !self.closed {
+            self.send_error(msgid, code, message);
+        }
+        self.answered(msgid);
+    }
+
+    pub(super) fn on_extension_message<'b>(&mut self, message: Message<'b>) -> Option<Event<'b, C>> {
+        if self.ext.mode != ExtMode::On {
+            self.fatal = Some("joint extension message on a connection that did not negotiate it".into());
+            return None;
+        }
+        let stray = |what: &str, msgid: u32| Some(Event::Stray(format!("{what} for call {msgid}, which is not running; ignored")));
+        match message {
+            Message::Call { msgid, method, params, flags, deadline_ms, window } => {
+                if self.unanswered >= self.limits.max_inflight {
+                    self.send_error(msgid, rpc_error::TOO_MANY_REQUESTS, b"too many requests in flight on this connection");
+                    return Some(Event::Rejected(format!("call {msgid}: too many requests in flight; answered with an error")));
+                }
+                self.unanswered += 1;
+                let client_stream = flags & call_flags::CLIENT_STREAM != 0;
+                let send_allowance = if client_stream { self.limits.ext.window } else { 0 };
+                self.in_streams.insert(msgid, InStream { send_allowance, consumed: 0, client_stream, input_ended: !client_stream });
+                Some(Event::Request { msgid, method, params, ext: Some(ExtCall { flags, deadline_ms, window }) })
+            }
+            Message::Yield { msgid, item } => {
+                let Some(stream) = self.out_streams.get_mut(&msgid) else { return stray("item", msgid) };
+                if stream.yield_allowance == 0 {
+                    self.fatal = Some(format!("call {msgid}: the peer streamed more items than the window allows"));
+                    return None;
+                }
+                stream.yield_allowance -= 1;
+                Some(Event::Item { msgid, item })
+            }
+            Message::MoreSends { msgid, n } => {
+                let Some(stream) = self.out_streams.get_mut(&msgid) else { return stray("send credit", msgid) };
+                stream.send_credit = stream.send_credit.saturating_add(n);
+                Some(Event::SendCredit { msgid })
+            }
+            Message::Send { msgid, item } => {
+                let Some(stream) = self.in_streams.get_mut(&msgid) else { return stray("input", msgid) };
+                if !stream.client_stream || stream.input_ended {
+                    return Some(Event::Rejected(format!("call {msgid}: input after its end (or into a call that takes none) ignored")));
+                }
+                if stream.send_allowance == 0 {
+                    self.fatal = Some(format!("call {msgid}: the peer sent more values than the window allows"));
+                    return None;
+                }
+                stream.send_allowance -= 1;
+                Some(Event::Input { msgid, item })
+            }
+            Message::End { msgid } => {
+                let Some(stream) = self.in_streams.get_mut(&msgid) else { return stray("end of input", msgid) };
+                if stream.input_ended {
+                    return Some(Event::Rejected(format!("call {msgid}: input ended twice; ignored")));
+                }
+                stream.input_ended = true;
+                Some(Event::InputEnd { msgid })
+            }
+            Message::Cancel { msgid } => match self.in_streams.contains_key(&msgid) {
+                true => Some(Event::CancelRequested { msgid }),
+                false => stray("cancel", msgid),
+            },
+            Message::Throw { msgid, error } => match self.in_streams.contains_key(&msgid) {
+                true => Some(Event::Thrown { msgid, error }),
+                false => stray("throw", msgid),
+            },
+            Message::MoreYields { msgid, n } => match self.in_streams.contains_key(&msgid) {
+                true => Some(Event::YieldCredit { msgid, n }),
+                false => stray("item credit", msgid),
+            },
+            Message::Fragment { .. } => {
+                self.fatal = Some("fragments are not supported by this version".into());
+                None
+            }
+            Message::Request { .. } | Message::Response { .. } | Message::Notification { .. } => None,
+        }
+    }
+
+    /// Queue an encoded message (`msgid` names the call it belongs to, if any).
+    pub(super) fn append(&mut self, message: Vec<u8>, _msgid: Option<u32>) {
+        self.out.extend_from_slice(&message);
+    }
+}
+
+// Decoded is re-exported for the tests below.
+#[allow(unused_imports)]
+use Decoded as _;
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Decoded, Event, Limits, Outcome, Session};
+    use super::*;
+
+    fn pair() -> (Session<u32>, Session<u32>) {
+        let limits = Limits { ext: ExtConfig { enabled: true, window: 4, fragment_size: 1024 }, ..Limits::default() };
+        (Session::new(limits), Session::new(limits))
+    }
+
+    /// Move everything `from` wrote into `to`, returning the events (debug-printed).
+    fn pump(from: &mut Session<u32>, to: &mut Session<u32>) -> Vec<String> {
+        let wire = from.output().to_vec();
+        from.consume_output(wire.len());
+        let mut input = wire;
+        let mut seen = Vec::new();
+        loop {
+            match to.decode_next(&input) {
+                Decoded::NeedMore { .. } => return seen,
+                Decoded::Consumed { consumed, event } => {
+                    if let Some(e) = event {
+                        seen.push(format!("{e:?}"));
+                    }
+                    input.drain(..consumed);
+                }
+                Decoded::Fatal(r) => {
+                    seen.push(format!("Fatal({r})"));
+                    return seen;
+                }
+            }
+        }
+    }
+
+    fn negotiated() -> (Session<u32>, Session<u32>) {
+        let (mut client, mut server) = pair();
+        client.offer_extension();
+        // A stock call right behind the hello is not held back.
+        client.call(b"m", &[0x90], 7).unwrap();
+        let seen = pump(&mut client, &mut server);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].starts_with("Request { msgid: 2"), "{seen:?}");
+        assert_eq!(server.extension(), ExtMode::On);
+        server.reply(2, Ok(codec::NIL)).unwrap();
+        let seen = pump(&mut server, &mut client);
+        assert_eq!(seen[0], "ExtensionReady(true)");
+        assert!(seen[1].starts_with("Response { msgid: 2, call: 7"), "{seen:?}");
+        assert_eq!(client.extension(), ExtMode::On);
+        (client, server)
+    }
+
+    #[test]
+    fn stock_server_refuses_politely() {
+        let (mut client, _) = pair();
+        let mut stock = Session::<u32>::new(Limits { ext: ExtConfig { enabled: false, ..ExtConfig::default() }, ..Limits::default() });
+        client.offer_extension();
+        let seen = pump(&mut client, &mut stock);
+        // A stock server sees an ordinary request for an unknown method.
+        assert!(seen[0].contains("method: [106, 111, 105, 110, 116, 46, 104, 101, 108, 108, 111]"), "{seen:?}");
+        // An extended call made before the answer waits, then goes as a stock request.
+        let kw = [0x81, 0xa1, b'k', 0x01];
+        let id = client.call_ext(b"m", &[0x91, 0x05], Some(&kw), call_flags::CLIENT_STREAM, 0, 8, 1).unwrap();
+        assert!(!client.has_output());
+        stock.reply_error(1, rpc_error::NO_METHOD, b"no such method").unwrap();
+        assert_eq!(pump(&mut stock, &mut client), vec!["ExtensionReady(false)".to_string()]);
+        assert_eq!(client.extension(), ExtMode::Refused);
+        let seen = pump(&mut client, &mut stock);
+        assert!(seen[0].contains(&format!("msgid: {id}")) && seen[0].contains("ext: None"), "{seen:?}");
+        assert!(seen[0].contains("args: [146, 5, 129, 161, 107, 1]"), "args then the kwargs map: {seen:?}");
+        assert!(!client.is_extended_call(id));
+        assert_eq!(client.send_input(id, &[1]), Err(SendError::Unsupported));
+    }
+
+    #[test]
+    fn streaming_both_ways_with_credit() {
+        let (mut client, mut server) = negotiated();
+        let id = client.call_ext(b"sum", &[0x90], None, call_flags::CLIENT_STREAM, 0, 4, 9).unwrap();
+        let seen = pump(&mut client, &mut server);
+        assert!(seen[0].contains("ext: Some(ExtCall { flags: 4, deadline_ms: 0, window: 4 })"), "{seen:?}");
+        // The server's window is 4: four sends go, the fifth must wait.
+        for i in 0..4u8 {
+            client.send_input(id, &[i]).unwrap();
+        }
+        assert_eq!(client.send_input(id, &[9]), Err(SendError::WouldBlock));
+        let seen = pump(&mut client, &mut server);
+        assert_eq!(seen.iter().filter(|e| e.starts_with("Input")).count(), 4);
+        server.inputs_consumed(id, 2);
+        assert_eq!(pump(&mut server, &mut client), vec![format!("SendCredit {{ msgid: {id} }}")]);
+        assert_eq!(client.send_credit(id), 2);
+        client.end_input(id).unwrap();
+        assert_eq!(client.send_input(id, &[1]), Err(SendError::Unsupported));
+        assert_eq!(pump(&mut client, &mut server), vec![format!("InputEnd {{ msgid: {id} }}")]);
+
+        // Items back: the window of 4 allows four YIELDs; a fifth is a protocol violation.
+        for i in 0..4u8 {
+            codec::encode_item(server.output_buffer(), codec::TYPE_YIELD, id, &[i]);
+        }
+        let seen = pump(&mut server, &mut client);
+        assert_eq!(seen.iter().filter(|e| e.starts_with("Item")).count(), 4);
+        client.items_consumed(id, 4);
+        assert_eq!(pump(&mut client, &mut server), vec![format!("YieldCredit {{ msgid: {id}, n: 4 }}")]);
+        server.reply(id, Ok(&[0x2a])).unwrap();
+        let seen = pump(&mut server, &mut client);
+        assert!(seen[0].contains("call: 9, outcome: Result([42])"), "{seen:?}");
+        assert_eq!(server.unanswered(), 0);
+    }
+
+    #[test]
+    fn exceeding_the_window_is_fatal() {
+        let (mut client, mut server) = negotiated();
+        let id = client.call_ext(b"count", &[0x90], None, 0, 0, 2, 1).unwrap();
+        pump(&mut client, &mut server);
+        for i in 0..3u8 {
+            codec::encode_item(server.output_buffer(), codec::TYPE_YIELD, id, &[i]);
+        }
+        let seen = pump(&mut server, &mut client);
+        assert!(seen.last().unwrap().contains("more items than the window allows"), "{seen:?}");
+    }
+
+    #[test]
+    fn cancel_reaches_the_callee_and_late_messages_are_stray() {
+        let (mut client, mut server) = negotiated();
+        let id = client.call_ext(b"slow", &[0x90], None, 0, 0, 8, 1).unwrap();
+        pump(&mut client, &mut server);
+        assert_eq!(client.cancel(id), Some(1));
+        assert_eq!(pump(&mut client, &mut server), vec![format!("CancelRequested {{ msgid: {id} }}")]);
+        server.finish_ext_call(id, rpc_error::CANCELLED, b"cancelled");
+        assert_eq!(server.unanswered(), 0);
+        let seen = pump(&mut server, &mut client);
+        assert!(seen[0].starts_with("Stray"), "{seen:?}");
+    }
+
+    #[test]
+    fn extension_messages_before_negotiation_are_fatal() {
+        let (_, mut server) = pair();
+        let mut wire = Vec::new();
+        codec::encode_signal(&mut wire, codec::TYPE_CANCEL, 1);
+        let seen = match server.decode_next(&wire) {
+            Decoded::Fatal(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert!(seen.contains("did not negotiate"));
+        let _ = Outcome::Result(&[]);
+    }
+}

@@ -1,0 +1,361 @@
+//! The joint extension in the reactor: serving extended calls (items streamed to the caller,
+//! values sent in, cancellation, deadlines) and making them (items as they arrive, sending
+//! into a call, pulling a stream from a blocking loop).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::request::{StreamEvent, StreamShared, StreamState};
+use super::timers::{self, TimerKind};
+use super::{send_error, CallId, Completion, ConnId, Context, LogLevel, PendingCall, Response};
+use crate::codec::call_flags;
+use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::{rpc_error, Event, ExtCall, SendError};
+
+/// Receives what happens to one of our extended calls before it completes.
+pub type CallEventHandler = Box<dyn FnMut(&Context, CallId, CallEvent<'_>)>;
+
+/// Receives what happens to a peer's extended call we serve (loop thread).
+pub type StreamHandler = Rc<dyn Fn(&Context, &StreamEvent)>;
+
+/// Something that happened to one of our extended calls.
+#[derive(Debug)]
+pub enum CallEvent<'a> {
+    /// An item the callee streamed (one encoded object, borrowed for the call).
+    Item(&'a [u8]),
+    /// The callee granted credit: `send` may be tried again after `SendStatus::WouldBlock`.
+    Writable,
+}
+
+/// How to make a call with [`Context::call_with`].
+#[derive(Default)]
+pub struct CallOptions {
+    /// Fails the call locally after this long; an extended callee gets it as its deadline.
+    pub timeout: Option<Duration>,
+    /// Keyword params (one encoded map).
+    pub kwargs: Option<Vec<u8>>,
+    /// The call takes values sent into it ([`Context::send`], then [`Context::end_input`]).
+    pub client_stream: bool,
+    /// Items the callee may stream before we grant more (0: the context's default window).
+    pub window: u32,
+    /// Items and send credit, as they come.
+    pub on_event: Option<CallEventHandler>,
+    /// Report consumed items with [`Context::grant`] instead of after each `Item` event
+    /// (for consumers slower than the loop).
+    pub manual_credit: bool,
+    /// Extra flags for the callee (`codec::call_flags`).
+    pub flags: u32,
+}
+
+/// What [`Context::send`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendStatus {
+    Sent,
+    /// No credit: wait for `CallEvent::Writable` and try again.
+    WouldBlock,
+}
+
+pub(super) struct StreamEntry {
+    pub(super) shared: Arc<StreamShared>,
+    handler: Option<StreamHandler>,
+}
+
+impl Context {
+    /// A peer's extended call arrives: its shared state, and its deadline.
+    pub(super) fn open_stream(&self, conn: ConnId, msgid: u32, ext: ExtCall) -> Arc<StreamShared> {
+        let shared = StreamShared::new(ext.window);
+        let mut inner = self.inner.borrow_mut();
+        inner.streams.insert((conn, msgid), StreamEntry { shared: shared.clone(), handler: None });
+        if ext.deadline_ms > 0 {
+            inner.timers.add(timers::after(Duration::from_millis(ext.deadline_ms as u64)), TimerKind::Deadline { conn, msgid });
+        }
+        shared
+    }
+
+    /// Deliver a served call's events to `handler` (on the loop thread) instead of queueing
+    /// them for `Request::next_input`. Inputs already queued are delivered at once.
+    pub fn set_stream_handler(&self, conn: ConnId, msgid: u32, handler: Option<StreamHandler>) -> Result<()> {
+        let queued = {
+            let mut inner = self.inner.borrow_mut();
+            let entry = inner.streams.get_mut(&(conn, msgid)).ok_or_else(|| Error::new(ErrorKind::State, "no such running extended call"))?;
+            entry.handler = handler.clone();
+            entry.shared.take_inputs()
+        };
+        if let Some(h) = handler {
+            for event in queued {
+                self.deliver_input(conn, msgid, &h, event);
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver_input(&self, conn: ConnId, msgid: u32, handler: &StreamHandler, event: StreamEvent) {
+        let is_value = matches!(event, StreamEvent::Input(_));
+        handler(self, &event);
+        if is_value {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(c) = inner.conn_mut(conn) {
+                c.session.inputs_consumed(msgid, 1);
+            }
+            inner.mark_dirty(conn);
+        }
+    }
+
+    fn stream_entry(&self, conn: ConnId, msgid: u32) -> Option<(Arc<StreamShared>, Option<StreamHandler>)> {
+        self.inner.borrow().streams.get(&(conn, msgid)).map(|e| (e.shared.clone(), e.handler.clone()))
+    }
+
+    pub(super) fn dispatch_stream_event(&self, id: ConnId, event: Event<'_, PendingCall>) {
+        match event {
+            Event::Item { msgid, item } => self.on_call_event(id, msgid, CallEvent::Item(item)),
+            Event::SendCredit { msgid } => self.on_call_event(id, msgid, CallEvent::Writable),
+            Event::Input { msgid, item } => self.on_input(id, msgid, StreamEvent::Input(item.to_vec())),
+            Event::InputEnd { msgid } => self.on_input(id, msgid, StreamEvent::InputEnd),
+            Event::Thrown { msgid, error } => self.on_input(id, msgid, StreamEvent::Thrown(error.to_vec())),
+            Event::YieldCredit { msgid, n } => {
+                let Some((shared, handler)) = self.stream_entry(id, msgid) else { return };
+                if shared.add_credit(n) {
+                    if let Some(h) = handler {
+                        h(self, &StreamEvent::Writable);
+                    }
+                }
+            }
+            Event::CancelRequested { msgid } => self.end_served_call(id, msgid, StreamState::Cancelled),
+            _ => {}
+        }
+    }
+
+    fn on_input(&self, id: ConnId, msgid: u32, event: StreamEvent) {
+        let Some((shared, handler)) = self.stream_entry(id, msgid) else { return };
+        match handler {
+            Some(h) => self.deliver_input(id, msgid, &h, event),
+            None => shared.queue_input(event),
+        }
+    }
+
+    /// A served call ends without its handler: cancelled by the caller, or past its deadline.
+    fn end_served_call(&self, conn: ConnId, msgid: u32, state: StreamState) {
+        let Some(entry) = self.inner.borrow_mut().streams.remove(&(conn, msgid)) else { return };
+        if !entry.shared.end(state) {
+            return; // the handler answered first; that answer stands
+        }
+        let (code, text): (i64, &[u8]) = match state {
+            StreamState::TimedOut => (rpc_error::DEADLINE_EXCEEDED, b"the call's deadline passed"),
+            _ => (rpc_error::CANCELLED, b"cancelled by the caller"),
+        };
+        {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(c) = inner.conn_mut(conn) {
+                c.session.finish_ext_call(msgid, code, text);
+            }
+            inner.mark_dirty(conn);
+        }
+        self.log(LogLevel::Debug, || format!("{conn}: call {msgid} ended: {state:?}"));
+        if let Some(h) = entry.handler {
+            h(self, &StreamEvent::Ended(state));
+        }
+    }
+
+    pub(super) fn deadline_passed(&self, conn: ConnId, msgid: u32) {
+        self.end_served_call(conn, msgid, StreamState::TimedOut);
+    }
+
+    /// An item or credit for one of our calls: run its event handler (taken out of the
+    /// pending call meanwhile, so the handler may use the context freely).
+    fn on_call_event(&self, conn: ConnId, msgid: u32, event: CallEvent<'_>) {
+        let taken = {
+            let mut inner = self.inner.borrow_mut();
+            inner.conn_mut(conn).and_then(|c| c.session.pending_call_mut(msgid)).map(|p| (p.on_event.take(), p.seq, p.manual_credit))
+        };
+        let Some((handler, seq, manual)) = taken else { return };
+        let is_item = matches!(event, CallEvent::Item(_));
+        let call = CallId { conn, msgid, seq };
+        let handler = match handler {
+            Some(mut h) => {
+                h(self, call, event);
+                Some(h)
+            }
+            None => None,
+        };
+        let mut inner = self.inner.borrow_mut();
+        let Some(c) = inner.conn_mut(conn) else { return };
+        if let Some(p) = c.session.pending_call_mut(msgid) {
+            if p.seq == seq && p.on_event.is_none() {
+                p.on_event = handler;
+            }
+        }
+        if is_item && !manual {
+            c.session.items_consumed(msgid, 1);
+            inner.mark_dirty(conn);
+        }
+    }
+
+    /// Call with options: keyword params, a deadline, streaming both ways. To a joint peer
+    /// this is an extended call; to a stock peer a stock request (and streaming into it is
+    /// refused with `Unsupported`). `done` runs exactly once, as for [`Context::call`].
+    pub fn call_with(&self, id: ConnId, method: &[u8], args: &[u8], opts: CallOptions, done: Completion) -> Result<CallId> {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let seq = inner.next_call_seq;
+        let default_window = inner.config.limits.ext.window;
+        let Some(conn) = inner.conns.get_mut(id.index as usize).filter(|c| c.id == id) else {
+            return Err(Error::new(ErrorKind::State, "no such connection"));
+        };
+        if !conn.is_usable() {
+            return Err(Error::new(ErrorKind::Closed, "connection is closed"));
+        }
+        let window = if opts.window == 0 { default_window } else { opts.window };
+        let mut flags = opts.flags | call_flags::ASYNC_FLOW;
+        if opts.client_stream {
+            flags |= call_flags::CLIENT_STREAM;
+        }
+        let deadline_ms = opts.timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32);
+        let pending = PendingCall { seq, timed: opts.timeout.is_some(), done, on_event: opts.on_event, manual_credit: opts.manual_credit };
+        let msgid =
+            conn.session.call_ext(method, args, opts.kwargs.as_deref(), flags, deadline_ms, window, pending).map_err(|(e, _)| send_error(e))?;
+        inner.next_call_seq += 1;
+        if let Some(t) = opts.timeout {
+            inner.timers.add(timers::after(t), TimerKind::CallTimeout { conn: id, msgid, seq });
+        }
+        inner.mark_dirty(id);
+        drop(guard);
+        self.wake_if_outside();
+        Ok(CallId { conn: id, msgid, seq })
+    }
+
+    fn with_call_session<T>(
+        &self,
+        call: CallId,
+        f: impl FnOnce(&mut crate::protocol::Session<PendingCall>) -> std::result::Result<T, SendError>,
+    ) -> Result<T> {
+        let mut inner = self.inner.borrow_mut();
+        let conn = inner.conn_mut(call.conn).ok_or_else(|| Error::new(ErrorKind::State, "no such connection"))?;
+        if conn.session.pending_call(call.msgid).is_none_or(|p| p.seq != call.seq) {
+            return Err(Error::new(ErrorKind::State, "the call is not running"));
+        }
+        let r = f(&mut conn.session).map_err(send_error)?;
+        inner.mark_dirty(call.conn);
+        drop(inner);
+        self.wake_if_outside();
+        Ok(r)
+    }
+
+    /// Send `item` (one encoded object) into our running call (made with `client_stream`).
+    pub fn send(&self, call: CallId, item: &[u8]) -> Result<SendStatus> {
+        match self.with_call_session(call, |s| s.send_input(call.msgid, item)) {
+            Ok(()) => Ok(SendStatus::Sent),
+            Err(e) if e.kind == ErrorKind::Limit => Ok(SendStatus::WouldBlock),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// No more values will be sent into `call`.
+    pub fn end_input(&self, call: CallId) -> Result<()> {
+        self.with_call_session(call, |s| s.end_input(call.msgid))
+    }
+
+    /// Throw `error` (one encoded object) into the running `call`; its handler decides what
+    /// happens next.
+    pub fn throw(&self, call: CallId, error: &[u8]) -> Result<()> {
+        self.with_call_session(call, |s| s.throw_into(call.msgid, error))
+    }
+
+    /// With `manual_credit`: `n` items were consumed, the callee may send that many more.
+    pub fn grant(&self, call: CallId, n: u32) -> Result<()> {
+        self.with_call_session(call, |s| {
+            s.items_consumed(call.msgid, n);
+            Ok(())
+        })
+    }
+
+    /// Whether `call` runs as an extended call (false to a stock peer, and while the
+    /// negotiation is still under way).
+    pub fn is_extended_call(&self, call: CallId) -> bool {
+        self.inner.borrow_mut().conn_mut(call.conn).is_some_and(|c| c.session.is_extended_call(call.msgid))
+    }
+
+    /// Call and pull the streamed items one by one with [`CallStream::next`] (blocking; not
+    /// from a callback). Credit is granted as items are pulled, so a slow consumer slows the
+    /// producer instead of buffering.
+    pub fn call_stream(&self, id: ConnId, method: &[u8], args: &[u8], mut opts: CallOptions) -> Result<CallStream> {
+        let state: Rc<RefCell<PullState>> = Rc::default();
+        let on_items = state.clone();
+        let on_done = state.clone();
+        opts.manual_credit = true;
+        opts.on_event = Some(Box::new(move |_ctx: &Context, _call: CallId, event: CallEvent<'_>| {
+            if let CallEvent::Item(item) = event {
+                on_items.borrow_mut().items.push_back(item.to_vec());
+            }
+        }));
+        let call = self.call_with(
+            id,
+            method,
+            args,
+            opts,
+            Box::new(move |_ctx: &Context, r: Response<'_>| {
+                on_done.borrow_mut().done = Some(match r.outcome {
+                    Ok(v) => Ok(v.to_vec()),
+                    Err(e) => Err((Error::new(e.kind, e.message), e.error.to_vec())),
+                });
+            }),
+        )?;
+        Ok(CallStream { call, state })
+    }
+}
+
+#[derive(Default)]
+struct PullState {
+    items: VecDeque<Vec<u8>>,
+    done: Option<std::result::Result<Vec<u8>, (Error, Vec<u8>)>>,
+}
+
+/// One streamed item, or the end of the call with its result.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StreamItem {
+    Item(Vec<u8>),
+    Done(Vec<u8>),
+}
+
+/// A call whose items are pulled (see [`Context::call_stream`]).
+pub struct CallStream {
+    call: CallId,
+    state: Rc<RefCell<PullState>>,
+}
+
+impl CallStream {
+    pub fn call_id(&self) -> CallId {
+        self.call
+    }
+
+    /// The next item, or `Done(result)` once, then `Err(State)`. Waits up to `timeout`
+    /// (`None`: until the call ends); `Ok(None)` on timeout. A failed call gives its error
+    /// (and, for `Remote`, the peer's error object).
+    pub fn next(&self, ctx: &Context, timeout: Option<Duration>) -> std::result::Result<Option<StreamItem>, (Error, Vec<u8>)> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let item = self.state.borrow_mut().items.pop_front();
+            if let Some(item) = item {
+                // Credit only matters while the call runs; a finished call ignores it.
+                let _ = ctx.grant(self.call, 1);
+                return Ok(Some(StreamItem::Item(item)));
+            }
+            if let Some(done) = self.state.borrow_mut().done.take() {
+                return done.map(|r| Some(StreamItem::Done(r)));
+            }
+            let wait = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            ctx.wait(wait).map_err(|e| (e, Vec::new()))?;
+        }
+    }
+}
