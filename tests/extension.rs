@@ -428,3 +428,90 @@ fn extension_traffic_never_reaches_a_stock_peer() {
     assert_eq!(*seen.borrow(), vec!["joint.hello".to_string()]);
     assert!(!cli.is_extended_call(call));
 }
+
+/// Serve `big(n)` (n bytes of bin) and `echo(x)`; max message size 300 MiB on both ends.
+type Answered = Rc<std::cell::Cell<Option<Instant>>>;
+
+fn big_pair(extension: bool) -> (Box<Context>, Box<Context>, joint::reactor::ConnId, Answered) {
+    let mut config = Config::default();
+    config.limits.frame.max_message_size = 300 << 20;
+    config.limits.ext.enabled = extension;
+    let srv = Context::new(config.clone()).unwrap();
+    let l = srv.listen("tcp://127.0.0.1:0").unwrap();
+    let uri = srv.listener_uri(l).unwrap();
+    let answered: Answered = Rc::default();
+    let a = answered.clone();
+    srv.register(
+        b"big",
+        Rc::new(move |_ctx, req: Request| {
+            let n = codec::uint_value(&req.args()[1..]).unwrap() as usize;
+            let mut out = Vec::with_capacity(n + 5);
+            codec::write_bin(&mut out, &vec![0x5a; n]);
+            req.reply(&out).unwrap();
+            a.set(Some(Instant::now()));
+        }),
+    );
+    srv.register(
+        b"echo",
+        Rc::new(|_ctx, req: Request| {
+            let a = req.args()[1..].to_vec();
+            req.reply(&a).unwrap();
+        }),
+    );
+    let cli = Context::new(config).unwrap();
+    let conn = cli.connect(&uri).unwrap();
+    (srv, cli, conn, answered)
+}
+
+#[test]
+fn small_calls_finish_long_before_a_256_mib_result() {
+    let (srv, cli, conn, answered) = big_pair(true);
+    // Negotiate first, so the big call is an extended one.
+    let warm: Outcome = Rc::default();
+    cli.call(conn, b"echo", &[0x91, 0x01], None, completion(&warm)).unwrap();
+    run_until(&srv, &cli, || warm.borrow().is_some());
+    assert_eq!(cli.extension(conn), Some(joint::protocol::ExtMode::On));
+
+    let start = Instant::now();
+    let big: Outcome = Rc::default();
+    cli.call(conn, b"big", &[0x91, 0xce, 0x10, 0x00, 0x00, 0x00], None, completion(&big)).unwrap();
+    let small_done: Rc<RefCell<Vec<Duration>>> = Rc::default();
+    let mut sent = 0;
+    let mut last_send = Instant::now() - Duration::from_secs(1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while big.borrow().is_none() {
+        assert!(Instant::now() < deadline, "the big call did not finish");
+        // Small calls start once the result is in transfer (building it is the handler's
+        // own work, which an inline handler does on the loop).
+        if answered.get().is_some() && last_send.elapsed() >= Duration::from_millis(5) && sent < 1000 {
+            let d = small_done.clone();
+            let t0 = Instant::now();
+            cli.call(
+                conn,
+                b"echo",
+                &[0x91, 0x07],
+                None,
+                Box::new(move |_c, r| {
+                    assert!(r.outcome.is_ok());
+                    d.borrow_mut().push(t0.elapsed());
+                }),
+            )
+            .unwrap();
+            sent += 1;
+            last_send = Instant::now();
+        }
+        srv.process().unwrap();
+        cli.wait(Some(Duration::from_millis(1))).unwrap();
+    }
+    let total = start.elapsed();
+    let transfer = answered.get().unwrap().elapsed();
+    let result = big.borrow().clone().unwrap().unwrap();
+    assert_eq!(result.len(), (256 << 20) + 5);
+    assert!(result[5..].iter().all(|&b| b == 0x5a));
+    let done = small_done.borrow();
+    // Small calls completed while the big result was still in transfer...
+    assert!(done.len() >= 3, "only {} small calls finished during a {transfer:?} transfer", done.len());
+    // ...each far sooner than the transfer took.
+    let worst = done.iter().max().unwrap();
+    assert!(*worst < transfer / 2, "a small call took {worst:?} of a {transfer:?} transfer (whole call {total:?})");
+}

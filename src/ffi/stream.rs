@@ -11,7 +11,9 @@ use super::ctx::{conn_ptr, handle_ref, joint_ctx, joint_request_cb, on_ctx};
 use super::request::joint_request;
 use super::*;
 use crate::protocol::ExtMode;
-use crate::reactor::{CallEvent, CallId, CallOptions, CallStream, ConnId, Request, Response, SendStatus, StreamEvent, StreamItem, StreamState, YieldStatus};
+use crate::reactor::{
+    CallEvent, CallId, CallOptions, CallStream, ConnId, Request, Response, SendStatus, StreamEvent, StreamItem, StreamState, YieldStatus,
+};
 
 /// Options for `joint_conn_call_opts` and `joint_conn_call_stream`: keyword params, a
 /// timeout that is also the callee's deadline, streaming. Borrowed by those calls (copied);
@@ -37,7 +39,8 @@ pub type joint_call_event_cb =
 /// (`joint_request_yield` may be tried again), or the end of the call without the handler:
 /// `JOINT_INPUT_CANCELLED`, `JOINT_INPUT_TIMEOUT`, `JOINT_INPUT_CLOSED` (answering then does
 /// nothing; the request must still be consumed).
-pub type joint_request_event_cb = Option<unsafe extern "C" fn(req: *mut joint_request, event: i32, data: *const u8, len: usize, user_data: *mut c_void)>;
+pub type joint_request_event_cb =
+    Option<unsafe extern "C" fn(req: *mut joint_request, event: i32, data: *const u8, len: usize, user_data: *mut c_void)>;
 
 /// A call whose items are pulled with `joint_stream_next` (blocking). Free with
 /// `joint_stream_free`.
@@ -578,7 +581,12 @@ fn event_code(e: &StreamEvent) -> (i32, &[u8]) {
 /// For handlers without an event callback; any thread. Values pulled are credited back to
 /// the caller. A stock request has no input: it reports `JOINT_INPUT_END` at once.
 #[no_mangle]
-pub unsafe extern "C" fn joint_request_next_input(req: *const joint_request, timeout_ms: i32, event_out: *mut i32, data_out: *mut *mut joint_buf) -> joint_status {
+pub unsafe extern "C" fn joint_request_next_input(
+    req: *const joint_request,
+    timeout_ms: i32,
+    event_out: *mut i32,
+    data_out: *mut *mut joint_buf,
+) -> joint_status {
     guard(JOINT_E_PANIC, || {
         let Some(r) = request_of(req) else { return JOINT_E_NULL };
         let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
@@ -620,7 +628,12 @@ unsafe fn joint_buf_free_internal(buf: *mut joint_buf) {
 /// otherwise), only on the loop thread, and a request with an event callback must also be
 /// consumed on the loop thread. `free_user_data` runs when the call ends.
 #[no_mangle]
-pub unsafe extern "C" fn joint_request_set_event_cb(req: *mut joint_request, cb: joint_request_event_cb, user_data: *mut c_void, free_user_data: joint_free_fn) -> joint_status {
+pub unsafe extern "C" fn joint_request_set_event_cb(
+    req: *mut joint_request,
+    cb: joint_request_event_cb,
+    user_data: *mut c_void,
+    free_user_data: joint_free_fn,
+) -> joint_status {
     guard(JOINT_E_PANIC, || {
         let Some(r) = request_of(req) else { return JOINT_E_NULL };
         if r.req.ext().is_none() {
@@ -666,7 +679,13 @@ unsafe impl Sync for PoolUserData {}
 /// `user_data` must be usable from any thread; `free_user_data` runs when the registration
 /// is replaced or the context freed (after the workers stop).
 #[no_mangle]
-pub unsafe extern "C" fn joint_ctx_register_pool(ctx: *mut joint_ctx, method: *const c_char, cb: joint_request_cb, user_data: *mut c_void, free_user_data: joint_free_fn) -> joint_status {
+pub unsafe extern "C" fn joint_ctx_register_pool(
+    ctx: *mut joint_ctx,
+    method: *const c_char,
+    cb: joint_request_cb,
+    user_data: *mut c_void,
+    free_user_data: joint_free_fn,
+) -> joint_status {
     // SAFETY: forwarded caller promise.
     unsafe {
         on_ctx(ctx, move |_, c| {

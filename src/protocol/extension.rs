@@ -166,7 +166,7 @@ impl<C> Session<C> {
         }
         let msgid = self.allocate_msgid();
         let ext = self.limits.ext;
-        codec::encode_request(&mut self.out, msgid, HELLO_METHOD.as_bytes(), &hello_params(ext.window, ext.fragment_size));
+        self.emit(Some(msgid), |out| codec::encode_request(out, msgid, HELLO_METHOD.as_bytes(), &hello_params(ext.window, ext.fragment_size)));
         self.ext.hello_msgid = Some(msgid);
         self.ext.mode = ExtMode::Offered;
     }
@@ -192,7 +192,7 @@ impl<C> Session<C> {
                 self.ext.peer_fragment = fragment.unwrap_or(64 << 10);
                 self.ext.mode = ExtMode::On;
                 let ext = self.limits.ext;
-                codec::encode_response(&mut self.out, msgid, codec::NIL, &hello_params(ext.window, ext.fragment_size));
+                self.emit(Some(msgid), |out| codec::encode_response(out, msgid, codec::NIL, &hello_params(ext.window, ext.fragment_size)));
                 None
             }
             _ => {
@@ -361,7 +361,7 @@ impl<C> Session<C> {
         if stream.consumed >= threshold(stream.window) && !self.closed {
             let grant = std::mem::take(&mut stream.consumed);
             stream.yield_allowance = stream.yield_allowance.saturating_add(grant);
-            codec::encode_credit(&mut self.out, codec::TYPE_MORE_YIELDS, msgid, grant);
+            self.emit(Some(msgid), |out| codec::encode_credit(out, codec::TYPE_MORE_YIELDS, msgid, grant));
         }
     }
 
@@ -373,7 +373,7 @@ impl<C> Session<C> {
         if stream.consumed >= threshold(window) && !stream.input_ended && !self.closed {
             let grant = std::mem::take(&mut stream.consumed);
             stream.send_allowance = stream.send_allowance.saturating_add(grant);
-            codec::encode_credit(&mut self.out, codec::TYPE_MORE_SENDS, msgid, grant);
+            self.emit(Some(msgid), |out| codec::encode_credit(out, codec::TYPE_MORE_SENDS, msgid, grant));
         }
     }
 
@@ -451,17 +451,20 @@ impl<C> Session<C> {
                 true => Some(Event::YieldCredit { msgid, n }),
                 false => stray("item credit", msgid),
             },
-            Message::Fragment { .. } => {
-                self.fatal = Some("fragments are not supported by this version".into());
-                None
-            }
+            Message::Fragment { fragid, total, chunk } => match self.on_fragment(fragid, total, chunk) {
+                Ok(whole) => {
+                    self.reassembled = whole;
+                    None
+                }
+                Err(event) => event,
+            },
             Message::Request { .. } | Message::Response { .. } | Message::Notification { .. } => None,
         }
     }
 
     /// Queue an encoded message (`msgid` names the call it belongs to, if any).
-    pub(super) fn append(&mut self, message: Vec<u8>, _msgid: Option<u32>) {
-        self.out.extend_from_slice(&message);
+    pub(super) fn append(&mut self, message: Vec<u8>, msgid: Option<u32>) {
+        self.emit(msgid, |out| out.extend_from_slice(&message));
     }
 }
 
@@ -493,6 +496,12 @@ mod tests {
                         seen.push(format!("{e:?}"));
                     }
                     input.drain(..consumed);
+                }
+                Decoded::Reassembled { consumed, message } => {
+                    input.drain(..consumed);
+                    if let Some(e) = to.decode_reassembled(&message) {
+                        seen.push(format!("{e:?}"));
+                    }
                 }
                 Decoded::Fatal(r) => {
                     seen.push(format!("Fatal({r})"));

@@ -14,6 +14,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use crate::codec::{self, EnvelopeError, FrameLimits, Message, Params, PayloadError, RawMsgid, Scan, Scanner};
 
 mod extension;
+mod fragment;
 pub use extension::{ExtCall, ExtConfig, ExtMode, HELLO_METHOD};
 use extension::{ExtState, InStream, OutStream};
 
@@ -153,6 +154,9 @@ pub enum Decoded<'b, C> {
     /// The byte stream cannot be followed any more; close the connection, after flushing the
     /// output (it may hold a last error reply). The reason is for the log.
     Fatal(String),
+    /// Drop `consumed` bytes, then pass `message` (reassembled from fragments) to
+    /// [`Session::decode_reassembled`].
+    Reassembled { consumed: usize, message: Vec<u8> },
 }
 
 /// Why [`Session::call`] or a reply refused a payload.
@@ -218,6 +222,10 @@ pub struct Session<C> {
     out_streams: IdMap<OutStream>,
     /// The peer's extended calls to us (callee side).
     in_streams: IdMap<InStream>,
+    outgoing: fragment::Outgoing,
+    incoming: fragment::Incoming,
+    /// A message reassembled from fragments, for `decode_next` to hand over.
+    reassembled: Option<Vec<u8>>,
 }
 
 impl<C> Session<C> {
@@ -236,6 +244,9 @@ impl<C> Session<C> {
             ext: ExtState::default(),
             out_streams: IdMap::default(),
             in_streams: IdMap::default(),
+            outgoing: fragment::Outgoing::default(),
+            incoming: fragment::Incoming::default(),
+            reassembled: None,
         }
     }
 
@@ -280,6 +291,9 @@ impl<C> Session<C> {
                 if let Some(reason) = self.fatal.take() {
                     self.input_dead = true;
                     return Decoded::Fatal(reason);
+                }
+                if let Some(message) = self.reassembled.take() {
+                    return Decoded::Reassembled { consumed: n, message };
                 }
                 Decoded::Consumed { consumed: n, event }
             }
@@ -384,7 +398,7 @@ impl<C> Session<C> {
     fn send_error(&mut self, msgid: u32, code: i64, message: &[u8]) {
         let mut err = Vec::with_capacity(message.len() + 8);
         codec::encode_error(&mut err, code, message);
-        codec::encode_response(&mut self.out, msgid, &err, codec::NIL);
+        self.emit(Some(msgid), |out| codec::encode_response(out, msgid, &err, codec::NIL));
     }
 
     fn check_payload(&self, payload: &[u8]) -> Result<(), SendError> {
@@ -411,7 +425,7 @@ impl<C> Session<C> {
             return Err((SendError::TooLarge, call));
         }
         let msgid = self.allocate_msgid();
-        codec::encode_request(&mut self.out, msgid, method, params);
+        self.emit(Some(msgid), |out| codec::encode_request(out, msgid, method, params));
         self.pending.insert(msgid, call);
         Ok(msgid)
     }
@@ -444,7 +458,7 @@ impl<C> Session<C> {
         if method.len() + params.len() + 16 > self.limits.frame.max_message_size {
             return Err(SendError::TooLarge);
         }
-        codec::encode_notification(&mut self.out, method, params);
+        self.emit(None, |out| codec::encode_notification(out, method, params));
         Ok(())
     }
 
@@ -462,7 +476,7 @@ impl<C> Session<C> {
         if error.len() + result.len() + 16 > self.limits.frame.max_message_size {
             return Err(SendError::TooLarge);
         }
-        codec::encode_response(&mut self.out, msgid, error, result);
+        self.emit(Some(msgid), |out| codec::encode_response(out, msgid, error, result));
         self.answered(msgid);
         Ok(())
     }
@@ -489,17 +503,29 @@ impl<C> Session<C> {
         if self.closed {
             return Err(SendError::Closed);
         }
-        self.out.extend_from_slice(encoded);
+        self.emit(Some(msgid), |out| out.extend_from_slice(encoded));
         self.answered(msgid);
         Ok(())
     }
 
-    /// Append an already-encoded message that is not a final answer (a YIELD).
-    pub fn push_encoded(&mut self, encoded: &[u8]) -> Result<(), SendError> {
+    /// Like [`push_encoded_reply`](Self::push_encoded_reply), taking the buffer (a big reply is
+    /// queued for fragmenting without a copy).
+    pub fn push_encoded_reply_vec(&mut self, msgid: u32, encoded: Vec<u8>) -> Result<(), SendError> {
         if self.closed {
             return Err(SendError::Closed);
         }
-        self.out.extend_from_slice(encoded);
+        self.push_owned(Some(msgid), encoded);
+        self.answered(msgid);
+        Ok(())
+    }
+
+    /// Append an already-encoded message of call `msgid` that is not its final answer (a
+    /// YIELD).
+    pub fn push_encoded(&mut self, msgid: u32, encoded: &[u8]) -> Result<(), SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        self.emit(Some(msgid), |out| out.extend_from_slice(encoded));
         Ok(())
     }
 
@@ -508,7 +534,7 @@ impl<C> Session<C> {
     pub fn cancel(&mut self, msgid: u32) -> Option<C> {
         let call = self.pending.remove(&msgid)?;
         if self.out_streams.remove(&msgid).is_some() && !self.closed {
-            codec::encode_signal(&mut self.out, codec::TYPE_CANCEL, msgid);
+            self.emit(Some(msgid), |out| codec::encode_signal(out, codec::TYPE_CANCEL, msgid));
         }
         Some(call)
     }
@@ -572,8 +598,9 @@ impl<C> Session<C> {
         self.out_head < self.out.len()
     }
 
+    /// Bytes waiting to be written, including big messages queued for fragmenting.
     pub fn output_len(&self) -> usize {
-        self.out.len() - self.out_head
+        self.out.len() - self.out_head + self.queued_big_bytes()
     }
 
     /// `n` bytes of [`output`](Self::output) were written.
@@ -586,6 +613,7 @@ impl<C> Session<C> {
             if self.out.capacity() > 4 << 20 {
                 self.out.shrink_to(64 << 10);
             }
+            self.refill();
         } else if self.out_head > (1 << 20) && self.out_head * 2 > self.out.len() {
             self.out.drain(..self.out_head);
             self.out_head = 0;
@@ -617,6 +645,12 @@ mod tests {
                         seen.push(format!("{e:?}"));
                     }
                     input.drain(..consumed);
+                }
+                Decoded::Reassembled { consumed, message } => {
+                    input.drain(..consumed);
+                    if let Some(e) = s.decode_reassembled(&message) {
+                        seen.push(format!("{e:?}"));
+                    }
                 }
                 Decoded::Fatal(r) => {
                     seen.push(format!("Fatal({r})"));

@@ -9,8 +9,8 @@
 //! work is left because `process()` re-signals its waker whenever it stops with work pending
 //! (a read budget was hit, output is waiting, a close is pending).
 
-pub mod request;
 mod pool;
+pub mod request;
 mod streams;
 pub mod timers;
 pub mod transport;
@@ -34,9 +34,9 @@ use crate::codec::Params;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{rpc_error, CallFailure, Decoded, Event, IdHasher, Limits, Outcome, SendError, Session};
 
+pub use pool::PooledHandler;
 use request::{QueuedKind, ReplyBody, ReplyQueue};
 pub use request::{Request, Shared, StreamEvent, StreamState, YieldStatus};
-pub use pool::PooledHandler;
 pub use streams::{CallEvent, CallEventHandler, CallOptions, CallStream, SendStatus, StreamHandler, StreamItem};
 use timers::{TimerKind, Timers};
 use transport::{Listener, SocketAddrOrPath, Stream};
@@ -717,6 +717,17 @@ impl Context {
                     }
                     buf.consume(consumed);
                 }
+                Decoded::Reassembled { consumed, message } => {
+                    buf.consume(consumed);
+                    let event = {
+                        let mut inner = self.inner.borrow_mut();
+                        let Some(conn) = inner.conn_mut(id) else { return false };
+                        conn.session.decode_reassembled(&message)
+                    };
+                    if let Some(event) = event {
+                        self.dispatch_event(id, event);
+                    }
+                }
                 Decoded::Fatal(reason) => {
                     if self.is_datagram_conn(id) {
                         // Datagrams are independent: drop this one, keep the peer.
@@ -909,25 +920,23 @@ impl Context {
         let mut queue = std::mem::take(&mut inner.spare_queue);
         self.shared.take_queue(&mut queue);
         for reply in queue.entries.drain(..) {
-            let bytes: &[u8] = match &reply.body {
-                ReplyBody::Arena { start, end } => &queue.bytes[*start..*end],
-                ReplyBody::Owned(v) => v,
-            };
-            let Some(conn) = inner.conn_mut(reply.conn) else { continue };
-            let pushed = match reply.kind {
-                QueuedKind::Final => {
-                    inner.streams.remove(&(reply.conn, reply.msgid));
-                    let Some(conn) = inner.conn_mut(reply.conn) else { continue };
-                    conn.session.push_encoded_reply(reply.msgid, bytes).is_ok()
-                }
-                QueuedKind::Message => conn.session.push_encoded(bytes).is_ok(),
-                QueuedKind::InputsConsumed(n) => {
-                    conn.session.inputs_consumed(reply.msgid, n);
+            let (kind, conn_id, msgid) = (reply.kind, reply.conn, reply.msgid);
+            if kind == QueuedKind::Final {
+                inner.streams.remove(&(conn_id, msgid));
+            }
+            let Some(conn) = inner.conn_mut(conn_id) else { continue };
+            let pushed = match (kind, reply.body) {
+                (QueuedKind::Final, ReplyBody::Owned(v)) => conn.session.push_encoded_reply_vec(msgid, v).is_ok(),
+                (QueuedKind::Final, ReplyBody::Arena { start, end }) => conn.session.push_encoded_reply(msgid, &queue.bytes[start..end]).is_ok(),
+                (QueuedKind::Message, ReplyBody::Owned(v)) => conn.session.push_encoded(msgid, &v).is_ok(),
+                (QueuedKind::Message, ReplyBody::Arena { start, end }) => conn.session.push_encoded(msgid, &queue.bytes[start..end]).is_ok(),
+                (QueuedKind::InputsConsumed(n), _) => {
+                    conn.session.inputs_consumed(msgid, n);
                     true
                 }
             };
             if pushed {
-                inner.mark_dirty(reply.conn);
+                inner.mark_dirty(conn_id);
             }
         }
         queue.bytes.clear();
