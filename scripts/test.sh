@@ -25,6 +25,9 @@ timeout 300 scripts/check-readme.sh
 step "interop matrix with third-party peers (writes docs/INTEROP.md)"
 timeout 1500 scripts/interop.sh
 
+step "Python package (bindings/python)"
+timeout 900 bindings/python/run-tests.sh
+
 step "C and CMake tests (ctest)"
 timeout 1200 scripts/ctest.sh
 

@@ -1,0 +1,95 @@
+"""The exception hierarchy. Everything joint raises is a ``joint.Error``."""
+import builtins
+
+
+class Error(Exception):
+    """Base class of joint's errors. ``status`` is the library status code (``JOINT_E_*``,
+    negative) when one applies, else None."""
+
+    def __init__(self, message='', status=None):
+        super().__init__(message)
+        self.status = status
+
+
+class TimeoutError(Error, builtins.TimeoutError):  # noqa: A001 - deliberately shadows the builtin
+    """A call (or connect) did not complete in time. Also a builtin ``TimeoutError``."""
+
+
+class ConnectionError(Error, builtins.ConnectionError):  # noqa: A001
+    """The connection could not be made, was closed or was lost. Also a builtin
+    ``ConnectionError``."""
+
+
+class ProtocolError(Error):
+    """The peer broke the protocol, or a message was larger than the configured limit."""
+
+
+class RemoteError(Error):
+    """The peer answered a call with an error object.
+
+    ``error`` is the decoded error object as the peer sent it (joint servers send
+    ``[code, message]``; many others send a string). ``code`` is its integer code (from
+    ``[code, ...]`` or a map's ``"code"``) or None, ``message`` its text (a string error, the
+    first string of an array, or a map's ``"message"``), ``method`` the method called.
+
+    Handlers may raise it to answer with a specific error object:
+    ``raise joint.RemoteError(3, "no such file")`` answers ``[3, "no such file"]`` and
+    ``raise joint.RemoteError("boom")`` answers ``"boom"``.
+    """
+
+    def __init__(self, *args, code=None, message=None, method=None):
+        if len(args) == 2 and isinstance(args[0], int) and not isinstance(args[0], bool):
+            error = [args[0], args[1]]
+        elif len(args) == 1:
+            error = args[0]
+        elif not args:
+            error = [code, message] if code is not None else message
+        else:
+            raise TypeError('RemoteError(error) or RemoteError(code, message)')
+        if code is None:
+            code = _code_of(error)
+        if message is None:
+            message = _message_of(error)
+        self.error = error
+        self.code = code
+        self.message = message
+        self.method = method
+        text = message if message else repr(error)
+        if code is not None:
+            text = '%s (code %d)' % (text, code)
+        if method:
+            text = '%s: %s' % (method, text)
+        super().__init__(text)
+
+    def __reduce__(self):
+        return (_rebuild_remote_error, (self.error, self.code, self.message, self.method))
+
+
+def _rebuild_remote_error(error, code, message, method):
+    return RemoteError(error, code=code, message=message, method=method)
+
+
+def _code_of(error):
+    if isinstance(error, (list, tuple)) and error:
+        first = error[0]
+    elif isinstance(error, dict):
+        first = error.get('code')
+    else:
+        return None
+    return first if isinstance(first, int) and not isinstance(first, bool) else None
+
+
+def _message_of(error):
+    if isinstance(error, str):
+        return error
+    if isinstance(error, (list, tuple)):
+        for item in error:
+            if isinstance(item, str):
+                return item
+        return ''
+    if isinstance(error, dict):
+        m = error.get('message')
+        return m if isinstance(m, str) else ''
+    if isinstance(error, bytes):
+        return error.decode('utf-8', 'replace')
+    return ''

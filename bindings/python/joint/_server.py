@@ -1,0 +1,166 @@
+"""joint.Server: serve registered Python functions over TCP, Unix sockets or UDP."""
+import asyncio
+import weakref
+
+from ._core import Context, Handlers, _cstr, make_error
+from ._ffi import ffi, lib
+
+
+class Server(Handlers):
+    """A MessagePack-RPC server::
+
+        server = joint.Server()
+
+        @server.method
+        def add(a, b):
+            return a + b
+
+        server.serve("tcp://127.0.0.1:6000")      # blocks; Ctrl-C stops it
+
+    ``listen(uri)`` binds (port 0 picks a free port) and returns the real URI; ``serve()``
+    runs until ``stop()`` or Ctrl-C; ``await aserve()`` runs it on the current asyncio loop
+    (and ``attach()`` starts serving on it without waiting). One Server is one joint context:
+    all its listeners and connections share its handlers. ``options``: ``max_message_size``,
+    ``max_depth``, ``max_inflight``, ``max_outbuf``.
+    """
+
+    def __init__(self, **options):
+        self.ctx = Context(**options)
+        self.uris = []
+        self._stop_event = None
+
+    def listen(self, uri):
+        """Listen on ``uri`` (``tcp://HOST:PORT``, ``tcp://[::1]:PORT``, ``unix:///path``,
+        ``udp://HOST:PORT``); returns the bound URI, with the real port."""
+        ctx = self.ctx
+        with ctx.lock:
+            ctx.ensure_open()
+            out = ffi.new('joint_listener **')
+            st = lib.joint_ctx_listen(ctx.ptr, _cstr(uri, 'uri'), out)
+            if st < 0:
+                raise make_error(st, ctx.last_error(), 'listen on %s' % uri)
+            bound = ffi.string(lib.joint_listener_uri(out[0])).decode('utf-8')
+        self.uris.append(bound)
+        return bound
+
+    # -- running --------------------------------------------------------------------------
+
+    def serve(self, *uris, grace=5.0):
+        """Listen on ``uris`` (if any), then serve until ``stop()`` (from any thread or a
+        handler) or Ctrl-C (SIGINT). Then shut down gracefully: listeners close, new requests
+        are refused, and requests already received get up to ``grace`` seconds to be answered
+        (a second Ctrl-C stops at once). The server is closed when this returns.
+
+        Runs a private asyncio loop, so ``async def`` handlers work here too. From inside a
+        running loop use ``await server.aserve()`` instead."""
+        for uri in uris:
+            self.listen(uri)
+        # A private loop rather than asyncio.run: a first Ctrl-C must start the graceful
+        # shutdown without cancelling the tasks of async handlers (asyncio.run cancels every
+        # task on KeyboardInterrupt before Python 3.11).
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            main = loop.create_task(self.aserve(grace=grace))
+            try:
+                loop.run_until_complete(main)
+            except KeyboardInterrupt:
+                self.stop()
+                try:
+                    loop.run_until_complete(main)     # the graceful shutdown
+                except KeyboardInterrupt:
+                    pass                              # a second Ctrl-C: stop now
+        finally:
+            try:
+                tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                for t in tasks:
+                    t.cancel()
+                if tasks:
+                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                self.close()
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    async def aserve(self, *uris, grace=5.0):
+        """Serve on the running asyncio loop until ``stop()`` or until this task is
+        cancelled, then shut down gracefully (see ``serve``) and close."""
+        for uri in uris:
+            self.listen(uri)
+        loop = self.attach()
+        self._stop_event = event = asyncio.Event()
+        try:
+            if not self.ctx.stop_requested:
+                await event.wait()
+        finally:
+            try:
+                await asyncio.shield(self._shutdown(loop, grace))
+            except asyncio.CancelledError:
+                pass
+            self.close()
+
+    def attach(self, loop=None):
+        """Serve on ``loop`` (the running loop by default) without blocking; returns the
+        loop. ``close()`` stops."""
+        ctx = self.ctx
+        loop = ctx.attach(loop)
+        ctx.on_drive = _weak_method(self._check_stop)
+        return loop
+
+    async def _shutdown(self, loop, grace):
+        ctx = self.ctx
+        if ctx.closed:
+            return
+        with ctx.lock:
+            lib.joint_ctx_shutdown(ctx.ptr)
+        end = loop.time() + grace
+        while not ctx.closed and lib.joint_ctx_unanswered(ctx.ptr) > 0 and loop.time() < end:
+            await asyncio.sleep(0.01)
+        # Let the answers go out before the context is freed.
+        if not ctx.closed:
+            ctx.process()
+
+    def _check_stop(self):
+        if self.ctx.stop_requested and self._stop_event is not None:
+            self._stop_event.set()
+
+    def stop(self):
+        """Make ``serve()``/``aserve()`` return (after the graceful shutdown). Thread-safe and
+        usable from handlers and signal handlers."""
+        self.ctx.stop_requested = True
+        self.ctx.wakeup()
+
+    def close(self):
+        """Free everything now: listeners and connections close, pending calls fail."""
+        self.ctx.close()
+
+    @property
+    def closed(self):
+        return self.ctx.closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return '<joint.Server %s%s>' % (' '.join(self.uris) or '(not listening)',
+                                        ' closed' if self.closed else '')
+
+
+def _weak_method(method):
+    ref = weakref.WeakMethod(method)
+
+    def call():
+        m = ref()
+        if m is not None:
+            m()
+    return call
