@@ -202,6 +202,21 @@
 #define JOINT_INPUT_CLOSED 7
 
 /**
+ * Call flag: the callee may stream ahead within its window.
+ */
+#define JOINT_CALL_FLAG_ASYNC_FLOW 1
+
+/**
+ * Call flag: the caller asks for the method to run away from the callee's loop (advisory).
+ */
+#define JOINT_CALL_FLAG_RUN_ISOLATED 2
+
+/**
+ * Call flag: the caller sends values into the call (it takes input).
+ */
+#define JOINT_CALL_FLAG_CLIENT_STREAM 4
+
+/**
  * Extension state of a connection (`joint_conn_extension`): not offered.
  */
 #define JOINT_EXT_OFF 0
@@ -1356,6 +1371,11 @@ JOINT_API void joint_stream_free(joint_stream *stream);
 JOINT_API bool joint_request_is_extended(const joint_request *req);
 
 /**
+ * The flags of an extended call (`JOINT_CALL_FLAG_*`); 0 for a stock request.
+ */
+JOINT_API uint32_t joint_request_flags(const joint_request *req);
+
+/**
  * The milliseconds the caller allowed the call (its deadline, from when it arrived); 0 for
  * none or a stock request.
  */
@@ -1371,9 +1391,10 @@ JOINT_API uint32_t joint_request_deadline_ms(const joint_request *req);
 JOINT_API joint_status joint_request_yield(joint_request *req, const uint8_t *item, size_t len);
 
 /**
- * Block until `joint_request_yield` has credit (`JOINT_OK`), `timeout_ms` passes
- * (`JOINT_E_TIMEOUT`; -1: no limit), or the call ends (`JOINT_E_CANCELLED`, ...). For
- * handlers on their own threads (never on the loop thread: credit arrives through it).
+ * Block until `joint_request_yield` has credit (`JOINT_OK`), `timeout_ms` passes without
+ * any (`JOINT_WOULD_BLOCK`; -1: no limit), or the call ends (`JOINT_E_CANCELLED`,
+ * `JOINT_E_TIMEOUT` for its deadline, `JOINT_E_CLOSED`). For handlers on their own threads
+ * (never on the loop thread: credit arrives through it).
  */
 JOINT_API joint_status joint_request_wait_writable(const joint_request *req, int32_t timeout_ms);
 

@@ -25,7 +25,8 @@
 //   destroyed before its Context in C; this wrapper tracks the context's life, so a
 //   Connection that outlives its Context is harmless: its destructor does nothing and its
 //   calls fail with JOINT_E_STATE. Accepted connections belong to the context: callbacks get
-//   a non-owning ConnectionRef, valid until that connection's CLOSED event returns.
+//   a non-owning ConnectionRef, valid until that connection's CLOSED event returns. A
+//   ConnectionRef taken from a Connection is valid while both it and the context live.
 // * Requests are owned tokens. A handler gets a Request by value and answers it exactly
 //   once — in the handler, later from the loop (e.g. a timer), or from any thread. A
 //   Request destroyed unanswered sends a JOINT_RPC_NOT_ANSWERED error, so a forgotten
@@ -436,7 +437,12 @@ template <class F, class R, class... A>
 struct FnImpl<F, R(A...)> final : Fn<R(A...)> {
     template <class G>
     explicit FnImpl(G &&g) : f(std::forward<G>(g)) {}
-    R call(A... args) override { return f(std::forward<A>(args)...); }
+    R call(A... args) override {
+        if constexpr (std::is_void_v<R>)
+            (void)f(std::forward<A>(args)...); // what the callable returns (a Result, say) is dropped
+        else
+            return f(std::forward<A>(args)...);
+    }
     F f;
 };
 
@@ -458,11 +464,12 @@ struct dependent_false : std::false_type {};
 
 } // namespace detail
 
-/// Receives exceptions that escaped a callback other than a request handler (those become
-/// error replies): `where` names the callback kind ("call completion", "notification",
-/// "connection event", "timer", "log"), `what` is what() or "unknown exception".
-/// Process-wide; nullptr restores the default, which prints one line to stderr. Never
-/// called when exceptions are disabled.
+/// Receives exceptions that escaped a callback and could not become an error reply: `where`
+/// names the callback kind ("call completion", "notification", "connection event", "timer",
+/// "log", or "request handler" for a handler that threw after answering or handing on its
+/// request), `what` is what() or "unknown exception". Process-wide and thread-safe; nullptr
+/// restores the default, which prints one line to stderr. Must not throw. Never called
+/// when exceptions are disabled.
 using ExceptionHook = void (*)(const char *where, const char *what);
 
 namespace detail {
@@ -587,41 +594,41 @@ public:
         return Writer(w);
     }
 
-    Writer &write_nil() { return step(joint_write_nil(w_.get())); }
-    Writer &write_bool(bool v) { return step(joint_write_bool(w_.get(), v)); }
-    Writer &write_int(std::int64_t v) { return step(joint_write_int(w_.get(), v)); }
-    Writer &write_uint(std::uint64_t v) { return step(joint_write_uint(w_.get(), v)); }
-    Writer &write_double(double v) { return step(joint_write_double(w_.get(), v)); }
-    Writer &write_float(float v) { return step(joint_write_float(w_.get(), v)); }
+    Writer &write_nil() { return ok() ? step(joint_write_nil(w_.get())) : *this; }
+    Writer &write_bool(bool v) { return ok() ? step(joint_write_bool(w_.get(), v)) : *this; }
+    Writer &write_int(std::int64_t v) { return ok() ? step(joint_write_int(w_.get(), v)) : *this; }
+    Writer &write_uint(std::uint64_t v) { return ok() ? step(joint_write_uint(w_.get(), v)) : *this; }
+    Writer &write_double(double v) { return ok() ? step(joint_write_double(w_.get(), v)) : *this; }
+    Writer &write_float(float v) { return ok() ? step(joint_write_float(w_.get(), v)) : *this; }
     Writer &write_str(std::string_view s) {
         if (s.size() > 0xffffffffu)
             return fail(JOINT_E_INVAL, "string longer than 2^32-1 bytes");
-        return step(joint_write_str(w_.get(), reinterpret_cast<const std::uint8_t *>(s.data()), s.size()));
+        return ok() ? step(joint_write_str(w_.get(), reinterpret_cast<const std::uint8_t *>(s.data()), s.size())) : *this;
     }
     Writer &write_bin(Bytes b) {
         if (b.size() > 0xffffffffu)
             return fail(JOINT_E_INVAL, "bin longer than 2^32-1 bytes");
-        return step(joint_write_bin(w_.get(), b.data(), b.size()));
+        return ok() ? step(joint_write_bin(w_.get(), b.data(), b.size())) : *this;
     }
     /// An array header; write `count` elements next.
     Writer &write_array(std::size_t count) {
         if (count > 0xffffffffu)
             return fail(JOINT_E_INVAL, "array of more than 2^32-1 elements");
-        return step(joint_write_array(w_.get(), static_cast<std::uint32_t>(count)));
+        return ok() ? step(joint_write_array(w_.get(), static_cast<std::uint32_t>(count))) : *this;
     }
     /// A map header; write `count` key/value pairs next.
     Writer &write_map(std::size_t count) {
         if (count > 0xffffffffu)
             return fail(JOINT_E_INVAL, "map of more than 2^32-1 entries");
-        return step(joint_write_map(w_.get(), static_cast<std::uint32_t>(count)));
+        return ok() ? step(joint_write_map(w_.get(), static_cast<std::uint32_t>(count))) : *this;
     }
     Writer &write_ext(std::int8_t type, Bytes data) {
         if (data.size() > 0xffffffffu)
             return fail(JOINT_E_INVAL, "ext longer than 2^32-1 bytes");
-        return step(joint_write_ext(w_.get(), type, data.data(), data.size()));
+        return ok() ? step(joint_write_ext(w_.get(), type, data.data(), data.size())) : *this;
     }
     /// Bytes that already are encoded MessagePack (not checked).
-    Writer &write_raw(Bytes encoded) { return step(joint_write_raw(w_.get(), encoded.data(), encoded.size())); }
+    Writer &write_raw(Bytes encoded) { return ok() ? step(joint_write_raw(w_.get(), encoded.data(), encoded.size())) : *this; }
     /// Any supported value (see the file comment), containers recursively.
     template <class T>
     Writer &write(const T &value) {
@@ -666,7 +673,7 @@ public:
     explicit operator bool() const noexcept { return w_ != nullptr; }
 
 private:
-    Writer &step(Status st) {
+    Writer &step(Status st) { // every write_* calls C only when ok()
         if (st < 0 && status_ == JOINT_OK) {
             status_ = st;
             message_ = joint_status_str(st);
@@ -1124,7 +1131,7 @@ inline std::vector<std::uint8_t> invalid_payload() { return {0xc1}; }
 
 /// Encode `args` as one MessagePack array: the params of a call or notification.
 /// pack() is `[]`. Returns Error only for what MessagePack cannot hold (more than 2^32-1
-/// elements or bytes).
+/// elements or bytes) or a Codec specialization that calls Writer::fail.
 template <class... Args>
 Result<std::vector<std::uint8_t>> try_pack(const Args &...args) {
     Result<Writer> w = Writer::create();
@@ -1166,7 +1173,9 @@ std::vector<std::uint8_t> pack_value(const T &value) {
 }
 
 /// Decode `bytes`, which must hold exactly one MessagePack value, as T. std::string_view,
-/// Bytes and Raw results point into `bytes`.
+/// Bytes and Raw results point into `bytes`. Integers are range-checked for T (an integral
+/// float such as 3.0 reads as 3); std::string also accepts bin and std::vector<uint8_t>
+/// also accepts str; a map with a repeated key keeps the last value.
 template <class T>
 Result<T> unpack(Bytes bytes) {
     Result<Reader> r = Reader::create(bytes);
@@ -1209,6 +1218,16 @@ public:
     /// an error, `on_done` never runs (and is destroyed). timeout_ms > 0 limits the call.
     template <class F>
     Result<CallId> call(detail::CStr method, Bytes params, F &&on_done, std::int32_t timeout_ms = no_timeout) const;
+    /// Call without a callback: the outcome is discarded.
+    Result<CallId> call(detail::CStr method, Bytes params, std::nullptr_t, std::int32_t timeout_ms = no_timeout) const {
+        if (method.bad())
+            return detail::embedded_nul();
+        CallId id = 0;
+        Status st = joint_conn_call(conn_, method.c_str(), params.data(), params.size(), timeout_ms, nullptr, nullptr, &id);
+        if (st < 0)
+            return detail::make_error(st, ctx_);
+        return id;
+    }
 
     /// Call and wait, running the context's callbacks meanwhile. On JOINT_E_REMOTE the Error
     /// carries the peer's error object. From a callback: JOINT_E_RECURSIVE.
@@ -1282,6 +1301,13 @@ public:
         if (method.bad())
             return detail::embedded_nul();
         return ConnectionRef(c_.get(), ctx_).call(method.c_str(), params, std::forward<F>(on_done), timeout_ms);
+    }
+    Result<CallId> call(detail::CStr method, Bytes params, std::nullptr_t, std::int32_t timeout_ms = no_timeout) const {
+        if (!usable())
+            return dead();
+        if (method.bad())
+            return detail::embedded_nul();
+        return ConnectionRef(c_.get(), ctx_).call(method.c_str(), params, nullptr, timeout_ms);
     }
     Result<Buffer> call_sync(detail::CStr method, Bytes params = {}, std::int32_t timeout_ms = no_timeout) const {
         if (!usable())
@@ -1685,9 +1711,9 @@ struct ResponseAdapter {
     F f;
     void operator()(const Response &r) {
         if constexpr (std::is_invocable_v<F &, Result<Bytes>>)
-            f(r.to_result());
+            (void)f(r.to_result());
         else
-            f(r);
+            (void)f(r);
     }
 };
 
@@ -1757,7 +1783,7 @@ public:
                                   box, nullptr);
     }
     /// Turn logging off.
-    Result<void> on_log(std::nullptr_t) { return detail::check(joint_config_set_log_cb(c_.get(), 0, nullptr, nullptr, nullptr)); }
+    Result<void> on_log(std::nullptr_t) { return detail::check(joint_config_set_log_cb(c_.get(), JOINT_LOG_ERROR, nullptr, nullptr, nullptr)); }
 
     joint_config *raw() const noexcept { return c_.get(); }
     joint_config *release() noexcept { return c_.release(); }

@@ -3,10 +3,10 @@
 #
 #   scripts/ctest.sh [--sanitize] [-- CTEST_ARGS...]
 #
-#   (default)    Release build in build/ctest (with the leak_ tests under Valgrind when
-#                valgrind is installed)
-#   --sanitize   Debug build with JOINT_SANITIZE=ON (ASan + UBSan on the C tests and
-#                examples) in build/ctest-sanitize; checks with nm that the test binaries
+#   (default)    Release build in build/ctest (with the leak_ and cpp_leak_ tests under
+#                Valgrind when valgrind is installed)
+#   --sanitize   Debug build with JOINT_SANITIZE=ON (ASan + UBSan on the C and C++ tests
+#                and examples) in build/ctest-sanitize; checks with nm that the test binaries
 #                really contain the sanitizer runtime (and, without --sanitize, that they
 #                do not)
 #   -- ARGS      passed to ctest, e.g. `-- -R '^api_'`
@@ -60,7 +60,12 @@ cmake --build "$build" --parallel "$jobs"
 # The sanitizer must really be in the binaries (a silently ignored flag would make a
 # sanitizer run prove nothing), and must not be in the normal build.
 step "sanitizer runtime check (nm)"
-for bin in "$build/tests/c/api_null" "$build/examples/c/epoll_loop"; do
+bins=("$build/tests/c/api_null" "$build/examples/c/epoll_loop")
+# the C++ side too (tests/cpp, examples/cpp), when a C++ compiler built it
+for bin in "$build/tests/cpp/cpp_rpc" "$build/examples/cpp/client_server"; do
+    [ -e "$bin" ] && bins+=("$bin")
+done
+for bin in "${bins[@]}"; do
     syms=$(nm "$bin") || { echo "ctest.sh: nm $bin failed" >&2; exit 1; }
     case "$syms" in *__asan_init*) has=1 ;; *) has=0 ;; esac
     if [ $sanitize -eq 1 ] && [ $has -eq 0 ]; then

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential cmake ninja-build pkg-config libuv1-dev libev-dev neovim valgrind python3 python3-venv)
+APT_PACKAGES=(build-essential cmake ninja-build pkg-config libuv1-dev libev-dev libgtest-dev libmsgpack-cxx-dev neovim valgrind python3 python3-venv)
 CBINDGEN_VERSION=0.29.4
 
 sudo_if_needed() {
@@ -21,6 +21,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     sudo_if_needed apt-get update -qq
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+for tool in go node npm java mvn; do
+    command -v "$tool" >/dev/null || echo "install-deps: note: $tool is not installed; the interop matrix and the Go package need Go, Node.js and Java with Maven" >&2
+done
 
 if ! command -v cargo >/dev/null; then
     echo "install-deps: Rust is required (https://rustup.rs)" >&2

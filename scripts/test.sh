@@ -28,6 +28,9 @@ timeout 1500 scripts/interop.sh
 step "Python package (bindings/python)"
 timeout 900 bindings/python/run-tests.sh
 
+step "Go package (bindings/go)"
+timeout 900 bindings/go/run-tests.sh
+
 step "C and CMake tests (ctest)"
 timeout 1200 scripts/ctest.sh
 

@@ -250,3 +250,44 @@ fn huge_timer_delays_do_not_panic() {
     assert!(ctx.timeout_ms() > 1_000_000);
     assert!(ctx.cancel_timer(id));
 }
+
+/// A wake-up from another thread is never lost, however it interleaves with `process()`
+/// (regression: the "already woken" flag was cleared before the poll, so a wake-up landing in
+/// between left it set and silenced every later one).
+#[test]
+fn wakeups_from_another_thread_are_never_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let ctx = Context::new(Config::default()).unwrap();
+    let waker = ctx.waker();
+    let want = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (w, s) = (want.clone(), stop.clone());
+    let t = std::thread::spawn(move || {
+        for i in 0..100_000u64 {
+            waker.wake(); // a wake-up whose work is done at once
+            for _ in 0..(i * 7919 % 500) {
+                std::hint::spin_loop();
+            }
+            w.store(true, Ordering::SeqCst);
+            waker.wake(); // real work, and its wake-up
+            let t0 = Instant::now();
+            while w.load(Ordering::SeqCst) {
+                assert!(t0.elapsed() < Duration::from_secs(2), "wake-up lost after {i} rounds");
+                std::hint::spin_loop();
+            }
+        }
+        s.store(true, Ordering::SeqCst);
+        waker.wake();
+    });
+    // The thread fails (after 2 s) if a wake-up is lost; the 3 s wait then lets it finish.
+    while !stop.load(Ordering::SeqCst) && !t.is_finished() {
+        ctx.process().unwrap();
+        if want.swap(false, Ordering::SeqCst) {
+            continue;
+        }
+        ctx.wait(Some(Duration::from_secs(3))).unwrap();
+        want.swap(false, Ordering::SeqCst);
+    }
+    t.join().unwrap();
+}

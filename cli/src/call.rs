@@ -102,7 +102,7 @@ pub enum CallParams {
 }
 
 impl CallParams {
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         json::encode(&match self {
             CallParams::Positional(args) => Value::Array(args.clone()),
             CallParams::Keyword(pairs) => Value::Map(pairs.iter().map(|(k, v)| (Value::from(k.as_str()), v.clone())).collect()),
@@ -118,10 +118,14 @@ pub struct Options {
     pub params: CallParams,
     /// None: wait as long as it takes.
     pub timeout: Option<Duration>,
+    /// `--stream`: print the items the callee streams, one JSON line each.
+    pub stream: bool,
+    /// `--send-json-lines FILE`: stream the JSON lines of FILE (`-`: stdin) into the call.
+    pub send_lines: Option<String>,
 }
 
 /// A context that serves `echo` and `add` (for callbacks), connected to the target.
-fn connect(options: &Options) -> Result<(Box<Context>, ConnId), ExitCode> {
+pub(crate) fn connect(options: &Options) -> Result<(Box<Context>, ConnId), ExitCode> {
     let config = Config { connect_timeout: options.timeout, ..Config::default() };
     let ctx = Context::new(config).map_err(|e| fail(&e.to_string()))?;
     methods::register_echo_add(&ctx);
@@ -150,6 +154,9 @@ fn describe_failure(options: &Options, e: &Error) -> String {
 /// `joint call`: print the result as JSON (exit 0), the remote error (exit 1), or why there
 /// was no answer (exit 2).
 pub fn run_call(options: &Options) -> ExitCode {
+    if options.stream || options.send_lines.is_some() {
+        return crate::stream_call::run(options, options.stream, options.send_lines.as_deref());
+    }
     let (ctx, conn) = match connect(options) {
         Ok(c) => c,
         Err(code) => return code,

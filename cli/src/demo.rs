@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use joint::error::{Error, ErrorKind};
-use joint::reactor::{Config, ConnId, Context, Request, Response, Shared};
+use joint::reactor::{CallEvent, CallId, CallOptions, Config, ConnId, Context, Request, Response, SendStatus, Shared};
 use rmpv::Value;
 
 use crate::{json, methods, serve, EXIT_REMOTE};
@@ -203,6 +203,8 @@ fn demo() -> Result<(), String> {
         return Err(format!("the client's add ran {} times, expected once", callbacks.get()));
     }
 
+    streaming(&client)?;
+
     drop(client);
     drop(server);
     println!("\nAll as expected, in {} ms.", started.elapsed().as_millis());
@@ -253,4 +255,114 @@ fn pipelined(client: &Client) -> Result<(), String> {
         order.last().copied().unwrap_or_default()
     );
     Ok(())
+}
+
+/// How an extended call of the demo ended.
+type Done = Rc<RefCell<Option<Result<Value, String>>>>;
+
+impl Client {
+    /// Start an extended call; its outcome lands in the returned slot.
+    fn start(&self, method: &str, args: Vec<Value>, opts: CallOptions) -> Result<(CallId, Done), String> {
+        let done: Done = Rc::default();
+        let d = done.clone();
+        let completion = Box::new(move |_ctx: &Context, r: Response<'_>| {
+            *d.borrow_mut() = Some(match r.outcome {
+                Ok(v) => json::decode(v).map_err(|e| e.to_string()),
+                Err(e) => Err(if e.error.is_empty() { format!("{:?}: {}", e.kind, e.message) } else { json::bytes_to_json_text(e.error) }),
+            });
+        });
+        let params = json::encode(&Value::Array(args));
+        let call = self.ctx.call_with(self.conn, method.as_bytes(), &params, opts, completion).map_err(|e| e.to_string())?;
+        Ok((call, done))
+    }
+
+    /// Run the loop until `cond` holds (at most TIMEOUT).
+    fn run_until(&self, what: &str, cond: impl Fn() -> bool) -> Result<(), String> {
+        let t0 = Instant::now();
+        while !cond() {
+            if t0.elapsed() > TIMEOUT {
+                return Err(format!("{what}: did not happen in time"));
+            }
+            self.ctx.wait(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Items streamed to us, collected as they arrive.
+fn collect_items(items: &Rc<RefCell<Vec<Value>>>) -> joint::reactor::CallEventHandler {
+    let items = items.clone();
+    Box::new(move |_ctx: &Context, _call: CallId, event: CallEvent<'_>| {
+        if let CallEvent::Item(item) = event {
+            items.borrow_mut().push(json::decode(item).unwrap_or(Value::Nil));
+        }
+    })
+}
+
+/// The joint extension: a method streaming items out, values streamed in with flow control,
+/// and a cancelled stream.
+fn streaming(client: &Client) -> Result<(), String> {
+    println!("\nStreaming (the joint extension; both ends are joint, so calls can stream):");
+
+    // Items arrive one by one, before the result; credit is granted as they are taken.
+    let items = Rc::new(RefCell::new(Vec::new()));
+    let opts = CallOptions { on_event: Some(collect_items(&items)), ..CallOptions::default() };
+    let (_, done) = client.start("count", vec![Value::from(5)], opts)?;
+    client.run_until("count(5)", || done.borrow().is_some())?;
+    let expected: Vec<Value> = (0..5).map(Value::from).collect();
+    match done.borrow_mut().take() {
+        Some(Ok(v)) if v == Value::from(5) && *items.borrow() == expected => {
+            let shown: Vec<String> = items.borrow().iter().map(show).collect();
+            println!("  count(5) streamed {}, then returned {}", shown.join(", "), show(&v));
+        }
+        other => return Err(format!("count(5): streamed {:?}, ended with {other:?}", items.borrow())),
+    }
+
+    // Values streamed in: send as credit allows, wait for more when the callee says so.
+    let opts = CallOptions { client_stream: true, ..CallOptions::default() };
+    let (call, done) = client.start("sum", vec![], opts)?;
+    client.run_until("sum(): the call starting", || client.ctx.is_extended_call(call) || done.borrow().is_some())?;
+    let (mut next, mut waits) = (1i64, 0u32);
+    while next <= 100 {
+        if done.borrow().is_some() {
+            return Err(format!("sum() ended early: {:?}", done.borrow()));
+        }
+        match client.ctx.send(call, &json::encode(&Value::from(next))).map_err(|e| format!("sum(): send: {e}"))? {
+            SendStatus::Sent => next += 1,
+            SendStatus::WouldBlock => {
+                // No credit: the server has not consumed enough yet. Credit comes as an event.
+                waits += 1;
+                client.ctx.wait(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    client.ctx.end_input(call).map_err(|e| format!("sum(): end of input: {e}"))?;
+    client.run_until("sum()", || done.borrow().is_some())?;
+    match done.borrow_mut().take() {
+        Some(Ok(v)) if v == Value::from(5050) => {
+            println!("  sum() with 1, 2, ..., 100 streamed in = {} (the sender waited for credit {waits} times)", show(&v))
+        }
+        other => return Err(format!("sum() of 1..=100: {other:?}")),
+    }
+
+    // A stream nobody wants to the end: cancel it; the server stops producing.
+    const LONG: u64 = 1_000_000_000;
+    let items = Rc::new(RefCell::new(Vec::new()));
+    let opts = CallOptions { on_event: Some(collect_items(&items)), ..CallOptions::default() };
+    let (call, done) = client.start("count", vec![Value::from(LONG)], opts)?;
+    client.run_until("count(1000000000): the first 1000 items", || items.borrow().len() >= 1000 || done.borrow().is_some())?;
+    let t0 = Instant::now();
+    if !client.ctx.cancel(call) {
+        return Err(format!("count({LONG}) could not be cancelled: {:?}", done.borrow()));
+    }
+    client.run_until("count(1000000000): cancelled", || done.borrow().is_some())?;
+    let got = items.borrow().len();
+    match done.borrow_mut().take() {
+        Some(Err(e)) if e.contains("Cancelled") => {
+            println!("  count({LONG}) cancelled after {got} items, in {} ms: {e}", t0.elapsed().as_millis())
+        }
+        other => return Err(format!("count({LONG}) after cancel: {other:?}")),
+    }
+    // The server dropped the call and answers at once.
+    client.expect("echo", vec![Value::from("still here")], &Value::from("still here"))
 }

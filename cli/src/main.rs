@@ -6,6 +6,8 @@ mod json;
 mod methods;
 mod serve;
 mod signals;
+mod stream_call;
+mod streams;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,6 +29,7 @@ joint: MessagePack-RPC from the command line
 USAGE:
     joint serve [--listen URI]... [--stdio]     run the demo server
     joint call URI METHOD [ARG]... [OPTIONS]    call a method, print the result as JSON
+                                                (--stream, --send-json-lines: streaming)
     joint notify URI METHOD [ARG]... [OPTIONS]  send a notification
     joint demo                                  a server and a client in one process
     joint help [COMMAND]                        help on a command
@@ -54,7 +57,9 @@ VALUES:
 
 EXIT STATUS:
     0 success; 1 the peer answered with an error; 2 no answer (connection failure, timeout,
-    peer closed) or the server could not start; 64 usage error.
+    peer closed), the server could not start, or streaming needs the joint extension and
+    the peer is a stock peer; 64 usage error (also: unreadable --send-json-lines FILE, or
+    a line of it that is not JSON).
 
 Set JOINT_LOG=debug (or info, warn, error) to see the library's log on stderr.
 ";
@@ -82,12 +87,25 @@ METHODS:
     last_notification()        [method, params] of the last notification received, or nil
     callback(method, params)   calls method(params) on the caller over the same connection
                                and returns its result (or its error)
+  streaming (joint extension; see `joint help call`, --stream and --send-json-lines):
+    count(n)                   streams 0, 1, ..., n-1, then returns n
+    download(size, chunk)      streams size bytes as bin items of chunk bytes (the last may
+                               be shorter), byte i being i % 251, then returns size
+    sum()                      adds the numbers streamed in (integers stay integers, a float
+                               makes it a float) and returns the total
+    upload()                   takes bin chunks streamed in; returns [total_bytes, crc32]
+                               (CRC-32/IEEE, as zlib's crc32)
+Streaming methods wait for the caller's credit (flow control) and stop when the call is
+cancelled or its deadline passes. A stock MessagePack-RPC client, which cannot stream, gets
+count's and download's items as one array, and sum and upload answered at once as if
+nothing was streamed in: 0 and [0, 0].
 Methods also take their params by name (a map, see `joint help call` --kw).
 Errors are [code, message]: 1 invalid params, 2 no such method, 4 too large.
 ";
 
 const CALL_HELP: &str = "\
-joint call URI METHOD [ARG]... [--timeout MS] [--kw KEY=JSON]...
+joint call URI METHOD [ARG]... [--timeout MS] [--kw KEY=JSON]... [--stream]
+                               [--send-json-lines FILE]
 
 Call METHOD with the ARGs as its params array and print the result as one line of JSON on
 stdout. A remote error is printed on stderr (a readable message, then the error object as
@@ -100,6 +118,31 @@ OPTIONS:
     --kw KEY=JSON   send keyword params (a map) instead of an array; may be repeated;
                     cannot be mixed with ARGs
     --              every word after this is an ARG (for ARGs that begin with -)
+
+STREAMING (the joint extension, spoken by `joint serve` and other joint peers):
+    --stream        print each item the method streams as one line of JSON as it arrives,
+                    then the result as the last line, as {\"result\":VALUE}; every line
+                    before the last is an item:
+                        $ joint call --stream tcp://127.0.0.1:6000 count 3
+                        0
+                        1
+                        2
+                        {\"result\":3}
+                    (`tail -n 1` is the result, `sed '$d'` the items.) A stock
+                    MessagePack-RPC peer just answers: one {\"result\":VALUE} line.
+    --send-json-lines FILE
+                    stream the lines of FILE (- for stdin) into the call, one JSON value
+                    per line (blank lines are skipped), as fast as the callee accepts
+                    them, then end the input; print the result like a plain call (with
+                    --stream too, both ways: the items, then {\"result\":VALUE}):
+                        $ seq 100 | joint call --send-json-lines - tcp://127.0.0.1:6000 sum
+                        5050
+                    A stock peer cannot take input: joint exits 2 without calling METHOD.
+                    A line that is not JSON cancels the call and exits 64.
+    With either option, --timeout covers the whole call, streaming included, and is also
+    the callee's deadline: a joint callee stops when it passes. Without them the call is
+    a plain request, which a streaming method answers the stock way (count 3 returns
+    [0,1,2]).
 
 See `joint help` for addresses and how JSON maps to MessagePack.
 ";
@@ -117,8 +160,10 @@ const DEMO_HELP: &str = "\
 joint demo
 
 Start a server (its own context, on a thread, on tcp://127.0.0.1:0) and a client in one
-process and show calls, pipelining, a notification, errors, a timeout and a callback from
-the server into the client. Exits 0 if everything happened as expected, 1 otherwise.
+process and show calls, pipelining, a notification, errors, a timeout, a callback from
+the server into the client, and streaming (joint extension): items streamed out, values
+streamed in with flow control, a cancelled stream. Exits 0 if everything happened as
+expected, 1 otherwise.
 ";
 
 fn main() -> ExitCode {
@@ -161,6 +206,9 @@ fn run(args: &[String]) -> ExitCode {
             Err(e) => usage_error(Some("call"), &e),
         },
         "notify" => match parse_call(rest) {
+            Ok(options) if options.stream || options.send_lines.is_some() => {
+                usage_error(Some("notify"), "--stream and --send-json-lines are for calls, not notifications")
+            }
             Ok(options) => call::run_notify(&options),
             Err(e) => usage_error(Some("notify"), &e),
         },
@@ -231,10 +279,22 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
     let mut words: Vec<&str> = Vec::new();
     let mut kwargs: Vec<(String, rmpv::Value)> = Vec::new();
     let mut timeout_ms = DEFAULT_TIMEOUT_MS;
+    let mut stream = false;
+    let mut send_lines: Option<String> = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         if arg == "--" {
             words.extend(iter.by_ref().map(String::as_str));
+        } else if arg == "--stream" {
+            stream = true;
+        } else if let Some(file) = option_value("--send-json-lines", arg, &mut iter)? {
+            if send_lines.is_some() {
+                return Err("--send-json-lines is given twice".into());
+            }
+            if file.is_empty() {
+                return Err("--send-json-lines needs a FILE (- for stdin)".into());
+            }
+            send_lines = Some(file.to_string());
         } else if let Some(ms) = option_value("--timeout", arg, &mut iter)? {
             timeout_ms = ms.parse().map_err(|_| format!("--timeout needs a whole number of milliseconds, not {ms:?}"))?;
         } else if let Some(kw) = option_value("--kw", arg, &mut iter)? {
@@ -266,7 +326,7 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
         return Err("--kw cannot be combined with positional ARGs".into());
     };
     let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
-    Ok(call::Options { target, uri: uri.to_string(), method: method.to_string(), params, timeout })
+    Ok(call::Options { target, uri: uri.to_string(), method: method.to_string(), params, timeout, stream, send_lines })
 }
 
 #[cfg(test)]
@@ -288,6 +348,16 @@ mod tests {
         assert_eq!(o.timeout, None);
         let o = parse_call(&strings(&["tcp://h:1", "m", "--", "--kw", "-x"])).unwrap();
         assert_eq!(o.params, CallParams::Positional(vec!["--kw".into(), "-x".into()]));
+        assert!(!o.stream && o.send_lines.is_none());
+        let o = parse_call(&strings(&["--stream", "tcp://h:1", "m", "--send-json-lines", "-", "1"])).unwrap();
+        assert!(o.stream);
+        assert_eq!(o.send_lines.as_deref(), Some("-"));
+        assert_eq!(o.params, CallParams::Positional(vec![1.into()]));
+        let o = parse_call(&strings(&["--send-json-lines=in.jsonl", "tcp://h:1", "m"])).unwrap();
+        assert_eq!(o.send_lines.as_deref(), Some("in.jsonl"));
+        // After --, --stream is an ARG.
+        let o = parse_call(&strings(&["tcp://h:1", "m", "--", "--stream"])).unwrap();
+        assert!(!o.stream);
     }
 
     #[test]
@@ -301,6 +371,9 @@ mod tests {
             &["tcp://h:1", "m", "--kw", "a=1", "--kw", "a=2"],
             &["tcp://h:1", "m", "1", "--kw", "a=1"],
             &["tcp://h:1", "m", "--bogus"],
+            &["tcp://h:1", "m", "--send-json-lines"],
+            &["tcp://h:1", "m", "--send-json-lines="],
+            &["tcp://h:1", "m", "--send-json-lines", "a", "--send-json-lines", "b"],
             &["tcp://h:1", "m", "-x"],
             &["ftp://h:1", "m"],
             &["tcp://h:1", "m", r#"{"$bin":"!"}"#],

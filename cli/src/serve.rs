@@ -35,7 +35,8 @@ struct State {
     max_blob: usize,
 }
 
-/// Serve the demo methods on `ctx`: echo, add, sleep, blob, last_notification, callback.
+/// Serve the demo methods on `ctx`: echo, add, sleep, blob, last_notification, callback,
+/// and the streaming ones (count, download, sum, upload).
 pub fn install(ctx: &Context, config: &Config) {
     let state = Rc::new(State {
         last_notification: RefCell::new(Value::Nil),
@@ -58,6 +59,7 @@ pub fn install(ctx: &Context, config: &Config) {
         }),
     );
     ctx.register(b"callback", Rc::new(callback));
+    crate::streams::install(ctx, config);
     ctx.set_notification_handler(Some(Rc::new(move |_ctx: &Context, _conn: ConnId, method: &[u8], p: Params<'_>| {
         let method = Value::from(String::from_utf8_lossy(method).into_owned());
         let params = json::decode(p.kwargs.unwrap_or(p.args)).unwrap_or(Value::Nil);

@@ -437,7 +437,12 @@ fn unix_socket_several_listeners_and_sigterm() {
     let status = server.guard.wait(LIMIT);
     assert_eq!(status.code(), Some(0));
     assert!(!path.exists(), "the socket file was left behind");
-    let said: Vec<String> = server.stderr.try_iter().collect();
+    // Until the reader thread reaches EOF (the process has exited, so it will): under load
+    // it may not have passed the last lines on yet.
+    let mut said = Vec::new();
+    while let Ok(line) = server.stderr.recv_timeout(LIMIT) {
+        said.push(line);
+    }
     assert!(said.iter().any(|l| l.contains("SIGTERM")), "{said:?}");
 }
 
@@ -457,9 +462,18 @@ fn demo_exits_0() {
     let out = joint(&["demo"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.elapsed < Duration::from_secs(5), "{out:?}");
-    for expected in
-        ["add(2, 3) = 5", "out of order", "last_notification()", "[2,\"no such method", "[1,\"add(a, b) needs two numbers\"]", "timed out", "= 42"]
-    {
+    for expected in [
+        "add(2, 3) = 5",
+        "out of order",
+        "last_notification()",
+        "[2,\"no such method",
+        "[1,\"add(a, b) needs two numbers\"]",
+        "timed out",
+        "= 42",
+        "count(5) streamed 0, 1, 2, 3, 4, then returned 5",
+        "streamed in = 5050",
+        "count(1000000000) cancelled after",
+    ] {
         assert!(out.stdout.contains(expected), "missing {expected:?} in:\n{}", out.stdout);
     }
 }
@@ -509,4 +523,262 @@ fn nvim_over_tcp() {
     let out = call(&uri, "nvim_get_var", &["no_such_var"]);
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("no_such_var"), "{out:?}");
+}
+
+// ---- streaming (joint extension) --------------------------------------------------------
+
+/// `joint ARGS...` with `input` on its stdin.
+fn joint_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut cmd = Command::new(JOINT);
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut guard = Guard::spawn(&mut cmd, &format!("joint {}", args.join(" ")));
+    let stdout = read_all(guard.child.stdout.take().expect("piped"));
+    let stderr = read_all(guard.child.stderr.take().expect("piped"));
+    let mut stdin = guard.child.stdin.take().expect("piped");
+    let input = input.to_vec();
+    // On a thread: joint may stop reading (and exit) before all of it is written.
+    thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let running = Running { guard, stdout, stderr, started: Instant::now() };
+    running.finish()
+}
+
+impl Output {
+    /// Every line of stdout as JSON, after checking the exit code is 0.
+    fn json_lines(&self) -> Vec<Value> {
+        assert_eq!(self.code, Some(0), "{self:?}");
+        self.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("line {l:?} is not JSON ({e})"))).collect()
+    }
+}
+
+/// A file in the temp directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &[u8]) -> TempFile {
+        let path = temp_path(name);
+        std::fs::write(&path, contents).expect("write a temp file");
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("UTF-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn count_streams_items_then_the_result() {
+    let server = Server::tcp();
+    let uri = server.uri();
+    let out = joint(&["call", "--stream", uri, "count", "5"]);
+    assert_eq!(out.stdout, "0\n1\n2\n3\n4\n{\"result\":5}\n", "{out:?}");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(joint(&["call", "--stream", uri, "count", "0"]).json_lines(), vec![json!({"result": 0})]);
+    // Keyword params, and a count longer than the window (64): flow control at work.
+    let lines = joint(&["call", uri, "count", "--kw", "n=1000", "--stream"]).json_lines();
+    assert_eq!(lines.len(), 1001);
+    assert!(lines[..1000].iter().enumerate().all(|(i, v)| *v == json!(i)), "{:?}", &lines[..10]);
+    assert_eq!(lines[1000], json!({"result": 1000}));
+    let out = joint(&["call", "--stream", uri, "count", "-1"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("count(n) needs a non-negative integer"), "{out:?}");
+}
+
+#[test]
+fn stock_calls_get_the_fallbacks() {
+    // A plain `joint call` is a stock request: items come as one array, and methods that
+    // take input answer as if none was sent.
+    let server = Server::tcp();
+    let uri = server.uri();
+    assert_eq!(call(uri, "count", &["3"]).json(), json!([0, 1, 2]));
+    assert_eq!(call(uri, "count", &["0"]).json(), json!([]));
+    assert_eq!(call(uri, "sum", &[]).json(), json!(0));
+    assert_eq!(call(uri, "upload", &[]).json(), json!([0, 0]));
+    assert_eq!(call(uri, "download", &["5", "2"]).json(), json!([{"$bin": "AAE="}, {"$bin": "AgM="}, {"$bin": "BA=="}]));
+    // Too many items for one message: a clear error, not a broken connection.
+    let out = call(uri, "count", &["100000000"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("[4,"), "{out:?}");
+    assert_eq!(call(uri, "echo", &["1"]).json(), json!(1));
+}
+
+#[test]
+fn sum_of_values_streamed_in() {
+    let server = Server::tcp();
+    let uri = server.uri();
+    let numbers: String = (1..=100).map(|i| format!("{i}\n")).collect();
+    let file = TempFile::new("numbers.jsonl", numbers.as_bytes());
+    assert_eq!(joint(&["call", "--send-json-lines", file.path(), uri, "sum"]).json(), json!(5050));
+    // From stdin; blank lines are skipped; a float makes the total a float.
+    assert_eq!(joint_with_stdin(&["call", uri, "sum", "--send-json-lines", "-"], b"1\n\n2.5\r\n  \n3\n").json(), json!(6.5));
+    assert_eq!(joint_with_stdin(&["call", uri, "sum", "--send-json-lines=-"], b"").json(), json!(0));
+    // More lines than the window: the sender waits for credit (10000 values of 64 a window).
+    let many: String = (1..=10_000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(joint_with_stdin(&["call", "--send-json-lines", "-", uri, "sum"], many.as_bytes()).json(), json!(50_005_000));
+    // Both ways at once: --stream prints the (here: no) items, then {"result": ...}.
+    let out = joint_with_stdin(&["call", "--stream", "--send-json-lines", "-", uri, "sum"], numbers.as_bytes());
+    assert_eq!(out.json_lines(), vec![json!({"result": 5050})]);
+    // A value that is not a number: INVALID_PARAMS, exit 1.
+    let out = joint_with_stdin(&["call", "--send-json-lines", "-", uri, "sum"], b"1\n\"two\"\n3\n");
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains(r#"[1,"sum(): value 1 is not a number: \"two\""]"#), "{out:?}");
+    // A line that is not JSON: the call is cancelled, exit 64.
+    let out = joint_with_stdin(&["call", "--send-json-lines", "-", uri, "sum"], b"1\nnot json\n");
+    assert_eq!(out.code, Some(64), "{out:?}");
+    assert!(out.stderr.contains("stdin:2: not a JSON value"), "{out:?}");
+    let out = joint(&["call", "--send-json-lines", &temp_path("missing.jsonl").display().to_string(), uri, "sum"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    assert!(out.stderr.contains("cannot read"), "{out:?}");
+    let out = joint(&["notify", "--stream", uri, "count", "1"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    // The server is unharmed.
+    assert_eq!(call(uri, "add", &["1", "2"]).json(), json!(3));
+}
+
+#[test]
+fn download_one_mib_in_64_kib_chunks() {
+    let server = Server::tcp();
+    let size = 1 << 20;
+    let chunk = 64 << 10;
+    let out = joint(&["call", "--stream", server.uri(), "download", &size.to_string(), &chunk.to_string()]);
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), size / chunk + 1, "{:?}", out.stderr);
+    assert_eq!(lines.last(), Some(&json!({"result": size})));
+    let mut bytes = Vec::with_capacity(size);
+    for (i, line) in lines[..lines.len() - 1].iter().enumerate() {
+        let text = line.get("$bin").and_then(Value::as_str).unwrap_or_else(|| panic!("item {i} is not a $bin"));
+        let data = BASE64_STANDARD.decode(text).expect("base64");
+        assert_eq!(data.len(), chunk, "item {i}");
+        bytes.extend_from_slice(&data);
+    }
+    assert_eq!(bytes.len(), size);
+    if let Some(bad) = bytes.iter().enumerate().position(|(i, &b)| b != (i % 251) as u8) {
+        panic!("byte {bad} is {}, expected {}", bytes[bad], bad % 251);
+    }
+    // A size that is not a multiple of the chunk: the last chunk is shorter.
+    let lines = joint(&["call", "--stream", server.uri(), "download", "10", "4"]).json_lines();
+    assert_eq!(lines, vec![json!({"$bin": "AAECAw=="}), json!({"$bin": "BAUGBw=="}), json!({"$bin": "CAk="}), json!({"result": 10})]);
+    let out = joint(&["call", "--stream", server.uri(), "download", "10", "0"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+}
+
+#[test]
+fn upload_returns_size_and_crc32() {
+    let server = Server::tcp();
+    // 1 MiB and a bit of pseudo-random bytes, in chunks of varying size.
+    let mut data = Vec::with_capacity((1 << 20) + 777);
+    let mut x: u32 = 0x1234_5678;
+    while data.len() < (1 << 20) + 777 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        data.push(x as u8);
+    }
+    let mut lines = String::new();
+    let mut at = 0;
+    for size in [1, 65536, 0, 100_000].iter().cycle() {
+        if at >= data.len() {
+            break;
+        }
+        let end = (at + size).min(data.len());
+        lines.push_str(&format!("{{\"$bin\":\"{}\"}}\n", BASE64_STANDARD.encode(&data[at..end])));
+        at = end;
+    }
+    let file = TempFile::new("upload.jsonl", lines.as_bytes());
+    let out = joint(&["call", "--send-json-lines", file.path(), server.uri(), "upload"]);
+    assert_eq!(out.json(), json!([data.len(), crc32fast::hash(&data)]));
+    // A well-known check value: CRC-32/IEEE of "123456789" is 0xCBF43926.
+    let out = joint_with_stdin(&["call", "--send-json-lines", "-", server.uri(), "upload"], b"{\"$bin\":\"MTIzNDU2Nzg5\"}\n");
+    assert_eq!(out.json(), json!([9, 0xCBF4_3926u32]));
+    let out = joint_with_stdin(&["call", "--send-json-lines", "-", server.uri(), "upload"], b"\"text\"\n");
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("not a bin chunk"), "{out:?}");
+}
+
+#[test]
+fn timeout_is_the_callees_deadline() {
+    let server = Server::tcp();
+    let out = joint(&["call", "--stream", "--timeout", "300", server.uri(), "count", "1000000000000"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("timed out"), "{out:?}");
+    assert!(out.elapsed < Duration::from_secs(3), "{out:?}");
+    // Items printed before the end are complete lines.
+    assert!(out.stdout.starts_with("0\n1\n"), "{}", &out.stdout[..out.stdout.len().min(100)]);
+    assert!(out.stdout.ends_with('\n'));
+    // Input streamed too slowly for the deadline: the call ends on both sides.
+    let mut cmd = Command::new(JOINT);
+    cmd.args(["call", "--timeout", "300", "--send-json-lines", "-", server.uri(), "sum"]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut guard = Guard::spawn(&mut cmd, "joint call --send-json-lines - sum");
+    let stderr = read_all(guard.child.stderr.take().expect("piped"));
+    let mut stdin = guard.child.stdin.take().expect("piped");
+    stdin.write_all(b"1\n2\n").expect("write");
+    let status = guard.wait(LIMIT); // stdin stays open: only the deadline ends the call
+    drop(stdin);
+    assert_eq!(status.code(), Some(2), "{}", String::from_utf8_lossy(&collect(&stderr, "stderr")));
+    assert_eq!(call(server.uri(), "echo", &["1"]).json(), json!(1));
+}
+
+#[test]
+fn closed_stdout_cancels_the_stream() {
+    let server = Server::tcp();
+    let mut cmd = Command::new(JOINT);
+    cmd.args(["call", "--stream", "--timeout", "0", server.uri(), "count", "1000000000000"]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut guard = Guard::spawn(&mut cmd, "joint call --stream count");
+    let stderr = read_all(guard.child.stderr.take().expect("piped"));
+    let mut stdout = BufReader::new(guard.child.stdout.take().expect("piped"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("read a line");
+    assert_eq!(first, "0\n");
+    drop(stdout); // like `| head -n 1`
+    let status = guard.wait(LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", String::from_utf8_lossy(&collect(&stderr, "stderr")));
+    assert_eq!(call(server.uri(), "echo", &["1"]).json(), json!(1));
+}
+
+#[test]
+fn streaming_options_against_neovim() {
+    if !have_nvim() {
+        return;
+    }
+    let port = free_tcp_port();
+    let address = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new("nvim");
+    cmd.args(["--headless", "--clean", "--listen", &address]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut nvim = Guard::spawn(&mut cmd, "nvim --listen");
+    let uri = format!("tcp://{address}");
+    let deadline = Instant::now() + LIMIT;
+    let out = loop {
+        let out = joint(&["call", "--stream", &uri, "nvim_eval", r#""1+2""#, "--timeout", "5000"]);
+        if out.code != Some(2) || Instant::now() > deadline || !nvim.is_running() {
+            break out;
+        }
+        thread::sleep(Duration::from_millis(50)); // nvim is still starting
+    };
+    // A stock server: no items, the result alone.
+    assert_eq!(out.stdout, "{\"result\":3}\n", "{out:?}");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let out = joint(&["call", "--stream", &uri, "nvim_eval", "--kw", "x=1"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    // Streaming input cannot go to a stock peer: exit 2, and the method is not called.
+    let out = joint_with_stdin(&["call", "--send-json-lines", "-", &uri, "nvim_set_var", "joint_streamed", "1"], b"1\n");
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("needs the joint extension"), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let out = call(&uri, "nvim_get_var", &["joint_streamed"]);
+    assert_eq!(out.code, Some(1), "nvim_set_var ran: {out:?}");
+    // The same over exec: (Neovim embedded).
+    let out = joint(&["call", "--stream", "exec:nvim --embed --headless --clean", "nvim_eval", r#""2*3""#]);
+    assert_eq!(out.json_lines(), vec![json!({"result": 6})]);
+    let out = joint_with_stdin(&["call", "--send-json-lines", "-", "exec:nvim --embed --headless --clean", "nvim_eval", r#""1""#], b"1\n");
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("needs the joint extension"), "{out:?}");
 }

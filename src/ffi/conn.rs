@@ -268,7 +268,16 @@ impl joint_response {
 #[no_mangle]
 pub unsafe extern "C" fn joint_conn_cancel(conn: *mut joint_conn, call_id: u64) -> joint_status {
     // SAFETY: forwarded caller promise.
-    unsafe { on_conn(conn, |c, id| if c.cancel(c.call_from_u64(id, call_id)) { JOINT_OK } else { JOINT_E_STATE }) }
+    unsafe {
+        on_conn(conn, |c, id| {
+            if c.cancel(c.call_from_u64(id, call_id)) {
+                JOINT_OK
+            } else {
+                c.set_last_error("the call is not pending (it completed or was cancelled)");
+                JOINT_E_STATE
+            }
+        })
+    }
 }
 
 /// Send a notification (no response). `params` as for `joint_conn_call`.

@@ -230,6 +230,8 @@ pub unsafe extern "C" fn joint_config_set_log_cb(
                 JOINT_LOG_WARN => LogLevel::Warn,
                 JOINT_LOG_INFO => LogLevel::Info,
                 JOINT_LOG_DEBUG => LogLevel::Debug,
+                // Turning logging off: the level does not matter.
+                _ if cb.is_none() => c.log_level,
                 _ => return JOINT_E_INVAL,
             };
             c.log = cb.map(|cb| {
@@ -511,7 +513,10 @@ pub unsafe extern "C" fn joint_ctx_unregister(ctx: *mut joint_ctx, method: *cons
     unsafe {
         on_ctx(ctx, |_, c| match c_str(method) {
             Ok(m) if c.unregister(m) => JOINT_OK,
-            Ok(_) => JOINT_E_STATE,
+            Ok(m) => {
+                c.set_last_error(&format!("no method {:?} is registered", String::from_utf8_lossy(m)));
+                JOINT_E_STATE
+            }
             Err(s) => s,
         })
     }
@@ -629,7 +634,16 @@ pub unsafe extern "C" fn joint_ctx_add_timer(
 #[no_mangle]
 pub unsafe extern "C" fn joint_ctx_cancel_timer(ctx: *mut joint_ctx, timer_id: u64) -> joint_status {
     // SAFETY: forwarded caller promise.
-    unsafe { on_ctx(ctx, |_, c| if c.cancel_timer(timer_id) { JOINT_OK } else { JOINT_E_STATE }) }
+    unsafe {
+        on_ctx(ctx, |_, c| {
+            if c.cancel_timer(timer_id) {
+                JOINT_OK
+            } else {
+                c.set_last_error("no such timer (it fired or was cancelled)");
+                JOINT_E_STATE
+            }
+        })
+    }
 }
 
 /// A connection handle (`joint_conn *`) is the reactor's connection handle.

@@ -131,6 +131,7 @@ pub(crate) fn guard<R>(on_panic: R, body: impl FnOnce() -> R) -> R {
 /// Run a body against a live context: poisoned contexts are refused, and a panic poisons it.
 pub(crate) fn with_context(ctx: &Context, body: impl FnOnce(&Context) -> joint_status) -> joint_status {
     if ctx.is_poisoned() {
+        ctx.set_last_error("the context is poisoned by an earlier panic; only joint_ctx_free works");
         return JOINT_E_POISONED;
     }
     match catch_unwind(AssertUnwindSafe(|| body(ctx))) {

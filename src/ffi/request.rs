@@ -31,10 +31,10 @@ impl joint_request {
 unsafe fn take(req: *mut joint_request) -> Option<Box<joint_request>> {
     // SAFETY: per the function's contract.
     let r = (!req.is_null()).then(|| unsafe { Box::from_raw(req) })?;
-    if r.has_event_cb.get() {
+    if r.has_event_cb.get() && r.req.state() == crate::reactor::StreamState::Active {
         // The event callback holds this pointer: drop it before the handle goes. Requests
-        // with an event callback are consumed on the loop thread (documented), where the
-        // context is alive.
+        // with an event callback are consumed on the loop thread (documented); while the call
+        // is Active its context is alive (freeing the context ends every call as Closed).
         // SAFETY: as just said.
         let ctx = unsafe { &*r.ctx };
         let _ = ctx.set_stream_handler(r.req.conn(), r.req.msgid(), None);

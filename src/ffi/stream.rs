@@ -70,6 +70,13 @@ pub const JOINT_INPUT_TIMEOUT: i32 = 6;
 /// Request event: the connection closed.
 pub const JOINT_INPUT_CLOSED: i32 = 7;
 
+/// Call flag: the callee may stream ahead within its window.
+pub const JOINT_CALL_FLAG_ASYNC_FLOW: u32 = 1;
+/// Call flag: the caller asks for the method to run away from the callee's loop (advisory).
+pub const JOINT_CALL_FLAG_RUN_ISOLATED: u32 = 2;
+/// Call flag: the caller sends values into the call (it takes input).
+pub const JOINT_CALL_FLAG_CLIENT_STREAM: u32 = 4;
+
 /// Extension state of a connection (`joint_conn_extension`): not offered.
 pub const JOINT_EXT_OFF: i32 = 0;
 /// Offered, no answer yet.
@@ -517,6 +524,12 @@ pub unsafe extern "C" fn joint_request_is_extended(req: *const joint_request) ->
     guard(false, || request_of(req).is_some_and(|r| r.req.ext().is_some()))
 }
 
+/// The flags of an extended call (`JOINT_CALL_FLAG_*`); 0 for a stock request.
+#[no_mangle]
+pub unsafe extern "C" fn joint_request_flags(req: *const joint_request) -> u32 {
+    guard(0, || request_of(req).and_then(|r| r.req.ext()).map_or(0, |e| e.flags))
+}
+
 /// The milliseconds the caller allowed the call (its deadline, from when it arrived); 0 for
 /// none or a stock request.
 #[no_mangle]
@@ -547,9 +560,10 @@ pub unsafe extern "C" fn joint_request_yield(req: *mut joint_request, item: *con
     })
 }
 
-/// Block until `joint_request_yield` has credit (`JOINT_OK`), `timeout_ms` passes
-/// (`JOINT_E_TIMEOUT`; -1: no limit), or the call ends (`JOINT_E_CANCELLED`, ...). For
-/// handlers on their own threads (never on the loop thread: credit arrives through it).
+/// Block until `joint_request_yield` has credit (`JOINT_OK`), `timeout_ms` passes without
+/// any (`JOINT_WOULD_BLOCK`; -1: no limit), or the call ends (`JOINT_E_CANCELLED`,
+/// `JOINT_E_TIMEOUT` for its deadline, `JOINT_E_CLOSED`). For handlers on their own threads
+/// (never on the loop thread: credit arrives through it).
 #[no_mangle]
 pub unsafe extern "C" fn joint_request_wait_writable(req: *const joint_request, timeout_ms: i32) -> joint_status {
     guard(JOINT_E_PANIC, || {
@@ -557,7 +571,7 @@ pub unsafe extern "C" fn joint_request_wait_writable(req: *const joint_request, 
         let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
         match r.req.wait_writable(timeout) {
             Ok(true) => JOINT_OK,
-            Ok(false) => JOINT_E_TIMEOUT,
+            Ok(false) => JOINT_WOULD_BLOCK,
             Err(e) => status_of(e.kind),
         }
     })
@@ -717,5 +731,9 @@ mod tests {
         assert_eq!(super::JOINT_RPC_CANCELLED, crate::protocol::rpc_error::CANCELLED);
         assert_eq!(super::JOINT_RPC_DEADLINE_EXCEEDED, crate::protocol::rpc_error::DEADLINE_EXCEEDED);
         assert_eq!(super::super::JOINT_UDP_MAX_MESSAGE, crate::reactor::transport::UDP_MAX_MESSAGE);
+        use crate::codec::call_flags;
+        assert_eq!(super::JOINT_CALL_FLAG_ASYNC_FLOW, call_flags::ASYNC_FLOW);
+        assert_eq!(super::JOINT_CALL_FLAG_RUN_ISOLATED, call_flags::RUN_ISOLATED);
+        assert_eq!(super::JOINT_CALL_FLAG_CLIENT_STREAM, call_flags::CLIENT_STREAM);
     }
 }

@@ -64,6 +64,8 @@ pub(super) struct ExtState {
     /// Extended calls made while the offer is unanswered: sent as CALLs if the peer accepts,
     /// as stock requests if not.
     deferred: Vec<Deferred>,
+    /// Of those, the ones taking input, once started (see `take_started_inputs`).
+    started_inputs: Vec<u32>,
     /// How many SENDs the peer accepts into one of its calls before it grants more.
     peer_window: u32,
     peer_fragment: usize,
@@ -217,6 +219,9 @@ impl<C> Session<C> {
             if !self.pending.contains_key(&d.msgid) {
                 continue; // cancelled or timed out meanwhile
             }
+            if d.stream.client_stream {
+                self.ext.started_inputs.push(d.msgid);
+            }
             if accepted {
                 self.start_out_stream(d.msgid, d.call, d.stream);
             } else {
@@ -308,9 +313,26 @@ impl<C> Session<C> {
         self.out_streams.get_mut(&msgid).ok_or(SendError::Unsupported)
     }
 
-    /// Send `item` into our running call `msgid` (made with CLIENT_STREAM).
+    /// Whether call `msgid` waits for the answer to our offer.
+    fn is_deferred(&self, msgid: u32) -> bool {
+        self.ext.deferred.iter().any(|d| d.msgid == msgid)
+    }
+
+    /// Calls that take input and were waiting for the negotiation, which just finished: tell
+    /// their callers they may send now (they got `WouldBlock` meanwhile; to a stock peer the
+    /// send now fails with `Unsupported`).
+    pub fn take_started_inputs(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.ext.started_inputs)
+    }
+
+    /// Send `item` (one encoded object) into our running call `msgid` (made with
+    /// CLIENT_STREAM). While the negotiation is under way the call has no credit yet
+    /// (`WouldBlock`).
     pub fn send_input(&mut self, msgid: u32, item: &[u8]) -> Result<(), SendError> {
         self.check_payload(item)?;
+        if self.is_deferred(msgid) {
+            return Err(SendError::WouldBlock);
+        }
         let stream = self.out_stream(msgid)?;
         if !stream.client_stream || stream.input_ended {
             return Err(SendError::Unsupported);
@@ -332,6 +354,9 @@ impl<C> Session<C> {
 
     /// Tell the callee of `msgid` that no more values follow.
     pub fn end_input(&mut self, msgid: u32) -> Result<(), SendError> {
+        if self.is_deferred(msgid) {
+            return Err(SendError::WouldBlock);
+        }
         let stream = self.out_stream(msgid)?;
         if !stream.client_stream || stream.input_ended {
             return Err(SendError::Unsupported);

@@ -96,10 +96,12 @@ pub enum Event<'b, C> {
         params: Params<'b>,
     },
     /// A response to one of our calls; `call` is what was given to [`Session::call`].
+    /// `extended`: it was an extended call (joint extension).
     Response {
         msgid: u32,
         call: C,
         outcome: Outcome<'b>,
+        extended: bool,
     },
     /// A message that could not be used. The session already did what the protocol asks
     /// (an error reply when the msgid was known); this is for the log.
@@ -177,6 +179,17 @@ pub enum SendError {
     /// The peer does not speak the joint extension (or not yet), or the call is not one that
     /// takes this (not extended, not streaming input, already ended).
     Unsupported,
+}
+
+/// Whether `prefix` holds as much of a message's header (type and msgid) as it will ever
+/// say: the longest array header, type and msgid take 23 bytes.
+fn header_known(prefix: &[u8]) -> bool {
+    prefix.len() >= 23
+        || match codec::peek_header(prefix) {
+            (Some(codec::TYPE_REQUEST | codec::TYPE_RESPONSE | codec::TYPE_CALL), msgid) => msgid.is_some(),
+            (Some(_), _) => true,
+            (None, _) => prefix.len() >= 2 && !matches!(prefix[0], 0x90..=0x9f | 0xdc | 0xdd),
+        }
 }
 
 /// A cheap hasher for u32 msgids (they are sequential, so hash quality hardly matters and
@@ -297,6 +310,11 @@ impl<C> Session<C> {
                 }
                 Decoded::Consumed { consumed: n, event }
             }
+            // Decide only once the type and msgid are in, so the outcome does not depend on
+            // how the bytes were split (a request must get its error reply).
+            Scan::TooLarge if !header_known(input) && input.len() < self.limits.frame.max_message_size + 16 => {
+                Decoded::NeedMore { needed: input.len() + 1 }
+            }
             Scan::TooLarge => {
                 let max = self.limits.frame.max_message_size;
                 let reason = format!("message larger than the {max}-byte limit");
@@ -308,15 +326,21 @@ impl<C> Session<C> {
             Scan::TooDeep => {
                 let depth = self.limits.frame.max_depth;
                 let reason = format!("message nested deeper than {depth} levels");
-                self.on_unreadable(input, rpc_error::TOO_LARGE, CallFailure::Malformed, reason.clone());
-                self.fail(&reason)
+                self.unreadable_then_fatal(input, rpc_error::TOO_LARGE, reason)
             }
             Scan::Invalid => {
                 let reason = "invalid MessagePack (reserved byte 0xc1)".to_string();
-                self.on_unreadable(input, rpc_error::INVALID_REQUEST, CallFailure::Malformed, reason.clone());
-                self.fail(&reason)
+                self.unreadable_then_fatal(input, rpc_error::INVALID_REQUEST, reason)
             }
         }
+    }
+
+    /// The stream cannot be followed past this message: answer it (or fail its call) now,
+    /// and report the fatal error on the next `decode_next`.
+    fn unreadable_then_fatal<'b>(&mut self, input: &[u8], code: i64, reason: String) -> Decoded<'b, C> {
+        let event = self.on_unreadable(input, code, CallFailure::Malformed, reason.clone());
+        self.fatal = Some(reason);
+        Decoded::Consumed { consumed: 0, event: Some(event) }
     }
 
     fn fail<'b>(&mut self, reason: &str) -> Decoded<'b, C> {
@@ -333,7 +357,10 @@ impl<C> Session<C> {
                 Event::Rejected(format!("request {msgid}: {reason}; answered with an error"))
             }
             (Some(codec::TYPE_RESPONSE), Some(msgid)) => match self.pending.remove(&msgid) {
-                Some(call) => Event::Response { msgid, call, outcome: Outcome::Failed(failure) },
+                Some(call) => {
+                    let extended = self.out_streams.remove(&msgid).is_some();
+                    Event::Response { msgid, call, outcome: Outcome::Failed(failure), extended }
+                }
                 None => Event::Rejected(format!("response {msgid} (no such call): {reason}")),
             },
             _ => Event::Rejected(reason),
@@ -357,15 +384,19 @@ impl<C> Session<C> {
             Ok(Message::Response { msgid, error, result }) if self.is_hello_reply(msgid) => self.on_hello_reply(error, result),
             Ok(Message::Response { msgid, error, result }) => match self.pending.remove(&msgid) {
                 Some(call) => {
-                    self.out_streams.remove(&msgid);
+                    let extended = self.out_streams.remove(&msgid).is_some();
                     let outcome = if error == codec::NIL { Outcome::Result(result) } else { Outcome::Error(error) };
-                    Some(Event::Response { msgid, call, outcome })
+                    Some(Event::Response { msgid, call, outcome, extended })
                 }
                 None => Some(Event::Stray(format!("response to unknown msgid {msgid} ignored"))),
             },
             Ok(message) => self.on_extension_message(message),
             Err(EnvelopeError::NotRpc) => {
                 self.fatal = Some("not a MessagePack-RPC message (expected [type, ...] with type 0, 1 or 2)".into());
+                None
+            }
+            Err(EnvelopeError::Malformed { kind, .. }) if kind >= codec::TYPE_CALL && self.extension() != ExtMode::On => {
+                self.fatal = Some("joint extension message on a connection that did not negotiate it".into());
                 None
             }
             Err(EnvelopeError::Malformed { kind, msgid, reason }) => Some(self.on_malformed(frame, kind, msgid, reason)),
@@ -386,7 +417,10 @@ impl<C> Session<C> {
                 Event::Rejected(format!("invalid request: {reason}; answered with an error"))
             }
             (codec::TYPE_RESPONSE, Some(RawMsgid::Valid(id))) => match self.pending.remove(&id) {
-                Some(call) => Event::Response { msgid: id, call, outcome: Outcome::Failed(CallFailure::Malformed) },
+                Some(call) => {
+                    let extended = self.out_streams.remove(&id).is_some();
+                    Event::Response { msgid: id, call, outcome: Outcome::Failed(CallFailure::Malformed), extended }
+                }
                 None => Event::Rejected(format!("invalid response to unknown msgid {id}: {reason}")),
             },
             (codec::TYPE_RESPONSE, _) => Event::Stray(format!("invalid response ignored: {reason}")),

@@ -159,6 +159,9 @@ pub enum ConnEvent<'a> {
 struct PendingCall {
     seq: u64,
     timed: bool,
+    /// When the call's own timeout fires (to tell the callee's deadline reply from an
+    /// application error that happens to use the same code).
+    deadline: Option<Instant>,
     done: Completion,
     /// Items and send credit of an extended call (taken out while it runs).
     on_event: Option<streams::CallEventHandler>,
@@ -299,6 +302,8 @@ const CONN_TOKEN_BASE: usize = 2;
 const LISTENER_BIT: usize = 1 << (usize::BITS - 1);
 const EVENTS_CAPACITY: usize = 1024;
 const ACCEPT_BUDGET: usize = 256;
+/// Messages dispatched between checks of a connection's unsent output.
+const OUTPUT_CHECK_EVERY: u32 = 64;
 
 fn conn_token(index: usize) -> Token {
     Token(CONN_TOKEN_BASE + index * 2)
@@ -439,9 +444,11 @@ impl Context {
         self.dispatching.set(true);
         let _processing = self.shared.enter_processing();
         let _reset = ResetOnDrop(&self.dispatching);
-        self.shared.clear_woken();
-
         self.poll_events(max_wait)?;
+        // After the poll, not before: a wake-up landing between the two would have its
+        // eventfd event collected by this poll while leaving the flag set, and every later
+        // wake-up would then be skipped. Everything queued is drained below.
+        self.shared.clear_woken();
         self.deliver_opened();
         self.accept_connections();
         self.read_connections();
@@ -697,7 +704,16 @@ impl Context {
     /// Decode and dispatch every complete message in `buf`. Returns false if the connection
     /// is closing.
     fn dispatch_buffer(&self, id: ConnId, buf: &mut InBuf) -> bool {
+        let mut since_check = 0u32;
+        let max_outbuf = self.inner.borrow().config.max_outbuf;
         loop {
+            since_check += 1;
+            if since_check == OUTPUT_CHECK_EVERY || self.shared.queued_bytes() > max_outbuf {
+                since_check = 0;
+                if self.output_over_cap(id) {
+                    return false;
+                }
+            }
             let decoded = {
                 let mut inner = self.inner.borrow_mut();
                 let Some(conn) = inner.conn_mut(id) else { return false };
@@ -744,6 +760,32 @@ impl Context {
         }
     }
 
+    /// A peer that pipelines requests without reading the answers must not make us buffer
+    /// without bound within one read: every few messages, move the answers into the
+    /// connection's output and write what the socket takes; if more than `max_outbuf` is
+    /// still waiting, close the connection.
+    fn output_over_cap(&self, id: ConnId) -> bool {
+        self.drain_replies();
+        let over = {
+            let mut guard = self.inner.borrow_mut();
+            let max = guard.config.max_outbuf;
+            let Some(conn) = guard.conn_mut(id) else { return true };
+            if conn.session.output_len() > max {
+                let _ = conn.flush();
+            }
+            (conn.session.output_len() > max).then_some(max)
+        };
+        match over {
+            Some(max) => {
+                let reason = format!("peer is not reading: more than {max} bytes of output are waiting");
+                self.log(LogLevel::Info, || format!("{id}: {reason}"));
+                self.close_conn(id, ErrorKind::Limit, reason, false);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn dispatch_event(&self, id: ConnId, event: Event<'_, PendingCall>) {
         match event {
             Event::Request { msgid, .. } if self.shutting_down.get() => {
@@ -782,11 +824,20 @@ impl Context {
                     None => self.log(LogLevel::Debug, || format!("notification {:?} ignored (no handler)", String::from_utf8_lossy(method))),
                 }
             }
-            Event::Response { msgid, call, outcome } => {
+            Event::Response { msgid, call, outcome, extended } => {
                 self.retire_timer(&call);
                 let call_id = CallId { conn: id, msgid, seq: call.seq };
                 let outcome = match outcome {
                     Outcome::Result(r) => Ok(r),
+                    // The callee's deadline error can come before our own timer fires: it is
+                    // the same timeout.
+                    Outcome::Error(e)
+                        if extended
+                            && call.deadline.is_some_and(|d| Instant::now() >= d)
+                            && crate::codec::error_code(e) == Some(rpc_error::DEADLINE_EXCEEDED) =>
+                    {
+                        Err(CallError { kind: ErrorKind::Timeout, error: &[], message: "call timed out".into() })
+                    }
                     Outcome::Error(e) => Err(CallError {
                         kind: ErrorKind::Remote,
                         error: e,
@@ -806,7 +857,14 @@ impl Context {
             Event::Stray(reason) => self.log(LogLevel::Info, || format!("{id}: {reason}")),
             Event::ExtensionReady(on) => {
                 self.log(LogLevel::Debug, || format!("{id}: joint extension {}", if on { "on" } else { "refused: stock peer" }));
-                self.inner.borrow_mut().mark_dirty(id);
+                let started = {
+                    let mut inner = self.inner.borrow_mut();
+                    inner.mark_dirty(id);
+                    inner.conn_mut(id).map(|c| c.session.take_started_inputs()).unwrap_or_default()
+                };
+                for msgid in started {
+                    self.dispatch_stream_event(id, Event::SendCredit { msgid });
+                }
             }
             other => self.dispatch_stream_event(id, other),
         }
@@ -826,10 +884,13 @@ impl Context {
             let mut inner = self.inner.borrow_mut();
             let Some(conn) = inner.conn_mut(id) else { return };
             conn.read_eof = true;
-            // Our calls can no longer be answered; requests already received still are.
+            // Our calls can no longer be answered; stock requests already received still
+            // are (a peer may half-close after sending them).
             conn.session.take_pending_keep_open()
         };
         self.fail_calls(id, pending, ErrorKind::Closed, "connection closed by the peer");
+        // Extended calls need the caller (credit, input, cancel): they end now.
+        self.end_served_calls(id, StreamState::Closed);
         let mut inner = self.inner.borrow_mut();
         inner.mark_dirty(id);
     }
@@ -1263,7 +1324,7 @@ impl Context {
         if !matches!(conn.state, ConnState::Open | ConnState::Connecting) || conn.read_eof {
             return Err(Error::new(ErrorKind::Closed, "connection is closed"));
         }
-        let pending = PendingCall { seq, timed: timeout.is_some(), done, on_event: None, manual_credit: false };
+        let pending = PendingCall { seq, timed: timeout.is_some(), deadline: timeout.map(timers::after), done, on_event: None, manual_credit: false };
         let msgid = conn.session.call(method, params, pending).map_err(|(e, _)| send_error(e))?;
         inner.next_call_seq += 1;
         if let Some(t) = timeout {

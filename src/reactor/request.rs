@@ -28,6 +28,8 @@ pub struct Shared {
     pub(super) waker: mio::Waker,
     /// A wake-up is already pending; saves eventfd writes when many replies arrive at once.
     woken: AtomicBool,
+    /// Bytes in the queue (so the loop can notice a flood of answers within one read).
+    queued_bytes: std::sync::atomic::AtomicUsize,
     queue: Mutex<ReplyQueue>,
 }
 
@@ -71,7 +73,7 @@ thread_local! {
 
 impl Shared {
     pub(super) fn new(waker: mio::Waker) -> Self {
-        Shared { waker, woken: AtomicBool::new(false), queue: Mutex::new(ReplyQueue::default()) }
+        Shared { waker, woken: AtomicBool::new(false), queued_bytes: Default::default(), queue: Mutex::new(ReplyQueue::default()) }
     }
 
     /// Make the context fd readable so the host calls `process()` (any thread).
@@ -102,17 +104,21 @@ impl Shared {
     }
 
     fn push(&self, conn: ConnId, msgid: u32, kind: QueuedKind, encode: impl FnOnce(&mut Vec<u8>), size_hint: usize) {
-        if size_hint > OWN_BUFFER_ABOVE {
+        let size = if size_hint > OWN_BUFFER_ABOVE {
             let mut own = Vec::with_capacity(size_hint + 16);
             encode(&mut own);
+            let size = own.len();
             self.lock().entries.push(QueuedReply { conn, msgid, kind, body: ReplyBody::Owned(own) });
+            size
         } else {
             let mut q = self.lock();
             let start = q.bytes.len();
             encode(&mut q.bytes);
             let end = q.bytes.len();
             q.entries.push(QueuedReply { conn, msgid, kind, body: ReplyBody::Arena { start, end } });
-        }
+            end - start
+        };
+        self.queued_bytes.fetch_add(size, Ordering::Relaxed);
         self.wake_unless_processing();
     }
 
@@ -126,6 +132,12 @@ impl Shared {
     pub(super) fn take_queue(&self, spare: &mut ReplyQueue) {
         let mut q = self.lock();
         std::mem::swap(&mut *q, spare);
+        self.queued_bytes.store(0, Ordering::Relaxed);
+    }
+
+    /// Bytes of answers queued for the loop thread.
+    pub(super) fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
     }
 }
 

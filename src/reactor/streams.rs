@@ -144,6 +144,7 @@ impl Context {
         }
         let (code, text): (i64, &[u8]) = match state {
             StreamState::TimedOut => (rpc_error::DEADLINE_EXCEEDED, b"the call's deadline passed"),
+            StreamState::Closed => (rpc_error::CANCELLED, b"the caller went away"),
             _ => (rpc_error::CANCELLED, b"cancelled by the caller"),
         };
         {
@@ -156,6 +157,14 @@ impl Context {
         self.log(LogLevel::Debug, || format!("{conn}: call {msgid} ended: {state:?}"));
         if let Some(h) = entry.handler {
             h(self, &StreamEvent::Ended(state));
+        }
+    }
+
+    /// End every served extended call of a connection (its peer went away).
+    pub(super) fn end_served_calls(&self, conn: ConnId, state: StreamState) {
+        let msgids: Vec<u32> = self.inner.borrow().streams.keys().filter(|(c, _)| *c == conn).map(|(_, m)| *m).collect();
+        for msgid in msgids {
+            self.end_served_call(conn, msgid, state);
         }
     }
 
@@ -213,7 +222,14 @@ impl Context {
             flags |= call_flags::CLIENT_STREAM;
         }
         let deadline_ms = opts.timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32);
-        let pending = PendingCall { seq, timed: opts.timeout.is_some(), done, on_event: opts.on_event, manual_credit: opts.manual_credit };
+        let pending = PendingCall {
+            seq,
+            timed: opts.timeout.is_some(),
+            deadline: opts.timeout.map(timers::after),
+            done,
+            on_event: opts.on_event,
+            manual_credit: opts.manual_credit,
+        };
         let msgid =
             conn.session.call_ext(method, args, opts.kwargs.as_deref(), flags, deadline_ms, window, pending).map_err(|(e, _)| send_error(e))?;
         inner.next_call_seq += 1;

@@ -37,8 +37,12 @@ int main(void)
         CHECK(s != NULL && s[0] != '\0');
         CHECK(strcmp(s, unknown_str) != 0);  /* every defined code has its own text */
         CHECK(joint_status_str(codes[i].value) == s); /* static: the same pointer each time */
-        /* sign convention: 0 is success, every error is negative */
-        CHECK(codes[i].value == JOINT_OK ? 1 : codes[i].value < 0);
+        /* sign convention: 0 is success, positive codes are non-error outcomes, every error
+         * is negative */
+        CHECK(codes[i].value == JOINT_OK || codes[i].value == JOINT_WOULD_BLOCK ||
+                      codes[i].value == JOINT_DONE
+                  ? 1
+                  : codes[i].value < 0);
         for (j = 0; j < i; j++) {
             CHECK(codes[j].value != codes[i].value);              /* no duplicate values */
             CHECK(strcmp(joint_status_str(codes[j].value), s) != 0); /* distinct texts */

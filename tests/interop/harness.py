@@ -498,7 +498,7 @@ def j2p_notify(peer, uri, log):
 
 def j2p_pipeline(peer, uri, log):
     n = C.PIPELINE_N
-    script = b"".join(call("sleep", pack([(n - k) // 2, k])) for k in range(n))
+    script = b"".join(call("sleep", pack([n - k, k])) for k in range(n))
     res = run_batch(uri, script, log)
     order = [idx for idx, _, _ in res]
     bad = [(idx, st, data) for idx, st, data in res if st != JOINT_OK or unpack(data) != idx]
@@ -745,7 +745,7 @@ def write_doc(path, results, peers):
         "(`last_notification` on joint, `last_note` on the peers); joint\u2192peer first sends a "
         "notification the peer has no handler for |")
     add("| pipeline | 1000 calls written before any reply is read; the first calls sleep longest "
-        "(500 ms down to 0), so a server that can answer out of order must, and every reply "
+        "(1000 ms down to 1), so a server that can answer out of order must, and every reply "
         "must reach its own call |")
     add("| big | 16 MiB of bin in the request and 16 MiB back (a peer that has no bin type uses "
         "str, noted below) |")

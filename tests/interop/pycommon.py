@@ -227,14 +227,14 @@ PIPELINE_N = 1000
 
 
 def pipeline_plan(n=PIPELINE_N):
-    """Calls for the pipelining check against joint serve: even k sleep((n-k)//2) ms (500 ms
+    """Calls for the pipelining check against joint serve: even k sleep(n-k) ms (1000 ms
     down to 1 ms, so the earliest calls finish last with a wide margin), odd k echo(k)
     (answered at once). Returns
     [(method, params, expected_result)]."""
     plan = []
     for k in range(n):
         if k % 2 == 0:
-            plan.append(("sleep", [(n - k) // 2], None))
+            plan.append(("sleep", [n - k], None))
         else:
             plan.append(("echo", [k], k))
     return plan

@@ -20,23 +20,39 @@ Serving::
     def add(a, b):
         return a + b
 
+    @server.method
+    def count(n):                # a generator streams its items (joint extension)
+        for i in range(n):
+            yield i
+        return n
+
     server.serve("tcp://127.0.0.1:6000")
+
+Streaming::
+
+    stream = client.call_stream("count", 1000)
+    for item in stream: ...
+    stream.result                # 1000 (also StopIteration.value)
 
 Values are converted with the ``msgpack`` package: str <-> str, bytes <-> bin, list/tuple ->
 array, dict <-> map, and msgpack.ExtType/Timestamp for ext values.
 """
-from ._errors import ConnectionError, Error, ProtocolError, RemoteError, TimeoutError
+from ._errors import (ConnectionError, EndOfInput, Error, ProtocolError, RemoteError, TimeoutError,
+                      UnsupportedError)
 from ._core import (AsyncClient, Client, ConnectTimeoutError, Peer, aconnect, connect,
-                    current_peer as peer)
+                    current_peer as peer, deadline)
+from ._streams import AsyncStream, Stream
 from ._server import Server
 from . import _ffi
 
 __all__ = [
     'connect', 'aconnect', 'spawn', 'Client', 'AsyncClient', 'Peer', 'Server', 'peer',
+    'deadline', 'Stream', 'AsyncStream',
     'Error', 'TimeoutError', 'ConnectionError', 'ConnectTimeoutError', 'ProtocolError',
-    'RemoteError', 'library_version', '__version__',
+    'RemoteError', 'UnsupportedError', 'EndOfInput', 'library_version', '__version__',
     'RPC_HANDLER_FAILED', 'RPC_INVALID_PARAMS', 'RPC_NO_METHOD', 'RPC_INVALID_REQUEST',
     'RPC_TOO_LARGE', 'RPC_TOO_MANY_REQUESTS', 'RPC_SHUTTING_DOWN', 'RPC_NOT_ANSWERED',
+    'RPC_CANCELLED', 'RPC_DEADLINE_EXCEEDED',
 ]
 
 __version__ = '0.1.0'
@@ -50,6 +66,8 @@ RPC_TOO_LARGE = _ffi.lib.JOINT_RPC_TOO_LARGE
 RPC_TOO_MANY_REQUESTS = _ffi.lib.JOINT_RPC_TOO_MANY_REQUESTS
 RPC_SHUTTING_DOWN = _ffi.lib.JOINT_RPC_SHUTTING_DOWN
 RPC_NOT_ANSWERED = _ffi.lib.JOINT_RPC_NOT_ANSWERED
+RPC_CANCELLED = _ffi.lib.JOINT_RPC_CANCELLED
+RPC_DEADLINE_EXCEEDED = _ffi.lib.JOINT_RPC_DEADLINE_EXCEEDED
 
 
 def library_version():

@@ -17,12 +17,13 @@ import os
 import select
 import shlex
 import threading
+import time
 import weakref
 
 import msgpack
 
 from . import _ffi
-from ._errors import ConnectionError, Error, ProtocolError, RemoteError, TimeoutError
+from ._errors import ConnectionError, EndOfInput, Error, ProtocolError, RemoteError, TimeoutError
 from ._ffi import ffi, lib, NULL
 
 log = _ffi.log
@@ -107,12 +108,35 @@ def make_error(status, detail, what=None, subject=None):
 # ---- the context ------------------------------------------------------------------------------
 
 _current_peer = contextvars.ContextVar('joint_current_peer', default=None)
+_current_call = contextvars.ContextVar('joint_current_call', default=None)
 
 
 def current_peer():
     """The peer (connection) whose request or notification is being handled, or None.
-    Use it to call back over the same connection: ``joint.peer().call("nvim_get_mode")``."""
+    Use it to call back over the same connection: ``joint.peer().call("nvim_get_mode")``.
+    None in handlers that run on the worker pool."""
     return _current_peer.get()
+
+
+class CallInfo:
+    """What a handler may learn about the request it serves (``joint.deadline()``)."""
+
+    __slots__ = ('arrival', 'deadline_ms', 'extended')
+
+    def __init__(self, req):
+        self.arrival = time.monotonic()
+        self.deadline_ms = lib.joint_request_deadline_ms(req)
+        self.extended = bool(lib.joint_request_is_extended(req))
+
+
+def deadline():
+    """Inside a handler: the seconds left before the caller's deadline (its ``timeout=`` of an
+    extended call, counted from when the request arrived; 0.0 once passed), or None when the
+    call has none (stock requests never have one). Outside a handler: None."""
+    info = _current_call.get()
+    if info is None or not info.deadline_ms:
+        return None
+    return max(0.0, info.arrival + info.deadline_ms / 1000.0 - time.monotonic())
 
 
 _CONFIG_SETTERS = {
@@ -120,7 +144,11 @@ _CONFIG_SETTERS = {
     'max_depth': 'joint_config_set_max_depth',
     'max_inflight': 'joint_config_set_max_inflight',
     'max_outbuf': 'joint_config_set_max_outbuf',
+    'window': 'joint_config_set_window',
+    'workers': 'joint_config_set_workers',
 }
+
+DEFAULT_WINDOW = 64     # the library's default flow-control window (joint_config_set_window)
 
 
 def _log_level():
@@ -138,18 +166,22 @@ class Context:
     """One ``joint_ctx``: its fd, its drivers, its registrations and the peers seen on it."""
 
     def __init__(self, connect_timeout=None, max_message_size=None, max_depth=None,
-                 max_inflight=None, max_outbuf=None):
+                 max_inflight=None, max_outbuf=None, extension=True, window=None, workers=None):
         cfg = ffi.new('joint_config **')
         self._check(lib.joint_config_new(cfg), 'joint_config_new', use_last_error=False)
         config = cfg[0]
         try:
             opts = dict(max_message_size=max_message_size, max_depth=max_depth,
-                        max_inflight=max_inflight, max_outbuf=max_outbuf)
+                        max_inflight=max_inflight, max_outbuf=max_outbuf, window=window,
+                        workers=workers)
             for name, value in opts.items():
                 if value is not None:
+                    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                        raise ValueError('%s must be a non-negative integer, not %r' % (name, value))
                     st = getattr(lib, _CONFIG_SETTERS[name])(config, value)
                     if st < 0:
                         raise ValueError('%s=%r: %s' % (name, value, _ffi.status_name(st)))
+            lib.joint_config_set_extension(config, bool(extension))
             if connect_timeout is not None:
                 lib.joint_config_set_connect_timeout_ms(config, timeout_ms(connect_timeout))
             if not os.environ.get('JOINT_LOG'):
@@ -161,6 +193,20 @@ class Context:
             lib.joint_config_free(config)
         self.ptr = out[0]
         self.fd = lib.joint_ctx_fd(self.ptr)
+        self.extension = bool(extension)
+        self.window = window or DEFAULT_WINDOW
+        # Streaming handlers (and async handlers of extended calls) being served: polled after
+        # every joint_ctx_process for credit, input and cancellation (see _streams).
+        self.streams = set()
+        # asyncio futures of stream operations waiting for something: woken after each process.
+        self.after_process = set()
+        # (peer weakref, call) to cancel at the next process: streams dropped unfinished
+        # (their __del__ may run on any thread).
+        self.cancels = collections.deque()
+        self.stats = collections.Counter()
+        self.poll_at = None       # monotonic time the streams must be polled at (deadlines)
+        self._stats_lock = threading.Lock()
+        self.closing = False
         self.lock = threading.RLock()
         # Guards the pointer against joint_ctx_free for the one call other threads make
         # without the main lock (wakeup, from Server.stop).
@@ -214,6 +260,11 @@ class Context:
     def defer_exception(self, exc):
         self._deferred.append(exc)
 
+    def count(self, what, n=1):
+        """Bump a statistics counter (any thread)."""
+        with self._stats_lock:
+            self.stats[what] += n
+
     def _raise_deferred(self):
         if self._deferred:
             excs, self._deferred = self._deferred, []
@@ -247,6 +298,11 @@ class Context:
             if self._processing:
                 raise Error('joint: cannot drive a context from inside one of its own callbacks',
                             E_RECURSIVE)
+            while self.cancels:
+                peer_ref, call = self.cancels.popleft()
+                peer = peer_ref()
+                if peer is not None and peer._conn != NULL and not call.done:
+                    lib.joint_conn_cancel(peer._conn, call.call_id)
             self._processing = True
             try:
                 st = lib.joint_ctx_process(self.ptr)
@@ -256,10 +312,44 @@ class Context:
                 raise make_error(st, self.last_error(), 'joint_ctx_process')
             try:
                 self._run_queue()
+                if self.streams:
+                    self._poll_streams()
             finally:
+                if self.after_process:
+                    self._wake_after_process()
                 if self._close_pending:
                     self.close()
             self._raise_deferred()
+
+    def _poll_streams(self):
+        """Served extended calls: resume those that have credit or input, end those the caller
+        cancelled or whose deadline passed (joint's request state, read without blocking)."""
+        self._draining += 1
+        try:
+            for driver in list(self.streams):
+                if driver in self.streams:
+                    driver.poll()
+        finally:
+            self._draining -= 1
+            times = [t for t in (d.wake_at() for d in self.streams) if t is not None]
+            self.poll_at = min(times) if times else None
+
+    def timeout_ms(self):
+        """``joint_ctx_timeout_ms``, shortened to the next time the streams need a poll."""
+        ms = lib.joint_ctx_timeout_ms(self.ptr)
+        if self.poll_at is not None and self.streams:
+            p = max(0, int(math.ceil((self.poll_at - time.monotonic()) * 1000)))
+            ms = p if ms < 0 else min(ms, p)
+        return ms
+
+    def _wake_after_process(self):
+        futures, self.after_process = self.after_process, set()
+        for fut in futures:
+            if not fut.done():
+                try:
+                    fut.set_result(None)
+                except RuntimeError:    # its loop is closed
+                    pass
 
     def _run_queue(self):
         queue = self.queue
@@ -277,7 +367,7 @@ class Context:
         if self.closed:
             raise ConnectionError('the context is closed', lib.JOINT_E_CLOSED)
         if not self.queue:
-            ms = lib.joint_ctx_timeout_ms(self.ptr)
+            ms = self.timeout_ms()
             if timeout is not None:
                 t = max(0, int(math.ceil(timeout * 1000)))
                 ms = t if ms < 0 else min(ms, t)
@@ -336,7 +426,7 @@ class Context:
 
     def _rearm(self):
         loop = self.loop
-        ms = lib.joint_ctx_timeout_ms(self.ptr)
+        ms = self.timeout_ms()
         if ms < 0:
             if self._timer is not None:
                 self._timer.cancel()
@@ -403,6 +493,7 @@ class Context:
             if self._processing:
                 self._close_pending = True   # joint_ctx_free is ignored inside a callback
                 return
+            self.closing = True
             self.detach()
             for peer in list(self.peers.values()):
                 peer._free_owned()
@@ -422,6 +513,10 @@ class Context:
                 _fn, req = self.queue.popleft()
                 if req is not None:
                     lib.joint_request_free(req)
+            for driver in list(self.streams):   # streaming handlers: their finally blocks run
+                driver.abandon()
+            self.streams.clear()
+            self._wake_after_process()
             for peer in list(self.peers.values()):
                 peer._closed(lib.JOINT_E_CANCELLED, 'closed by the application')
             self.peers.clear()
@@ -480,6 +575,29 @@ def _split_params(params):
 # ---- calls ------------------------------------------------------------------------------------
 
 
+def decode_response(resp, method):
+    """(result, exception) of a completed call."""
+    status = lib.joint_response_status(resp)
+    try:
+        if status == 0:
+            data = _ffi.borrowed_bytes(lib.joint_response_result, resp)
+            return (unpackb(data) if data else None), None
+        if status == E_REMOTE:
+            data = _ffi.borrowed_bytes(lib.joint_response_error, resp)
+            error = unpackb(data) if data else None
+            code = None
+            if data:
+                c = ffi.new('int64_t *')
+                if lib.joint_error_code(ffi.from_buffer(data), len(data), c) == 0:
+                    code = c[0]
+            message = ffi.string(lib.joint_response_message(resp)).decode('utf-8', 'replace')
+            return None, RemoteError(error, code=code, message=message, method=method)
+        message = ffi.string(lib.joint_response_message(resp)).decode('utf-8', 'replace')
+        return None, make_error(status, message, method)
+    except Exception as e:  # undecodable result
+        return None, ProtocolError('%s: cannot decode the answer: %s' % (method, e), lib.JOINT_E_PROTOCOL)
+
+
 class Call:
     """One pending call. ``complete`` runs inside joint_ctx_process (from the response
     trampoline, exactly once) and only records the outcome."""
@@ -495,29 +613,9 @@ class Call:
         self.exception = None
         self.call_id = None
 
-    def complete(self, resp):
+    def complete(self, resp, conn=None):
         self.done = True
-        status = lib.joint_response_status(resp)
-        try:
-            if status == 0:
-                data = _ffi.borrowed_bytes(lib.joint_response_result, resp)
-                self.result = unpackb(data) if data else None
-            elif status == E_REMOTE:
-                data = _ffi.borrowed_bytes(lib.joint_response_error, resp)
-                error = unpackb(data) if data else None
-                code = None
-                if data:
-                    c = ffi.new('int64_t *')
-                    if lib.joint_error_code(ffi.from_buffer(data), len(data), c) == 0:
-                        code = c[0]
-                message = ffi.string(lib.joint_response_message(resp)).decode('utf-8', 'replace')
-                self.exception = RemoteError(error, code=code, message=message, method=self.method)
-            else:
-                message = ffi.string(lib.joint_response_message(resp)).decode('utf-8', 'replace')
-                self.exception = make_error(status, message, self.method)
-        except Exception as e:  # undecodable result
-            self.exception = ProtocolError('%s: cannot decode the answer: %s' % (self.method, e),
-                                           lib.JOINT_E_PROTOCOL)
+        self.result, self.exception = decode_response(resp, self.method)
         fut = self.future
         if fut is not None and not fut.done():
             try:
@@ -540,6 +638,9 @@ class Call:
 
 
 _DEFAULT = object()
+
+_EXTENSION_STATES = {lib.JOINT_EXT_OFF: 'off', lib.JOINT_EXT_PENDING: 'pending',
+                     lib.JOINT_EXT_ON: 'on', lib.JOINT_EXT_REFUSED: 'refused'}
 
 
 class Peer:
@@ -674,31 +775,38 @@ class Peer:
         with ctx.lock:
             ctx.wait(timeout)
 
-    def call_stream(self, method, *args, timeout=_DEFAULT, **kwargs):
-        """Call a streaming method; returns a generator of its items.
+    def call_stream(self, method, *args, timeout=_DEFAULT, client_stream=False, window=None, **kwargs):
+        """Call ``method`` and return a ``joint.Stream``: a generator of the items it streams,
+        whose return value (``StopIteration.value``, also ``stream.result``) is the call's
+        result. The call starts at once.
 
-        Until the joint streaming extension is in the C API this is the stock fallback:
-        one ordinary call whose result must be an array (a joint generator handler answers
-        stock clients with the list of its items), iterated here. The call starts at once.
-        ``.send(value)`` with a value other than None raises NotImplementedError (with the
-        extension it will reach the server's generator); ``.close()`` stops the iteration.
-        """
-        call = self._start(method, pack_params(args, kwargs), timeout)
-        return self._stream(call)
+        ``timeout`` covers the whole call and is also the callee's deadline. ``window``: items
+        the callee may stream ahead of the consumer (default: the client's ``window``); credit
+        is granted as items are taken, so a slow consumer slows the producer.
+        ``client_stream=True`` makes a call that takes values: ``stream.send(v)`` sends ``v``
+        and returns the next item (lock-step, like a local generator), ``stream.write(v)``
+        sends without waiting for an item, ``stream.end_input()`` ends the input.
+        ``stream.throw(exc)`` throws ``exc`` into the callee, ``stream.close()`` cancels.
+        Positional and keyword args may be mixed (keyword params of the extension). Against a
+        stock MessagePack-RPC peer the stream has exactly one item, the peer's answer, which is
+        also its result; sending raises ``joint.UnsupportedError``. See the README."""
+        return _streams.Stream(self, method, args, kwargs, timeout, client_stream, window)
 
-    def _stream(self, call):
-        try:
-            items = self._wait(call)
-        finally:
-            self._cancel(call)
-        if not isinstance(items, list):
-            raise ProtocolError('%s: a streaming call answered %s, not an array of items'
-                                % (call.method, type(items).__name__), lib.JOINT_E_PROTOCOL)
-        for item in items:
-            sent = yield item
-            if sent is not None:
-                raise NotImplementedError('sending values into a stream needs the joint streaming '
-                                          'extension (not in the C API yet)')
+    def call_stream_with(self, method, args=(), kwargs=None, *, timeout=_DEFAULT, client_stream=False,
+                         window=None):
+        """``call_stream`` with explicit ``args`` (a list/tuple) and ``kwargs`` (a dict), for
+        params named ``timeout``, ``client_stream`` or ``window``."""
+        return _streams.Stream(self, method, args, kwargs, timeout, client_stream, window)
+
+    @property
+    def extension(self):
+        """Where the joint extension stands on this connection: ``"off"`` (not offered:
+        ``extension=False``, UDP, stdio), ``"pending"`` (offered, no answer yet), ``"on"``
+        (both ends speak it) or ``"refused"`` (a stock MessagePack-RPC peer); None once the
+        connection is gone."""
+        if self._conn == NULL or self.ctx.closed:
+            return None
+        return _EXTENSION_STATES.get(lib.joint_conn_extension(self._conn))
 
     # -- asyncio ----------------------------------------------------------------------------
 
@@ -727,18 +835,18 @@ class Peer:
         self.ctx.attach()
         self._notify(method, pack_params(args, kwargs))
 
-    async def astream(self, method, *args, timeout=_DEFAULT, **kwargs):
-        """``call_stream`` for asyncio: ``async for item in client.astream(...)``. Same stock
-        fallback (one call, an array of items) until the streaming extension lands."""
-        items = await self._acall(method, pack_params(args, kwargs), timeout)
-        if not isinstance(items, list):
-            raise ProtocolError('%s: a streaming call answered %s, not an array of items'
-                                % (method, type(items).__name__), lib.JOINT_E_PROTOCOL)
-        for item in items:
-            sent = yield item
-            if sent is not None:
-                raise NotImplementedError('sending values into a stream needs the joint streaming '
-                                          'extension (not in the C API yet)')
+    def astream(self, method, *args, timeout=_DEFAULT, client_stream=False, window=None, **kwargs):
+        """``call_stream`` for asyncio: ``async for item in client.astream(...)``. Returns a
+        ``joint.AsyncStream`` (``asend``, ``athrow``, ``aclose``, ``await write(v)``,
+        ``end_input()``, ``.result``), driven by the running loop: no helper thread; credit is
+        granted as the consumer takes items. The call starts at once if a loop is running,
+        else at the first use."""
+        return _streams.AsyncStream(self, method, args, kwargs, timeout, client_stream, window)
+
+    def astream_with(self, method, args=(), kwargs=None, *, timeout=_DEFAULT, client_stream=False,
+                     window=None):
+        """``astream`` with explicit ``args`` and ``kwargs``."""
+        return _streams.AsyncStream(self, method, args, kwargs, timeout, client_stream, window)
 
     def __repr__(self):
         return '<%s %s>' % (type(self).__name__, 'closed' if self.closed else 'open')
@@ -767,6 +875,9 @@ def _reply_error(req, error):
     lib.joint_request_reply_error(req, data, len(data))
 
 
+_ENDED = (lib.JOINT_E_CANCELLED, lib.JOINT_E_TIMEOUT, lib.JOINT_E_CLOSED)
+
+
 def _reply(req, name, result):
     try:
         data = packb(result)
@@ -775,14 +886,38 @@ def _reply(req, name, result):
                            '%s: cannot encode the result: %s: %s' % (name, type(e).__name__, e)])
         return
     st = lib.joint_request_reply(req, data, len(data))
-    if st < 0:
+    if st in _ENDED:
+        log.debug('joint: %s: the call had already ended (%s); the answer was dropped',
+                  name, _ffi.status_name(st))
+    elif st < 0:
         log.warning('joint: %s: the result could not be sent (%s); the caller got an error',
                     name, _ffi.status_name(st))
 
 
+def request_params(req, name):
+    """(args, kwargs) of a request: the positional params and, when the peer sent a map (stock
+    keyword style) or extension kwargs, the keyword params."""
+    raw = _ffi.borrowed_bytes(lib.joint_request_params, req)
+    args = unpackb(raw) if raw else []
+    raw = _ffi.borrowed_bytes(lib.joint_request_kwargs, req)
+    kwargs = unpackb(raw) if raw else {}
+    if not isinstance(args, list):
+        raise TypeError('params must be an array, not %s' % type(args).__name__)
+    if not isinstance(kwargs, dict):
+        raise TypeError('keyword params must be a map, not %s' % type(kwargs).__name__)
+    for k in kwargs:
+        if not isinstance(k, str):
+            raise TypeError('keyword params must have string keys, got %r' % (k,))
+    return args, kwargs
+
+
 class Handler:
     """A registered method. ``on_request`` runs inside joint_ctx_process and only queues
-    the work; ``run`` calls the function after process has returned."""
+    the work; ``run`` calls the function after process has returned. A generator (or async
+    generator) result is served by a driver of ``_streams``: items streamed with
+    joint_request_yield as the caller's credit allows, values sent in fed to the generator."""
+
+    pool = False
 
     def __init__(self, ctx, name, fn):
         self._ctx = weakref.ref(ctx)
@@ -802,56 +937,71 @@ class Handler:
         if ctx is None:
             lib.joint_request_free(req)
             return
+        info = CallInfo(req)
         try:
-            raw = _ffi.borrowed_bytes(lib.joint_request_kwargs, req)
-            if raw is not None:
-                args, kwargs = _split_params(unpackb(raw))
-            else:
-                raw = _ffi.borrowed_bytes(lib.joint_request_params, req)
-                args, kwargs = _split_params(unpackb(raw) if raw else [])
+            args, kwargs = request_params(req, self.name)
         except Exception as e:
             lib.joint_request_reply_error_msg(req, lib.JOINT_RPC_INVALID_PARAMS,
                                               ('%s: bad params: %s' % (self.name, e)).encode('utf-8', 'replace'))
             return
         peer = ctx.peer_for(lib.joint_request_conn(req))
-        ctx.queue.append((lambda: self.run(req, args, kwargs, peer), req))
+        ctx.queue.append((lambda: self.run(req, args, kwargs, peer, info), req))
 
-    def run(self, req, args, kwargs, peer):
+    def _bind(self, req, args, kwargs):
+        """Check the arguments against the signature; answer INVALID_PARAMS if they do not fit."""
+        if self.signature is None:
+            return True
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as e:
+            if req is not None:
+                _reply_error(req, [lib.JOINT_RPC_INVALID_PARAMS, 'invalid params for %s(): %s' % (self.name, e)])
+            else:
+                log.warning('joint: notification %s: %s', self.name, e)
+            return False
+        return True
+
+    def run(self, req, args, kwargs, peer, info=None):
         """Call the function; answer ``req`` (None for a notification) exactly once."""
-        if self.signature is not None:
-            try:
-                self.signature.bind(*args, **kwargs)
-            except TypeError as e:
-                if req is not None:
-                    _reply_error(req, [lib.JOINT_RPC_INVALID_PARAMS, 'invalid params for %s(): %s' % (self.name, e)])
-                else:
-                    log.warning('joint: notification %s: %s', self.name, e)
-                return
+        if not self._bind(req, args, kwargs):
+            return
         token = _current_peer.set(peer)
+        ctoken = _current_call.set(info)
         try:
             result = self.fn(*args, **kwargs)
-            if inspect.isgenerator(result):
-                result = list(result)   # stock fallback: a generator answers with its items
+            if req is None and inspect.isgenerator(result):
+                for _ in result:     # a notification: run the generator, drop its items
+                    pass
+                return
         except BaseException as e:  # noqa: B902 - every request is answered
             self._failed(req, e)
             if not isinstance(e, Exception):
                 raise
             return
         finally:
+            _current_call.reset(ctoken)
             _current_peer.reset(token)
-        if inspect.isawaitable(result) or inspect.isasyncgen(result):
-            self._run_async(req, result, peer)
+        if inspect.isgenerator(result):
+            _streams.serve_generator(self, req, result, peer, info)
+        elif inspect.isasyncgen(result):
+            _streams.serve_async_generator(self, req, result, peer, info)
+        elif inspect.isawaitable(result):
+            self._run_async(req, result, peer, info)
         elif req is not None:
             _reply(req, self.name, result)
 
     def _failed(self, req, e):
         if req is not None:
-            _reply_error(req, _error_object(e))
+            if isinstance(e, EndOfInput):      # the generator let the end of input end it
+                _reply(req, self.name, None)
+            else:
+                _reply_error(req, _error_object(e))
         elif isinstance(e, Exception):
             log.error('joint: notification handler %s failed', self.name, exc_info=e)
 
-    def _run_async(self, req, result, peer):
-        loop = self.ctx.loop
+    def _run_async(self, req, result, peer, info=None):
+        ctx = self.ctx
+        loop = ctx.loop
         if loop is None or loop.is_closed():
             if inspect.iscoroutine(result):
                 result.close()
@@ -861,12 +1011,9 @@ class Handler:
 
         async def runner():
             try:
-                if inspect.isasyncgen(result):
-                    value = [item async for item in result]
-                else:
-                    value = await result
-                    if inspect.isgenerator(value):
-                        value = list(value)
+                value = await result
+                if inspect.isgenerator(value):
+                    value = list(value)
             except BaseException as e:  # noqa: B902
                 self._failed(req, e)
                 if not isinstance(e, (Exception, asyncio.CancelledError)):
@@ -876,47 +1023,72 @@ class Handler:
                 _reply(req, self.name, value)
 
         token = _current_peer.set(peer)
+        ctoken = _current_call.set(info)
         try:
             task = loop.create_task(runner())
         finally:
+            _current_call.reset(ctoken)
             _current_peer.reset(token)
-        self.ctx.tasks.add(task)
-        task.add_done_callback(self.ctx.tasks.discard)
+        ctx.tasks.add(task)
+        task.add_done_callback(ctx.tasks.discard)
+        if req is not None and info is not None and info.extended:
+            _streams.watch_task(ctx, req, task)   # cancelled when the caller cancels or the deadline passes
+
+
+class PoolHandler(Handler):
+    """A method served on joint's worker pool (``joint_ctx_register_pool``): the whole handler
+    runs on a worker thread, streaming with blocking waits for credit and input."""
+
+    pool = True
+
+    def on_pool_request(self, req):
+        _streams.serve_on_pool(self, req)
 
 
 class Handlers:
     """Method registration, shared by Server and Client (a client serves calls its peer
     makes back over the connection, as Neovim does)."""
 
-    def method(self, name=None):
+    def method(self, name=None, *, pool=False):
         """Decorator: ``@obj.method`` registers the function under its own name,
-        ``@obj.method("name")`` under another. The function receives the positional params
-        as arguments, or the keyword params (a map) as keyword arguments. It may return a
-        value, raise (the caller gets ``[0, "ExcType: message"]``, or the error object of a
-        ``joint.RemoteError``, or ``[e.code, str(e)]``), be a generator (its items are
-        answered as a list until the streaming extension lands), or be ``async``.
-        Registered methods also receive notifications of the same name."""
+        ``@obj.method("name")`` under another, ``@obj.method(pool=True)`` on joint's worker
+        pool. The function receives the positional params as arguments and the keyword params
+        (a params map, or the extension's kwargs) as keyword arguments. It may return a value,
+        raise (the caller gets ``[0, "ExcType: message"]``, or the error object of a
+        ``joint.RemoteError``, or ``[e.code, str(e)]``), be ``async``, or be a generator (or
+        async generator): its items are streamed to a joint caller, values the caller sends in
+        are the results of its ``yield`` expressions, and a stock caller gets the list of its
+        items. Registered methods also receive notifications of the same name."""
         if callable(name):
             fn = name
-            self.register(fn.__name__, fn)
+            self.register(fn.__name__, fn, pool=pool)
             return fn
 
         def decorate(fn):
-            self.register(name or fn.__name__, fn)
+            self.register(name or fn.__name__, fn, pool=pool)
             return fn
         return decorate
 
-    def register(self, name, fn):
-        """Register ``fn`` as ``name`` (replacing an earlier registration)."""
+    def register(self, name, fn, *, pool=False):
+        """Register ``fn`` as ``name`` (replacing an earlier registration). ``pool=True``: run
+        it on joint's worker pool (``workers=`` threads) instead of the loop thread, for
+        handlers that block or compute; it must be a plain function or a generator function,
+        and ``joint.peer()`` is None there."""
         if not callable(fn):
             raise TypeError('a handler must be callable')
+        if pool and (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
+            raise TypeError('%s: async handlers run on the asyncio loop, not on the worker pool' % name)
         ctx = self.ctx
         cname = _cstr(name)
-        handler = Handler(ctx, name, fn)
+        handler = (PoolHandler if pool else Handler)(ctx, name, fn)
         with ctx.lock:
             ctx.ensure_open()
             ud = _ffi.register(handler)
-            st = lib.joint_ctx_register(ctx.ptr, cname, _ffi.request_trampoline, ud, _ffi.free_trampoline)
+            if pool:
+                st = lib.joint_ctx_register_pool(ctx.ptr, cname, _ffi.pool_request_trampoline, ud,
+                                                 _ffi.free_trampoline)
+            else:
+                st = lib.joint_ctx_register(ctx.ptr, cname, _ffi.request_trampoline, ud, _ffi.free_trampoline)
             if st < 0:
                 _ffi.unregister(ud)   # a failed registration does not take the user data
                 raise make_error(st, ctx.last_error(), 'register %s' % name)
@@ -1083,7 +1255,10 @@ def connect(uri, timeout=None, *, connect_timeout=_DEFAULT, **options):
     words split as by a POSIX shell) or an argv list, or ``stdio:`` (this process's own
     stdin/stdout). ``timeout``: default seconds for each call (None: wait forever), also the
     connect timeout unless ``connect_timeout`` is given (default 10 s). ``options``:
-    ``max_message_size``, ``max_depth``, ``max_inflight``, ``max_outbuf``.
+    ``max_message_size``, ``max_depth``, ``max_inflight``, ``max_outbuf``; ``extension``
+    (default True: offer the joint extension; False: a stock client), ``window`` (the default
+    flow-control window of streaming calls, 64), ``workers`` (pool threads for
+    ``@client.method(pool=True)``).
     Waits until the connection is up; raises ``joint.ConnectionError`` if it cannot be made.
     """
     client, ct = _new_client(uri, timeout, connect_timeout, options)
@@ -1154,3 +1329,6 @@ class AsyncClient:
 
     def __repr__(self):
         return '<joint.AsyncClient %s %s>' % (self.client.uri, 'closed' if self.closed else 'open')
+
+
+from . import _streams  # noqa: E402  (streams build on everything above)

@@ -24,6 +24,19 @@ class ProtocolError(Error):
     """The peer broke the protocol, or a message was larger than the configured limit."""
 
 
+class UnsupportedError(Error, NotImplementedError):
+    """The operation needs the joint extension, which this call does not have: the peer is a
+    stock MessagePack-RPC peer, or the call was not made for it (sending values into a call
+    made without ``client_stream=True``). Also a builtin ``NotImplementedError``."""
+
+
+class EndOfInput(Error):
+    """Thrown into a streaming handler's generator at its ``yield`` when the caller has ended
+    its input (``stream.end_input()``). Letting it propagate ends the call cleanly (the
+    result is None); catching it lets the generator return a result or keep yielding.
+    ``stream.throw(joint.EndOfInput)`` on the calling side ends the input."""
+
+
 class RemoteError(Error):
     """The peer answered a call with an error object.
 

@@ -116,8 +116,18 @@ def _on_response(conn, resp, user_data):
     if obj is None:
         return
     try:
-        obj.complete(resp)
+        obj.complete(resp, conn)
     except BaseException as e:  # noqa: B902 - must not unwind into C
+        _report(obj, e)
+
+
+def _on_call_event(conn, call_id, event, data, length, user_data):
+    obj = lookup(user_data)       # the call's key: dropped by its completion, which runs last
+    if obj is None:
+        return
+    try:
+        obj.on_event(event, ffi.buffer(data, length) if length else b'')
+    except BaseException as e:  # noqa: B902
         _report(obj, e)
 
 
@@ -130,6 +140,19 @@ def _on_request(req, user_data):
         obj.on_request(req)
     except BaseException as e:  # noqa: B902
         _report(obj, e)
+
+
+def _on_pool_request(req, user_data):
+    # On one of joint's worker threads (cffi takes the GIL): touch nothing of the loop's, so
+    # errors are logged here rather than handed to the context.
+    obj = lookup(user_data)
+    if obj is None:
+        lib.joint_request_free(req)
+        return
+    try:
+        obj.on_pool_request(req)
+    except BaseException:  # noqa: B902
+        log.exception('joint: pool handler failed')
 
 
 def _on_notification(conn, method, method_len, params, params_len, user_data):
@@ -170,6 +193,8 @@ def _on_free(user_data):
 
 response_trampoline = ffi.callback('joint_response_cb', _on_response)
 request_trampoline = ffi.callback('joint_request_cb', _on_request)
+pool_request_trampoline = ffi.callback('joint_request_cb', _on_pool_request)
+call_event_trampoline = ffi.callback('joint_call_event_cb', _on_call_event)
 notification_trampoline = ffi.callback('joint_notification_cb', _on_notification)
 conn_trampoline = ffi.callback('joint_conn_cb', _on_conn)
 log_trampoline = ffi.callback('joint_log_cb', _on_log)
@@ -178,6 +203,20 @@ free_trampoline = ffi.callback('joint_free_fn', _on_free)
 
 def status_name(status):
     return ffi.string(lib.joint_status_str(status)).decode('utf-8', 'replace')
+
+
+def take_buf(buf):
+    """Copy a ``joint_buf *`` out as bytes and free it (NULL: None)."""
+    if buf == NULL:
+        return None
+    try:
+        data = ffi.new('const uint8_t **')
+        size = ffi.new('size_t *')
+        if lib.joint_buf_data(buf, data, size) != 0:
+            return None
+        return ffi.buffer(data[0], size[0])[:] if size[0] else b''
+    finally:
+        lib.joint_buf_free(buf)
 
 
 def borrowed_bytes(fn, obj):

@@ -21,7 +21,11 @@ class Server(Handlers):
     runs until ``stop()`` or Ctrl-C; ``await aserve()`` runs it on the current asyncio loop
     (and ``attach()`` starts serving on it without waiting). One Server is one joint context:
     all its listeners and connections share its handlers. ``options``: ``max_message_size``,
-    ``max_depth``, ``max_inflight``, ``max_outbuf``.
+    ``max_depth``, ``max_inflight``, ``max_outbuf``; for the joint extension ``extension``
+    (default True: accept it; False: serve as a stock MessagePack-RPC server), ``window``
+    (items a caller may stream into a call before it needs credit; default 64) and
+    ``workers`` (threads of the pool that runs ``@server.method(pool=True)`` handlers;
+    default 4, started on first use).
     """
 
     def __init__(self, **options):
@@ -138,6 +142,13 @@ class Server(Handlers):
     @property
     def closed(self):
         return self.ctx.closed
+
+    @property
+    def stats(self):
+        """Counters (a dict): ``would_block`` is how many times a streaming handler had to wait
+        because its caller had granted no credit (flow control pausing the producer)."""
+        with self.ctx._stats_lock:
+            return dict(self.ctx.stats)
 
     def __enter__(self):
         return self

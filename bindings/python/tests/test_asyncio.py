@@ -94,20 +94,30 @@ def test_blocking_client_acall(cli_server):
             assert c.call('add', 1, 2) == 3                 # blocking
             assert await c.acall('add', 3, 4) == 7           # the same client on the loop
             assert c.call('add', 5, 6) == 11                 # blocking again
-            assert [x async for x in c.astream('echo', [1, 2])] == [1, 2]
+            s = c.astream('echo', [1, 2])
+            assert [x async for x in s] == [] and s.result == [1, 2]   # a plain method: no items
     run(main())
 
 
 def test_astream_fallback(cli_server):
     async def main():
         c = await joint.aconnect(cli_server.tcp)
-        assert [x async for x in c.stream('echo', ['a', 'b', 'c'])] == ['a', 'b', 'c']
+        s = c.stream('echo', ['a', 'b', 'c'])
+        assert [x async for x in s] == [] and s.result == ['a', 'b', 'c']
         agen = c.stream('echo', [1, 2])
-        assert await agen.__anext__() == 1
-        with pytest.raises(NotImplementedError):
+        with pytest.raises(NotImplementedError):          # joint.UnsupportedError: no client_stream
             await agen.asend('to the server')
-        with pytest.raises(joint.ProtocolError):
-            [x async for x in c.stream('echo', 5)]
+        await agen.aclose()
+        c.close()
+        # A stock client: the answer is the one item.
+        c = await joint.aconnect(cli_server.tcp, extension=False)
+        s = c.stream('echo', [1, 2], client_stream=True)
+        assert await s.__anext__() == [1, 2]
+        with pytest.raises(joint.UnsupportedError):
+            await s.asend('to the server')
+        with pytest.raises(StopAsyncIteration):
+            await s.__anext__()
+        assert s.result == [1, 2] and s.extended is False
         c.close()
     run(main())
 

@@ -206,20 +206,41 @@ def test_large_payload(client):
     assert len(blob) == 1000000 and blob[:3] == b'\x00\x01\x02'
 
 
-def test_call_stream_fallback(client):
-    # Stock fallback: one call; the array it answers is iterated.
-    assert list(client.call_stream('echo', [1, 'two', [3]])) == [1, 'two', [3]]
+def test_call_stream_of_a_plain_method(client):
+    # joint serve speaks the extension: a method that does not stream has no items, and its
+    # answer is the stream's result (StopIteration.value).
+    s = client.call_stream('echo', [1, 'two', [3]])
+    assert list(s) == [] and s.result == [1, 'two', [3]] and s.extended is True
     gen = client.call_stream('echo', ['a', 'b'])
-    assert next(gen) == 'a'
-    with pytest.raises(NotImplementedError):
-        gen.send('value for the server')
+    with pytest.raises(StopIteration) as ei:
+        next(gen)
+    assert ei.value.value == ['a', 'b']
     gen = client.call_stream('echo', [1, 2, 3])
-    assert next(gen) == 1
+    with pytest.raises(joint.UnsupportedError, match='client_stream=True'):
+        gen.send('value for the server')      # not a client-streaming call
     gen.close()
-    with pytest.raises(joint.ProtocolError):
-        list(client.call_stream('echo', 'not a list'))
     with pytest.raises(joint.RemoteError):
         list(client.call_stream('nope'))
+
+
+def test_call_stream_stock_fallback(cli_server):
+    # A stock client (extension=False) cannot stream: the answer is the one item, and the result.
+    with joint.connect(cli_server.tcp, timeout=10, extension=False) as c:
+        assert c.extension == 'off'
+        s = c.call_stream('echo', [1, 'two', [3]])
+        assert list(s) == [[1, 'two', [3]]] and s.result == [1, 'two', [3]] and s.extended is False
+        gen = c.call_stream('echo', ['a', 'b'], client_stream=True)
+        assert next(gen) == ['a', 'b']
+        with pytest.raises(joint.UnsupportedError, match='stock'):
+            gen.send('value for the server')
+        with pytest.raises(NotImplementedError):  # UnsupportedError is also a NotImplementedError
+            gen.write('value')
+        gen.end_input()                            # nothing to end: a no-op
+        with pytest.raises(StopIteration) as ei:
+            next(gen)
+        assert ei.value.value == ['a', 'b']
+        with pytest.raises(joint.RemoteError):
+            list(c.call_stream('nope'))
 
 
 def test_repr_and_uri(client, cli_server):

@@ -2,6 +2,7 @@
 runs, per registration through free_user_data, per context when it is freed."""
 import asyncio
 import gc
+import time
 import weakref
 
 import pytest
@@ -79,7 +80,6 @@ def test_server_requests_and_registrations(serve_in_thread, registry_baseline):
     for _ in range(500):
         if server.closed:
             break
-        import time
         time.sleep(0.01)
     assert server.closed
     del server
@@ -103,4 +103,64 @@ def test_dropped_objects_free_their_context(cli_server, registry_baseline):
     del s
     gc.collect()
     assert sctx() is None
+    assert settle() == registry_baseline
+
+
+def test_streams_release_their_keys(serve_in_thread, registry_baseline):
+    server = joint.Server(window=8)
+
+    @server.method
+    def count(n):
+        yield from range(n)
+        return n
+
+    @server.method
+    def echo():
+        x = yield
+        while True:
+            x = yield x
+
+    uri = serve_in_thread(server)
+    with joint.connect(uri, timeout=10) as c:
+        during = _ffi.registry_size()
+        for _ in range(50):
+            assert list(c.call_stream('count', 20, window=3)) == list(range(20))
+        for _ in range(20):                    # cancelled half-way
+            s = c.call_stream('count', 10 ** 6, window=2)
+            next(s)
+            s.close()
+        for _ in range(20):                    # dropped half-way
+            s = c.call_stream('echo', client_stream=True)
+            next(s)
+            s.send(1)
+            del s
+        with pytest.raises(joint.TimeoutError):
+            list(c.call_stream('count', 10 ** 6, window=1, timeout=0.05))
+        assert c.call('count', 2) == [0, 1]    # a drive: the dropped streams' cancels go out
+        assert _ffi.registry_size() == during
+        for _ in range(200):                   # the server let go of every generator
+            if not server.ctx.streams:
+                break
+            time.sleep(0.01)
+        assert not server.ctx.streams
+
+    async def main():
+        c = await joint.aconnect(uri, timeout=10)
+        during = _ffi.registry_size()
+        for _ in range(20):
+            assert [x async for x in c.stream('count', 10, window=2)] == list(range(10))
+        s = c.stream('count', 10 ** 6, window=2)
+        await s.__anext__()
+        await s.aclose()
+        await c.call('count', 1)
+        assert _ffi.registry_size() == during
+        c.close()
+    asyncio.run(main())
+    server.stop()
+    for _ in range(500):
+        if server.closed:
+            break
+        time.sleep(0.01)
+    assert server.closed
+    del server, count, echo
     assert settle() == registry_baseline

@@ -474,7 +474,7 @@ func client(args []string) {
 			for k := 0; k < n; k++ {
 				var c *rpc.Call
 				if k%2 == 0 {
-					c = e.Go("sleep", done, &replies[k], (n-k)/2)
+					c = e.Go("sleep", done, &replies[k], n-k)
 				} else {
 					c = e.Go("echo", done, &replies[k], k)
 				}

@@ -351,7 +351,7 @@ public class Peer {
             final List<Integer> order = Collections.synchronizedList(new ArrayList<>());
             for (int k = 0; k < n; k++) {
                 final int kk = k;
-                Future<Value> f = k % 2 == 0 ? client.callAsyncApply("sleep", new Object[] {(n - k) / 2})
+                Future<Value> f = k % 2 == 0 ? client.callAsyncApply("sleep", new Object[] {n - k})
                                              : client.callAsyncApply("echo", new Object[] {k});
                 f.attachCallback(() -> order.add(kk));
                 fs.add(f);

@@ -1,0 +1,434 @@
+package joint
+
+// #include "bridge.h"
+import "C"
+
+import (
+	"context"
+	"runtime/cgo"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Client is one connection to a MessagePack-RPC peer (joint or stock), driven by its own
+// event-loop goroutine. Its methods are safe for concurrent use. Close it when done.
+//
+// A Client can also serve the peer's calls back over the same connection (Handle,
+// HandleStream) and receive its notifications (OnNotify): Neovim, for one, calls back
+// while a request of ours is pending.
+type Client struct {
+	l   *loop
+	cfg *config
+
+	conn     *C.joint_conn // driver-owned
+	opened   chan error
+	openSent bool // driver-owned
+
+	closeOnce sync.Once
+	closedCh  chan struct{}
+	closeErr  error
+	stopOnce  sync.Once
+}
+
+// Dial connects to uri: tcp://HOST:PORT, tcp://[::1]:PORT, unix:///path, or udp://HOST:PORT
+// (one message per datagram; use timeouts). It returns once the connection is open.
+func Dial(uri string, opts ...Option) (*Client, error) {
+	return DialContext(context.Background(), uri, opts...)
+}
+
+// DialContext is Dial with a context that bounds the connection attempt.
+func DialContext(ctx context.Context, uri string, opts ...Option) (*Client, error) {
+	return dial(ctx, "dial "+uri, opts, func(l *loop, out **C.joint_conn) C.joint_status {
+		u := cString(uri)
+		return C.joint_ctx_connect(l.ctx, cChars(u), out)
+	})
+}
+
+// DialCommand starts the program argv[0] (searched in PATH) with the arguments argv[1:]
+// and talks MessagePack-RPC over its stdin and stdout, as `nvim --embed` needs. Its stderr
+// is inherited. Closing the Client closes the child's stdin.
+func DialCommand(ctx context.Context, argv []string, opts ...Option) (*Client, error) {
+	if len(argv) == 0 {
+		return nil, &Error{Status: StatusInvalid, Op: "spawn", Detail: "empty argv"}
+	}
+	return dial(ctx, "spawn "+argv[0], opts, func(l *loop, out **C.joint_conn) C.joint_status {
+		ptrSize := unsafe.Sizeof((*C.char)(nil))
+		arr := (**C.char)(C.malloc(C.size_t(uintptr(len(argv)+1) * ptrSize)))
+		slots := unsafe.Slice(arr, len(argv)+1)
+		for i, a := range argv {
+			slots[i] = C.CString(a)
+		}
+		slots[len(argv)] = nil
+		st := C.jg_spawn(l.ctx, arr, out)
+		for i := range argv {
+			C.free(unsafe.Pointer(slots[i]))
+		}
+		C.free(unsafe.Pointer(arr))
+		return st
+	})
+}
+
+func dial(ctx context.Context, op string, opts []Option, connect func(*loop, **C.joint_conn) C.joint_status) (*Client, error) {
+	cfg := buildConfig(opts)
+	l, err := newLoop(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{l: l, cfg: cfg, opened: make(chan error, 1), closedCh: make(chan struct{})}
+	var derr error
+	if err := l.do(func() {
+		h := newHandle(c)
+		if st := C.jg_set_conn_cb(l.ctx, C.uintptr_t(h)); st < 0 {
+			h.Delete()
+			derr = l.fail(st, op)
+			return
+		}
+		var conn *C.joint_conn
+		if st := connect(l, &conn); st < 0 {
+			derr = l.fail(st, op)
+			return
+		}
+		c.conn = conn
+		l.onStop = append(l.onStop, func() {
+			C.joint_conn_free(c.conn)
+			c.conn = nil
+		})
+	}); err != nil {
+		derr = err
+	}
+	if derr == nil {
+		select {
+		case derr = <-c.opened:
+			if derr != nil {
+				if e, ok := derr.(*Error); ok {
+					e.Op = op
+				}
+			}
+		case <-ctx.Done():
+			derr = &Error{Status: StatusCancelled, Op: op, cause: ctx.Err()}
+			if ctx.Err() == context.DeadlineExceeded {
+				derr.(*Error).Status = StatusTimeout
+			}
+		}
+	}
+	if derr != nil {
+		c.Close()
+		return nil, derr
+	}
+	return c, nil
+}
+
+// connEvent runs on the driver for OPEN and CLOSED of our connection.
+func (c *Client) connEvent(conn *C.joint_conn, event C.int32_t, status C.joint_status, reason string) {
+	switch event {
+	case C.JOINT_CONN_OPEN:
+		if !c.openSent {
+			c.openSent = true
+			c.opened <- nil
+		}
+	case C.JOINT_CONN_CLOSED:
+		st := Status(status)
+		if status >= 0 {
+			st = StatusClosed
+		}
+		err := &Error{Status: st, Op: "connection", Detail: reason}
+		if !c.openSent {
+			c.openSent = true
+			c.opened <- err
+		}
+		c.setClosed(err)
+	}
+}
+
+func (c *Client) setClosed(err error) {
+	c.closeOnce.Do(func() {
+		c.closeErr = err
+		close(c.closedCh)
+	})
+}
+
+// Done is closed when the connection closes (the peer went away, or Close).
+func (c *Client) Done() <-chan struct{} { return c.closedCh }
+
+// Err says why the connection closed, after Done is closed; nil before.
+func (c *Client) Err() error {
+	select {
+	case <-c.closedCh:
+		return c.closeErr
+	default:
+		return nil
+	}
+}
+
+// Close closes the connection and stops its event loop: pending calls fail with ErrClosed.
+func (c *Client) Close() error {
+	c.stopOnce.Do(func() {
+		c.l.stop()
+		c.setClosed(&Error{Status: StatusClosed, Op: "connection", Detail: "closed by Close"})
+	})
+	return nil
+}
+
+// Extension reports whether the joint extension is on for this connection (false for a
+// stock peer, or while the offer is unanswered).
+func (c *Client) Extension() bool {
+	var on bool
+	_ = c.l.do(func() { on = c.conn != nil && C.joint_conn_extension(c.conn) == C.JOINT_EXT_ON })
+	return on
+}
+
+// Call calls method with args (encoded with github.com/vmihailenco/msgpack/v5; a Raw is
+// sent as is; a trailing Kwargs are keyword params) and returns the result as encoded
+// MessagePack. Cancelling ctx cancels the call (a joint callee is told); ctx's deadline is
+// the call's timeout (and a joint callee's deadline). A peer's error object comes back as a
+// *RemoteError; other failures as *Error (errors.Is: ErrTimeout, ErrCancelled, ErrClosed...).
+func (c *Client) Call(ctx context.Context, method string, args ...any) (Raw, error) {
+	params, kwargs, err := encodeArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := c.start(ctx, method, params, kwargs, nil)
+	if err != nil {
+		return nil, err
+	}
+	return pc.wait(ctx)
+}
+
+// CallInto calls method and decodes its result into result (a pointer).
+func (c *Client) CallInto(ctx context.Context, result any, method string, args ...any) error {
+	raw, err := c.Call(ctx, method, args...)
+	if err != nil {
+		return err
+	}
+	return raw.Decode(result)
+}
+
+// CallAs calls method and decodes its result as a T.
+func CallAs[T any](ctx context.Context, c *Client, method string, args ...any) (T, error) {
+	var v T
+	err := c.CallInto(ctx, &v, method, args...)
+	return v, err
+}
+
+// Notify sends a notification (no answer). Kwargs travel as the params map when there are
+// no positional args, else as the last positional arg.
+func (c *Client) Notify(method string, args ...any) error {
+	params, kwargs, err := encodeArgs(args)
+	if err != nil {
+		return err
+	}
+	if kwargs != nil {
+		n := len(args) - 1
+		if n == 0 {
+			params = kwargs
+		} else {
+			withMap := append(append([]any{}, args[:n]...), map[string]any(args[n].(Kwargs)))
+			if params, _, err = encodeArgs(withMap); err != nil {
+				return err
+			}
+		}
+	}
+	var nerr error
+	if err := c.l.do(func() {
+		if c.conn == nil {
+			nerr = &Error{Status: StatusClosed, Op: "notify " + method}
+			return
+		}
+		m := cString(method)
+		nerr = c.l.fail(C.joint_conn_notify(c.conn, cChars(m), cPtr(params), C.size_t(len(params))), "notify "+method)
+	}); err != nil {
+		return &Error{Status: StatusClosed, Op: "notify " + method}
+	}
+	return nerr
+}
+
+// Handle serves method for the peer's calls on this connection (see Server.Handle).
+func (c *Client) Handle(method string, h HandlerFunc) error {
+	return c.l.register(method, &handlerEntry{l: c.l, unary: h})
+}
+
+// HandleStream serves a streaming method for the peer (see Server.HandleStream).
+func (c *Client) HandleStream(method string, h StreamHandlerFunc) error {
+	return c.l.register(method, &handlerEntry{l: c.l, stream: h})
+}
+
+// OnNotify receives the peer's notifications, in order, on one goroutine (nil: ignore
+// them). Notifications are queued without bound while fn runs.
+func (c *Client) OnNotify(fn func(method string, params Raw)) error { return c.l.setNotify(fn) }
+
+// pendingCall is one call in flight: its handle is the user data of the C call.
+type pendingCall struct {
+	c      *Client
+	method string
+	id     uint64 // driver-owned
+	// finished is driver-owned: the completion ran (no more C calls on this id).
+	finished bool
+	done     chan struct{}
+	result   Raw
+	err      error
+	stream   *Stream
+	// hasTimeout: the call was made with a timeout; ctxDeadline: it was ctx's deadline.
+	hasTimeout, ctxDeadline bool
+}
+
+type streamSpec struct {
+	bidi   bool
+	window uint32
+}
+
+// timeoutFor is the call timeout in ms from ctx's deadline or the default, and whether it
+// is ctx's.
+func (c *Client) timeoutFor(ctx context.Context, method string) (int32, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, false, ctxError("call "+method, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		rem := time.Until(dl)
+		if rem <= 0 {
+			return 0, false, ctxError("call "+method, context.DeadlineExceeded)
+		}
+		if c.cfg.callTimeout <= 0 || rem < c.cfg.callTimeout {
+			return durationMs(rem), true, nil
+		}
+	}
+	return durationMs(c.cfg.callTimeout), false, nil
+}
+
+func ctxError(op string, err error) error {
+	st := StatusCancelled
+	if err == context.DeadlineExceeded {
+		st = StatusTimeout
+	}
+	return &Error{Status: st, Op: op, cause: err}
+}
+
+func (c *Client) start(ctx context.Context, method string, params, kwargs []byte, spec *streamSpec) (*pendingCall, error) {
+	timeout, fromCtx, err := c.timeoutFor(ctx, method)
+	if err != nil {
+		return nil, err
+	}
+	pc := &pendingCall{c: c, method: method, done: make(chan struct{}), hasTimeout: timeout > 0, ctxDeadline: fromCtx}
+	if spec != nil {
+		pc.stream = newStream(pc, spec, c.cfg)
+	}
+	h := newHandle(pc)
+	if !c.l.post(func() { c.startOnDriver(pc, h, params, kwargs, timeout, spec) }) {
+		h.Delete()
+		return nil, &Error{Status: StatusClosed, Op: "call " + method}
+	}
+	return pc, nil
+}
+
+func (c *Client) startOnDriver(pc *pendingCall, h cgo.Handle, params, kwargs []byte, timeout int32, spec *streamSpec) {
+	l := c.l
+	op := "call " + pc.method
+	if c.conn == nil || l.stopping {
+		h.Delete()
+		pc.fail(&Error{Status: StatusClosed, Op: op})
+		return
+	}
+	opts := l.plain
+	if spec != nil {
+		if st := C.joint_call_opts_new(&opts); st < 0 {
+			h.Delete()
+			pc.fail(l.fail(st, op))
+			return
+		}
+		defer C.joint_call_opts_free(opts)
+		C.joint_call_opts_set_window(opts, C.uint32_t(spec.window))
+		C.jg_call_opts_set_event_cb(opts)
+		C.joint_call_opts_set_manual_credit(opts, true)
+		C.joint_call_opts_set_client_stream(opts, C.bool(spec.bidi))
+	}
+	C.joint_call_opts_set_timeout_ms(opts, C.int32_t(timeout))
+	if st := C.joint_call_opts_set_kwargs(opts, cPtr(kwargs), C.size_t(len(kwargs))); st < 0 {
+		h.Delete()
+		pc.fail(l.fail(st, op))
+		return
+	}
+	m := cString(pc.method)
+	var id C.uint64_t
+	st := C.jg_call(c.conn, cChars(m), cPtr(params), C.size_t(len(params)), opts, C.uintptr_t(h), &id)
+	if st < 0 {
+		h.Delete()
+		pc.fail(l.fail(st, op))
+		return
+	}
+	pc.id = uint64(id)
+}
+
+// fail completes the call without the library (driver).
+func (pc *pendingCall) fail(err error) {
+	pc.finished = true
+	pc.err = err
+	close(pc.done)
+}
+
+// complete runs on the driver with the call's outcome, exactly once.
+func (pc *pendingCall) complete(resp *C.joint_response) {
+	pc.finished = true
+	st := C.joint_response_status(resp)
+	var p *C.uint8_t
+	var n C.size_t
+	switch {
+	case st == C.JOINT_OK:
+		C.joint_response_result(resp, &p, &n)
+		pc.result = Raw(goBytes(p, n))
+	case st == C.JOINT_E_REMOTE:
+		C.joint_response_error(resp, &p, &n)
+		re := remoteErrorFrom(goBytes(p, n), pc.method)
+		pc.err = re
+		if pc.hasTimeout && re.HasCode && re.Code == CodeDeadlineExceeded {
+			// A joint callee's deadline is our timeout: when its timer fires before ours,
+			// this is still our call timing out.
+			pc.err = &Error{Status: StatusTimeout, Op: "call " + pc.method, Detail: re.Message}
+		}
+	case pc.c.l.stopping && (st == C.JOINT_E_CANCELLED || st == C.JOINT_E_CLOSED):
+		pc.err = &Error{Status: StatusClosed, Op: "call " + pc.method, Detail: "client closed"}
+	default:
+		pc.err = &Error{Status: Status(st), Op: "call " + pc.method, Detail: C.GoString(C.joint_response_message(resp))}
+	}
+	close(pc.done)
+}
+
+// cancel asks the driver to cancel the call if it is still pending.
+func (pc *pendingCall) cancel() {
+	pc.c.l.post(func() {
+		if !pc.finished && pc.c.conn != nil {
+			C.joint_conn_cancel(pc.c.conn, C.uint64_t(pc.id))
+		}
+	})
+}
+
+func (pc *pendingCall) wait(ctx context.Context) (Raw, error) {
+	select {
+	case <-pc.done:
+	case <-ctx.Done():
+		pc.cancel()
+		<-pc.done
+	}
+	return pc.result, pc.errFor(ctx)
+}
+
+// errFor ties a cancellation or timeout to the context that caused it.
+func (pc *pendingCall) errFor(ctx context.Context) error {
+	e, ok := pc.err.(*Error)
+	if !ok {
+		return pc.err
+	}
+	switch {
+	case e.Status == StatusTimeout && pc.ctxDeadline:
+		c := *e
+		c.cause = context.DeadlineExceeded
+		return &c
+	case (e.Status == StatusCancelled || e.Status == StatusTimeout) && ctx.Err() != nil:
+		c := *e
+		c.cause = ctx.Err()
+		if ctx.Err() == context.DeadlineExceeded {
+			c.Status = StatusTimeout
+		}
+		return &c
+	}
+	return pc.err
+}

@@ -1,0 +1,117 @@
+package joint
+
+// #include "bridge.h"
+import "C"
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// ErrServerClosed is returned by Serve after Close or Shutdown.
+var ErrServerClosed = errors.New("joint: server closed")
+
+// Server serves methods on any number of listeners (tcp://, unix://, udp://), from its own
+// event-loop goroutine. Each call runs its handler on a new goroutine. Its methods are safe
+// for concurrent use.
+type Server struct {
+	l         *loop
+	closeOnce sync.Once
+}
+
+// NewServer makes a server; register handlers, then Listen or Serve.
+func NewServer(opts ...Option) (*Server, error) {
+	l, err := newLoop(buildConfig(opts))
+	if err != nil {
+		return nil, err
+	}
+	return &Server{l: l}, nil
+}
+
+// Handle serves method with h (replacing an earlier handler of that name).
+func (s *Server) Handle(method string, h HandlerFunc) error {
+	return s.l.register(method, &handlerEntry{l: s.l, unary: h})
+}
+
+// HandleStream serves method with a streaming handler.
+func (s *Server) HandleStream(method string, h StreamHandlerFunc) error {
+	return s.l.register(method, &handlerEntry{l: s.l, stream: h})
+}
+
+// HandleFallback serves the methods that have no handler (req.Method says which); by
+// default they get a NO_METHOD error.
+func (s *Server) HandleFallback(h HandlerFunc) error {
+	return s.l.register("", &handlerEntry{l: s.l, unary: h})
+}
+
+// OnNotify receives notifications from every connection, in order, on one goroutine.
+func (s *Server) OnNotify(fn func(method string, params Raw)) error { return s.l.setNotify(fn) }
+
+// Listen starts listening on uri (tcp://HOST:PORT, port 0 picks one; unix:///path;
+// udp://HOST:PORT) and returns its address with the real port.
+func (s *Server) Listen(uri string) (string, error) {
+	var bound string
+	var lerr error
+	if err := s.l.do(func() {
+		u := cString(uri)
+		var lst *C.joint_listener
+		if st := C.joint_ctx_listen(s.l.ctx, cChars(u), &lst); st < 0 {
+			lerr = s.l.fail(st, "listen "+uri)
+			return
+		}
+		bound = C.GoString(C.joint_listener_uri(lst))
+	}); err != nil {
+		return "", ErrServerClosed
+	}
+	return bound, lerr
+}
+
+// Serve listens on uri and serves until Close or Shutdown (then ErrServerClosed).
+func (s *Server) Serve(uri string) error {
+	if _, err := s.Listen(uri); err != nil {
+		return err
+	}
+	<-s.l.done
+	if s.l.doneErr != nil {
+		return s.l.doneErr
+	}
+	return ErrServerClosed
+}
+
+// Done is closed when the server has stopped.
+func (s *Server) Done() <-chan struct{} { return s.l.done }
+
+// Close stops at once: listeners and connections close, handlers' contexts end, and their
+// answers are dropped.
+func (s *Server) Close() error {
+	s.closeOnce.Do(s.l.stop)
+	return nil
+}
+
+// Shutdown stops gracefully: listeners close, new requests are refused with a
+// SHUTTING_DOWN error, and the requests already received are given until ctx ends to be
+// answered; then Close.
+func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.Close()
+	if err := s.l.do(func() { C.joint_ctx_shutdown(s.l.ctx) }); err != nil {
+		return nil
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var left C.size_t
+		if err := s.l.do(func() { left = C.joint_ctx_unanswered(s.l.ctx) }); err != nil || left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,1250 @@
+"""The joint extension: streaming calls (``Stream``, ``AsyncStream``) and streaming handlers.
+
+Calling: ``joint_conn_call_opts`` with an item/credit event callback and manual credit. Items
+are decoded into a per-call deque inside ``joint_ctx_process``; the consumer takes them from
+there, and credit (``joint_conn_grant``) follows what it takes, so the callee never gets
+further ahead than the window. A call made with ``client_stream=True`` runs in lock-step
+until its input ends: a window of 1, and one more item is granted only when the consumer asks
+for it, after the value it sends (if any) — so a joint generator on the other side sees each
+value as the result of exactly the ``yield`` whose item the consumer took before sending.
+The wait logic is written once, as step generators that yield "wait until this is true"
+conditions; ``Stream`` runs them by driving the context in a poll loop, ``AsyncStream`` by
+awaiting the asyncio loop that drives it (``Context.after_process``).
+
+Serving: a generator handler of an extended call becomes a driver that owns the request. It
+resumes the generator only when the caller has room for its next item (a non-blocking
+``joint_request_wait_writable(req, 0)``), with the value the caller sent if one is waiting
+(``joint_request_next_input(req, 0)``: inputs are pulled, so they are credited back to the
+caller only as the generator takes them), and yields the item with ``joint_request_yield``.
+Drivers are polled after every ``joint_ctx_process``: credit, input, cancellation and
+deadlines all arrive through it. Async generators get a task; pool handlers block on a worker
+thread. A stock request is served by running the generator to the end, the library
+collecting the yielded items into the one array a stock caller gets.
+"""
+import asyncio
+import collections
+import collections.abc
+import inspect
+import time
+import weakref
+
+from . import _ffi
+from ._core import (_DEFAULT, E_RECURSIVE, E_TIMEOUT, _current_call, _current_peer, _error_object,
+                    _reply, _reply_error, _cstr, CallInfo, decode_response, log, make_error, packb,
+                    request_params, unpackb)
+from ._errors import EndOfInput, Error, ProtocolError, RemoteError, UnsupportedError
+from ._ffi import ffi, lib, NULL
+
+CALL_ITEM = lib.JOINT_CALL_ITEM
+CALL_WRITABLE = lib.JOINT_CALL_WRITABLE
+WOULD_BLOCK = lib.JOINT_WOULD_BLOCK
+EXT_ON = lib.JOINT_EXT_ON
+EXT_PENDING = lib.JOINT_EXT_PENDING
+E_UNSUPPORTED = lib.JOINT_E_UNSUPPORTED
+E_STATE = lib.JOINT_E_STATE
+E_CANCELLED = lib.JOINT_E_CANCELLED
+E_CLOSED = lib.JOINT_E_CLOSED
+E_TOO_LARGE = lib.JOINT_E_TOO_LARGE
+_ENDED = (lib.JOINT_E_CANCELLED, lib.JOINT_E_TIMEOUT, lib.JOINT_E_CLOSED)
+_NIL = b'\xc0'
+_NOTHING = object()
+
+# ================================================================================================
+# Calling
+# ================================================================================================
+
+
+class _ItemFailure:
+    """Stands in the item queue for an item that could not be decoded."""
+
+    __slots__ = ('exception',)
+
+    def __init__(self, exception):
+        self.exception = exception
+
+
+class _StreamCall:
+    """What C reaches for one streaming call (its user_data): items and send credit
+    (``on_event``, inside joint_ctx_process), then the completion, exactly once."""
+
+    __slots__ = ('_ctx', 'method', 'items', 'received', 'writable', 'done', 'result', 'exception',
+                 'extended', 'call_id', '__weakref__')
+
+    def __init__(self, ctx, method):
+        self._ctx = weakref.ref(ctx)
+        self.method = method
+        self.items = collections.deque()
+        self.received = 0          # items that arrived (the callee spent that much credit)
+        self.writable = False
+        self.done = False
+        self.result = None
+        self.exception = None
+        self.extended = None       # known once items arrive or the call completes
+        self.call_id = None
+
+    @property
+    def ctx(self):
+        return self._ctx()
+
+    def on_event(self, event, data):
+        if event == CALL_ITEM:
+            self.received += 1
+            self.extended = True
+            try:
+                self.items.append(unpackb(data))
+            except Exception as e:
+                self.items.append(_ItemFailure(ProtocolError(
+                    '%s: cannot decode a streamed item: %s' % (self.method, e), lib.JOINT_E_PROTOCOL)))
+        elif event == CALL_WRITABLE:
+            self.writable = True
+
+    def complete(self, resp, conn):
+        result, exception = decode_response(resp, self.method)
+        if self.extended is None:
+            self.extended = conn != NULL and lib.joint_conn_extension(conn) == EXT_ON
+        if not self.extended and exception is None:
+            # A stock peer cannot stream: its answer is the one item (and the result).
+            self.items.append(result)
+        self.result = result
+        self.exception = exception
+        self.done = True
+
+
+class _StreamBase:
+    """The state and the steps shared by Stream and AsyncStream (see the module docstring).
+
+    Steps are generators: they yield a condition (a callable) to wait for, and return their
+    outcome. They run with the context lock held (blocking) or on the loop thread (asyncio)."""
+
+    def _setup(self, peer, method, args, kwargs, timeout, client_stream, window):
+        if not isinstance(args, (list, tuple)):
+            raise TypeError('args must be a list or a tuple, not %s' % type(args).__name__)
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError('kwargs must be a dict, not %s' % type(kwargs).__name__)
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+            raise ValueError('window must be a positive integer, not %r' % (window,))
+        self._peer = peer
+        self._ctx = peer.ctx
+        self.method = method
+        self._name = _cstr(method)
+        self._params = packb(list(args))
+        self._kwargs = packb(kwargs) if kwargs else None
+        self._timeout_ms = peer._timeout_ms(timeout)
+        self._client_stream = bool(client_stream)
+        self._lockstep = self._client_stream      # until the input ends
+        self._input_open = self._client_stream
+        # Lock-step calls start with room for one item; the others with the window.
+        self._window = 1 if client_stream else (window or self._ctx.window)
+        self._tail_window = window or self._ctx.window
+        self._granted = 0
+        self._started = False
+        self._finished = False
+        self._call = None
+
+    def _start_call(self):
+        """Make the extended call (a stock request to a stock peer)."""
+        ctx = self._ctx
+        with ctx.lock:
+            conn = self._peer._conn_or_raise(self.method)
+            out = ffi.new('joint_call_opts **')
+            ctx.check(lib.joint_call_opts_new(out), 'joint_call_opts_new')
+            opts = out[0]
+            try:
+                lib.joint_call_opts_set_timeout_ms(opts, self._timeout_ms)
+                if self._kwargs is not None:
+                    ctx.check(lib.joint_call_opts_set_kwargs(opts, self._kwargs, len(self._kwargs)),
+                              '%s: keyword params' % self.method)
+                lib.joint_call_opts_set_client_stream(opts, self._client_stream)
+                lib.joint_call_opts_set_window(opts, self._window)
+                lib.joint_call_opts_set_event_cb(opts, _ffi.call_event_trampoline)
+                lib.joint_call_opts_set_manual_credit(opts, True)
+                call = _StreamCall(ctx, self.method)
+                ud = _ffi.register(call)
+                cid = ffi.new('uint64_t *')
+                st = lib.joint_conn_call_opts(conn, self._name, self._params, len(self._params), opts,
+                                              _ffi.response_trampoline, ud, cid)
+                if st < 0:
+                    _ffi.unregister(ud)   # the completion never runs when the call fails to start
+                    raise make_error(st, ctx.last_error(), self.method)
+            finally:
+                lib.joint_call_opts_free(opts)
+            call.call_id = cid[0]
+            self._call = call
+            self._conn = conn
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def call_id(self):
+        """The call's id (``joint_conn_cancel`` and friends), None before it started."""
+        return None if self._call is None else self._call.call_id
+
+    @property
+    def done(self):
+        """Whether the call has completed (items may still be waiting to be taken)."""
+        return self._call is not None and self._call.done
+
+    @property
+    def result(self):
+        """The call's result once it has completed successfully (None before)."""
+        return None if self._call is None else self._call.result
+
+    @property
+    def extended(self):
+        """True if the call runs as a joint extended call (items are streamed), False if it
+        went to a stock peer as an ordinary request, None while that is not known yet."""
+        call = self._call
+        if call is None:
+            return None
+        if call.extended is not None:
+            return call.extended
+        state = self._ext_state()
+        if state == EXT_ON:
+            return True
+        return None if state == EXT_PENDING else False
+
+    def _ext_state(self):
+        if self._peer._conn == NULL or self._ctx.closed:
+            return -1
+        return lib.joint_conn_extension(self._peer._conn)
+
+    def _alive(self):
+        return not self._call.done and self._peer._conn != NULL and not self._ctx.closed
+
+    def _grant(self, n):
+        if self._alive() and lib.joint_conn_grant(self._conn, self._call.call_id, n) == 0:
+            self._granted += n
+
+    def _room(self):
+        """Items the callee may still send before it needs more credit from us."""
+        return self._window + self._granted - self._call.received
+
+    def _demand(self):
+        """Lock-step: ask for exactly one more item when the consumer wants one."""
+        call = self._call
+        if self._lockstep and not call.items and self._room() <= 0:
+            self._grant(1)
+
+    def _writable_or_unstuck(self):
+        """Wait condition of a blocked send. In lock-step, a callee that answers each value
+        with an item may be waiting for room for one before it takes the next value: give it
+        (again each time an item arrives), so writing without taking items cannot deadlock."""
+        call = self._call
+        if call.writable or call.done:
+            return True
+        if self._lockstep and self._room() <= 0:
+            self._grant(1)
+        return False
+
+    def _cancel(self):
+        call = self._call
+        if call is not None and self._alive():
+            lib.joint_conn_cancel(self._conn, call.call_id)
+
+    def _take(self):
+        item = self._call.items.popleft()
+        if isinstance(item, _ItemFailure):
+            self._finished = True
+            self._cancel()
+            raise item.exception
+        if not self._lockstep:
+            self._grant(1)          # credit follows consumption (joint batches it: half a window)
+        return item
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _steps_next(self, value=_NOTHING, write=True):
+        """The next item: returns ('item', x) or ('end', result), or raises the call's error.
+        ``value``: send it first. In lock-step, a resume after the first sends None (as
+        ``next(gen)`` is ``gen.send(None)``)."""
+        call = self._call
+        if value is not _NOTHING:
+            yield from self._steps_write(packb(value), lenient=True)
+        elif write and self._lockstep and self._started and self._input_open and not call.done \
+                and self._ext_state() == EXT_ON:
+            yield from self._steps_write(_NIL, lenient=True)
+        self._started = True
+        self._demand()
+        while not call.items and not call.done:
+            yield lambda: call.items or call.done
+        if call.items:
+            return 'item', self._take()
+        self._finished = True
+        if call.exception is not None:
+            exc, call.exception = call.exception, None
+            raise exc
+        return 'end', call.result
+
+    def _wait_negotiation(self):
+        call = self._call
+        return lambda: call.done or self._ext_state() != EXT_PENDING
+
+    def _unsupported(self, what):
+        state = self._ext_state()
+        if state != EXT_ON or self._call.extended is False:
+            return UnsupportedError('%s: %s needs the joint extension, and the peer is a stock '
+                                    'MessagePack-RPC peer' % (self.method, what), E_UNSUPPORTED)
+        if not self._client_stream:
+            return UnsupportedError('%s: %s needs a call made with client_stream=True'
+                                    % (self.method, what), E_UNSUPPORTED)
+        return UnsupportedError('%s: %s: the input has already ended' % (self.method, what), E_UNSUPPORTED)
+
+    def _steps_write(self, data, lenient=False):
+        """Send one encoded value into the call, waiting for send credit. ``lenient``: a call
+        that has finished drops the value (as sending into a finished generator only ends it)."""
+        call = self._call
+        if self._client_stream and not self._input_open:
+            raise UnsupportedError('%s: the input has already ended (end_input)' % self.method, E_UNSUPPORTED)
+        while True:
+            if call.done:
+                if not call.extended or not self._client_stream:
+                    raise self._unsupported('sending values into a call')
+                if lenient:
+                    return
+                if call.exception is not None:
+                    raise call.exception
+                raise Error('%s: the call has finished; it takes no more values' % self.method, E_STATE)
+            st = lib.joint_conn_send(self._peer._conn_or_raise(self.method), call.call_id, data, len(data))
+            if st == 0:
+                return
+            if st == WOULD_BLOCK:
+                call.writable = False
+                yield self._writable_or_unstuck
+            elif st == E_UNSUPPORTED:
+                if self._ext_state() == EXT_PENDING:
+                    yield self._wait_negotiation()
+                    continue
+                raise self._unsupported('sending values into a call')
+            elif st == E_STATE:            # not running any more: its completion is on its way
+                yield lambda: call.done
+            else:
+                raise make_error(st, self._ctx.last_error(), self.method)
+
+    def _steps_end_input(self):
+        call = self._call
+        if not self._input_open:
+            return
+        while not call.done:
+            st = lib.joint_conn_end_input(self._peer._conn_or_raise(self.method), call.call_id)
+            if st == E_UNSUPPORTED and self._ext_state() == EXT_PENDING:
+                yield self._wait_negotiation()
+                continue
+            if st < 0 and st not in (E_UNSUPPORTED, E_STATE):
+                raise make_error(st, self._ctx.last_error(), self.method)
+            break           # ended (or nothing to end: a stock peer, or the call is over)
+        self._input_open = False
+        if self._lockstep:
+            self._lockstep = False
+            self._grant(self._tail_window)     # the rest may stream ahead
+
+    def _steps_throw(self, exc):
+        if isinstance(exc, EndOfInput):
+            yield from self._steps_end_input()
+            return (yield from self._steps_next(write=False))
+        call = self._call
+        if call.done and not call.extended:
+            raise self._unsupported('throwing into a call')
+        try:
+            data = packb(_error_object(exc))
+        except Exception:
+            data = packb([lib.JOINT_RPC_HANDLER_FAILED, repr(exc)])
+        while not call.done:
+            st = lib.joint_conn_throw(self._peer._conn_or_raise(self.method), call.call_id, data, len(data))
+            if st == E_UNSUPPORTED:
+                if self._ext_state() == EXT_PENDING:
+                    yield self._wait_negotiation()
+                    continue
+                raise self._unsupported('throwing into a call')
+            if st < 0 and st != E_STATE:
+                raise make_error(st, self._ctx.last_error(), self.method)
+            break
+        return (yield from self._steps_next(write=False))
+
+    def _drop(self):
+        """Dropped unfinished (garbage): cancel at the context's next process."""
+        call = self._call
+        if call is not None and not call.done and not self._finished:
+            ctx = self._ctx
+            if not ctx.closed and self._peer._conn != NULL:
+                ctx.cancels.append((weakref.ref(self._peer), call))
+                ctx.wakeup()
+
+    def __repr__(self):
+        call = self._call
+        state = 'not started' if call is None else 'done' if call.done else 'running'
+        return '<joint.%s %s %s>' % (type(self).__name__, self.method, state)
+
+
+def _exception(typ, val=None, tb=None):
+    if val is None:
+        val = typ() if isinstance(typ, type) else typ
+    elif not isinstance(val, BaseException):
+        val = typ(val)
+    if tb is not None:
+        val = val.with_traceback(tb)
+    return val
+
+
+class Stream(_StreamBase, collections.abc.Generator):
+    """A streaming call (``client.call_stream(...)``), as a generator.
+
+    ``next(stream)`` / iteration: the next item the callee streamed (waiting for it); at the
+    end ``StopIteration.value`` (and ``stream.result``) is the call's result, or the call's
+    error is raised. ``send(v)``: send ``v`` into the call (``client_stream=True``), then the
+    next item. ``write(v)``: send without waiting for an item. ``end_input()``: no more
+    values (also ``throw(joint.EndOfInput)``). ``throw(exc)``: throw ``exc`` into the callee
+    (``[0, "ExcType: message"]``, or the error object of a RemoteError, or ``[exc.code,
+    str(exc)]``), then the next item. ``close()``: cancel the call.
+
+    Waiting drives the client's context (requests from the peer are served meanwhile);
+    Ctrl-C cancels the call. In a call with ``client_stream=True`` the items are lock-step
+    until the input ends: each resume after the first sends a value (``send(v)``, or None for
+    ``next()``) and asks for exactly one item."""
+
+    def __init__(self, peer, method, args=(), kwargs=None, timeout=_DEFAULT, client_stream=False,
+                 window=None):
+        self._setup(peer, method, args, kwargs, timeout, client_stream, window)
+        self._start_call()
+
+    def _run(self, steps):
+        ctx = self._ctx
+        with ctx.lock:
+            if ctx.processing:
+                raise Error('%s: a stream cannot be used from inside a joint callback of the same '
+                            'context' % self.method, E_RECURSIVE)
+            try:
+                cond = next(steps)
+            except StopIteration as e:
+                return e.value
+            while True:
+                try:
+                    ctx.run_until(cond)
+                except BaseException:    # Ctrl-C, a closed context: the call is cancelled
+                    self._finished = True
+                    self._cancel()
+                    raise
+                try:
+                    cond = steps.send(None)
+                except StopIteration as e:
+                    return e.value
+
+    def _outcome(self, steps):
+        kind, value = self._run(steps)
+        if kind == 'item':
+            return value
+        raise StopIteration(value)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._finished:
+            raise StopIteration
+        return self._outcome(self._steps_next())
+
+    def send(self, value):
+        if value is None:
+            return self.__next__()
+        if self._finished:
+            raise StopIteration
+        return self._outcome(self._steps_next(value))
+
+    def throw(self, typ, val=None, tb=None):
+        exc = _exception(typ, val, tb)
+        if isinstance(exc, GeneratorExit):
+            self.close()
+            raise exc
+        if self._finished:
+            raise exc
+        return self._outcome(self._steps_throw(exc))
+
+    def write(self, value):
+        """Send ``value`` into the call (made with ``client_stream=True``) without waiting for
+        an item; waits only while the callee has granted no credit (flow control). Raises
+        ``joint.UnsupportedError`` against a stock peer."""
+        self._run(self._steps_write(packb(value)))
+
+    def end_input(self):
+        """No more values will be sent (the callee's generator gets ``joint.EndOfInput``); the
+        remaining items may then stream ahead (``window``). A no-op when there is no input to
+        end (a stock peer, a call without ``client_stream``, an input already ended)."""
+        self._run(self._steps_end_input())
+
+    def close(self):
+        """Cancel the call if it is still running (the callee is told: a joint generator gets
+        GeneratorExit, so its finally blocks run). Items not taken are dropped."""
+        call = self._call
+        self._finished = True
+        if call is None or call.done:
+            return
+        ctx = self._ctx
+        with ctx.lock:
+            self._cancel()
+            if not ctx.busy and not ctx.closed:
+                ctx.process()      # send the CANCEL now and complete the call
+
+    def __del__(self):
+        try:
+            self._drop()
+        except Exception:
+            pass
+
+
+class AsyncStream(_StreamBase, collections.abc.AsyncGenerator):
+    """A streaming call for asyncio (``client.astream(...)``): ``async for item in stream``,
+    ``await stream.asend(v)``, ``await stream.athrow(exc)``, ``await stream.aclose()``,
+    ``await stream.write(v)``, ``await stream.end_input()`` and ``stream.result`` — as
+    ``joint.Stream``, driven by the running loop. Cancelling the task that waits cancels the
+    call. (Async generators have no return value: the result is ``stream.result``.)"""
+
+    def __init__(self, peer, method, args=(), kwargs=None, timeout=_DEFAULT, client_stream=False,
+                 window=None):
+        self._setup(peer, method, args, kwargs, timeout, client_stream, window)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return                  # started at the first use, on the loop that uses it
+        self._ctx.attach()
+        self._start_call()
+
+    async def _run(self, steps):
+        ctx = self._ctx
+        loop = ctx.attach()
+        if self._call is None:
+            self._start_call()
+        try:
+            cond = next(steps)
+        except StopIteration as e:
+            return e.value
+        while True:
+            try:
+                while not cond():
+                    fut = loop.create_future()
+                    ctx.after_process.add(fut)
+                    try:
+                        await fut
+                    finally:
+                        ctx.after_process.discard(fut)
+                    if ctx.closed and not cond():
+                        raise Error('%s: the client was closed' % self.method, lib.JOINT_E_CANCELLED)
+            except BaseException:       # cancelled task: cancel the call
+                self._finished = True
+                self._cancel()
+                raise
+            try:
+                cond = steps.send(None)
+            except StopIteration as e:
+                return e.value
+
+    async def _outcome(self, steps):
+        kind, value = await self._run(steps)
+        if kind == 'item':
+            return value
+        raise StopAsyncIteration
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self._finished:
+            raise StopAsyncIteration
+        return await self._outcome(self._steps_next())
+
+    async def asend(self, value):
+        if value is None:
+            return await self.__anext__()
+        if self._finished:
+            raise StopAsyncIteration
+        return await self._outcome(self._steps_next(value))
+
+    async def athrow(self, typ, val=None, tb=None):
+        exc = _exception(typ, val, tb)
+        if isinstance(exc, GeneratorExit):
+            await self.aclose()
+            raise exc
+        if self._finished:
+            raise exc
+        return await self._outcome(self._steps_throw(exc))
+
+    async def write(self, value):
+        """See ``Stream.write``."""
+        await self._run(self._steps_write(packb(value)))
+
+    async def end_input(self):
+        """See ``Stream.end_input``."""
+        await self._run(self._steps_end_input())
+
+    async def aclose(self):
+        """Cancel the call if it is still running (see ``Stream.close``)."""
+        self._finished = True
+        if self._call is not None and not self._call.done:
+            self._cancel()      # the loop sends the CANCEL (the context's fd is now readable)
+
+    def close(self):
+        """``aclose`` without awaiting."""
+        self._finished = True
+        self._cancel()
+
+    def __del__(self):
+        try:
+            self._drop()
+        except Exception:
+            pass
+
+
+# ================================================================================================
+# Serving
+# ================================================================================================
+
+
+class _ItemError(Exception):
+    def __init__(self, error):
+        super().__init__(error)
+        self.error = error
+
+
+def _pack_item(name, item):
+    try:
+        return packb(item)
+    except Exception as e:
+        raise _ItemError([lib.JOINT_RPC_HANDLER_FAILED, '%s: cannot encode a streamed item: %s: %s'
+                          % (name, type(e).__name__, e)]) from None
+
+
+def _yield_error(name, status):
+    """The error object that ends a call whose item could not be streamed."""
+    if status == E_TOO_LARGE:
+        return [lib.JOINT_RPC_TOO_LARGE, '%s: the items exceed the message size limit' % name]
+    return [lib.JOINT_RPC_HANDLER_FAILED, '%s: an item could not be streamed: %s'
+            % (name, _ffi.status_name(status))]
+
+
+def _pull(req, name, timeout_ms=0):
+    """The caller's next event (waiting up to ``timeout_ms``): ('next', None) when there is
+    none, ('send', value), ('throw', exception) or ('ended', status)."""
+    ev = ffi.new('int32_t *')
+    buf = ffi.new('joint_buf **')
+    st = lib.joint_request_next_input(req, timeout_ms, ev, buf)
+    if st == E_TIMEOUT:
+        return 'next', None
+    if st < 0:
+        return 'ended', st
+    data = _ffi.take_buf(buf[0])
+    code = ev[0]
+    if code == lib.JOINT_INPUT_VALUE:
+        try:
+            return 'send', unpackb(data)
+        except Exception as e:
+            return 'throw', ProtocolError('%s: cannot decode a value sent in: %s' % (name, e), lib.JOINT_E_PROTOCOL)
+    if code == lib.JOINT_INPUT_END:
+        return 'throw', EndOfInput('%s: the caller ended its input' % name)
+    if code == lib.JOINT_INPUT_THROW:
+        try:
+            return 'throw', RemoteError(unpackb(data) if data else None)
+        except Exception as e:
+            return 'throw', ProtocolError('%s: cannot decode the error thrown in: %s' % (name, e), lib.JOINT_E_PROTOCOL)
+    if code == lib.JOINT_INPUT_CANCELLED:
+        return 'ended', E_CANCELLED
+    if code == lib.JOINT_INPUT_TIMEOUT:
+        return 'ended', E_TIMEOUT
+    if code == lib.JOINT_INPUT_CLOSED:
+        return 'ended', E_CLOSED
+    return 'next', None
+
+
+_CLIENT_STREAM = 4       # the CALL flag: the caller will send values (docs/PROTOCOL.md)
+
+if hasattr(lib, 'joint_request_flags'):
+    def takes_input(req):
+        """Whether the caller of this extended call streams values into it."""
+        return bool(lib.joint_request_flags(req) & _CLIENT_STREAM)
+else:
+    def takes_input(req):
+        # The C API does not expose the CALL's flags (yet): a generator is resumed whenever
+        # the caller has room for an item, with the value waiting or None (see the README).
+        return False
+
+
+def _deadline_at(info):
+    return info.arrival + info.deadline_ms / 1000.0 if info is not None and info.deadline_ms else None
+
+
+def _wake_at(info):
+    """When a driver must be polled even if nothing arrives: just after our estimate of its
+    deadline (so that ``_probe`` can tell), once; None when it has none or it has passed."""
+    at = _deadline_at(info)
+    if at is None:
+        return None
+    at += 0.001
+    return at if at > time.monotonic() else None
+
+
+def _probe(req, info, inbox, name, timeout_ms=0):
+    """``joint_request_wait_writable``, disambiguated: 0 (credit), WOULD_BLOCK (none yet) or
+    a negative status (the call ended: cancelled, closed, or E_TIMEOUT for its deadline).
+
+    joint returns JOINT_E_TIMEOUT both when ``timeout_ms`` passes without credit and when the
+    call's deadline has passed. Once our own estimate of the deadline (from when the request
+    reached Python, so never earlier than joint's) has passed, the events are pulled to tell:
+    an end-of-call event settles it; values that come first are kept in ``inbox``."""
+    st = lib.joint_request_wait_writable(req, timeout_ms)
+    if st != E_TIMEOUT:
+        return st
+    at = _deadline_at(info)
+    if at is not None and time.monotonic() >= at:
+        while True:
+            kind, value = _pull(req, name)
+            if kind == 'ended':
+                return value
+            if kind == 'next':
+                break
+            inbox.append((kind, value))
+    return WOULD_BLOCK
+
+
+def _resume(gen, kind, value, peer, info):
+    token = _current_peer.set(peer)
+    ctoken = _current_call.set(info)
+    try:
+        if kind == 'send':
+            return gen.send(value)
+        if kind == 'throw':
+            return gen.throw(value)
+        return next(gen)
+    finally:
+        _current_call.reset(ctoken)
+        _current_peer.reset(token)
+
+
+def _close_generator(gen, name, peer, info):
+    token = _current_peer.set(peer)
+    ctoken = _current_call.set(info)
+    try:
+        gen.close()          # GeneratorExit at its yield: its finally blocks run
+    except Exception:
+        log.exception('joint: %s: closing the generator failed', name)
+    finally:
+        _current_call.reset(ctoken)
+        _current_peer.reset(token)
+
+
+def _serve_stock(handler, req, gen, peer, info):
+    """A stock caller: run the generator to the end; joint collects the items and answers the
+    array (an empty one if there were none)."""
+    name = handler.name
+    count = 0
+    while True:
+        try:
+            item = _resume(gen, 'next', None, peer, info)
+        except StopIteration:
+            break
+        except BaseException as e:  # noqa: B902
+            handler._failed(req, e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        try:
+            data = _pack_item(name, item)
+        except _ItemError as e:
+            _close_generator(gen, name, peer, info)
+            _reply_error(req, e.error)
+            return
+        st = lib.joint_request_yield(req, data, len(data))
+        if st < 0:
+            _close_generator(gen, name, peer, info)
+            _reply_error(req, _yield_error(name, st))
+            return
+        count += 1
+    # With items, joint replaces the answer by their array; without, say it: [].
+    _reply(req, name, None if count else [])
+
+
+def serve_generator(handler, req, gen, peer, info):
+    """Serve a generator handler's result (loop thread)."""
+    if info is None or not info.extended:
+        _serve_stock(handler, req, gen, peer, info)
+        return
+    ctx = handler.ctx
+    driver = _GeneratorDriver(ctx, handler, req, gen, peer, info)
+    ctx.streams.add(driver)
+    driver.pump()
+
+
+class _GeneratorDriver:
+    """A generator handler of an extended call, on the loop thread (see the module docstring)."""
+
+    __slots__ = ('_ctx', 'handler', 'req', 'gen', 'peer', 'info', 'started', 'waiting', 'running',
+                 'done', 'pending', 'inbox', 'input_open', '__weakref__')
+
+    def __init__(self, ctx, handler, req, gen, peer, info):
+        self._ctx = weakref.ref(ctx)
+        self.handler = handler
+        self.req = req
+        self.gen = gen
+        self.peer = peer
+        self.info = info
+        self.started = False
+        self.waiting = False
+        self.running = False
+        self.done = False
+        self.pending = None        # an encoded item that met WOULD_BLOCK
+        self.inbox = collections.deque()   # events pulled while probing for the deadline
+        # A client-streaming call: each resume after the first waits for the caller's next
+        # event (a value, the end of input, a throw), so values never race the credit.
+        self.input_open = takes_input(req)
+
+    def poll(self):
+        self.pump()
+
+    def wake_at(self):
+        return None if self.running or self.done else _wake_at(self.info)
+
+    def pump(self):
+        if self.running or self.done:
+            return                 # (re-entered from a nested drive inside the generator)
+        self.running = True
+        try:
+            self._pump()
+        finally:
+            self.running = False
+
+    def _pump(self):
+        req = self.req
+        name = self.handler.name
+        while True:
+            st = _probe(req, self.info, self.inbox, name)
+            if st == WOULD_BLOCK:              # no credit: the producer waits (polled again)
+                if not self.waiting:
+                    self.waiting = True
+                    ctx = self._ctx()
+                    if ctx is not None:
+                        ctx.count('would_block')
+                return
+            self.waiting = False
+            if st < 0:
+                self._ended(st)
+                return
+            if self.pending is None:
+                if self.started:
+                    kind, value = self.inbox.popleft() if self.inbox else _pull(req, name)
+                    if kind == 'ended':
+                        self._ended(value)
+                        return
+                    if self.input_open:
+                        if kind == 'next':
+                            return             # wait for the caller's next event (polled)
+                        if isinstance(value, EndOfInput):
+                            self.input_open = False
+                else:
+                    kind, value = 'next', None
+                    self.started = True
+                try:
+                    item = _resume(self.gen, kind, value, self.peer, self.info)
+                except StopIteration as e:
+                    self._finish()
+                    _reply(req, name, e.value)
+                    return
+                except BaseException as e:  # noqa: B902
+                    self._finish()
+                    self.handler._failed(req, e)
+                    if not isinstance(e, Exception):
+                        raise
+                    return
+                try:
+                    self.pending = _pack_item(name, item)
+                except _ItemError as e:
+                    self._finish()
+                    _close_generator(self.gen, name, self.peer, self.info)
+                    _reply_error(req, e.error)
+                    return
+            data = self.pending
+            st = lib.joint_request_yield(req, data, len(data))
+            if st == 0:
+                self.pending = None
+                continue
+            if st == WOULD_BLOCK:
+                continue            # credit went away: wait for it above
+            if st in _ENDED:
+                self._ended(st)
+                return
+            self._finish()
+            _close_generator(self.gen, name, self.peer, self.info)
+            _reply_error(req, _yield_error(name, st))
+            return
+
+    def _finish(self):
+        self.done = True
+        ctx = self._ctx()
+        if ctx is not None:
+            ctx.streams.discard(self)
+
+    def _ended(self, status):
+        """The call ended without the handler (cancelled, deadline, connection closed)."""
+        self._finish()
+        log.debug('joint: %s: the call ended (%s); closing the generator',
+                  self.handler.name, _ffi.status_name(status))
+        _close_generator(self.gen, self.handler.name, self.peer, self.info)
+        lib.joint_request_free(self.req)
+
+    def abandon(self):
+        """The context is closing."""
+        if not self.done:
+            self._ended(E_CLOSED)
+
+
+class _Ended(Exception):
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+def serve_async_generator(handler, req, agen, peer, info):
+    """Serve an async generator handler's result: a task on the context's loop."""
+    ctx = handler.ctx
+    loop = ctx.loop
+    if loop is None or loop.is_closed():
+        handler._failed(req, Error('async handler %s needs the context driven by asyncio '
+                                   '(server.serve(), await server.aserve() or client.acall())' % handler.name))
+        return
+    driver = _AsyncGeneratorDriver(ctx, handler, req, agen, peer, info)
+    token = _current_peer.set(peer)
+    ctoken = _current_call.set(info)
+    try:
+        driver.task = task = loop.create_task(driver.run())
+    finally:
+        _current_call.reset(ctoken)
+        _current_peer.reset(token)
+    ctx.tasks.add(task)
+    task.add_done_callback(ctx.tasks.discard)
+    if req is not None and info is not None and info.extended:
+        ctx.streams.add(driver)
+
+
+class _AsyncGeneratorDriver:
+    """An async generator handler: stock callers get the list, extended calls stream."""
+
+    def __init__(self, ctx, handler, req, agen, peer, info):
+        self._ctx = weakref.ref(ctx)
+        self.handler = handler
+        self.req = req
+        self.agen = agen
+        self.info = info
+        self.task = None
+        self.waiter = None
+        self.ended = None
+        self.done = False
+        self.inbox = collections.deque()
+        self.input_open = req is not None and info is not None and info.extended and takes_input(req)
+        self.wants_input = False
+
+    def wake_at(self):
+        return None if self.done else _wake_at(self.info)
+
+    def poll(self):
+        if self.done or self.task is None or self.task.done():
+            return
+        st = _probe(self.req, self.info, self.inbox, self.handler.name)
+        if st < 0:
+            if self.ended is None:
+                self.ended = st
+                self.task.cancel()        # at whatever the generator awaits, or its yield
+        elif st == 0 and self.waiter is not None and not self.waiter.done():
+            if self.wants_input and not self.inbox:
+                kind, value = _pull(self.req, self.handler.name)
+                if kind == 'next':
+                    return
+                self.inbox.append((kind, value))
+            self.waiter.set_result(None)
+
+    def abandon(self):
+        if self.task is not None and not self.task.done():
+            self.ended = E_CLOSED
+            self.task.cancel()
+
+    def _finish(self):
+        self.done = True
+        ctx = self._ctx()
+        if ctx is not None:
+            ctx.streams.discard(self)
+
+    async def run(self):
+        req = self.req
+        if req is None or not self.info.extended:
+            await self._run_stock()
+        else:
+            await self._run_extended()
+
+    async def _run_stock(self):
+        req, name, agen = self.req, self.handler.name, self.agen
+        count = 0
+        try:
+            async for item in agen:
+                if req is None:
+                    continue            # a notification
+                data = _pack_item(name, item)
+                st = lib.joint_request_yield(req, data, len(data))
+                if st < 0:
+                    await agen.aclose()
+                    self._finish()
+                    _reply_error(req, _yield_error(name, st))
+                    return
+                count += 1
+        except _ItemError as e:
+            await agen.aclose()
+            self._finish()
+            _reply_error(req, e.error)
+            return
+        except BaseException as e:  # noqa: B902
+            self._finish()
+            self.handler._failed(req, e)
+            if not isinstance(e, (Exception, asyncio.CancelledError)):
+                raise
+            return
+        self._finish()
+        if req is not None:
+            _reply(req, name, None if count else [])
+
+    async def _credit(self):
+        ctx = self._ctx()
+        while True:
+            st = _probe(self.req, self.info, self.inbox, self.handler.name)
+            if st == 0 and not (self.wants_input and not self.inbox):
+                return
+            if st == 0:
+                kind, value = _pull(self.req, self.handler.name)
+                if kind != 'next':
+                    self.inbox.append((kind, value))
+                    return
+            elif st < 0:
+                raise _Ended(st)
+            elif ctx is not None:
+                ctx.count('would_block')
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+    async def _run_extended(self):
+        req, name, agen = self.req, self.handler.name, self.agen
+        first = True
+        try:
+            while True:
+                await self._credit()
+                if first:
+                    kind, value = 'next', None
+                    first = False
+                else:
+                    kind, value = self.inbox.popleft() if self.inbox else _pull(req, name)
+                    while self.input_open and kind == 'next':     # wait for the caller's next event
+                        self.wants_input = True
+                        try:
+                            await self._credit()
+                        finally:
+                            self.wants_input = False
+                        kind, value = self.inbox.popleft() if self.inbox else _pull(req, name)
+                    if kind == 'ended':
+                        raise _Ended(value)
+                    if isinstance(value, EndOfInput):
+                        self.input_open = False
+                try:
+                    if kind == 'send':
+                        item = await agen.asend(value)
+                    elif kind == 'throw':
+                        item = await agen.athrow(value)
+                    else:
+                        item = await agen.__anext__()
+                except StopAsyncIteration:
+                    self._finish()
+                    _reply(req, name, None)
+                    return
+                data = _pack_item(name, item)
+                while True:
+                    st = lib.joint_request_yield(req, data, len(data))
+                    if st != WOULD_BLOCK:
+                        break
+                    await self._credit()
+                if st in _ENDED:
+                    raise _Ended(st)
+                if st < 0:
+                    await agen.aclose()
+                    self._finish()
+                    _reply_error(req, _yield_error(name, st))
+                    return
+        except _Ended as e:
+            self._finish()
+            await self._close_after_end(e.status)
+        except _ItemError as e:
+            self._finish()
+            await agen.aclose()
+            _reply_error(req, e.error)
+        except asyncio.CancelledError:
+            self._finish()
+            if self.ended is not None:     # the caller cancelled, or the deadline passed
+                await self._close_after_end(self.ended)
+                return
+            self.handler._failed(req, asyncio.CancelledError())   # shutting down
+            await agen.aclose()
+            raise
+        except BaseException as e:  # noqa: B902 - from the generator
+            self._finish()
+            self.handler._failed(req, e)
+            if not isinstance(e, Exception):
+                raise
+
+    async def _close_after_end(self, status):
+        log.debug('joint: %s: the call ended (%s); closing the generator',
+                  self.handler.name, _ffi.status_name(status))
+        try:
+            await self.agen.aclose()      # GeneratorExit at its yield (no-op if it already ended)
+        except BaseException:  # noqa: B902
+            log.exception('joint: %s: closing the async generator failed', self.handler.name)
+        lib.joint_request_free(self.req)
+
+
+class _TaskWatch:
+    """An async (coroutine) handler of an extended call: its task is cancelled when the caller
+    cancels or the deadline passes (joint has answered the call by then)."""
+
+    __slots__ = ('_ctx', 'req', 'task', '__weakref__')
+
+    def __init__(self, ctx, req, task):
+        self._ctx = weakref.ref(ctx)
+        self.req = req
+        self.task = task
+
+    def wake_at(self):
+        return None
+
+    def poll(self):
+        if self.task.done():           # it consumed the request: never touch it again
+            self.abandon()
+            return
+        # It never yields, so it never runs out of credit: any error (E_TIMEOUT included) is
+        # the end of the call.
+        st = lib.joint_request_wait_writable(self.req, 0)
+        if st < 0:
+            self.task.cancel()
+            self.abandon()
+
+    def abandon(self):
+        ctx = self._ctx()
+        if ctx is not None:
+            ctx.streams.discard(self)
+
+
+def watch_task(ctx, req, task):
+    watch = _TaskWatch(ctx, req, task)
+    ctx.streams.add(watch)
+    task.add_done_callback(lambda _t: watch.abandon())
+
+
+# ---- the worker pool ---------------------------------------------------------------------------
+
+
+def serve_on_pool(handler, req):
+    """A request of a pool method, on a joint worker thread (see PoolHandler). Only request
+    functions that are safe on any thread are used; the loop's state is never touched."""
+    ctx = handler.ctx
+    if ctx is None or ctx.closing:
+        lib.joint_request_free(req)
+        return
+    name = handler.name
+    info = CallInfo(req)
+    try:
+        args, kwargs = request_params(req, name)
+    except Exception as e:
+        lib.joint_request_reply_error_msg(req, lib.JOINT_RPC_INVALID_PARAMS,
+                                          ('%s: bad params: %s' % (name, e)).encode('utf-8', 'replace'))
+        return
+    if not handler._bind(req, args, kwargs):
+        return
+    ctoken = _current_call.set(info)
+    try:
+        result = handler.fn(*args, **kwargs)
+    except BaseException as e:  # noqa: B902
+        handler._failed(req, e)
+        return
+    finally:
+        _current_call.reset(ctoken)
+    if inspect.isgenerator(result):
+        if info.extended:
+            _serve_blocking(ctx, handler, req, result, info)
+        else:
+            _serve_stock(handler, req, result, None, info)
+    elif inspect.isawaitable(result) or inspect.isasyncgen(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        handler._failed(req, Error('%s: a pool handler returned an awaitable; async handlers '
+                                   'run on the asyncio loop, not on the pool' % name))
+    else:
+        _reply(req, name, result)
+
+
+_POOL_WAIT_MS = 100      # a blocked pool handler checks this often whether the server closes
+
+
+def _serve_blocking(ctx, handler, req, gen, info):
+    """A generator on a worker thread: block (GIL released) for credit, then resume it with
+    the value waiting, if any."""
+    name = handler.name
+    started = False
+    inbox = collections.deque()
+    input_open = takes_input(req)
+    while True:
+        st = _probe(req, info, inbox, name)
+        if st == WOULD_BLOCK:
+            ctx.count('would_block')
+            while st == WOULD_BLOCK:
+                if ctx.closing:
+                    st = E_CLOSED
+                    break
+                st = _probe(req, info, inbox, name, _POOL_WAIT_MS)
+        if st < 0:
+            _close_generator(gen, name, None, info)
+            lib.joint_request_free(req)
+            return
+        if started:
+            kind, value = inbox.popleft() if inbox else _pull(req, name)
+            if input_open:
+                while kind == 'next':             # block (GIL released) for the caller's next event
+                    if ctx.closing:
+                        kind, value = 'ended', E_CLOSED
+                        break
+                    kind, value = _pull(req, name, _POOL_WAIT_MS)
+                if isinstance(value, EndOfInput):
+                    input_open = False
+            if kind == 'ended':
+                _close_generator(gen, name, None, info)
+                lib.joint_request_free(req)
+                return
+        else:
+            kind, value = 'next', None
+            started = True
+        try:
+            item = _resume(gen, kind, value, None, info)
+        except StopIteration as e:
+            _reply(req, name, e.value)
+            return
+        except BaseException as e:  # noqa: B902
+            handler._failed(req, e)
+            return
+        try:
+            data = _pack_item(name, item)
+        except _ItemError as e:
+            _close_generator(gen, name, None, info)
+            _reply_error(req, e.error)
+            return
+        while True:
+            st = lib.joint_request_yield(req, data, len(data))
+            if st != WOULD_BLOCK:
+                break
+            lib.joint_request_wait_writable(req, _POOL_WAIT_MS)
+        if st in _ENDED:
+            _close_generator(gen, name, None, info)
+            lib.joint_request_free(req)
+            return
+        if st < 0:
+            _close_generator(gen, name, None, info)
+            _reply_error(req, _yield_error(name, st))
+            return

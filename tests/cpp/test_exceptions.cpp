@@ -1,0 +1,183 @@
+// cpp_exceptions: no exception ever unwinds into C. One that escapes a request handler while
+// the request is still the handler's becomes the error reply [JOINT_RPC_HANDLER_FAILED,
+// what()]; one that escapes any other callback (or a handler that no longer holds its
+// request) is swallowed and reported to the exception hook. Result::unwrap() throws
+// joint::Exception. (Built with exceptions only; cpp_noexcept_* cover the other mode.)
+#include "test_util.hpp"
+
+#include <stdexcept>
+
+#if !JOINT_HPP_EXCEPTIONS
+#error "cpp_exceptions needs exceptions"
+#endif
+
+using joint::Bytes;
+using joint::Context;
+using joint::Request;
+
+namespace {
+
+std::vector<std::pair<std::string, std::string>> g_reports;
+void record_hook(const char *where, const char *what) { g_reports.emplace_back(where, what); }
+
+struct Exceptions : ::testing::Test {
+    void SetUp() override {
+        g_reports.clear();
+        previous = joint::set_exception_hook(record_hook);
+        ctx = Context::create().value();
+        uri = ctx.listen("tcp://127.0.0.1:0").value();
+        conn = ctx.connect(uri).value();
+    }
+    void TearDown() override {
+        conn = joint::Connection();
+        ctx = Context();
+        EXPECT_EQ(joint::set_exception_hook(previous), &record_hook);
+    }
+    joint::Error call_error(const char *method) {
+        auto r = conn.call_sync(method, {}, 5000);
+        EXPECT_FALSE(r.ok()) << method << " succeeded";
+        return r ? joint::Error() : r.error();
+    }
+    joint::ExceptionHook previous = nullptr;
+    Context ctx;
+    std::string uri;
+    joint::Connection conn;
+};
+
+TEST_F(Exceptions, HandlerExceptionBecomesErrorReply) {
+    JT_ASSERT_OK(ctx.on("boom", [](Request) { throw std::runtime_error("boom!"); }));
+    JT_ASSERT_OK(ctx.on("int", [](Request) { throw 42; }));
+    JT_ASSERT_OK(ctx.on("local", [](Request req) {
+        Request mine = std::move(req); // still the handler's: destroyed by the unwinding
+        throw std::logic_error("after a move");
+    }));
+    joint::Error e = call_error("boom");
+    EXPECT_TRUE(e.is_remote());
+    EXPECT_EQ(e.remote_code(), JOINT_RPC_HANDLER_FAILED);
+    EXPECT_EQ(e.message(), "boom!");
+    EXPECT_EQ(call_error("int").message(), "unknown exception");
+    EXPECT_EQ(call_error("local").message(), "after a move");
+    EXPECT_TRUE(g_reports.empty()); // answered, so not reported
+    // the handler stays registered and works on
+    EXPECT_EQ(call_error("boom").message(), "boom!");
+}
+
+TEST_F(Exceptions, HandlerThatNoLongerHoldsItsRequest) {
+    // replied, then threw: the peer has its answer, the exception goes to the hook
+    JT_ASSERT_OK(ctx.on("replied", [](Request req) {
+        (void)req.reply_value(1);
+        throw std::runtime_error("too late");
+    }));
+    auto r = conn.call_sync("replied", {}, 5000);
+    JT_ASSERT_OK(r);
+    EXPECT_EQ(r->as<int>().value(), 1);
+    ASSERT_EQ(g_reports.size(), 1u);
+    EXPECT_EQ(g_reports[0], std::make_pair(std::string("request handler"), std::string("too late")));
+
+    // handed to a timer, then threw: the timer answers later
+    JT_ASSERT_OK(ctx.on("handed", [this](Request req) {
+        JT_EXPECT_OK(ctx.after(10, [req = std::move(req)]() mutable { (void)req.reply_value(2); }));
+        throw std::runtime_error("handed on");
+    }));
+    auto h = conn.call_sync("handed", {}, 5000);
+    JT_ASSERT_OK(h);
+    EXPECT_EQ(h->as<int>().value(), 2);
+    ASSERT_EQ(g_reports.size(), 2u);
+    EXPECT_EQ(g_reports[1].second, "handed on");
+}
+
+TEST_F(Exceptions, HandlerCatchingItsOwnExceptionAfterTheRequestWentIsNotAnswered) {
+    JT_ASSERT_OK(ctx.on("caught", [](Request req) {
+        try {
+            Request inner = std::move(req);
+            throw std::runtime_error("inner");
+        } catch (const std::exception &) {
+            // `inner` was destroyed by the unwinding, but the handler returned normally:
+            // the request was dropped, as without the exception
+        }
+    }));
+    joint::Error e = call_error("caught");
+    EXPECT_EQ(e.remote_code(), JOINT_RPC_NOT_ANSWERED);
+    EXPECT_TRUE(g_reports.empty());
+}
+
+TEST_F(Exceptions, OtherCallbacksReportToTheHook) {
+    JT_ASSERT_OK(ctx.on("add", [](Request req) { (void)req.reply_value(3); }));
+    auto probe = jt::probe();
+    int ran = 0;
+    JT_ASSERT_OK(conn.call("add", {}, [probe, &ran](joint::Result<Bytes>) {
+        ran++;
+        throw std::runtime_error("in completion");
+    }));
+    ASSERT_TRUE(jt::run_until(ctx, [&] { return ran == 1; }));
+    EXPECT_EQ(probe.use_count(), 1); // the box went anyway
+
+    JT_ASSERT_OK(ctx.on_notification([](joint::ConnectionRef, std::string_view, Bytes) { throw std::runtime_error("in notification"); }));
+    JT_ASSERT_OK(conn.notify("n"));
+    JT_ASSERT_OK(ctx.after(0, [] { throw 7; }));
+    ASSERT_TRUE(jt::run_until(ctx, [&] { return g_reports.size() == 3; }));
+
+    JT_ASSERT_OK(ctx.on_connection([](const joint::ConnEvent &) { throw std::runtime_error("in conn event"); }));
+    joint::Connection c2 = ctx.connect(uri).value();
+    ASSERT_TRUE(jt::run_until(ctx, [&] { return g_reports.size() >= 5; })); // connected + accepted
+
+    std::map<std::string, std::string> by_kind;
+    for (auto &[where, what] : g_reports)
+        by_kind[where] = what;
+    EXPECT_EQ(by_kind["call completion"], "in completion");
+    EXPECT_EQ(by_kind["notification"], "in notification");
+    EXPECT_EQ(by_kind["timer"], "unknown exception");
+    EXPECT_EQ(by_kind["connection event"], "in conn event");
+    // and the context is fine
+    JT_EXPECT_OK(conn.call_sync("add", {}, 5000));
+}
+
+TEST_F(Exceptions, LogCallback) {
+    joint::Config config = joint::Config::create().value();
+    JT_ASSERT_OK(config.on_log(JOINT_LOG_DEBUG, [](int32_t, std::string_view) { throw std::runtime_error("in log"); }));
+    Context logged = Context::create(config).value();
+    std::string luri = logged.listen("tcp://127.0.0.1:0").value();
+    joint::Connection c = ctx.connect(luri).value(); // `logged` accepts it and logs that (debug)
+    auto seen = [] {
+        for (auto &[where, what] : g_reports)
+            if (where == "log" && what == "in log")
+                return true;
+        return false;
+    };
+    for (int64_t deadline = jt::now_ms() + 5000; !seen() && jt::now_ms() < deadline;) {
+        (void)ctx.wait(5);
+        (void)logged.wait(5);
+    }
+    EXPECT_TRUE(seen()) << g_reports.size() << " reports";
+}
+
+TEST(ExceptionsUnwrap, ThrowsJointException) {
+    joint::Result<int> ok(1);
+    EXPECT_EQ(ok.unwrap(), 1);
+    joint::Result<int> bad(joint::Error(JOINT_E_CLOSED, "gone"));
+    try {
+        (void)bad.unwrap();
+        FAIL() << "no exception";
+    } catch (const joint::Exception &e) {
+        EXPECT_EQ(e.error().code(), JOINT_E_CLOSED);
+        EXPECT_STREQ(e.what(), (std::string(joint_status_str(JOINT_E_CLOSED)) + ": gone").c_str());
+    }
+    joint::Result<void> v(joint::Error(JOINT_E_STATE, "s"));
+    EXPECT_THROW(v.unwrap(), joint::Exception);
+    EXPECT_THROW((void)joint::unpack<int>(joint::pack_value("x")).unwrap(), joint::Exception);
+    auto moved = joint::Result<std::string>(std::string("v"));
+    EXPECT_EQ(std::move(moved).unwrap(), "v");
+}
+
+TEST(ExceptionsHook, DefaultPrintsToStderr) {
+    joint::ExceptionHook old = joint::set_exception_hook(nullptr);
+    Context ctx = Context::create().value();
+    JT_ASSERT_OK(ctx.after(0, [] { throw std::runtime_error("to stderr"); }));
+    ::testing::internal::CaptureStderr();
+    jt::run_for(ctx, 20);
+    std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("joint: exception escaped a timer callback: to stderr"), std::string::npos) << err;
+    joint::set_exception_hook(old);
+}
+
+} // namespace
