@@ -17,4 +17,20 @@ done
 if timeout 5 target/release/joint call tcp://127.0.0.1:7000 add x 3 2>/dev/null; then
     echo "check-readme: add(x, 3) should fail" >&2; exit 1
 fi
-echo "README example: ok"
+echo "README C example: ok"
+
+# The C++ example compiles warning-free and runs.
+awk '/^```cpp$/{f=1;next} /^```$/{f=0} f' README.md > "$tmp/readme.cpp"
+c++ -std=c++17 -Wall -Wextra -Werror -Iinclude "$tmp/readme.cpp" -Ltarget/release -ljoint \
+    -Wl,-rpath,"$PWD/target/release" -o "$tmp/readme_cpp"
+timeout 30 "$tmp/readme_cpp"
+echo "README C++ example: ok"
+
+# The Python example prints what its comment says (needs bindings/python/.venv, made by
+# bindings/python/run-tests.sh).
+if [ -x bindings/python/.venv/bin/python ]; then
+    awk '/^```python$/{f=1;next} /^```$/{f=0} f' README.md > "$tmp/readme.py"
+    out=$(timeout 60 bindings/python/.venv/bin/python "$tmp/readme.py")
+    [ "$out" = "[0, 1, 2]" ] || { echo "check-readme: the Python example printed '$out'" >&2; exit 1; }
+    echo "README Python example: ok"
+fi

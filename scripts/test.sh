@@ -19,14 +19,14 @@ scripts/gen-header.sh --check
 step "cargo test (workspace)"
 timeout 1200 cargo test --locked --workspace --release
 
-step "README example"
-timeout 300 scripts/check-readme.sh
-
 step "interop matrix with third-party peers (writes docs/INTEROP.md)"
 timeout 1500 scripts/interop.sh
 
 step "Python package (bindings/python)"
 timeout 900 bindings/python/run-tests.sh
+
+step "README examples"
+timeout 300 scripts/check-readme.sh
 
 step "Go package (bindings/go)"
 timeout 900 bindings/go/run-tests.sh
