@@ -491,9 +491,10 @@ fn small_calls_finish_long_before_a_256_mib_result() {
                 b"echo",
                 &[0x91, 0x07],
                 None,
-                Box::new(move |_c, r| {
-                    assert!(r.outcome.is_ok());
-                    d.borrow_mut().push(t0.elapsed());
+                Box::new(move |_c, r| match r.outcome {
+                    Ok(_) => d.borrow_mut().push(t0.elapsed()),
+                    // Still pending when the test ends and the context is dropped.
+                    Err(e) => assert_eq!(e.kind, ErrorKind::Cancelled, "{}", e.message),
                 }),
             )
             .unwrap();
