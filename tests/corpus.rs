@@ -1101,7 +1101,7 @@ fn replay_against_server(srv: &ServerThread, file: &str, bytes: &[u8]) {
 fn corpus_against_server() {
     let srv = ServerThread::start_with(limited_config, register_handlers);
     let good = GoodClient::start(&srv);
-    let mut files = corpus_files();
+    let files = corpus_files();
     let started = Instant::now();
     for (file, bytes) in &files {
         replay_against_server(&srv, file, bytes);
@@ -1398,7 +1398,7 @@ fn replay_against_client(rig: &ClientRig, file: &str, bytes: &[u8]) {
 #[test]
 fn corpus_against_client() {
     let mut rig = ClientRig::new();
-    let mut files = corpus_files();
+    let files = corpus_files();
     let started = Instant::now();
     let keep_going = std::env::var_os("CORPUS_KEEP_GOING").is_some();
     let mut failed = Vec::new();

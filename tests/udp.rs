@@ -9,7 +9,7 @@ use joint::codec::{self, Message};
 use joint::error::ErrorKind;
 use joint::protocol::rpc_error;
 use joint::reactor::transport::UDP_MAX_MESSAGE;
-use joint::reactor::{Config, Context, Response};
+use joint::reactor::{Config, Context};
 
 type Outcome = Result<Vec<u8>, (ErrorKind, Vec<u8>)>;
 

@@ -499,7 +499,7 @@ use Decoded as _;
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Decoded, Event, Limits, Outcome, Session};
+    use super::super::{Decoded, Limits, Outcome, Session};
     use super::*;
 
     fn pair() -> (Session<u32>, Session<u32>) {
