@@ -38,21 +38,35 @@
 //   Buffer data as long as the Buffer; Writer::data() until the next call on the Writer;
 //   values unpacked as std::string_view / Bytes / Raw point into the bytes they came from.
 // * Threads. A Context and everything obtained from it are used by one thread at a time.
-//   Context::wakeup() and Request's reply/destructor may be called from any thread.
-//   Callbacks run only inside process()/wait()/call_sync() (and the Context destructor), on
-//   the calling thread; from a callback those three return JOINT_E_RECURSIVE.
+//   Context::wakeup() and Request's reply/destructor (and yield, wait_writable, next_input)
+//   may be called from any thread. Callbacks run only inside process()/wait()/call_sync()/
+//   Stream::next() (and the Context destructor), on the calling thread; from a callback
+//   those four return JOINT_E_RECURSIVE. The exception: Context::on_pool handlers run on
+//   the context's worker threads.
 // * Event loops. Watch fd() for readability (level-triggered), call process() when it is
 //   readable or timeout_ms() has passed, and query timeout_ms() again after every process().
+// * Streaming (the joint extension, docs/PROTOCOL.md; used when both ends are joint, see
+//   Connection::extension()). A call made with CallOptions can receive items as they come
+//   (call's on_event: CallEvent) or be pulled item by item (call_stream → Stream), and can
+//   take values sent in (send / end_input / throw_error). A served call streams with
+//   Request::yield and takes inputs either pushed on the loop thread (Request::on_events) or
+//   pulled from any thread (Request::next_input). Flow control never buffers on your behalf:
+//   send and yield answer WouldBlock when the peer has granted no credit — try again after
+//   the Writable event (or Request::wait_writable on a thread of your own). Handlers
+//   registered with Context::on_pool run on worker threads. To a stock peer an extended call
+//   is an ordinary request: items arrive as one array in the result, send fails with
+//   JOINT_E_UNSUPPORTED.
 //
 // Errors do not use exceptions: fallible functions return Result<T> ([[nodiscard]]), which
 // holds a T or a joint::Error. With exceptions enabled (__cpp_exceptions), Result::unwrap()
 // throws joint::Exception; the header also compiles and works with -fno-exceptions.
 //
 // Callbacks are any callable (lambdas with captures, move-only ones too). Each is boxed on
-// the heap and freed by the C API's free_user_data (registrations, timers) or right after
-// its single run (call completions). No exception ever unwinds into C: one that escapes a
-// request handler becomes an error reply [JOINT_RPC_HANDLER_FAILED, what()]; one that
-// escapes any other callback is swallowed and reported to the exception hook
+// the heap and freed by the C API's free_user_data (registrations, timers, request event
+// callables) or right after its single run (call completions, with the call's event
+// callable). No exception ever unwinds into C: one that escapes a request handler (or a
+// request's event callable) becomes an error reply [JOINT_RPC_HANDLER_FAILED, what()]; one
+// that escapes any other callback is swallowed and reported to the exception hook
 // (set_exception_hook; the default prints one line to stderr).
 //
 // MessagePack values: pack(args...) builds a params array, pack_value(v) one value,
@@ -413,9 +427,12 @@ private:
 
 inline Error embedded_nul() { return Error(JOINT_E_INVAL, "string argument contains a NUL byte"); }
 
-/// Owns a joint_ctx's liveness, shared with the Connections made from it.
+/// Owns a joint_ctx's liveness, shared with the Connections and Streams made from it.
 struct CtxLife {
     bool alive = true;
+    /// The live Streams' handles: the Context frees them before itself (joint_stream_free
+    /// must come before joint_ctx_free), so that a Stream may outlive its Context.
+    std::vector<joint_stream *> streams;
 };
 
 /// Base of every callback box handed to C as user_data; freed by joint_hpp_free_box.
@@ -465,9 +482,9 @@ struct dependent_false : std::false_type {};
 } // namespace detail
 
 /// Receives exceptions that escaped a callback and could not become an error reply: `where`
-/// names the callback kind ("call completion", "notification", "connection event", "timer",
-/// "log", or "request handler" for a handler that threw after answering or handing on its
-/// request), `what` is what() or "unknown exception". Process-wide and thread-safe; nullptr
+/// names the callback kind ("call completion", "call event", "notification", "connection
+/// event", "timer", "log", or "request handler" / "request event" for a handler or event
+/// callable that threw after answering or handing on its request), `what` is what() or "unknown exception". Process-wide and thread-safe; nullptr
 /// restores the default, which prints one line to stderr. Must not throw. Never called
 /// when exceptions are disabled.
 using ExceptionHook = void (*)(const char *where, const char *what);
@@ -1192,6 +1209,257 @@ Result<T> Buffer::as() const {
     return unpack<T>(bytes());
 }
 
+// ---- The joint extension: call options, pulled streams ------------------------------------
+
+/// What ConnectionRef::send did: the value went out, or the callee has granted no credit yet
+/// (try again after the call's Writable event).
+enum class SendStatus { Sent, WouldBlock };
+
+/// What Request::yield did: the item went out, or the caller has granted no credit yet (try
+/// again after InputKind::Writable, or Request::wait_writable on a thread of your own).
+enum class YieldStatus { Sent, WouldBlock };
+
+/// Where the joint extension stands on a connection (joint_conn_extension). A joint client
+/// offers it when it connects; the answer takes one round trip.
+enum class Extension : std::int32_t {
+    Off = JOINT_EXT_OFF,         // not offered (extension disabled, UDP, stdio), or no connection
+    Pending = JOINT_EXT_PENDING, // offered, no answer yet
+    On = JOINT_EXT_ON,           // both ends speak it
+    Refused = JOINT_EXT_REFUSED, // the peer is a stock MessagePack-RPC peer
+};
+
+namespace detail {
+/// The Error for JOINT_E_REMOTE with the peer's error object in `obj` (consumed).
+inline Error remote_error(joint_buf *obj) {
+    Buffer err(obj);
+    Bytes b = err.bytes();
+    std::size_t len = joint_error_message(b.data(), b.size(), nullptr, 0);
+    std::string msg(len, '\0');
+    if (len)
+        joint_error_message(b.data(), b.size(), &msg[0], len + 1);
+    return Error(JOINT_E_REMOTE, std::move(msg), b.to_vector());
+}
+} // namespace detail
+
+/// Options of one call (joint_call_opts): a timeout that is also the callee's deadline,
+/// keyword params, streaming values in, the window of items streamed to us, manual credit.
+/// Built by chaining; like Writer, the first failure is kept (status()) and a call made with
+/// options that failed returns it. A default-constructed CallOptions holds no C handle until
+/// the first setter: passed as is, it means the C defaults. Calls copy what they need, so
+/// one CallOptions can serve many calls.
+///
+///     conn.call_stream("count", joint::pack(100), joint::CallOptions().window(8).timeout_ms(5000));
+class CallOptions {
+public:
+    CallOptions() = default;
+    /// Takes ownership of `opts` (freed with joint_call_opts_free).
+    explicit CallOptions(joint_call_opts *opts) noexcept : o_(opts) {}
+
+    /// Fail the call with JOINT_E_TIMEOUT after `ms` (-1 or 0: none). A joint callee gets it
+    /// as its deadline: its handler is told (InputKind::Timeout) and its answer dropped.
+    CallOptions &timeout_ms(std::int32_t ms) { return step([&](joint_call_opts *o) { return joint_call_opts_set_timeout_ms(o, ms); }); }
+    /// Keyword params: one encoded MessagePack map (copied); empty removes them. Not a map:
+    /// JOINT_E_INVAL. To a stock peer they travel as the last positional param.
+    CallOptions &kwargs(Bytes map) {
+        return step([&](joint_call_opts *o) { return joint_call_opts_set_kwargs(o, map.empty() ? nullptr : map.data(), map.size()); });
+    }
+    /// Keyword params from a std::map / std::unordered_map, packed (see pack_value).
+    template <class M, std::enable_if_t<detail::is_map<M>::value, int> = 0>
+    CallOptions &kwargs(const M &map) {
+        Result<std::vector<std::uint8_t>> packed = try_pack_value(map);
+        if (!packed)
+            return fail(packed.error());
+        return kwargs(Bytes(*packed));
+    }
+    /// The call takes values sent in with send(), then end_input().
+    CallOptions &client_stream(bool enabled = true) {
+        return step([&](joint_call_opts *o) { return joint_call_opts_set_client_stream(o, enabled); });
+    }
+    /// Items the callee may stream before we grant more (0: the context's window, see
+    /// Config::set_window).
+    CallOptions &window(std::uint32_t items) { return step([&](joint_call_opts *o) { return joint_call_opts_set_window(o, items); }); }
+    /// Grant credit with grant() instead of after each Item event returns (for consumers
+    /// slower than the loop: the callee then waits instead of us buffering). Ignored by
+    /// call_stream, which grants as items are pulled.
+    CallOptions &manual_credit(bool enabled = true) {
+        return step([&](joint_call_opts *o) { return joint_call_opts_set_manual_credit(o, enabled); });
+    }
+
+    /// Record a failure; the first one is kept.
+    CallOptions &fail(Error error) {
+        if (!error_)
+            error_ = std::move(error);
+        return *this;
+    }
+    bool ok() const noexcept { return !error_.has_value(); }
+    Result<void> status() const {
+        if (error_)
+            return *error_;
+        return {};
+    }
+
+    /// The C options; NULL until a setter ran (NULL means the defaults to the C API).
+    joint_call_opts *raw() const noexcept { return o_.get(); }
+    joint_call_opts *release() noexcept { return o_.release(); }
+
+private:
+    template <class Set>
+    CallOptions &step(Set set) {
+        if (error_)
+            return *this;
+        if (!o_) {
+            joint_call_opts *o = nullptr;
+            Status st = joint_call_opts_new(&o);
+            if (st < 0)
+                return fail(detail::make_error(st));
+            o_.reset(o);
+        }
+        Status st = set(o_.get());
+        if (st < 0)
+            fail(detail::make_error(st));
+        return *this;
+    }
+    struct Free {
+        void operator()(joint_call_opts *o) const noexcept { joint_call_opts_free(o); }
+    };
+    std::unique_ptr<joint_call_opts, Free> o_;
+    std::optional<Error> error_;
+};
+
+/// One step of a pulled Stream: an item, the end of the call with its result, or nothing
+/// within the timeout.
+struct StreamItem {
+    enum class Kind { Item, Done, Timeout };
+    Kind kind = Kind::Timeout;
+    /// The item (Item) or the call's result (Done), as MessagePack; empty for Timeout.
+    Buffer data;
+
+    bool is_item() const noexcept { return kind == Kind::Item; }
+    bool is_done() const noexcept { return kind == Kind::Done; }
+    bool is_timeout() const noexcept { return kind == Kind::Timeout; }
+    /// The data unpacked as T.
+    template <class T>
+    Result<T> as() const {
+        return data.as<T>();
+    }
+};
+
+/// A call whose items are pulled one at a time (joint_stream), from Connection::call_stream.
+/// next() blocks, running the context meanwhile (so: not from a callback); credit is granted
+/// as items are pulled, so a slow consumer slows the producer instead of buffering.
+/// Destroying a Stream whose call still runs cancels the call (the cancellation goes out
+/// when the context next runs). Move-only. A Stream made
+/// from a Connection may outlive its Context (the Context frees it first; next() then fails
+/// with JOINT_E_STATE); one made from a ConnectionRef must be destroyed before the Context.
+class Stream {
+public:
+    Stream() = default;
+    /// Takes ownership of `stream`, a stream of `ctx`; `life` as for Connection.
+    Stream(joint_stream *stream, joint_ctx *ctx, std::shared_ptr<detail::CtxLife> life = nullptr)
+        : s_(stream), ctx_(ctx), life_(std::move(life)) {
+        if (s_ && life_)
+            life_->streams.push_back(s_);
+    }
+    Stream(Stream &&o) noexcept : s_(std::exchange(o.s_, nullptr)), ctx_(o.ctx_), life_(std::move(o.life_)), finished_(o.finished_) {}
+    Stream &operator=(Stream &&o) noexcept {
+        if (this != &o) {
+            reset();
+            s_ = std::exchange(o.s_, nullptr);
+            ctx_ = o.ctx_;
+            life_ = std::move(o.life_);
+            finished_ = o.finished_;
+        }
+        return *this;
+    }
+    Stream(const Stream &) = delete;
+    Stream &operator=(const Stream &) = delete;
+    ~Stream() { reset(); }
+
+    /// The next item, waiting up to `timeout_ms` (-1: as long as it takes): StreamItem
+    /// Item, then Done with the call's result once (after which next() fails with
+    /// JOINT_E_STATE), or Timeout if nothing came in time. A failed call gives its Error
+    /// (JOINT_E_REMOTE with the peer's error object, JOINT_E_TIMEOUT for the call's own
+    /// timeout, JOINT_E_CANCELLED, JOINT_E_CLOSED, ...). From a callback: JOINT_E_RECURSIVE.
+    Result<StreamItem> next(std::int32_t timeout_ms = no_timeout) {
+        if (!s_)
+            return Error(JOINT_E_NULL, "empty joint::Stream");
+        if (!usable())
+            return Error(JOINT_E_STATE, "the stream's context was destroyed");
+        joint_buf *buf = nullptr;
+        Status st = joint_stream_next(s_, timeout_ms, &buf);
+        if (st == JOINT_E_TIMEOUT && !buf) {
+            // "Nothing within timeout_ms" and "the call's own timeout passed" look alike in C
+            // (JOINT_E_TIMEOUT, nothing written); only a finished stream then answers
+            // JOINT_E_STATE. Look once more, without waiting.
+            st = joint_stream_next(s_, 0, &buf);
+            if (st == JOINT_E_TIMEOUT && !buf)
+                return StreamItem{}; // nothing yet
+        }
+        StreamItem item;
+        if (st == JOINT_OK || st == JOINT_DONE) {
+            item.kind = st == JOINT_OK ? StreamItem::Kind::Item : StreamItem::Kind::Done;
+            item.data = Buffer(buf);
+            finished_ = st == JOINT_DONE;
+            return item;
+        }
+        if (st == JOINT_E_STATE && !finished_) { // the call timed out (see above)
+            finished_ = true;
+            return Error(JOINT_E_TIMEOUT, "the call timed out");
+        }
+        if (st != JOINT_E_RECURSIVE && st != JOINT_E_STATE)
+            finished_ = true;
+        if (st == JOINT_E_REMOTE && buf)
+            return detail::remote_error(buf);
+        joint_buf_free(buf);
+        if (st >= 0) // a status this version does not know
+            return Error(JOINT_E_STATE, std::string("unexpected status from joint_stream_next: ") + joint_status_str(st));
+        if (st == JOINT_E_STATE)
+            return Error(st, "the stream is over");
+        return detail::make_error(st, ctx_);
+    }
+    /// The id of the stream's call (for send, cancel, ...); 0 if empty.
+    CallId call_id() const noexcept { return usable() ? joint_stream_call_id(s_) : 0; }
+    /// next() returned Done or an error: the call is over.
+    bool finished() const noexcept { return finished_; }
+
+    joint_stream *raw() const noexcept { return usable() ? s_ : nullptr; }
+    /// Give up ownership: the caller frees it with joint_stream_free, before the context.
+    joint_stream *release() noexcept {
+        forget();
+        life_.reset();
+        return std::exchange(s_, nullptr);
+    }
+    explicit operator bool() const noexcept { return s_ != nullptr; }
+
+private:
+    bool usable() const noexcept { return s_ && (!life_ || life_->alive); }
+    void forget() noexcept {
+        if (!s_ || !life_)
+            return;
+        auto &v = life_->streams;
+        for (std::size_t i = 0; i < v.size(); i++) {
+            if (v[i] == s_) {
+                v[i] = v.back();
+                v.pop_back();
+                break;
+            }
+        }
+    }
+    void reset() noexcept {
+        if (usable()) { // otherwise the context freed it already
+            forget();
+            joint_stream_free(s_);
+        }
+        s_ = nullptr;
+        life_.reset();
+    }
+
+    joint_stream *s_ = nullptr;
+    joint_ctx *ctx_ = nullptr;
+    std::shared_ptr<detail::CtxLife> life_;
+    bool finished_ = false;
+};
+
 // ---- Connections --------------------------------------------------------------------------
 
 class Response;
@@ -1239,16 +1507,71 @@ public:
         Status st = joint_conn_call_sync(conn_, method.c_str(), params.data(), params.size(), timeout_ms, &result, &error);
         if (st >= 0)
             return Buffer(result);
-        if (st == JOINT_E_REMOTE && error) {
-            Buffer err(error);
-            Bytes obj = err.bytes();
-            std::size_t len = joint_error_message(obj.data(), obj.size(), nullptr, 0);
-            std::string msg(len, '\0');
-            if (len)
-                joint_error_message(obj.data(), obj.size(), &msg[0], len + 1);
-            return Error(st, std::move(msg), obj.to_vector());
-        }
+        if (st == JOINT_E_REMOTE && error)
+            return detail::remote_error(error);
         return detail::make_error(st, ctx_);
+    }
+
+    // -- The joint extension (see the file comment and docs/PROTOCOL.md) --
+
+    /// Call with options (timeout/deadline, kwargs, streaming): to a joint peer an extended
+    /// call, to a stock peer an ordinary request. `on_event(const joint::CallEvent &)` gets
+    /// the call's items (Item; credit for each is granted when it returns, unless
+    /// manual_credit) and send credit (Writable), inside process(); `on_done` completes the
+    /// call exactly once, after the last event, as for call(). Either may be nullptr. Both
+    /// live in one box, destroyed after the completion; if call() returns an error neither
+    /// runs. If `opts` recorded a failure, that is the error.
+    template <class E, class F>
+    Result<CallId> call(detail::CStr method, Bytes params, const CallOptions &opts, E &&on_event, F &&on_done) const;
+    /// As above, without events (kwargs, a deadline).
+    template <class F>
+    Result<CallId> call(detail::CStr method, Bytes params, const CallOptions &opts, F &&on_done) const {
+        return call(method.c_str(), params, opts, nullptr, std::forward<F>(on_done));
+    }
+    /// Call and pull the items with Stream::next (blocking; see Stream). The options' manual
+    /// credit is ignored. The Stream must be destroyed before the context (a Stream from an
+    /// owned Connection need not be).
+    Result<Stream> call_stream(detail::CStr method, Bytes params = {}, const CallOptions &opts = CallOptions()) const {
+        return stream_with_life(method.c_str(), params, opts, nullptr);
+    }
+    /// Send one value (one encoded MessagePack object, copied) into our running call `id`,
+    /// made with client_stream(). WouldBlock: no credit yet — try again after the call's
+    /// Writable event. JOINT_E_UNSUPPORTED: the peer is a stock peer (or the call takes no
+    /// input, or its input has ended); JOINT_E_STATE: the call is not running.
+    Result<SendStatus> send(CallId id, Bytes item) const {
+        Status st = joint_conn_send(conn_, id, item.data(), item.size());
+        if (st < 0)
+            return detail::make_error(st, ctx_);
+        return st == JOINT_WOULD_BLOCK ? SendStatus::WouldBlock : SendStatus::Sent;
+    }
+    /// Send `value`, packed (see pack_value).
+    template <class T>
+    Result<SendStatus> send_value(CallId id, const T &value) const {
+        Result<std::vector<std::uint8_t>> v = try_pack_value(value);
+        if (!v)
+            return v.error();
+        return send(id, *v);
+    }
+    /// No more values will be sent into `id`.
+    Result<void> end_input(CallId id) const { return detail::check(joint_conn_end_input(conn_, id), ctx_); }
+    /// Throw an error object (one encoded MessagePack value) into the running call `id`: its
+    /// handler gets it (InputKind::Throw) and decides how the call ends.
+    Result<void> throw_error(CallId id, Bytes error_object) const {
+        return detail::check(joint_conn_throw(conn_, id, error_object.data(), error_object.size()), ctx_);
+    }
+    /// Throw joint's error object [code, message].
+    Result<void> throw_error(CallId id, std::int64_t code, std::string_view message) const {
+        Result<std::vector<std::uint8_t>> e = try_pack_value(std::make_tuple(code, message));
+        if (!e)
+            return e.error();
+        return throw_error(id, *e);
+    }
+    /// With manual credit: `items` more may be streamed to us on `id`.
+    Result<void> grant(CallId id, std::uint32_t items) const { return detail::check(joint_conn_grant(conn_, id, items), ctx_); }
+    /// Where the joint extension stands on this connection (Off for an empty ref).
+    Extension extension() const noexcept {
+        std::int32_t e = joint_conn_extension(conn_);
+        return e < 0 ? Extension::Off : static_cast<Extension>(e);
     }
 
     /// Send a notification (no response).
@@ -1272,8 +1595,42 @@ public:
     friend bool operator!=(ConnectionRef a, ConnectionRef b) noexcept { return a.conn_ != b.conn_; }
 
 private:
+    friend class Connection;
+    Result<Stream> stream_with_life(detail::CStr method, Bytes params, const CallOptions &opts,
+                                    std::shared_ptr<detail::CtxLife> life) const {
+        if (method.bad())
+            return detail::embedded_nul();
+        if (Result<void> o = opts.status(); !o)
+            return o.error();
+        joint_stream *stream = nullptr;
+        Status st = joint_conn_call_stream(conn_, method.c_str(), params.data(), params.size(), opts.raw(), &stream);
+        if (st < 0)
+            return detail::make_error(st, ctx_);
+        return Stream(stream, ctx_, std::move(life));
+    }
+
     joint_conn *conn_ = nullptr;
     joint_ctx *ctx_ = nullptr;
+};
+
+/// Something that happened to one of our calls before it completed: an item the callee
+/// streamed (Item: `data`, borrowed until the callback returns) or send credit (Writable:
+/// send() may be tried again). Borrowed during the callback.
+struct CallEvent {
+    enum class Kind : std::int32_t { Item = JOINT_CALL_ITEM, Writable = JOINT_CALL_WRITABLE };
+    Kind kind = Kind::Item;
+    Bytes data;
+    CallId call_id = 0;
+    /// The connection the call was made on (valid during the callback).
+    ConnectionRef conn;
+
+    bool is_item() const noexcept { return kind == Kind::Item; }
+    bool is_writable() const noexcept { return kind == Kind::Writable; }
+    /// The item unpacked as T.
+    template <class T>
+    Result<T> as() const {
+        return unpack<T>(data);
+    }
 };
 
 /// An owned connection (Context::connect, spawn, open_stdio): destroying it closes it (its
@@ -1333,6 +1690,63 @@ public:
             return dead();
         return ConnectionRef(c_.get(), ctx_).close();
     }
+
+    // -- The joint extension: see ConnectionRef --
+    template <class E, class F>
+    Result<CallId> call(detail::CStr method, Bytes params, const CallOptions &opts, E &&on_event, F &&on_done) const {
+        if (!usable())
+            return dead();
+        if (method.bad())
+            return detail::embedded_nul();
+        return ConnectionRef(c_.get(), ctx_).call(method.c_str(), params, opts, std::forward<E>(on_event), std::forward<F>(on_done));
+    }
+    template <class F>
+    Result<CallId> call(detail::CStr method, Bytes params, const CallOptions &opts, F &&on_done) const {
+        if (!usable())
+            return dead();
+        if (method.bad())
+            return detail::embedded_nul();
+        return ConnectionRef(c_.get(), ctx_).call(method.c_str(), params, opts, nullptr, std::forward<F>(on_done));
+    }
+    /// A Stream from an owned Connection may outlive the Context (see Stream).
+    Result<Stream> call_stream(detail::CStr method, Bytes params = {}, const CallOptions &opts = CallOptions()) const {
+        if (!usable())
+            return dead();
+        return ConnectionRef(c_.get(), ctx_).stream_with_life(method.c_str(), params, opts, c_.get_deleter().life);
+    }
+    Result<SendStatus> send(CallId id, Bytes item) const {
+        if (!usable())
+            return dead();
+        return ConnectionRef(c_.get(), ctx_).send(id, item);
+    }
+    template <class T>
+    Result<SendStatus> send_value(CallId id, const T &value) const {
+        if (!usable())
+            return dead();
+        return ConnectionRef(c_.get(), ctx_).send_value(id, value);
+    }
+    Result<void> end_input(CallId id) const {
+        if (!usable())
+            return dead();
+        return ConnectionRef(c_.get(), ctx_).end_input(id);
+    }
+    Result<void> throw_error(CallId id, Bytes error_object) const {
+        if (!usable())
+            return dead();
+        return ConnectionRef(c_.get(), ctx_).throw_error(id, error_object);
+    }
+    Result<void> throw_error(CallId id, std::int64_t code, std::string_view message) const {
+        if (!usable())
+            return dead();
+        return ConnectionRef(c_.get(), ctx_).throw_error(id, code, message);
+    }
+    Result<void> grant(CallId id, std::uint32_t items) const {
+        if (!usable())
+            return dead();
+        return ConnectionRef(c_.get(), ctx_).grant(id, items);
+    }
+    Extension extension() const noexcept { return ref().extension(); }
+
     void set_user_data(void *data) const noexcept { ref().set_user_data(data); }
     void *user_data() const noexcept { return ref().user_data(); }
 
@@ -1453,6 +1867,57 @@ inline HandlerFrame *&handler_frame() noexcept {
 #endif
 } // namespace detail
 
+/// What happened to a running extended call we serve (JOINT_INPUT_*).
+enum class InputKind : std::int32_t {
+    Value = JOINT_INPUT_VALUE,       // a value the caller sent in
+    End = JOINT_INPUT_END,           // the caller will send no more values
+    Throw = JOINT_INPUT_THROW,       // the caller threw an error object into the call
+    Writable = JOINT_INPUT_WRITABLE, // yield() has credit again
+    // The call ended without the handler (it was answered for you; later answers and yields
+    // fail with JOINT_E_CANCELLED / JOINT_E_TIMEOUT / JOINT_E_CLOSED):
+    Cancelled = JOINT_INPUT_CANCELLED, // the caller cancelled it
+    Timeout = JOINT_INPUT_TIMEOUT,     // its deadline passed
+    Closed = JOINT_INPUT_CLOSED,       // the connection closed
+};
+
+/// One event pulled with Request::next_input (owned).
+struct InputEvent {
+    using Kind = InputKind;
+    Kind kind = Kind::End;
+    /// The value (Value) or the error object (Throw), as MessagePack; empty otherwise.
+    Buffer data;
+
+    /// The call is over (Cancelled, Timeout, Closed).
+    bool ended() const noexcept { return kind == Kind::Cancelled || kind == Kind::Timeout || kind == Kind::Closed; }
+    template <class T>
+    Result<T> as() const {
+        return data.as<T>();
+    }
+};
+
+/// One event pushed to a Request::on_events callable; `data` (Value, Throw) is borrowed
+/// until the callable returns.
+struct RequestEvent {
+    using Kind = InputKind;
+    Kind kind = Kind::End;
+    Bytes data;
+
+    bool ended() const noexcept { return kind == Kind::Cancelled || kind == Kind::Timeout || kind == Kind::Closed; }
+    template <class T>
+    Result<T> as() const {
+        return unpack<T>(data);
+    }
+};
+
+namespace detail {
+/// Whether this thread is one of a context's worker-pool threads (set when it first runs an
+/// on_pool handler): Request::on_events and conn() belong to the loop thread.
+inline bool &pool_thread() noexcept {
+    static thread_local bool on = false;
+    return on;
+}
+} // namespace detail
+
 /// A request from a peer, owned: answer it exactly once with reply / reply_value /
 /// reply_error — in the handler, later, or from any thread. Destroying it unanswered sends
 /// [JOINT_RPC_NOT_ANSWERED, ...]. Every reply consumes it (also on failure); the Request is
@@ -1507,8 +1972,92 @@ public:
     }
     std::uint32_t msgid() const noexcept { return joint_request_msgid(r_); }
     /// The connection it came on (to call the peer back); empty if it has closed. Only on the
-    /// loop thread, while the context lives.
-    ConnectionRef conn() const noexcept { return ConnectionRef(joint_request_conn(r_), ctx_); }
+    /// loop thread, while the context lives (empty on a worker-pool thread).
+    ConnectionRef conn() const noexcept {
+        if (detail::pool_thread())
+            return ConnectionRef();
+        return ConnectionRef(joint_request_conn(r_), ctx_);
+    }
+
+    // -- The joint extension: a served extended call (see the file comment) --
+
+    /// Whether the caller made an extended call (so it can stream, be cancelled, have a
+    /// deadline). A stock request has no input, and its yields are collected into one array
+    /// that is sent, instead of the answer's value, when it is answered.
+    bool is_extended() const noexcept { return joint_request_is_extended(r_); }
+    /// The call's flags (JOINT_CALL_FLAG_*); 0 for a stock request.
+    std::uint32_t flags() const noexcept { return joint_request_flags(r_); }
+    /// The milliseconds the caller allowed the call, from when it arrived; 0 for none.
+    std::uint32_t deadline_ms() const noexcept { return joint_request_deadline_ms(r_); }
+
+    /// Stream one item (one encoded MessagePack value, copied) to the caller. WouldBlock: no
+    /// credit — try again after InputKind::Writable (or wait_writable()). JOINT_E_CANCELLED /
+    /// JOINT_E_TIMEOUT / JOINT_E_CLOSED: the call ended; stop (and let the Request go).
+    /// Any thread.
+    Result<YieldStatus> yield(Bytes item) {
+        if (!r_)
+            return answered();
+        Status st = joint_request_yield(r_, item.data(), item.size());
+        if (st < 0)
+            return detail::make_error(st);
+        return st == JOINT_WOULD_BLOCK ? YieldStatus::WouldBlock : YieldStatus::Sent;
+    }
+    /// Stream `value`, packed (see pack_value).
+    template <class T>
+    Result<YieldStatus> yield_value(const T &value) {
+        if (!r_)
+            return answered();
+        Result<std::vector<std::uint8_t>> v = try_pack_value(value);
+        if (!v)
+            return v.error();
+        return yield(*v);
+    }
+    /// Block until yield() has credit (true) or `timeout_ms` passes (false; -1: no limit).
+    /// Errors: the call ended (JOINT_E_CANCELLED, JOINT_E_TIMEOUT, JOINT_E_CLOSED). For
+    /// handlers on their own threads (on_pool, std::thread) — never on the loop thread,
+    /// through which credit arrives. A stock request is always writable.
+    Result<bool> wait_writable(std::int32_t timeout_ms = no_timeout) const {
+        if (!r_)
+            return answered();
+        Status st = joint_request_wait_writable(r_, timeout_ms);
+        if (st < 0)
+            return detail::make_error(st);
+        return st == JOINT_OK;
+    }
+    /// Pull the next event, waiting up to `timeout_ms` (-1: no limit); JOINT_E_TIMEOUT if
+    /// nothing came in time (not to be confused with InputKind::Timeout, the call's deadline).
+    /// Values pulled are credited back to the caller. For requests without on_events; any
+    /// thread (blocks: not on the loop thread unless timeout_ms is 0). A stock request
+    /// reports End at once.
+    Result<InputEvent> next_input(std::int32_t timeout_ms = no_timeout) const {
+        if (!r_)
+            return answered();
+        std::int32_t kind = 0;
+        joint_buf *data = nullptr;
+        Status st = joint_request_next_input(r_, timeout_ms, &kind, &data);
+        if (st < 0)
+            return detail::make_error(st);
+        InputEvent ev;
+        ev.kind = static_cast<InputKind>(kind);
+        ev.data = Buffer(data);
+        return ev;
+    }
+    /// Receive the call's events through `fn(joint::Request &req, const joint::RequestEvent
+    /// &ev)` instead of pulling them: this Request moves into the callable's box and `req`
+    /// is it (answer it there, or move it out, e.g. into a timer). The box — and the Request,
+    /// if still unanswered — is destroyed when the call ends: answered, cancelled, past its
+    /// deadline, closed, or the context destroyed. Values are credited back to the caller
+    /// when fn returns. Inputs that arrived before registration are delivered right after
+    /// on_events returns success.
+    ///
+    /// The loop-thread rule: only on the loop thread (in a handler, a loop callback or a
+    /// timer; never in an on_pool handler or another thread: JOINT_E_STATE there); fn runs
+    /// inside process() on that thread, and the request must be answered on it. Only for
+    /// extended calls: a stock request gives JOINT_E_UNSUPPORTED. On failure this Request
+    /// keeps the request and fn is destroyed. An exception escaping fn while the box still
+    /// holds the request answers it [JOINT_RPC_HANDLER_FAILED, what()].
+    template <class F>
+    Result<void> on_events(F &&fn);
 
     /// Answer with `result`: one encoded MessagePack value (empty answers nil). If it is
     /// not one valid value within the size limit, the peer gets an error instead and this
@@ -1585,12 +2134,9 @@ using ConnFn = Fn<void(const ConnEvent &)>;
 using TimerFn = Fn<void()>;
 using LogFn = Fn<void(std::int32_t, std::string_view)>;
 
-extern "C" {
-
-inline void joint_hpp_free_box(void *user_data) noexcept { delete static_cast<BoxBase *>(user_data); }
-
-inline void joint_hpp_on_request(joint_request *req, void *user_data) noexcept {
-    RequestFn *fn = from_user_data<void(Request)>(user_data);
+/// Run a request handler; an exception escaping it while it still holds the request
+/// answers [JOINT_RPC_HANDLER_FAILED, what()] (see HandlerFrame).
+inline void run_request_handler(RequestFn *fn, joint_request *req) noexcept {
 #if JOINT_HPP_EXCEPTIONS
     HandlerFrame frame{req, std::uncaught_exceptions(), nullptr, handler_frame()};
     handler_frame() = &frame;
@@ -1621,6 +2167,20 @@ inline void joint_hpp_on_request(joint_request *req, void *user_data) noexcept {
 #else
     fn->call(Request(req, fn->ctx));
 #endif
+}
+
+extern "C" {
+
+inline void joint_hpp_free_box(void *user_data) noexcept { delete static_cast<BoxBase *>(user_data); }
+
+inline void joint_hpp_on_request(joint_request *req, void *user_data) noexcept {
+    run_request_handler(from_user_data<void(Request)>(user_data), req);
+}
+
+/// A handler registered with Context::on_pool, on a worker thread.
+inline void joint_hpp_on_pool_request(joint_request *req, void *user_data) noexcept {
+    pool_thread() = true; // a worker thread for good
+    run_request_handler(from_user_data<void(Request)>(user_data), req);
 }
 
 inline void joint_hpp_on_response(joint_conn *conn, const joint_response *resp, void *user_data) noexcept {
@@ -1728,6 +2288,248 @@ inline Result<void> registered(Status st, BoxBase *box, const joint_ctx *ctx) {
 
 } // namespace detail
 
+// ---- The joint extension's boxes and trampolines -------------------------------------------
+
+namespace detail {
+
+/// The box of a call made with options: its event callable and its completion, together.
+/// The C event callback gets the completion's user_data; the completion frees the box —
+/// after the running event callable returns, should a completion ever run inside one.
+struct CallBox : BoxBase {
+    virtual void event(const CallEvent &ev) = 0;
+    virtual void done(const Response &r) = 0;
+    bool in_event = false;  // an event callable is running
+    bool completed = false; // the completion ran meanwhile: free the box when it returns
+};
+template <class E, class D>
+struct CallBoxImpl final : CallBox {
+    template <class E2, class D2>
+    CallBoxImpl(E2 &&e, D2 &&d) : on_event(std::forward<E2>(e)), on_done(std::forward<D2>(d)) {}
+    void event(const CallEvent &ev) override {
+        if constexpr (std::is_same_v<E, std::nullptr_t>)
+            (void)ev;
+        else
+            (void)on_event(ev); // what the callable returns is dropped
+    }
+    void done(const Response &r) override {
+        if constexpr (std::is_same_v<D, std::nullptr_t>)
+            (void)r;
+        else if constexpr (std::is_invocable_v<D &, Result<Bytes>>)
+            (void)on_done(r.to_result());
+        else
+            (void)on_done(r);
+    }
+    E on_event;
+    D on_done;
+};
+
+/// The box of Request::on_events: the callable and the Request it serves. joint frees it
+/// (free_user_data) when the call ends; if that happens while the callable runs, the box
+/// goes when it returns. Events that joint delivers during registration (inputs queued
+/// before it) are copied and replayed once registration has returned, so that the callable
+/// never consumes the request inside joint_request_set_event_cb.
+struct RequestEventsBox : BoxBase {
+    virtual void call(Request &r, const RequestEvent &ev) = 0;
+    Request req;
+    int running = 0;          // depth of callable runs
+    bool registering = false; // inside joint_request_set_event_cb
+    bool ended = false;       // free_user_data ran while running: delete when done
+    std::vector<std::pair<InputKind, std::vector<std::uint8_t>>> queued;
+};
+template <class F>
+struct RequestEventsImpl final : RequestEventsBox {
+    template <class G>
+    explicit RequestEventsImpl(G &&g) : f(std::forward<G>(g)) {}
+    void call(Request &r, const RequestEvent &ev) override { (void)f(r, ev); }
+    F f;
+};
+
+inline void deliver_request_event(RequestEventsBox *box, InputKind kind, Bytes data) noexcept {
+    RequestEvent ev;
+    ev.kind = kind;
+    ev.data = data;
+    box->running++;
+#if JOINT_HPP_EXCEPTIONS
+    const char *what = nullptr;
+    std::string what_buf;
+    try {
+        box->call(box->req, ev);
+    } catch (const std::exception &e) {
+        try {
+            what_buf = e.what();
+            what = what_buf.c_str();
+        } catch (...) {
+            what = "exception";
+        }
+    } catch (...) {
+        what = "unknown exception";
+    }
+    if (what) {
+        if (box->req) // still ours to answer
+            (void)box->req.reply_error(JOINT_RPC_HANDLER_FAILED, what);
+        else
+            report_exception("request event", what);
+    }
+#else
+    box->call(box->req, ev);
+#endif
+    box->running--;
+}
+
+extern "C" {
+
+inline void joint_hpp_on_call_event(joint_conn *conn, std::uint64_t call_id, std::int32_t event, const std::uint8_t *data,
+                                    std::size_t len, void *user_data) noexcept {
+    CallBox *box = static_cast<CallBox *>(static_cast<BoxBase *>(user_data));
+    CallEvent ev;
+    ev.kind = static_cast<CallEvent::Kind>(event);
+    ev.data = Bytes(data, len);
+    ev.call_id = call_id;
+    ev.conn = ConnectionRef(conn, box->ctx);
+    bool outer = !box->in_event;
+    box->in_event = true;
+#if JOINT_HPP_EXCEPTIONS
+    try {
+#endif
+        box->event(ev);
+#if JOINT_HPP_EXCEPTIONS
+    } catch (const std::exception &e) {
+        report_exception("call event", e.what());
+    } catch (...) {
+        report_exception("call event", "unknown exception");
+    }
+#endif
+    if (outer) {
+        box->in_event = false;
+        if (box->completed)
+            delete box;
+    }
+}
+
+inline void joint_hpp_on_call_done(joint_conn *conn, const joint_response *resp, void *user_data) noexcept {
+    CallBox *box = static_cast<CallBox *>(static_cast<BoxBase *>(user_data));
+#if JOINT_HPP_EXCEPTIONS
+    try {
+#endif
+        box->done(Response(resp, conn, box->ctx));
+#if JOINT_HPP_EXCEPTIONS
+    } catch (const std::exception &e) {
+        report_exception("call completion", e.what());
+    } catch (...) {
+        report_exception("call completion", "unknown exception");
+    }
+#endif
+    if (box->in_event)
+        box->completed = true;
+    else
+        delete box;
+}
+
+inline void joint_hpp_on_request_event(joint_request *req, std::int32_t event, const std::uint8_t *data, std::size_t len,
+                                       void *user_data) noexcept {
+    (void)req; // the box's Request holds it (or it was moved out, or answered)
+    RequestEventsBox *box = static_cast<RequestEventsBox *>(static_cast<BoxBase *>(user_data));
+    if (box->ended)
+        return;
+    if (box->registering) { // replayed by Request::on_events
+        box->queued.emplace_back(static_cast<InputKind>(event), std::vector<std::uint8_t>(data, data + len));
+        return;
+    }
+    deliver_request_event(box, static_cast<InputKind>(event), Bytes(data, len));
+    if (box->running == 0 && box->ended)
+        delete box;
+}
+
+inline void joint_hpp_free_request_events(void *user_data) noexcept {
+    RequestEventsBox *box = static_cast<RequestEventsBox *>(static_cast<BoxBase *>(user_data));
+    if (box->running > 0 || box->registering)
+        box->ended = true;
+    else
+        delete box;
+}
+
+} // extern "C"
+} // namespace detail
+
+template <class E, class F>
+Result<CallId> ConnectionRef::call(detail::CStr method, Bytes params, const CallOptions &opts, E &&on_event, F &&on_done) const {
+    using ED = std::decay_t<E>;
+    using FD = std::decay_t<F>;
+    static_assert(std::is_same_v<ED, std::nullptr_t> || std::is_invocable_v<ED &, const CallEvent &>,
+                  "joint: a call event callback is callable as void(const joint::CallEvent &) (or nullptr)");
+    static_assert(std::is_same_v<FD, std::nullptr_t> || std::is_invocable_v<FD &, Result<Bytes>> || std::is_invocable_v<FD &, const Response &>,
+                  "joint: a completion callback is callable as void(joint::Result<joint::Bytes>) or void(const joint::Response &) (or nullptr)");
+    constexpr bool events = !std::is_same_v<ED, std::nullptr_t>;
+    if (method.bad())
+        return detail::embedded_nul();
+    if (Result<void> o = opts.status(); !o)
+        return o.error();
+    // The event callback is a property of the C options: set it for this call only (the call
+    // copies the options), on a temporary joint_call_opts if `opts` has none.
+    CallOptions temporary;
+    joint_call_opts *o = opts.raw();
+    if (events && !o) {
+        temporary.manual_credit(false);
+        if (!temporary.ok())
+            return temporary.status().error();
+        o = temporary.raw();
+    }
+    detail::CallBox *box = new detail::CallBoxImpl<ED, FD>(std::forward<E>(on_event), std::forward<F>(on_done));
+    box->ctx = ctx_;
+    if (o)
+        (void)joint_call_opts_set_event_cb(o, events ? &detail::joint_hpp_on_call_event : nullptr);
+    CallId id = 0;
+    Status st = joint_conn_call_opts(conn_, method.c_str(), params.data(), params.size(), o, &detail::joint_hpp_on_call_done,
+                                     detail::to_user_data(box), &id);
+    if (o && events)
+        (void)joint_call_opts_set_event_cb(o, nullptr); // the options stay as they were
+    if (st < 0) { // neither callable will run
+        delete box;
+        return detail::make_error(st, ctx_);
+    }
+    return id;
+}
+
+template <class F>
+Result<void> Request::on_events(F &&fn) {
+    using D = std::decay_t<F>;
+    static_assert(std::is_invocable_v<D &, Request &, const RequestEvent &>,
+                  "joint: an event callable is callable as void(joint::Request &, const joint::RequestEvent &)");
+    if (!r_)
+        return answered();
+    if (detail::pool_thread())
+        return Error(JOINT_E_STATE, "Request::on_events is for the loop thread (a pool handler pulls with next_input)");
+    detail::RequestEventsBox *box = new detail::RequestEventsImpl<D>(std::forward<F>(fn));
+    box->ctx = ctx_;
+    joint_request *raw_req = r_;
+    joint_ctx *ctx = ctx_;
+    box->req = std::move(*this); // the box holds the request from now on
+    box->registering = true;
+    Status st = joint_request_set_event_cb(raw_req, &detail::joint_hpp_on_request_event, detail::to_user_data(box),
+                                           &detail::joint_hpp_free_request_events);
+    box->registering = false;
+    if (st < 0) { // not taken: the request stays ours, the callable goes
+        *this = std::move(box->req);
+        delete box;
+        if (st == JOINT_E_UNSUPPORTED)
+            return Error(st, "not an extended call (the caller is a stock peer, or made a plain call)");
+        return detail::make_error(st, ctx);
+    }
+    if (!box->queued.empty()) { // inputs that arrived before registration
+        std::vector<std::pair<InputKind, std::vector<std::uint8_t>>> queued = std::move(box->queued);
+        box->running++;
+        for (auto &q : queued) {
+            if (box->ended)
+                break;
+            detail::deliver_request_event(box, q.first, Bytes(q.second));
+        }
+        box->running--;
+        if (box->ended)
+            delete box;
+    }
+    return {};
+}
+
 template <class F>
 Result<CallId> ConnectionRef::call(detail::CStr method, Bytes params, F &&on_done, std::int32_t timeout_ms) const {
     using D = std::decay_t<F>;
@@ -1770,6 +2572,15 @@ public:
     Result<void> set_max_inflight(std::uint32_t calls) { return detail::check(joint_config_set_max_inflight(c_.get(), calls)); }
     Result<void> set_connect_timeout_ms(std::int32_t ms) { return detail::check(joint_config_set_connect_timeout_ms(c_.get(), ms)); }
     Result<void> set_max_outbuf(std::size_t bytes) { return detail::check(joint_config_set_max_outbuf(c_.get(), bytes)); }
+    /// Offer the joint extension on connections the context opens and accept it on those it
+    /// accepts (default true; stock peers are unaffected either way).
+    Result<void> set_extension(bool enabled) { return detail::check(joint_config_set_extension(c_.get(), enabled)); }
+    /// Items a peer may stream into (or out of) one call before it waits for credit (default
+    /// 64; at least 1).
+    Result<void> set_window(std::uint32_t items) { return detail::check(joint_config_set_window(c_.get(), items)); }
+    /// Threads of the worker pool for Context::on_pool handlers (default 4; at least 1;
+    /// started on first use).
+    Result<void> set_workers(std::uint32_t threads) { return detail::check(joint_config_set_workers(c_.get(), threads)); }
     /// Send log lines up to `level` (JOINT_LOG_*) to `fn(std::int32_t level, std::string_view
     /// message)`, on the thread running process(); the message is valid during the call.
     /// Contexts created from this config share `fn`; it is destroyed with the last of them.
@@ -1895,6 +2706,24 @@ public:
                                                      detail::to_user_data(box), &detail::joint_hpp_free_box),
                                   box, c_.get());
     }
+    /// Serve `method` with `handler(joint::Request)` on the worker pool (Config::set_workers
+    /// threads) instead of the loop thread, for handlers that block or compute. The handler
+    /// owns the request as usual and may answer, yield (waiting with wait_writable) and pull
+    /// inputs with next_input — not on_events or conn(), which belong to the loop thread.
+    /// It is called concurrently from the pool's threads, so it must be safe to call
+    /// concurrently, and it is destroyed on whichever thread last uses it (the context's,
+    /// after the workers stop, or a worker's when replaced while running): what it captures
+    /// must be safe to destroy on any thread. Exceptions as for on().
+    template <class F>
+    Result<void> on_pool(detail::CStr method, F &&handler) {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, Request>, "joint: a request handler is callable as void(joint::Request)");
+        if (method.bad())
+            return detail::embedded_nul();
+        detail::RequestFn *box = detail::make_fn<void(Request)>(std::forward<F>(handler), c_.get());
+        return detail::registered(joint_ctx_register_pool(c_.get(), method.c_str(), &detail::joint_hpp_on_pool_request,
+                                                          detail::to_user_data(box), &detail::joint_hpp_free_box),
+                                  box, c_.get());
+    }
     /// Remove the handler of `method` (JOINT_E_STATE if there is none).
     Result<void> off(detail::CStr method) {
         if (method.bad())
@@ -1969,7 +2798,7 @@ public:
 
     joint_ctx *raw() const noexcept { return c_.get(); }
     /// Give up ownership: the caller frees it with joint_ctx_free — after destroying (or
-    /// releasing) the Connections made from it, which no longer track its life.
+    /// releasing) the Connections and Streams made from it, which no longer track its life.
     joint_ctx *release() noexcept {
         life_.reset();
         return c_.release();
@@ -1990,8 +2819,12 @@ private:
         return Connection(conn, c_.get(), life_);
     }
     void reset() noexcept {
-        if (life_)
-            life_->alive = false; // Connections destroyed from here on leave the freeing to joint_ctx_free
+        if (life_) {
+            life_->alive = false; // Connections and Streams destroyed from here on leave the freeing to us
+            for (joint_stream *s : life_->streams) // before the context, as joint_stream_free requires
+                joint_stream_free(s);
+            life_->streams.clear();
+        }
         joint_ctx_free(c_.release());
         life_.reset();
     }

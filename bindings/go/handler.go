@@ -326,7 +326,7 @@ func (s *ServerStream) Send(v any) error {
 			if w == C.JOINT_OK {
 				break
 			}
-			if w != C.JOINT_E_TIMEOUT {
+			if w != C.JOINT_WOULD_BLOCK { // WOULD_BLOCK: the slice passed without credit
 				return s.endErr(w, "send")
 			}
 		}

@@ -1,7 +1,8 @@
 // cpp_build_header_cxx{17,20}_{exceptions,noexcept}: joint.hpp compiles on its own (it is
 // the first include, twice, to check the guard) under strict warnings (-Wall -Wextra
 // -Wpedantic -Werror -Wshadow -Wconversion -Wold-style-cast ..., set by CMake), with and
-// without exceptions, and every template in it instantiates cleanly.
+// without exceptions, and every template in it instantiates cleanly (the joint extension's
+// too).
 #include <joint.hpp>
 #include <joint.hpp>
 
@@ -19,6 +20,9 @@ static_assert(!std::is_copy_constructible_v<joint::Config> && !std::is_copy_cons
 static_assert(!std::is_copy_constructible_v<joint::Writer> && !std::is_copy_constructible_v<joint::Reader>);
 static_assert(std::is_trivially_copyable_v<joint::ConnectionRef> && std::is_trivially_copyable_v<joint::Bytes>);
 static_assert(sizeof(joint::Request) == 2 * sizeof(void *));
+static_assert(!std::is_copy_constructible_v<joint::Stream> && std::is_nothrow_move_constructible_v<joint::Stream>);
+static_assert(!std::is_copy_constructible_v<joint::CallOptions> && std::is_nothrow_move_constructible_v<joint::CallOptions>);
+static_assert(!std::is_copy_constructible_v<joint::InputEvent> && std::is_nothrow_move_constructible_v<joint::InputEvent>);
 
 struct Point {
     int x = 0, y = 0;
@@ -52,7 +56,58 @@ int main() {
         (void)conn->call("m", {}, nullptr);
         (void)conn->notify("n", joint::pack(Color::red, std::map<std::string, std::vector<double>>{}));
     }
+    // the joint extension
+    (void)ctx.on("s", [](joint::Request req) {
+        (void)req.is_extended();
+        (void)req.flags();
+        (void)req.deadline_ms();
+        (void)req.yield_value(Point{1, 2});
+        (void)req.yield(joint::Bytes());
+        (void)req.on_events([n = 0](joint::Request &r, const joint::RequestEvent &ev) mutable {
+            n++;
+            if (ev.kind == joint::InputKind::Value)
+                (void)ev.as<Point>();
+            if (ev.ended())
+                return;
+            (void)r.reply_value(n);
+        });
+    });
+    (void)ctx.on_pool("p", [](joint::Request req) {
+        joint::Result<joint::InputEvent> ev = req.next_input(10);
+        if (ev && !ev->ended())
+            (void)ev->as<int>();
+        (void)req.wait_writable(10);
+    });
+    if (conn) {
+        joint::CallOptions opts;
+        opts.timeout_ms(10).kwargs(std::map<std::string, int>{{"x", 1}}).client_stream().window(2).manual_credit();
+        (void)opts.kwargs(joint::Bytes()).status();
+        auto id = conn->call("s", joint::pack(1), opts, [](const joint::CallEvent &e) { (void)e.as<int>(); },
+                             [](joint::Result<joint::Bytes>) {});
+        (void)conn->call("s", {}, opts, nullptr, [](const joint::Response &) {});
+        (void)conn->call("s", {}, joint::CallOptions(), [](const joint::CallEvent &) {}, nullptr);
+        (void)conn->call("s", {}, opts, [](joint::Result<joint::Bytes>) {});
+        if (id) {
+            (void)conn->send(*id, joint::pack_value(1));
+            (void)conn->send_value(*id, Point{});
+            (void)conn->end_input(*id);
+            (void)conn->throw_error(*id, 1, "x");
+            (void)conn->grant(*id, 1);
+        }
+        (void)(conn->extension() == joint::Extension::On);
+        (void)conn->ref().call("s", {}, opts, nullptr, nullptr);
+        joint::Result<joint::Stream> st = conn->call_stream("s", {}, joint::CallOptions().window(1));
+        if (st) {
+            joint::Result<joint::StreamItem> item = st->next(0);
+            if (item && item->is_item())
+                (void)item->as<Point>();
+            (void)st->call_id();
+        }
+    }
     joint::Config config = joint::Config::create().value();
+    (void)config.set_extension(true);
+    (void)config.set_window(8);
+    (void)config.set_workers(1);
     (void)config.on_log(JOINT_LOG_WARN, [](std::int32_t, std::string_view) {});
     auto bytes = joint::pack(true, 1u, -1, 1.5, 2.5f, "s", std::string("t"), std::optional<int>{}, nullptr, std::tuple<int, bool>{},
                              std::pair<int, int>{}, std::vector<uint8_t>{1}, std::array<int, 2>{}, joint::Ext{1, {2}}, Point{});

@@ -132,6 +132,59 @@ TEST_F(Exceptions, OtherCallbacksReportToTheHook) {
     JT_EXPECT_OK(conn.call_sync("add", {}, 5000));
 }
 
+TEST_F(Exceptions, StreamingCallbacks) {
+    // An event callable that throws while its box holds the request answers it
+    // [HANDLER_FAILED, what()]; a call's event callable reports to the hook and the call goes
+    // on; a pool handler that throws holding its request answers it.
+    auto probe = jt::probe();
+    JT_ASSERT_OK(ctx.on("ev_boom", [probe](Request req) {
+        JT_EXPECT_OK(req.on_events([probe](Request &, const joint::RequestEvent &ev) {
+            if (ev.kind == joint::InputKind::Value)
+                throw std::runtime_error("bad value");
+        }));
+    }));
+    JT_ASSERT_OK(ctx.on("two", [](Request req) {
+        (void)req.yield_value(1);
+        (void)req.yield_value(2);
+        (void)req.reply_value(3);
+    }));
+    JT_ASSERT_OK(ctx.on_pool("pool_boom", [](Request) { throw std::runtime_error("on a worker"); }));
+
+    std::optional<joint::Error> err;
+    auto id = conn.call("ev_boom", {}, joint::CallOptions().client_stream(), nullptr, [&](joint::Result<Bytes> r) {
+        err = r ? joint::Error() : r.error();
+    });
+    JT_ASSERT_OK(id);
+    for (int64_t deadline = jt::now_ms() + 5000; jt::now_ms() < deadline;) { // credit comes with the negotiation
+        auto st = conn.send_value(*id, 1);
+        JT_ASSERT_OK(st);
+        if (*st == joint::SendStatus::Sent)
+            break;
+        (void)ctx.wait(10);
+    }
+    ASSERT_TRUE(jt::run_until(ctx, [&] { return err.has_value(); }));
+    EXPECT_EQ(err->remote_code(), JOINT_RPC_HANDLER_FAILED);
+    EXPECT_EQ(err->message(), "bad value");
+    EXPECT_TRUE(jt::run_until(ctx, [&] { return probe.use_count() == 2; })); // the box went with the answer
+
+    int items = 0;
+    std::optional<int> result;
+    JT_ASSERT_OK(conn.call("two", {}, joint::CallOptions(), [&](const joint::CallEvent &) {
+        items++;
+        throw std::runtime_error("in call event");
+    }, [&](joint::Result<Bytes> r) { result = joint::unpack<int>(r.value()).value(); }));
+    ASSERT_TRUE(jt::run_until(ctx, [&] { return result.has_value(); }));
+    EXPECT_EQ(items, 2);
+    EXPECT_EQ(*result, 3);
+    ASSERT_EQ(g_reports.size(), 2u);
+    EXPECT_EQ(g_reports[0], std::make_pair(std::string("call event"), std::string("in call event")));
+
+    joint::Error e = call_error("pool_boom");
+    EXPECT_EQ(e.remote_code(), JOINT_RPC_HANDLER_FAILED);
+    EXPECT_EQ(e.message(), "on a worker");
+    EXPECT_EQ(g_reports.size(), 2u);
+}
+
 TEST_F(Exceptions, LogCallback) {
     joint::Config config = joint::Config::create().value();
     JT_ASSERT_OK(config.on_log(JOINT_LOG_DEBUG, [](int32_t, std::string_view) { throw std::runtime_error("in log"); }));
