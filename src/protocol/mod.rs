@@ -192,14 +192,16 @@ fn header_known(prefix: &[u8]) -> bool {
         }
 }
 
-/// A cheap hasher for u32 msgids (they are sequential, so hash quality hardly matters and
-/// SipHash's cost shows up on the per-call path).
+/// A cheap multiplicative hasher for msgids, (connection, msgid) pairs and method names:
+/// SipHash's cost shows up on the per-call path. Not keyed; the maps it serves are bounded
+/// by the in-flight limit, and folding the high half in makes every input bit reach the
+/// bucket index, so peer-chosen msgids that share their low bits do not pile up.
 #[derive(Default)]
 pub struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
-        self.0
+        self.0 ^ (self.0 >> 32)
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -207,7 +209,8 @@ impl Hasher for IdHasher {
         }
     }
     fn write_u32(&mut self, v: u32) {
-        self.0 = (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // Combines, so that tuple keys such as (connection, msgid) hash all their fields.
+        self.0 = (self.0.rotate_left(26) ^ v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
@@ -663,6 +666,21 @@ impl<C> Session<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn id_hash<T: std::hash::Hash>(v: T) -> u64 {
+        use std::hash::BuildHasher;
+        BuildHasherDefault::<IdHasher>::default().hash_one(v)
+    }
+
+    #[test]
+    fn id_hasher_uses_every_field_and_every_bit() {
+        // Tuple keys: both fields count.
+        assert_ne!(id_hash((1u32, 7u32, 5u32)), id_hash((2u32, 7u32, 5u32)));
+        assert_ne!(id_hash((1u32, 7u32, 5u32)), id_hash((1u32, 7u32, 6u32)));
+        // Msgids that share their low 16 bits still land in many of 1024 buckets.
+        let buckets: std::collections::HashSet<u64> = (0..1024u32).map(|k| id_hash(k << 16) & 1023).collect();
+        assert!(buckets.len() > 500, "{} buckets", buckets.len());
+    }
 
     fn session() -> Session<u32> {
         Session::new(Limits { frame: FrameLimits { max_message_size: 256, max_depth: 8 }, max_inflight: 4, ..Limits::default() })

@@ -292,7 +292,7 @@ struct Inner {
     /// UDP peers by (listener, address).
     udp_peers: HashMap<(usize, std::net::SocketAddr), ConnId>,
     /// The peer's extended calls being served, by (connection, msgid).
-    streams: HashMap<(ConnId, u32), streams::StreamEntry>,
+    streams: HashMap<(ConnId, u32), streams::StreamEntry, BuildHasherDefault<IdHasher>>,
     /// Where UDP listeners receive datagrams.
     datagram: InBuf,
 }
@@ -356,7 +356,7 @@ impl Context {
                 spare_queue: ReplyQueue::default(),
                 more_events: false,
                 udp_peers: HashMap::new(),
-                streams: HashMap::new(),
+                streams: HashMap::default(),
                 datagram: InBuf::default(),
             }),
             handlers: RefCell::new(Handlers { methods: HashMap::default(), fallback: None, notification: None, conn_event: None }),
@@ -982,7 +982,7 @@ impl Context {
         self.shared.take_queue(&mut queue);
         for reply in queue.entries.drain(..) {
             let (kind, conn_id, msgid) = (reply.kind, reply.conn, reply.msgid);
-            if kind == QueuedKind::Final {
+            if kind == QueuedKind::Final && !inner.streams.is_empty() {
                 inner.streams.remove(&(conn_id, msgid));
             }
             let Some(conn) = inner.conn_mut(conn_id) else { continue };
