@@ -1069,12 +1069,25 @@ pub mod read {
 
     /// A signed integer; integral floats are accepted (some peers send them).
     pub fn int(buf: &[u8], pos: &mut usize) -> R<i64> {
-        number(buf, pos, super::int_value)
+        // Fixints are most of what handlers read: skip the general path for them.
+        match buf.get(*pos) {
+            Some(&b @ (0x00..=0x7f | 0xe0..=0xff)) => {
+                *pos += 1;
+                Ok(b as i8 as i64)
+            }
+            _ => number(buf, pos, super::int_value),
+        }
     }
 
     /// An unsigned integer; integral floats are accepted.
     pub fn uint(buf: &[u8], pos: &mut usize) -> R<u64> {
-        number(buf, pos, super::uint_value)
+        match buf.get(*pos) {
+            Some(&b @ 0x00..=0x7f) => {
+                *pos += 1;
+                Ok(b as u64)
+            }
+            _ => number(buf, pos, super::uint_value),
+        }
     }
 
     /// A float or any integer, as f64.
@@ -1196,6 +1209,29 @@ pub mod read {
             super::super::write_f64(&mut f, 42.0);
             assert_eq!(int(&f, &mut 0), Ok(42));
             assert_eq!(float(&[0x07], &mut 0), Ok(7.0));
+        }
+
+        #[test]
+        fn ints_on_every_format_boundary() {
+            // Fixints take a fast path; the neighbours on either side take the general one.
+            for v in [0i64, 1, 127, 128, 255, 256, -1, -32, -33, -128, -129, i64::MIN, i64::MAX] {
+                let mut b = Vec::new();
+                super::super::write_sint(&mut b, v);
+                b.push(0xc0); // what follows must stay unread
+                let mut p = 0;
+                assert_eq!(int(&b, &mut p), Ok(v), "{v}");
+                assert_eq!(p, b.len() - 1, "{v}");
+                let mut p = 0;
+                if v >= 0 {
+                    assert_eq!(uint(&b, &mut p), Ok(v as u64), "{v}");
+                    assert_eq!(p, b.len() - 1, "{v}");
+                } else {
+                    assert_eq!(uint(&b, &mut p), Err(ReadError::Type), "{v}");
+                    assert_eq!(p, 0);
+                }
+            }
+            assert_eq!(int(&[], &mut 0), Err(ReadError::Eof));
+            assert_eq!(uint(&[0xe0], &mut 0), Err(ReadError::Type));
         }
     }
 }
