@@ -10,6 +10,7 @@ call, so a handler may itself make blocking calls on the same context.
 import asyncio
 import collections
 import contextvars
+import functools
 import inspect
 import logging
 import math
@@ -216,6 +217,7 @@ class Context:
         # accepted connection by whoever holds it (joint.peer()); the library owns neither.
         self.peers = weakref.WeakValueDictionary()
         self.methods = {}                  # name -> Handler (requests and notifications)
+        self.fallback = None               # FallbackHandler (requests for unregistered methods)
         self.tasks = set()                 # asyncio tasks of async handlers
         self.closed = False
         self.stop_requested = False
@@ -919,14 +921,16 @@ class Handler:
 
     pool = False
 
-    def __init__(self, ctx, name, fn):
+    def __init__(self, ctx, name, fn, signature=_DEFAULT):
         self._ctx = weakref.ref(ctx)
         self.name = name
         self.fn = fn
-        try:
-            self.signature = inspect.signature(fn)
-        except (TypeError, ValueError):
-            self.signature = None
+        if signature is _DEFAULT:
+            try:
+                signature = inspect.signature(fn)
+            except (TypeError, ValueError):
+                signature = None
+        self.signature = signature
 
     @property
     def ctx(self):
@@ -1045,6 +1049,42 @@ class PoolHandler(Handler):
         _streams.serve_on_pool(self, req)
 
 
+def request_method(req):
+    """The method name of a request, as a str (invalid UTF-8 kept with surrogateescape)."""
+    raw = _ffi.borrowed_bytes(lib.joint_request_method, req)
+    return bytes(raw).decode('utf-8', 'surrogateescape') if raw else ''
+
+
+class FallbackHandler(Handler):
+    """The handler of requests for methods that have no registration
+    (``joint_ctx_set_fallback``). Each request is served by a ``Handler`` for its own method
+    name whose function is ``fn`` with that name bound as the first argument, so it takes the
+    same path as a registered method (signature check, errors, async, generators)."""
+
+    def __init__(self, ctx, fn):
+        super().__init__(ctx, '(fallback)', fn)
+        self.bound_signature = None         # fn is not introspectable: no signature check
+        if self.signature is not None:
+            try:
+                self.bound_signature = inspect.signature(functools.partial(fn, ''))
+            except (TypeError, ValueError):
+                raise TypeError('a fallback handler must accept the method name as its first '
+                                'argument') from None
+
+    def for_method(self, name):
+        ctx = self.ctx
+        if ctx is None:
+            return None
+        return Handler(ctx, name, functools.partial(self.fn, name), self.bound_signature)
+
+    def on_request(self, req):
+        handler = self.for_method(request_method(req))
+        if handler is None:
+            lib.joint_request_free(req)
+            return
+        handler.on_request(req)
+
+
 class Handlers:
     """Method registration, shared by Server and Client (a client serves calls its peer
     makes back over the connection, as Neovim does)."""
@@ -1101,6 +1141,39 @@ class Handlers:
             ctx.ensure_open()
             ctx.check(lib.joint_ctx_unregister(ctx.ptr, _cstr(name)), 'unregister %s' % name)
             ctx.methods.pop(name, None)
+
+    def fallback(self, fn):
+        """Decorator: ``@obj.fallback`` serves every request for a method that has no
+        registration (instead of the ``joint.RPC_NO_METHOD`` error). The function receives the
+        method name (a str) first, then the params as a method handler does (positional
+        params as arguments, keyword params as keyword arguments); it answers like a method
+        handler too (return a value, raise, be ``async``, or be a generator). Notifications
+        are not passed to it. Replaces an earlier fallback; ``set_fallback(None)`` removes it."""
+        self.set_fallback(fn)
+        return fn
+
+    def set_fallback(self, fn):
+        """Serve unregistered methods with ``fn`` (see ``fallback``); None restores the
+        default ``joint.RPC_NO_METHOD`` error."""
+        ctx = self.ctx
+        if fn is None:
+            with ctx.lock:
+                ctx.ensure_open()
+                ctx.check(lib.joint_ctx_set_fallback(ctx.ptr, NULL, NULL, NULL), 'remove the fallback')
+                ctx.fallback = None
+            return None
+        if not callable(fn):
+            raise TypeError('a handler must be callable')
+        handler = FallbackHandler(ctx, fn)
+        with ctx.lock:
+            ctx.ensure_open()
+            ud = _ffi.register(handler)
+            st = lib.joint_ctx_set_fallback(ctx.ptr, _ffi.request_trampoline, ud, _ffi.free_trampoline)
+            if st < 0:
+                _ffi.unregister(ud)   # a failed registration does not take the user data
+                raise make_error(st, ctx.last_error(), 'set the fallback')
+            ctx.fallback = handler
+        return fn
 
 
 # ---- clients ----------------------------------------------------------------------------------
@@ -1314,6 +1387,12 @@ class AsyncClient:
 
     def register(self, name, fn):
         return self.client.register(name, fn)
+
+    def fallback(self, fn):
+        return self.client.fallback(fn)
+
+    def set_fallback(self, fn):
+        return self.client.set_fallback(fn)
 
     def close(self):
         self.client.close()

@@ -17,7 +17,8 @@ class Server(Handlers):
 
         server.serve("tcp://127.0.0.1:6000")      # blocks; Ctrl-C stops it
 
-    ``listen(uri)`` binds (port 0 picks a free port) and returns the real URI; ``serve()``
+    ``@server.fallback`` (``fn(method, *args, **kwargs)``) serves methods that have no
+    registration. ``listen(uri)`` binds (port 0 picks a free port) and returns the real URI; ``serve()``
     runs until ``stop()`` or Ctrl-C; ``await aserve()`` runs it on the current asyncio loop
     (and ``attach()`` starts serving on it without waiting). One Server is one joint context:
     all its listeners and connections share its handlers. ``options``: ``max_message_size``,

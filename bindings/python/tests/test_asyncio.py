@@ -181,6 +181,39 @@ def test_server_under_asyncio_with_client_on_the_same_loop():
     run(main())
 
 
+def test_async_fallback_under_asyncio():
+    async def main():
+        server = joint.Server()
+
+        @server.fallback
+        async def anything(method, *args):
+            await asyncio.sleep(0)
+            if method == 'afail':
+                raise ValueError('async fallback failure')
+            if method == 'back':
+                return await joint.peer().acall(*args)
+            return [method] + list(args)
+
+        uri = server.listen('tcp://127.0.0.1:0')
+        serving = asyncio.ensure_future(server.aserve())
+        c = await joint.aconnect(uri, timeout=10)
+
+        @c.fallback
+        def client_side(method, x):
+            return '%s:%s' % (method, x)
+
+        assert await c.call('echo', 1, 2) == ['echo', 1, 2]
+        with pytest.raises(joint.RemoteError) as ei:
+            await c.call('afail')
+        assert ei.value.error == [0, 'ValueError: async fallback failure']
+        assert await c.call('back', 'anything', 7) == 'anything:7'
+        c.close()
+        server.stop()
+        await asyncio.wait_for(serving, 10)
+        assert server.closed
+    run(main())
+
+
 def test_aserve_cancelled_shuts_down():
     async def main():
         server = make_async_server()

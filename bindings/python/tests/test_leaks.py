@@ -164,3 +164,18 @@ def test_streams_release_their_keys(serve_in_thread, registry_baseline):
     assert server.closed
     del server, count, echo
     assert settle() == registry_baseline
+
+
+def test_fallback_keys_released(registry_baseline):
+    server = joint.Server()
+    base = _ffi.registry_size()
+    server.fallback(lambda method: 1)
+    assert _ffi.registry_size() == base + 1
+    server.fallback(lambda method: 2)              # replacing frees the first
+    assert _ffi.registry_size() == base + 1
+    server.set_fallback(None)                      # removing frees it
+    assert _ffi.registry_size() == base
+    server.fallback(lambda method: 3)
+    server.close()                                 # freeing the context frees it
+    del server
+    assert settle() == registry_baseline

@@ -86,6 +86,10 @@ def make_server():
         return joint.peer().call('twice', x, timeout=5)
 
     @server.method
+    def ask_back_named(method, x):
+        return joint.peer().call(method, x, timeout=5)
+
+    @server.method
     def stop_server():
         server.stop()
         return 'stopping'
@@ -156,6 +160,136 @@ def test_unknown_method(served):
     with pytest.raises(joint.RemoteError) as ei:
         c.call('nope')
     assert ei.value.code == joint.RPC_NO_METHOD
+
+
+def make_fallback_server():
+    server = make_server()
+    calls = []
+
+    @server.fallback
+    def anything(method, *args, **kwargs):
+        calls.append(method)
+        if method == 'explode':
+            raise ValueError('no ' + args[0])
+        if method == 'explode_remote':
+            raise joint.RemoteError(23, 'custom from fallback')
+        if method.startswith('gen_'):
+            return (method + str(i) for i in range(args[0]))
+        return {'method': method, 'args': list(args), 'kwargs': kwargs}
+
+    return server, calls
+
+
+@pytest.fixture
+def fallback_served(serve_in_thread):
+    server, calls = make_fallback_server()
+    uri = serve_in_thread(server)
+    with joint.connect(uri, timeout=10) as c:
+        yield server, calls, c
+
+
+def test_fallback_receives_unregistered_methods(fallback_served):
+    _, calls, c = fallback_served
+    assert c.call('nope') == {'method': 'nope', 'args': [], 'kwargs': {}}
+    assert c.call('some.method', 1, 'two', [3]) == {'method': 'some.method', 'args': [1, 'two', [3]],
+                                                     'kwargs': {}}
+    assert c.call('kw', x=2) == {'method': 'kw', 'args': [], 'kwargs': {'x': 2}}
+    assert c.call('ünïcode') == {'method': 'ünïcode', 'args': [], 'kwargs': {}}
+    assert calls == ['nope', 'some.method', 'kw', 'ünïcode']
+    # An extended call carries positional and keyword params together.
+    s = c.call_stream('mixed', 1, x=2)
+    assert list(s) == [] and s.result == {'method': 'mixed', 'args': [1], 'kwargs': {'x': 2}}
+
+
+def test_fallback_leaves_registered_methods_alone(fallback_served):
+    _, calls, c = fallback_served
+    assert c.call('add', 1, 2) == 3
+    assert c.call('greet', 'Ada') == 'hello Ada!'
+    assert c.call('count', 3) == [0, 1, 2]
+    with pytest.raises(joint.RemoteError) as ei:
+        c.call('add', 1)                       # a registered method's bad params: not the fallback
+    assert ei.value.code == joint.RPC_INVALID_PARAMS
+    assert calls == []
+
+
+def test_fallback_errors_reach_the_caller(fallback_served):
+    _, _, c = fallback_served
+    with pytest.raises(joint.RemoteError) as ei:
+        c.call('explode', 'luck')
+    assert ei.value.error == [0, 'ValueError: no luck']
+    assert ei.value.code == joint.RPC_HANDLER_FAILED
+    with pytest.raises(joint.RemoteError) as ei:
+        c.call('explode_remote')
+    assert ei.value.error == [23, 'custom from fallback']
+
+
+def test_fallback_generators_stream(fallback_served):
+    _, _, c = fallback_served
+    assert c.call('gen_x', 3) == ['gen_x0', 'gen_x1', 'gen_x2']
+    assert list(c.call_stream('gen_y', 2)) == ['gen_y0', 'gen_y1']
+
+
+def test_fallback_signature_is_checked(serve_in_thread):
+    server = joint.Server()
+
+    @server.fallback
+    def strict(method, a, b=0):
+        return [method, a, b]
+
+    uri = serve_in_thread(server)
+    with joint.connect(uri, timeout=10) as c:
+        assert c.call('m', 1) == ['m', 1, 0]
+        assert c.call('m', a=1, b=2) == ['m', 1, 2]
+        with pytest.raises(joint.RemoteError) as ei:
+            c.call('m')
+        assert ei.value.code == joint.RPC_INVALID_PARAMS
+        assert 'invalid params for m()' in ei.value.message
+
+
+def test_fallback_must_take_the_method_name():
+    server = joint.Server()
+    with pytest.raises(TypeError):
+        server.fallback(lambda: None)
+    with pytest.raises(TypeError):
+        server.fallback('not callable')
+    server.close()
+
+
+def test_fallback_replaced_and_removed(serve_in_thread):
+    server = joint.Server()
+    server.fallback(lambda method: 'first ' + method)
+    uri = serve_in_thread(server)
+    with joint.connect(uri, timeout=10) as c:
+        assert c.call('x') == 'first x'
+        server.fallback(lambda method: 'second ' + method)
+        assert c.call('x') == 'second x'
+        server.set_fallback(None)
+        with pytest.raises(joint.RemoteError) as ei:
+            c.call('x')
+        assert ei.value.code == joint.RPC_NO_METHOD
+
+
+def test_unknown_method_without_a_fallback(served):
+    _, _, c = served
+    with pytest.raises(joint.RemoteError) as ei:
+        c.call('not_registered', 1, 2)
+    assert ei.value.code == joint.RPC_NO_METHOD
+    assert 'not_registered' in ei.value.message
+
+
+def test_client_fallback_serves_calls_from_the_peer(served):
+    _, _, c = served
+
+    @c.fallback
+    def back(method, x):
+        return [method, x]
+
+    @c.method
+    def twice(x):
+        return 2 * x
+
+    assert c.call('ask_back', 21) == 42           # the registered method still wins
+    assert c.call('ask_back_named', 'whatever', 5) == ['whatever', 5]
 
 
 def test_generator_handler_fallback(served):
