@@ -32,6 +32,8 @@
 //   Request destroyed unanswered sends a JOINT_RPC_NOT_ANSWERED error, so a forgotten
 //   request never leaves the peer waiting. Requests may outlive the context (answering then
 //   does nothing), except conn(), which is for the loop thread while the context lives.
+//   Methods without a handler get JOINT_RPC_NO_METHOD, unless Context::on_fallback serves
+//   them (one handler for all of them; Request::method() says which was called).
 // * Borrowed data. Bytes and std::string_view never own. What a callback receives (call
 //   results, notification params, event reasons) is valid until the callback returns;
 //   Request::method/params/kwargs as long as the Request lives (and is not answered);
@@ -2730,7 +2732,11 @@ public:
             return detail::embedded_nul();
         return detail::check(joint_ctx_unregister(c_.get(), method.c_str()), c_.get(), "no handler for that method");
     }
-    /// Serve requests for methods without a handler (default: a JOINT_RPC_NO_METHOD error).
+    /// Serve requests for methods without a handler with `handler(joint::Request)` (default:
+    /// a JOINT_RPC_NO_METHOD error); Request::method() names the method called. Handlers
+    /// registered with on()/on_pool() always win. Replaces (and destroys) an earlier
+    /// fallback; on_fallback(nullptr) removes it, restoring the default. Runs on the loop
+    /// thread; the request is owned and answered as in on(), and exceptions are as for on().
     template <class F>
     Result<void> on_fallback(F &&handler) {
         static_assert(std::is_invocable_v<std::decay_t<F> &, Request>, "joint: a request handler is callable as void(joint::Request)");

@@ -62,6 +62,44 @@ TEST_F(Exceptions, HandlerExceptionBecomesErrorReply) {
     EXPECT_EQ(call_error("boom").message(), "boom!");
 }
 
+TEST_F(Exceptions, FallbackExceptionBecomesErrorReply) {
+    // The fallback is a request handler like on()'s: what it throws while it holds the
+    // request is the caller's error [JOINT_RPC_HANDLER_FAILED, what()], never a crash.
+    int calls = 0;
+    JT_ASSERT_OK(ctx.on_fallback([&calls](Request req) {
+        ++calls;
+        if (req.method() == "int")
+            throw 42;
+        throw std::runtime_error("no " + std::string(req.method()) + " here");
+    }));
+    JT_ASSERT_OK(ctx.on("fine", [](Request req) { (void)req.reply_value(1); }));
+    joint::Error e = call_error("missing");
+    EXPECT_TRUE(e.is_remote());
+    EXPECT_EQ(e.remote_code(), JOINT_RPC_HANDLER_FAILED);
+    EXPECT_EQ(e.message(), "no missing here");
+    EXPECT_EQ(call_error("int").message(), "unknown exception");
+    EXPECT_EQ(calls, 2);
+    EXPECT_TRUE(g_reports.empty()); // answered, so not reported
+    // the fallback stays set and the context works on
+    EXPECT_EQ(call_error("again").message(), "no again here");
+    auto fine = conn.call_sync("fine", {}, 5000);
+    JT_ASSERT_OK(fine);
+    EXPECT_EQ(fine->as<int>().value(), 1);
+    EXPECT_EQ(calls, 3);
+    EXPECT_EQ(ctx.unanswered(), 0u);
+
+    // replied, then threw: the caller has its answer, the exception goes to the hook
+    JT_ASSERT_OK(ctx.on_fallback([](Request req) {
+        (void)req.reply_value(2);
+        throw std::runtime_error("fallback too late");
+    }));
+    auto r = conn.call_sync("late", {}, 5000);
+    JT_ASSERT_OK(r);
+    EXPECT_EQ(r->as<int>().value(), 2);
+    ASSERT_EQ(g_reports.size(), 1u);
+    EXPECT_EQ(g_reports[0], std::make_pair(std::string("request handler"), std::string("fallback too late")));
+}
+
 TEST_F(Exceptions, HandlerThatNoLongerHoldsItsRequest) {
     // replied, then threw: the peer has its answer, the exception goes to the hook
     JT_ASSERT_OK(ctx.on("replied", [](Request req) {

@@ -347,6 +347,110 @@ TEST_F(Rpc, FallbackAndOff) {
     EXPECT_EQ(gone.error().remote_code(), JOINT_RPC_NO_METHOD);
 }
 
+TEST_F(Rpc, FallbackGetsTheMethodAndArgsOfUnregisteredMethods) {
+    // The fallback owns the request like any handler: method() names what was called and
+    // the params are there as sent; its reply (here a deferred one) goes to the caller.
+    int calls = 0;
+    JT_ASSERT_OK(ctx.on_fallback([this, &calls](Request req) {
+        ++calls;
+        auto a = req.args<int64_t, std::string>();
+        if (!a)
+            return (void)req.reply_error(JOINT_RPC_INVALID_PARAMS, a.error().message());
+        std::string answer = std::string(req.method()) + "(" + std::to_string(std::get<0>(*a)) + ", " + std::get<1>(*a) + ")";
+        JT_EXPECT_OK(ctx.after(0, [req = std::move(req), answer]() mutable { JT_EXPECT_OK(req.reply_value(answer)); }));
+    }));
+    auto r = conn.call_sync("not.registered", joint::pack(7, "seven"), 5000);
+    JT_ASSERT_OK(r);
+    EXPECT_EQ(r->as<std::string>().value(), "not.registered(7, seven)");
+    EXPECT_EQ(calls, 1);
+
+    // its error replies reach the caller as remote errors
+    auto bad = conn.call_sync("other", joint::pack("x"), 5000);
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().remote_code(), JOINT_RPC_INVALID_PARAMS);
+    EXPECT_EQ(calls, 2);
+
+    // a fallback that drops its request unanswered: NOT_ANSWERED, as for any handler
+    JT_ASSERT_OK(ctx.on_fallback([](Request) {}));
+    auto dropped = conn.call_sync("nobody", {}, 5000);
+    ASSERT_FALSE(dropped);
+    EXPECT_EQ(dropped.error().remote_code(), JOINT_RPC_NOT_ANSWERED);
+    EXPECT_EQ(ctx.unanswered(), 0u);
+}
+
+TEST_F(Rpc, RegisteredMethodsDoNotReachTheFallback) {
+    int fallback_calls = 0;
+    JT_ASSERT_OK(ctx.on_fallback([&fallback_calls](Request req) {
+        ++fallback_calls;
+        (void)req.reply_value("fallback");
+    }));
+    auto sum = conn.call_sync("add", joint::pack(2, 3), 5000);
+    JT_ASSERT_OK(sum);
+    EXPECT_EQ(sum->as<int>().value(), 5);
+    auto fail = conn.call_sync("fail", {}, 5000); // its own error, not the fallback's answer
+    ASSERT_FALSE(fail);
+    EXPECT_EQ(fail.error().remote_code(), 42);
+    EXPECT_EQ(fallback_calls, 0);
+
+    // registered later: its handler wins from then on; unregistered: back to the fallback
+    auto before = conn.call_sync("late", {}, 5000);
+    JT_ASSERT_OK(before);
+    EXPECT_EQ(before->as<std::string>().value(), "fallback");
+    EXPECT_EQ(fallback_calls, 1);
+    JT_ASSERT_OK(ctx.on("late", [](Request req) { (void)req.reply_value("late"); }));
+    auto registered = conn.call_sync("late", {}, 5000);
+    JT_ASSERT_OK(registered);
+    EXPECT_EQ(registered->as<std::string>().value(), "late");
+    EXPECT_EQ(fallback_calls, 1);
+    JT_ASSERT_OK(ctx.off("late"));
+    auto after = conn.call_sync("late", {}, 5000);
+    JT_ASSERT_OK(after);
+    EXPECT_EQ(after->as<std::string>().value(), "fallback");
+    EXPECT_EQ(fallback_calls, 2);
+}
+
+TEST_F(Rpc, FallbackReplacedAndRemoved) {
+    auto probe = jt::probe();
+    JT_ASSERT_OK(ctx.on_fallback([probe](Request req) { (void)req.reply_value("first"); }));
+    EXPECT_EQ(probe.use_count(), 2);
+    auto first = conn.call_sync("x", {}, 5000);
+    JT_ASSERT_OK(first);
+    EXPECT_EQ(first->as<std::string>().value(), "first");
+
+    // replacing destroys the old callable; the new one answers
+    JT_ASSERT_OK(ctx.on_fallback([](Request req) { (void)req.reply_value("second"); }));
+    EXPECT_EQ(probe.use_count(), 1);
+    auto second = conn.call_sync("x", {}, 5000);
+    JT_ASSERT_OK(second);
+    EXPECT_EQ(second->as<std::string>().value(), "second");
+
+    // removed: the standard no-such-method error; removing again is harmless
+    JT_ASSERT_OK(ctx.on_fallback(nullptr));
+    JT_ASSERT_OK(ctx.on_fallback(nullptr));
+    auto none = conn.call_sync("x", {}, 5000);
+    ASSERT_FALSE(none);
+    EXPECT_TRUE(none.error().is_remote());
+    EXPECT_EQ(none.error().remote_code(), JOINT_RPC_NO_METHOD);
+    // registered methods were never affected
+    auto sum = conn.call_sync("add", joint::pack(1, 2), 5000);
+    JT_ASSERT_OK(sum);
+    EXPECT_EQ(sum->as<int>().value(), 3);
+
+    // and a fallback can be set again
+    JT_ASSERT_OK(ctx.on_fallback([](Request req) { (void)req.reply_value("third"); }));
+    auto third = conn.call_sync("x", {}, 5000);
+    JT_ASSERT_OK(third);
+    EXPECT_EQ(third->as<std::string>().value(), "third");
+}
+
+TEST(Fallback, OnAnEmptyContextFails) {
+    auto probe = jt::probe();
+    Context empty;
+    JT_EXPECT_ERR(empty.on_fallback([probe](Request) {}), JOINT_E_NULL);
+    EXPECT_EQ(probe.use_count(), 1); // the box was freed, not leaked
+    JT_EXPECT_ERR(empty.on_fallback(nullptr), JOINT_E_NULL);
+}
+
 TEST_F(Rpc, ShutdownAnswersNewRequestsWithShuttingDown) {
     JT_ASSERT_OK(conn.call_sync("add", joint::pack(1, 2), 5000));
     JT_ASSERT_OK(ctx.shutdown());
