@@ -238,3 +238,37 @@ def pipeline_plan(n=PIPELINE_N):
         else:
             plan.append(("echo", [k], k))
     return plan
+
+
+# The "types" and "error" checks of the synchronous Python clients (msgpack-rpc-python,
+# pynvim): `call(method, *params)` makes one blocking call on joint serve and returns its
+# result; a remote error raises `error_cls` with the error object as args[0].
+# (aio-msgpack-rpc's client is async and keeps its own copies.)
+
+def check_types(call, skip):
+    """echo() every item not named in skip, then add() across the 64-bit boundaries."""
+    chosen = [(n, v) for n, v in items() if n not in skip]
+    vals = [native(v) for _, v in chosen]
+    got = call("echo", vals)
+    d = diff(vals, got)
+    for a, b, total in ADD_CASES:
+        d = d or diff(total, call("add", a, b), "add(%r, %r)" % (a, b))
+    report("types", d is None, d or "%d items echoed, %d add() cases" % (len(vals), len(ADD_CASES)),
+           items=[n for n, _ in chosen], skipped=skip)
+
+
+def check_errors(call, error_cls):
+    """An unknown method and bad params: joint's error objects arrive intact, and the
+    connection still answers afterwards."""
+    details, ok = [], True
+    for method, params, want in (("nope", [1], NOMETHOD_ERROR), ("add", ["x", 1], BADPARAMS_ERROR)):
+        try:
+            res = call(method, *params)
+            ok = False
+            details.append("%s: no error, result %r" % (method, res))
+        except error_cls as e:
+            d = diff(want, e.args[0], method)
+            ok = ok and d is None
+            details.append(d or "%s -> %r" % (method, e.args[0]))
+    ok = ok and call("echo", "still alive") == "still alive"
+    report("error", ok, "; ".join(details))

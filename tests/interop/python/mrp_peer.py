@@ -64,28 +64,10 @@ def client(args):
     c = msgpackrpc.Client(msgpackrpc.Address(args[1], int(args[2])), timeout=60, unpack_encoding="utf-8")
 
     def types():
-        chosen = [(n, v) for n, v in C.items() if n not in SKIP]
-        vals = [C.native(v) for _, v in chosen]
-        got = c.call("echo", vals)
-        d = C.diff(vals, got)
-        for a, b, s in C.ADD_CASES:
-            d = d or C.diff(s, c.call("add", a, b), "add(%r, %r)" % (a, b))
-        C.report("types", d is None, d or "%d items echoed, %d add() cases" % (len(vals), len(C.ADD_CASES)),
-                 items=[n for n, _ in chosen], skipped=SKIP)
+        C.check_types(c.call, SKIP)
 
     def errors():
-        details, ok = [], True
-        for method, params, want in (("nope", [1], C.NOMETHOD_ERROR), ("add", ["x", 1], C.BADPARAMS_ERROR)):
-            try:
-                res = c.call(method, *params)
-                ok = False
-                details.append("%s: no error, result %r" % (method, res))
-            except RPCError as e:
-                d = C.diff(want, e.args[0], method)
-                ok = ok and d is None
-                details.append(d or "%s -> %r" % (method, e.args[0]))
-        ok = ok and c.call("echo", "still alive") == "still alive"
-        C.report("error", ok, "; ".join(details))
+        C.check_errors(c.call, RPCError)
 
     def notify():
         c.notify("note", *C.NOTE_PARAMS)

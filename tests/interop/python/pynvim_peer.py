@@ -32,28 +32,10 @@ def client(args):
     s.error_wrapper = lambda e: RemoteError(e)
 
     def types():
-        chosen = [(n, v) for n, v in C.items() if n not in SKIP]
-        vals = [C.native(v) for _, v in chosen]
-        got = s.request("echo", vals)
-        d = C.diff(vals, got)
-        for a, b, total in C.ADD_CASES:
-            d = d or C.diff(total, s.request("add", a, b), "add(%r, %r)" % (a, b))
-        C.report("types", d is None, d or "%d items echoed, %d add() cases" % (len(vals), len(C.ADD_CASES)),
-                 items=[n for n, _ in chosen], skipped=SKIP)
+        C.check_types(s.request, SKIP)
 
     def errors():
-        details, ok = [], True
-        for method, params, want in (("nope", [1], C.NOMETHOD_ERROR), ("add", ["x", 1], C.BADPARAMS_ERROR)):
-            try:
-                res = s.request(method, *params)
-                ok = False
-                details.append("%s: no error, result %r" % (method, res))
-            except RemoteError as e:
-                d = C.diff(want, e.args[0], method)
-                ok = ok and d is None
-                details.append(d or "%s -> %r" % (method, e.args[0]))
-        ok = ok and s.request("echo", "still alive") == "still alive"
-        C.report("error", ok, "; ".join(details))
+        C.check_errors(s.request, RemoteError)
 
     def notify():
         # The session's own first message was the bin-named nvim_set_client_info notification;
