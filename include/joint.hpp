@@ -263,6 +263,13 @@ private:
 
 namespace detail {
 
+/// A unique_ptr deleter that calls the C free function FreeFn.
+template <auto FreeFn> struct FreeWith {
+    template <class T> void operator()(T *p) const noexcept { (void)FreeFn(p); }
+};
+/// Sole ownership of a C handle, freed with FreeFn.
+template <class T, auto FreeFn> using Owned = std::unique_ptr<T, FreeWith<FreeFn>>;
+
 [[noreturn]] inline void fatal(const char *what, const Error *error = nullptr) noexcept {
     std::fprintf(stderr, "joint: %s%s%s\n", what, error ? ": " : "", error ? error->to_string().c_str() : "");
     std::fflush(stderr);
@@ -550,10 +557,7 @@ public:
     explicit operator bool() const noexcept { return b_ != nullptr; }
 
 private:
-    struct Free {
-        void operator()(joint_buf *b) const noexcept { joint_buf_free(b); }
-    };
-    std::unique_ptr<joint_buf, Free> b_;
+    detail::Owned<joint_buf, &joint_buf_free> b_;
 };
 
 // ---- MessagePack: Writer, Reader, pack, unpack --------------------------------------------
@@ -699,10 +703,7 @@ private:
         }
         return *this;
     }
-    struct Free {
-        void operator()(joint_writer *w) const noexcept { joint_writer_free(w); }
-    };
-    std::unique_ptr<joint_writer, Free> w_;
+    detail::Owned<joint_writer, &joint_writer_free> w_;
     Status status_ = JOINT_OK;
     std::string message_;
 };
@@ -821,10 +822,7 @@ public:
     explicit operator bool() const noexcept { return r_ != nullptr; }
 
 private:
-    struct Free {
-        void operator()(joint_reader *r) const noexcept { joint_reader_free(r); }
-    };
-    std::unique_ptr<joint_reader, Free> r_;
+    detail::Owned<joint_reader, &joint_reader_free> r_;
     Status status_ = JOINT_OK;
     std::string message_;
 };
@@ -1321,10 +1319,7 @@ private:
             fail(detail::make_error(st));
         return *this;
     }
-    struct Free {
-        void operator()(joint_call_opts *o) const noexcept { joint_call_opts_free(o); }
-    };
-    std::unique_ptr<joint_call_opts, Free> o_;
+    detail::Owned<joint_call_opts, &joint_call_opts_free> o_;
     std::optional<Error> error_;
 };
 
@@ -2603,10 +2598,7 @@ public:
     explicit operator bool() const noexcept { return c_ != nullptr; }
 
 private:
-    struct Free {
-        void operator()(joint_config *c) const noexcept { joint_config_free(c); }
-    };
-    std::unique_ptr<joint_config, Free> c_;
+    detail::Owned<joint_config, &joint_config_free> c_;
 };
 
 /// A context (joint_ctx): connections, listeners, handlers and timers driven through one
@@ -2834,10 +2826,7 @@ private:
         joint_ctx_free(c_.release());
         life_.reset();
     }
-    struct Free {
-        void operator()(joint_ctx *c) const noexcept { joint_ctx_free(c); }
-    };
-    std::unique_ptr<joint_ctx, Free> c_;
+    detail::Owned<joint_ctx, &joint_ctx_free> c_;
     std::shared_ptr<detail::CtxLife> life_;
 };
 
