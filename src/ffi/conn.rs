@@ -40,7 +40,7 @@ pub struct joint_buf {
 pub type joint_response_cb = Option<unsafe extern "C" fn(conn: *mut joint_conn, resp: *const joint_response, user_data: *mut c_void)>;
 
 /// Run `f` on a connection pointer's context and id.
-unsafe fn on_conn(conn: *const joint_conn, f: impl FnOnce(&Context, ConnId) -> joint_status) -> joint_status {
+pub(crate) unsafe fn on_conn(conn: *const joint_conn, f: impl FnOnce(&Context, ConnId) -> joint_status) -> joint_status {
     guard(JOINT_E_PANIC, || {
         // SAFETY: NULL or a live connection (caller's promise).
         let Some(h) = (unsafe { handle_ref(conn) }) else { return JOINT_E_NULL };
@@ -213,8 +213,7 @@ pub unsafe extern "C" fn joint_conn_call(
                 Ok(m) => m,
                 Err(s) => return s,
             };
-            let params = match slice(params, params_len) {
-                Ok([]) => crate::codec::EMPTY_ARRAY,
+            let params = match super::params(params, params_len) {
                 Ok(p) => p,
                 Err(s) => return s,
             };
@@ -290,8 +289,7 @@ pub unsafe extern "C" fn joint_conn_notify(conn: *mut joint_conn, method: *const
                 Ok(m) => m,
                 Err(s) => return s,
             };
-            let params = match slice(params, params_len) {
-                Ok([]) => crate::codec::EMPTY_ARRAY,
+            let params = match super::params(params, params_len) {
                 Ok(p) => p,
                 Err(s) => return s,
             };
@@ -328,8 +326,7 @@ pub unsafe extern "C" fn joint_conn_call_sync(
                 Ok(m) => m,
                 Err(s) => return s,
             };
-            let params = match slice(params, params_len) {
-                Ok([]) => crate::codec::EMPTY_ARRAY,
+            let params = match super::params(params, params_len) {
                 Ok(p) => p,
                 Err(s) => return s,
             };

@@ -166,6 +166,18 @@ pub(crate) unsafe fn slice<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], j
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// Borrow a call's params: `(NULL, 0)` or an empty buffer means no params (an empty array).
+///
+/// # Safety
+/// As for [`slice`].
+pub(crate) unsafe fn params<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], joint_status> {
+    // SAFETY: forwarded caller promise.
+    match unsafe { slice(ptr, len) } {
+        Ok([]) => Ok(crate::codec::EMPTY_ARRAY),
+        other => other,
+    }
+}
+
 /// Borrow a NUL-terminated C string's bytes.
 ///
 /// # Safety

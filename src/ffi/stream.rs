@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::conn::{joint_buf, joint_conn, joint_response, joint_response_cb};
+use super::conn::{joint_buf, joint_conn, joint_response, joint_response_cb, on_conn};
 use super::ctx::{conn_ptr, handle_ref, joint_ctx, joint_request_cb, on_ctx};
 use super::request::joint_request;
 use super::*;
@@ -148,9 +148,14 @@ pub unsafe extern "C" fn joint_call_opts_free(opts: *mut joint_call_opts) {
     })
 }
 
-unsafe fn with_opts(opts: *mut joint_call_opts, f: impl FnOnce(&mut joint_call_opts) -> joint_status) -> joint_status {
+unsafe fn set_opt(opts: *mut joint_call_opts, f: impl FnOnce(&mut joint_call_opts)) -> joint_status {
     // SAFETY: NULL or live options (caller's promise).
-    guard(JOINT_E_PANIC, || unsafe { opts.as_mut() }.map_or(JOINT_E_NULL, f))
+    guard(JOINT_E_PANIC, || {
+        unsafe { opts.as_mut() }.map_or(JOINT_E_NULL, |o| {
+            f(o);
+            JOINT_OK
+        })
+    })
 }
 
 /// Timeout in milliseconds (-1 or 0: none). The call fails with `JOINT_E_TIMEOUT` after it;
@@ -158,12 +163,7 @@ unsafe fn with_opts(opts: *mut joint_call_opts, f: impl FnOnce(&mut joint_call_o
 #[no_mangle]
 pub unsafe extern "C" fn joint_call_opts_set_timeout_ms(opts: *mut joint_call_opts, timeout_ms: i32) -> joint_status {
     // SAFETY: forwarded caller promise.
-    unsafe {
-        with_opts(opts, |o| {
-            o.timeout_ms = timeout_ms;
-            JOINT_OK
-        })
-    }
+    unsafe { set_opt(opts, |o| o.timeout_ms = timeout_ms) }
 }
 
 /// Keyword params: one encoded MessagePack map (copied); `(NULL, 0)` removes them. To a
@@ -180,36 +180,21 @@ pub unsafe extern "C" fn joint_call_opts_set_kwargs(opts: *mut joint_call_opts, 
         return JOINT_E_INVAL;
     }
     // SAFETY: forwarded caller promise.
-    unsafe {
-        with_opts(opts, |o| {
-            o.kwargs = (!bytes.is_empty()).then(|| bytes.to_vec());
-            JOINT_OK
-        })
-    }
+    unsafe { set_opt(opts, |o| o.kwargs = (!bytes.is_empty()).then(|| bytes.to_vec())) }
 }
 
 /// The call takes values sent into it with `joint_conn_send`, then `joint_conn_end_input`.
 #[no_mangle]
 pub unsafe extern "C" fn joint_call_opts_set_client_stream(opts: *mut joint_call_opts, enabled: bool) -> joint_status {
     // SAFETY: forwarded caller promise.
-    unsafe {
-        with_opts(opts, |o| {
-            o.client_stream = enabled;
-            JOINT_OK
-        })
-    }
+    unsafe { set_opt(opts, |o| o.client_stream = enabled) }
 }
 
 /// Items the callee may stream before we grant more (0: the context's window).
 #[no_mangle]
 pub unsafe extern "C" fn joint_call_opts_set_window(opts: *mut joint_call_opts, items: u32) -> joint_status {
     // SAFETY: forwarded caller promise.
-    unsafe {
-        with_opts(opts, |o| {
-            o.window = items;
-            JOINT_OK
-        })
-    }
+    unsafe { set_opt(opts, |o| o.window = items) }
 }
 
 /// Receive items and send credit as they come (runs inside `joint_ctx_process`, with the
@@ -217,12 +202,7 @@ pub unsafe extern "C" fn joint_call_opts_set_window(opts: *mut joint_call_opts, 
 #[no_mangle]
 pub unsafe extern "C" fn joint_call_opts_set_event_cb(opts: *mut joint_call_opts, cb: joint_call_event_cb) -> joint_status {
     // SAFETY: forwarded caller promise.
-    unsafe {
-        with_opts(opts, |o| {
-            o.event_cb = cb;
-            JOINT_OK
-        })
-    }
+    unsafe { set_opt(opts, |o| o.event_cb = cb) }
 }
 
 /// Grant credit with `joint_conn_grant` instead of after each item callback returns (for
@@ -230,12 +210,7 @@ pub unsafe extern "C" fn joint_call_opts_set_event_cb(opts: *mut joint_call_opts
 #[no_mangle]
 pub unsafe extern "C" fn joint_call_opts_set_manual_credit(opts: *mut joint_call_opts, enabled: bool) -> joint_status {
     // SAFETY: forwarded caller promise.
-    unsafe {
-        with_opts(opts, |o| {
-            o.manual_credit = enabled;
-            JOINT_OK
-        })
-    }
+    unsafe { set_opt(opts, |o| o.manual_credit = enabled) }
 }
 
 fn call_options(opts: Option<&joint_call_opts>, user_data: *mut c_void, conn_handle: *mut joint_conn) -> CallOptions {
@@ -261,25 +236,6 @@ fn call_options(opts: Option<&joint_call_opts>, user_data: *mut c_void, conn_han
     }
 }
 
-/// Run `f` on a connection pointer's context and id.
-unsafe fn on_conn(conn: *const joint_conn, f: impl FnOnce(&Context, ConnId) -> joint_status) -> joint_status {
-    guard(JOINT_E_PANIC, || {
-        // SAFETY: NULL or a live connection (caller's promise).
-        let Some(h) = (unsafe { handle_ref(conn) }) else { return JOINT_E_NULL };
-        // SAFETY: a connection's context outlives its handle.
-        with_context(unsafe { &*h.ctx }, |c| f(c, h.id))
-    })
-}
-
-fn params_or_empty(params: *const u8, len: usize) -> Result<&'static [u8], joint_status> {
-    // SAFETY: the caller passes `len` readable bytes (or NULL, 0), alive for the call; the
-    // 'static here never escapes the export that uses it.
-    match unsafe { slice(params, len) } {
-        Ok([]) => Ok(crate::codec::EMPTY_ARRAY),
-        other => other,
-    }
-}
-
 /// Call with options: to a joint peer this is an extended call (keyword params, deadline,
 /// streamed items through the options' event callback, values sent in with
 /// `joint_conn_send`); to a stock peer a stock request. `opts` may be NULL (defaults).
@@ -302,7 +258,7 @@ pub unsafe extern "C" fn joint_conn_call_opts(
                 Ok(m) => m,
                 Err(s) => return s,
             };
-            let params = match params_or_empty(params, params_len) {
+            let params = match super::params(params, params_len) {
                 Ok(p) => p,
                 Err(s) => return s,
             };
@@ -424,7 +380,7 @@ pub unsafe extern "C" fn joint_conn_call_stream(
                 Ok(m) => m,
                 Err(s) => return s,
             };
-            let params = match params_or_empty(params, params_len) {
+            let params = match super::params(params, params_len) {
                 Ok(p) => p,
                 Err(s) => return s,
             };

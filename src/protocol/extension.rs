@@ -509,31 +509,9 @@ mod tests {
 
     /// Move everything `from` wrote into `to`, returning the events (debug-printed).
     fn pump(from: &mut Session<u32>, to: &mut Session<u32>) -> Vec<String> {
-        let wire = from.output().to_vec();
-        from.consume_output(wire.len());
-        let mut input = wire;
-        let mut seen = Vec::new();
-        loop {
-            match to.decode_next(&input) {
-                Decoded::NeedMore { .. } => return seen,
-                Decoded::Consumed { consumed, event } => {
-                    if let Some(e) = event {
-                        seen.push(format!("{e:?}"));
-                    }
-                    input.drain(..consumed);
-                }
-                Decoded::Reassembled { consumed, message } => {
-                    input.drain(..consumed);
-                    if let Some(e) = to.decode_reassembled(&message) {
-                        seen.push(format!("{e:?}"));
-                    }
-                }
-                Decoded::Fatal(r) => {
-                    seen.push(format!("Fatal({r})"));
-                    return seen;
-                }
-            }
-        }
+        let mut input = from.output().to_vec();
+        from.consume_output(input.len());
+        super::super::tests::drain(to, &mut input)
     }
 
     fn negotiated() -> (Session<u32>, Session<u32>) {

@@ -687,7 +687,7 @@ mod tests {
     }
 
     /// Feed `input` and collect a debug rendering of every event, consuming as told.
-    fn drain(s: &mut Session<u32>, input: &mut Vec<u8>) -> Vec<String> {
+    pub(super) fn drain(s: &mut Session<u32>, input: &mut Vec<u8>) -> Vec<String> {
         let mut seen = Vec::new();
         loop {
             match s.decode_next(input) {
