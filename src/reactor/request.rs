@@ -208,6 +208,20 @@ impl StreamShared {
         self.flow.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Wait for a change of `f`, until `deadline` (`None`: forever); `None` once it passed.
+    fn wait<'a>(&self, f: MutexGuard<'a, Flow>, deadline: Option<Instant>) -> Option<MutexGuard<'a, Flow>> {
+        Some(match deadline {
+            None => self.cond.wait(f).unwrap_or_else(|p| p.into_inner()),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return None;
+                }
+                self.cond.wait_timeout(f, left).unwrap_or_else(|p| p.into_inner()).0
+            }
+        })
+    }
+
     pub fn state(&self) -> StreamState {
         self.lock().state
     }
@@ -380,16 +394,8 @@ impl Request {
             if f.yield_credit > 0 {
                 return Ok(true);
             }
-            f = match deadline {
-                None => stream.cond.wait(f).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(false);
-                    }
-                    stream.cond.wait_timeout(f, left).unwrap_or_else(|p| p.into_inner()).0
-                }
-            };
+            let Some(next) = stream.wait(f, deadline) else { return Ok(false) };
+            f = next;
         }
     }
 
@@ -411,16 +417,8 @@ impl Request {
             if f.state != StreamState::Active && f.state != StreamState::Answered {
                 return Ok(Some(StreamEvent::Ended(f.state)));
             }
-            f = match deadline {
-                None => stream.cond.wait(f).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(None);
-                    }
-                    stream.cond.wait_timeout(f, left).unwrap_or_else(|p| p.into_inner()).0
-                }
-            };
+            let Some(next) = stream.wait(f, deadline) else { return Ok(None) };
+            f = next;
         }
     }
 
