@@ -209,12 +209,8 @@ pub unsafe extern "C" fn joint_conn_call(
     // SAFETY: forwarded caller promise.
     unsafe {
         on_conn(conn, |c, id| {
-            let method = match c_str(method) {
-                Ok(m) => m,
-                Err(s) => return s,
-            };
-            let params = match super::params(params, params_len) {
-                Ok(p) => p,
+            let (method, params) = match method_and_params(method, params, params_len) {
+                Ok(mp) => mp,
                 Err(s) => return s,
             };
             let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64));
@@ -285,12 +281,8 @@ pub unsafe extern "C" fn joint_conn_notify(conn: *mut joint_conn, method: *const
     // SAFETY: forwarded caller promise.
     unsafe {
         on_conn(conn, |c, id| {
-            let method = match c_str(method) {
-                Ok(m) => m,
-                Err(s) => return s,
-            };
-            let params = match super::params(params, params_len) {
-                Ok(p) => p,
+            let (method, params) = match method_and_params(method, params, params_len) {
+                Ok(mp) => mp,
                 Err(s) => return s,
             };
             match c.notify(id, method, params) {
@@ -322,12 +314,8 @@ pub unsafe extern "C" fn joint_conn_call_sync(
             if result_out.is_null() {
                 return JOINT_E_NULL;
             }
-            let method = match c_str(method) {
-                Ok(m) => m,
-                Err(s) => return s,
-            };
-            let params = match super::params(params, params_len) {
-                Ok(p) => p,
+            let (method, params) = match method_and_params(method, params, params_len) {
+                Ok(mp) => mp,
                 Err(s) => return s,
             };
             let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64));

@@ -166,15 +166,18 @@ pub(crate) unsafe fn slice<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], j
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// Borrow a call's params: `(NULL, 0)` or an empty buffer means no params (an empty array).
+/// Borrow a call's method name and params; `(NULL, 0)` or empty params mean none (an
+/// empty array).
 ///
 /// # Safety
-/// As for [`slice`].
-pub(crate) unsafe fn params<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], joint_status> {
+/// As for [`c_str`] and [`slice`].
+pub(crate) unsafe fn method_and_params<'a>(method: *const c_char, params: *const u8, len: usize) -> Result<(&'a [u8], &'a [u8]), joint_status> {
     // SAFETY: forwarded caller promise.
-    match unsafe { slice(ptr, len) } {
-        Ok([]) => Ok(crate::codec::EMPTY_ARRAY),
-        other => other,
+    let method = unsafe { c_str(method) }?;
+    // SAFETY: forwarded caller promise.
+    match unsafe { slice(params, len) }? {
+        [] => Ok((method, crate::codec::EMPTY_ARRAY)),
+        p => Ok((method, p)),
     }
 }
 

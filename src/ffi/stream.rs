@@ -254,12 +254,8 @@ pub unsafe extern "C" fn joint_conn_call_opts(
     // SAFETY: forwarded caller promise.
     unsafe {
         on_conn(conn, |c, id| {
-            let method = match c_str(method) {
-                Ok(m) => m,
-                Err(s) => return s,
-            };
-            let params = match super::params(params, params_len) {
-                Ok(p) => p,
+            let (method, params) = match method_and_params(method, params, params_len) {
+                Ok(mp) => mp,
                 Err(s) => return s,
             };
             let options = call_options(opts.as_ref(), user_data, conn);
@@ -376,12 +372,8 @@ pub unsafe extern "C" fn joint_conn_call_stream(
             if stream_out.is_null() {
                 return JOINT_E_NULL;
             }
-            let method = match c_str(method) {
-                Ok(m) => m,
-                Err(s) => return s,
-            };
-            let params = match super::params(params, params_len) {
-                Ok(p) => p,
+            let (method, params) = match method_and_params(method, params, params_len) {
+                Ok(mp) => mp,
                 Err(s) => return s,
             };
             let mut options = call_options(opts.as_ref(), std::ptr::null_mut(), conn);
