@@ -488,6 +488,26 @@ fn have_nvim() -> bool {
     found
 }
 
+/// `nvim --headless --listen` on a free port: its guard and URI.
+fn nvim_listening() -> (Guard, String) {
+    let address = format!("127.0.0.1:{}", free_tcp_port());
+    let mut cmd = Command::new("nvim");
+    cmd.args(["--headless", "--clean", "--listen", &address]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    (Guard::spawn(&mut cmd, "nvim --listen"), format!("tcp://{address}"))
+}
+
+/// Run `attempt` until it gets through to nvim (exit code 2: it could not connect yet).
+fn once_nvim_listens(nvim: &mut Guard, attempt: impl Fn() -> Output) -> Output {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let out = attempt();
+        if out.code != Some(2) || Instant::now() > deadline || !nvim.is_running() {
+            return out;
+        }
+        thread::sleep(Duration::from_millis(50)); // nvim is still starting
+    }
+}
+
 #[test]
 fn nvim_embed_over_exec() {
     if !have_nvim() {
@@ -502,20 +522,8 @@ fn nvim_over_tcp() {
     if !have_nvim() {
         return;
     }
-    let port = free_tcp_port();
-    let address = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new("nvim");
-    cmd.args(["--headless", "--clean", "--listen", &address]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let mut nvim = Guard::spawn(&mut cmd, "nvim --listen");
-    let uri = format!("tcp://{address}");
-    let deadline = Instant::now() + LIMIT;
-    let out = loop {
-        let out = call(&uri, "nvim_eval", &[r#""1+2""#, "--timeout", "5000"]);
-        if out.code != Some(2) || Instant::now() > deadline || !nvim.is_running() {
-            break out;
-        }
-        thread::sleep(Duration::from_millis(50)); // nvim is still starting
-    };
+    let (mut nvim, uri) = nvim_listening();
+    let out = once_nvim_listens(&mut nvim, || call(&uri, "nvim_eval", &[r#""1+2""#, "--timeout", "5000"]));
     assert_eq!(out.json(), json!(3));
     let out = joint(&["notify", &uri, "nvim_set_var", "joint_test", "7"]);
     assert_eq!(out.code, Some(0), "{out:?}");
@@ -749,20 +757,8 @@ fn streaming_options_against_neovim() {
     if !have_nvim() {
         return;
     }
-    let port = free_tcp_port();
-    let address = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new("nvim");
-    cmd.args(["--headless", "--clean", "--listen", &address]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let mut nvim = Guard::spawn(&mut cmd, "nvim --listen");
-    let uri = format!("tcp://{address}");
-    let deadline = Instant::now() + LIMIT;
-    let out = loop {
-        let out = joint(&["call", "--stream", &uri, "nvim_eval", r#""1+2""#, "--timeout", "5000"]);
-        if out.code != Some(2) || Instant::now() > deadline || !nvim.is_running() {
-            break out;
-        }
-        thread::sleep(Duration::from_millis(50)); // nvim is still starting
-    };
+    let (mut nvim, uri) = nvim_listening();
+    let out = once_nvim_listens(&mut nvim, || joint(&["call", "--stream", &uri, "nvim_eval", r#""1+2""#, "--timeout", "5000"]));
     // A stock server: no items, the result alone.
     assert_eq!(out.stdout, "{\"result\":3}\n", "{out:?}");
     assert_eq!(out.code, Some(0), "{out:?}");
