@@ -17,6 +17,8 @@ use joint::reactor::{Config, Context, Request};
 fn config(extension: bool, mib: usize) -> Config {
     let mut c = Config::default();
     c.limits.frame.max_message_size = (mib + 1) << 20;
+    // The reply and its copy on the way out both count against the memory budget.
+    c.memory_budget = ((mib + 1) << 20) * 4;
     c.limits.ext.enabled = extension;
     c
 }

@@ -71,6 +71,12 @@
 #define JOINT_RPC_NOT_ANSWERED 7
 
 /**
+ * Error code in joint's error objects: the answer did not fit in the answering end's memory
+ * budget (`joint_config_set_memory_budget`); try again later or ask for less.
+ */
+#define JOINT_RPC_RESOURCE_EXHAUSTED 10
+
+/**
  * Connection event: opened.
  */
 #define JOINT_CONN_OPEN 1
@@ -733,8 +739,10 @@ JOINT_API void joint_buf_free(joint_buf *buf);
 
 /**
  * Create a configuration with the defaults: 64 MiB maximum message size, nesting depth 128,
- * 65536 calls in flight per connection and direction, 10 s connect timeout, 256 MiB of
- * unsent output per connection, no logging (unless the JOINT_LOG environment variable is set).
+ * 65536 calls in flight per connection and direction, 10 s connect timeout, a 256 MiB
+ * memory budget, a 1 MiB output high-water mark, 4096 connections, a 30 s message timeout,
+ * no idle timeout, a 5 s linger, a listen backlog of 1024, no logging (unless the JOINT_LOG
+ * environment variable is set).
  * On success `*config_out` is owned by the caller.
  */
 JOINT_API joint_status joint_config_new(joint_config **config_out);
@@ -772,10 +780,56 @@ joint_status joint_config_set_connect_timeout_ms(joint_config *config,
                                                  int32_t timeout_ms);
 
 /**
- * Most bytes of unsent output per connection: a peer that stops reading while more is
- * queued is disconnected (its pending calls fail with `JOINT_E_CLOSED`).
+ * The memory budget, in bytes (at least 1 MiB; default 256 MiB): what all connections of a
+ * context together may make it hold — input buffers, reassembly of fragmented messages,
+ * queued output, answers on their way to the loop, and requests a handler holds. When it is
+ * spent, connections holding more than 64 KiB stop being read until memory is given back
+ * (their peers see TCP back-pressure), and an answer that does not fit is replaced by a
+ * `JOINT_RPC_RESOURCE_EXHAUSTED` error. See docs/c-api-conventions.md, "Memory".
  */
-JOINT_API joint_status joint_config_set_max_outbuf(joint_config *config, size_t bytes);
+JOINT_API joint_status joint_config_set_memory_budget(joint_config *config, size_t bytes);
+
+/**
+ * Output high-water mark, in bytes (at least 1; default 1 MiB): while more than this is
+ * queued for a connection, its requests are not read or dispatched, until the output drains
+ * to half of it. A peer that does not read is slowed down, not buffered for.
+ */
+JOINT_API joint_status joint_config_set_output_high_water(joint_config *config, size_t bytes);
+
+/**
+ * Most open connections of a context, accepted and opened together (at least 1; default
+ * 4096). A connection accepted beyond it is closed at once (its client sees the close).
+ */
+JOINT_API joint_status joint_config_set_max_connections(joint_config *config, uint32_t connections);
+
+/**
+ * Message timeout in milliseconds (default 30000; -1: none): a message must arrive whole
+ * within this long of its first byte, and queued output must make progress within it, or
+ * the connection closes (`JOINT_E_TIMEOUT` / `JOINT_E_LIMIT` in its close event).
+ */
+JOINT_API
+joint_status joint_config_set_message_timeout_ms(joint_config *config,
+                                                 int32_t timeout_ms);
+
+/**
+ * Idle timeout in milliseconds (default -1: none): a connection with no traffic either way,
+ * no unanswered requests and no pending calls for this long is closed.
+ */
+JOINT_API joint_status joint_config_set_idle_timeout_ms(joint_config *config, int32_t timeout_ms);
+
+/**
+ * Linger in milliseconds (default 5000; 0: none): after a peer closed its end, how long the
+ * requests it sent may still be answered; then they are cancelled
+ * (`joint_request_is_cancelled` says so, answering does nothing) and the connection is
+ * freed.
+ */
+JOINT_API joint_status joint_config_set_linger_ms(joint_config *config, int32_t linger_ms);
+
+/**
+ * Connections the kernel queues for each listener until they are accepted (at least 1;
+ * default 1024, capped by the system's `net.core.somaxconn`).
+ */
+JOINT_API joint_status joint_config_set_listen_backlog(joint_config *config, uint32_t backlog);
 
 /**
  * Send log lines up to `level` (`JOINT_LOG_*`) to `cb`, which runs on the thread calling
@@ -1166,6 +1220,13 @@ joint_status joint_request_kwargs(const joint_request *req,
  * The msgid the peer chose for this request.
  */
 JOINT_API uint32_t joint_request_msgid(const joint_request *req);
+
+/**
+ * Whether the call ended without its handler: the caller cancelled it, its deadline passed,
+ * or its connection is gone (the peer went away, or closed its end and the linger passed).
+ * Answering it then does nothing, so long work for it can stop early. Any thread.
+ */
+JOINT_API bool joint_request_is_cancelled(const joint_request *req);
 
 /**
  * The connection the request came on, to call the peer back over it; NULL if it has closed.

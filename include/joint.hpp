@@ -2555,7 +2555,8 @@ public:
     explicit Config(joint_config *config) noexcept : c_(config) {}
 
     /// The defaults: 64 MiB messages, depth 128, 65536 calls in flight, 10 s connect
-    /// timeout, 256 MiB unsent output per connection, no logging.
+    /// timeout, a 256 MiB memory budget, a 1 MiB output high-water mark, 4096 connections,
+    /// 30 s message timeout, no idle timeout, 5 s linger, listen backlog 1024, no logging.
     static Result<Config> create() {
         joint_config *c = nullptr;
         Status st = joint_config_new(&c);
@@ -2568,7 +2569,19 @@ public:
     Result<void> set_max_depth(std::uint32_t depth) { return detail::check(joint_config_set_max_depth(c_.get(), depth)); }
     Result<void> set_max_inflight(std::uint32_t calls) { return detail::check(joint_config_set_max_inflight(c_.get(), calls)); }
     Result<void> set_connect_timeout_ms(std::int32_t ms) { return detail::check(joint_config_set_connect_timeout_ms(c_.get(), ms)); }
-    Result<void> set_max_outbuf(std::size_t bytes) { return detail::check(joint_config_set_max_outbuf(c_.get(), bytes)); }
+    /// Bytes all connections together may make the context hold (default 256 MiB; at least
+    /// 1 MiB); see joint_config_set_memory_budget.
+    Result<void> set_memory_budget(std::size_t bytes) { return detail::check(joint_config_set_memory_budget(c_.get(), bytes)); }
+    /// Unsent output per connection above which its requests are not read (default 1 MiB).
+    Result<void> set_output_high_water(std::size_t bytes) { return detail::check(joint_config_set_output_high_water(c_.get(), bytes)); }
+    Result<void> set_max_connections(std::uint32_t n) { return detail::check(joint_config_set_max_connections(c_.get(), n)); }
+    /// -1: no limit; otherwise milliseconds (> 0).
+    Result<void> set_message_timeout_ms(std::int32_t ms) { return detail::check(joint_config_set_message_timeout_ms(c_.get(), ms)); }
+    /// -1 (the default): none; otherwise milliseconds (> 0).
+    Result<void> set_idle_timeout_ms(std::int32_t ms) { return detail::check(joint_config_set_idle_timeout_ms(c_.get(), ms)); }
+    /// 0: cancel at once; otherwise milliseconds.
+    Result<void> set_linger_ms(std::int32_t ms) { return detail::check(joint_config_set_linger_ms(c_.get(), ms)); }
+    Result<void> set_listen_backlog(std::uint32_t n) { return detail::check(joint_config_set_listen_backlog(c_.get(), n)); }
     /// Offer the joint extension on connections the context opens and accept it on those it
     /// accepts (default true; stock peers are unaffected either way).
     Result<void> set_extension(bool enabled) { return detail::check(joint_config_set_extension(c_.get(), enabled)); }

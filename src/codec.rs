@@ -800,6 +800,11 @@ pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// The header of a bin object of `len` bytes (the caller appends them).
+pub fn write_bin_len(out: &mut Vec<u8>, len: usize) {
+    let _ = rmp::encode::write_bin_len(out, len as u32);
+}
+
 pub fn write_bin(out: &mut Vec<u8>, b: &[u8]) {
     let _ = rmp::encode::write_bin_len(out, b.len() as u32);
     out.extend_from_slice(b);
@@ -885,11 +890,18 @@ pub fn encode_credit(out: &mut Vec<u8>, kind: u64, msgid: u32, n: u32) {
 
 /// `[24, fragid, total, chunk]`.
 pub fn encode_fragment(out: &mut Vec<u8>, fragid: u32, total: u64, chunk: &[u8]) {
+    encode_fragment_header(out, fragid, total, chunk.len());
+    out.extend_from_slice(chunk);
+}
+
+/// `[24, fragid, total, chunk]` up to the chunk's bytes, which the caller sends from where
+/// they are.
+pub fn encode_fragment_header(out: &mut Vec<u8>, fragid: u32, total: u64, chunk_len: usize) {
     out.push(0x94);
     out.push(TYPE_FRAGMENT as u8);
     write_uint(out, fragid as u64);
     write_uint(out, total);
-    write_bin(out, chunk);
+    let _ = rmp::encode::write_bin_len(out, chunk_len as u32);
 }
 
 /// The error object joint itself produces: `[code, message]` (Neovim's convention).

@@ -429,12 +429,14 @@ fn extension_traffic_never_reaches_a_stock_peer() {
     assert!(!cli.is_extended_call(call));
 }
 
-/// Serve `big(n)` (n bytes of bin) and `echo(x)`; max message size 300 MiB on both ends.
+/// Serve `big(n)` (n bytes of bin) and `echo(x)`; max message size 300 MiB and a 1 GiB
+/// memory budget on both ends.
 type Answered = Rc<std::cell::Cell<Option<Instant>>>;
 
 fn big_pair(extension: bool) -> (Box<Context>, Box<Context>, joint::reactor::ConnId, Answered) {
     let mut config = Config::default();
     config.limits.frame.max_message_size = 300 << 20;
+    config.memory_budget = 1 << 30;
     config.limits.ext.enabled = extension;
     let srv = Context::new(config.clone()).unwrap();
     let l = srv.listen("tcp://127.0.0.1:0").unwrap();

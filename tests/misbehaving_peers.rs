@@ -194,8 +194,10 @@ fn slowloris_does_not_delay_other_connections() {
 
 // ---- a peer that never reads ----------------------------------------------------------------
 
-/// A server with an 8 MiB output cap and a `blob` method answering 1 MiB. Returns it, the
-/// number of `blob` requests it answered, and the reasons of the connections it closed.
+/// A server with an 8 MiB output high-water mark, a 2 s message timeout (so output that
+/// makes no progress for 2 s closes its connection) and a `blob` method answering 1 MiB.
+/// Returns it, the number of `blob` requests it answered, and the reasons of the connections
+/// it closed.
 type Closes = Arc<Mutex<Vec<(ErrorKind, String)>>>;
 
 fn blob_server() -> (ServerThread, Arc<AtomicUsize>, Closes) {
@@ -203,7 +205,7 @@ fn blob_server() -> (ServerThread, Arc<AtomicUsize>, Closes) {
     let handled = Arc::new(AtomicUsize::new(0));
     let (c2, h2) = (closes.clone(), handled.clone());
     let srv = ServerThread::start_with(
-        || Config { max_outbuf: 8 * MIB, ..Config::default() },
+        || Config { output_high_water: 8 * MIB, message_timeout: Some(Duration::from_secs(2)), ..Config::default() },
         move |ctx: &Context| {
             standard_handlers(ctx);
             let mut blob = Vec::new();
@@ -253,9 +255,10 @@ impl RssMonitor {
     }
 }
 
-/// A client asks for 1 MiB blobs and never reads the answers: the server closes it once more
-/// than max_outbuf (8 MiB) waits for it, its memory stays bounded meanwhile, and another
-/// connection is served all along. With `burst` the client pipelines 64 requests in one write;
+/// A client asks for 1 MiB blobs and never reads the answers: once more than the high-water
+/// mark (8 MiB) waits for it the server stops reading its requests (back-pressure), closes it
+/// when its output has made no progress for the message timeout, its memory stays bounded
+/// meanwhile, and another connection is served all along. With `burst` the client pipelines 64 requests in one write;
 /// otherwise it sends the next request once the server has answered the previous one.
 fn never_reads(burst: bool) {
     let _serial = serial();
@@ -320,11 +323,9 @@ fn peer_that_never_reads_is_closed_and_memory_stays_bounded() {
     never_reads(false);
 }
 
-/// BUG: the output cap is checked only after everything read in one `process()` round has
-/// been dispatched and answered, so a peer that pipelines N requests for big answers in one
-/// write makes the server hold N answers at once, whatever max_outbuf says. Here 64 requests
-/// for 1 MiB each take the RSS up by about 130 MiB for an 8 MiB cap; a read budget (1 MiB) of
-/// 9-byte requests could ask for over 100 GiB.
+/// A peer that pipelines 64 requests for 1 MiB answers in one write: the high-water mark is
+/// checked between requests, so the server holds about 8 MiB of answers, not 64 (a read
+/// budget of 9-byte requests could otherwise ask for over 100 GiB).
 #[test]
 fn pipelined_burst_from_a_peer_that_never_reads_stays_bounded() {
     never_reads(true);

@@ -561,6 +561,7 @@ fn feed(limits: Limits, calls: u32, data: &[u8], how: &Feed) -> Fed {
             steps += 1;
             assert!(steps < 10 * data.len() + 1000, "no progress: {steps} steps for {} bytes", data.len());
             match s.decode_next(&buf) {
+                Decoded::Blocked => panic!("no memory allowance was set"),
                 Decoded::NeedMore { needed } => {
                     // `needed` is a lower bound of what the message needs. It is more than
                     // what is buffered, except while an oversize message is being skipped,

@@ -22,6 +22,13 @@ type config struct {
 	extension      *bool
 	logger         *slog.Logger
 	callTimeout    time.Duration
+	memoryBudget   int
+	highWater      int
+	maxConns       uint32
+	backlog        uint32
+	// Timeouts: set (has*) to a positive duration, or to 0 or less for none.
+	messageTimeout, idleTimeout, linger time.Duration
+	hasMessage, hasIdle, hasLinger      bool
 }
 
 // WithWindow sets the flow-control window: items a peer may stream into (or out of) one call
@@ -56,6 +63,41 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // WithCallTimeout sets a default timeout for a Client's calls whose context has no
 // deadline (default none).
 func WithCallTimeout(d time.Duration) Option { return func(c *config) { c.callTimeout = d } }
+
+// WithMemoryBudget sets the bytes all connections together may make the library hold:
+// input, reassembly, queued output and requests being served (default 256 MiB, at least
+// 1 MiB). When it is spent, connections holding more than 64 KiB are not read until memory
+// comes back, and an answer that does not fit becomes a RESOURCE_EXHAUSTED (10) error.
+func WithMemoryBudget(bytes int) Option { return func(c *config) { c.memoryBudget = bytes } }
+
+// WithOutputHighWater sets the unsent output per connection above which its requests are
+// not read until it drains to half (default 1 MiB): a peer that does not read is slowed
+// down, not buffered for.
+func WithOutputHighWater(bytes int) Option { return func(c *config) { c.highWater = bytes } }
+
+// WithMaxConnections sets the most open connections (default 4096); one accepted beyond it
+// is closed at once.
+func WithMaxConnections(n uint32) Option { return func(c *config) { c.maxConns = n } }
+
+// WithMessageTimeout sets how long a message may take to arrive whole once it started, and
+// queued output may go without progress, before the connection closes (default 30 s; 0 or
+// less: no limit).
+func WithMessageTimeout(d time.Duration) Option {
+	return func(c *config) { c.messageTimeout, c.hasMessage = d, true }
+}
+
+// WithIdleTimeout closes connections with no traffic and nothing pending for d (default
+// none; 0 or less: none).
+func WithIdleTimeout(d time.Duration) Option {
+	return func(c *config) { c.idleTimeout, c.hasIdle = d, true }
+}
+
+// WithLinger sets how long requests of a peer that closed its end may still be answered
+// before they are cancelled and the connection freed (default 5 s; 0: at once).
+func WithLinger(d time.Duration) Option { return func(c *config) { c.linger, c.hasLinger = d, true } }
+
+// WithListenBacklog sets how many connections the kernel queues per listener (default 1024).
+func WithListenBacklog(n uint32) Option { return func(c *config) { c.backlog = n } }
 
 func buildConfig(opts []Option) *config {
 	c := &config{}
@@ -104,6 +146,37 @@ func (c *config) newCConfig() (*C.joint_config, error) {
 	}
 	if c.extension != nil {
 		set(check(C.joint_config_set_extension(cfg, C.bool(*c.extension)), "extension"))
+	}
+	if c.memoryBudget > 0 {
+		set(check(C.joint_config_set_memory_budget(cfg, C.size_t(c.memoryBudget)), "memory budget"))
+	}
+	if c.highWater > 0 {
+		set(check(C.joint_config_set_output_high_water(cfg, C.size_t(c.highWater)), "output high water"))
+	}
+	if c.maxConns > 0 {
+		set(check(C.joint_config_set_max_connections(cfg, C.uint32_t(c.maxConns)), "max connections"))
+	}
+	if c.backlog > 0 {
+		set(check(C.joint_config_set_listen_backlog(cfg, C.uint32_t(c.backlog)), "listen backlog"))
+	}
+	limitMs := func(d time.Duration) C.int32_t {
+		if d <= 0 {
+			return -1
+		}
+		return C.int32_t(durationMs(d))
+	}
+	if c.hasMessage {
+		set(check(C.joint_config_set_message_timeout_ms(cfg, limitMs(c.messageTimeout)), "message timeout"))
+	}
+	if c.hasIdle {
+		set(check(C.joint_config_set_idle_timeout_ms(cfg, limitMs(c.idleTimeout)), "idle timeout"))
+	}
+	if c.hasLinger {
+		ms := C.int32_t(0)
+		if c.linger > 0 {
+			ms = C.int32_t(durationMs(c.linger))
+		}
+		set(check(C.joint_config_set_linger_ms(cfg, ms), "linger"))
 	}
 	if c.logger != nil {
 		level := C.JOINT_LOG_WARN

@@ -27,7 +27,7 @@ const MAIN_HELP: &str = "\
 joint: MessagePack-RPC from the command line
 
 USAGE:
-    joint serve [--listen URI]... [--stdio]     run the demo server
+    joint serve [--listen URI]... [--stdio]     run the demo server (limits: joint help serve)
     joint call URI METHOD [ARG]... [OPTIONS]    call a method, print the result as JSON
                                                 (--stream, --send-json-lines: streaming)
     joint notify URI METHOD [ARG]... [OPTIONS]  send a notification
@@ -65,7 +65,7 @@ Set JOINT_LOG=debug (or info, warn, error) to see the library's log on stderr.
 ";
 
 const SERVE_HELP: &str = "\
-joint serve [--listen URI]... [--stdio]
+joint serve [--listen URI]... [--stdio] [LIMITS]
 
 Run the demo server until SIGINT or SIGTERM. Then it stops listening (removing its Unix
 socket files), refuses new requests, gives those already received up to 2 s to be answered
@@ -77,6 +77,23 @@ OPTIONS:
     --listen URI   listen on URI (tcp://HOST:PORT or unix:///PATH); may be repeated;
                    default tcp://127.0.0.1:6000 (unless --stdio is given alone)
     --stdio        also serve one connection over stdin/stdout, and exit when it closes
+
+LIMITS (every byte and fd the server holds for its peers is bounded by one of these):
+    --memory-budget-mib N     memory all connections together may make it hold: input,
+                              queued output, requests in progress (default 256). When it
+                              is spent, connections holding more than 64 KiB are not read
+                              until memory comes back; an answer that does not fit is
+                              refused with error code 10 (resource exhausted)
+    --max-connections N       open connections; further ones are accepted and closed at
+                              once (default 4096)
+    --message-timeout-ms MS   a message must arrive whole within MS of its first byte, and
+                              queued output must make progress within MS, or the
+                              connection closes (default 30000; 0: no limit)
+    --idle-timeout-ms MS      close connections quiet for MS with nothing pending
+                              (default 0: never)
+    --linger-ms MS            after a client closes its end, how long its requests may
+                              still be answered before they are cancelled (default 5000)
+    --listen-backlog N        connections the kernel queues per listener (default 1024)
 
 METHODS:
     echo(x)                    returns x
@@ -256,11 +273,32 @@ fn looks_like_option(arg: &str) -> bool {
 }
 
 fn parse_serve(args: &[String]) -> Result<serve::Options, String> {
-    let mut options = serve::Options { listen: Vec::new(), stdio: false };
+    let mut options = serve::Options::default();
     let mut iter = args.iter();
+    fn number<T: std::str::FromStr>(name: &str, v: &str, min: T) -> Result<T, String>
+    where
+        T: PartialOrd + std::fmt::Display,
+    {
+        match v.parse::<T>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(format!("{name} needs a whole number of at least {min}, not {v:?}")),
+        }
+    }
     while let Some(arg) = iter.next() {
         if arg == "--stdio" {
             options.stdio = true;
+        } else if let Some(v) = option_value("--memory-budget-mib", arg, &mut iter)? {
+            options.memory_budget_mib = Some(number("--memory-budget-mib", v, 1usize)?);
+        } else if let Some(v) = option_value("--max-connections", arg, &mut iter)? {
+            options.max_connections = Some(number("--max-connections", v, 1usize)?);
+        } else if let Some(v) = option_value("--message-timeout-ms", arg, &mut iter)? {
+            options.message_timeout_ms = Some(number("--message-timeout-ms", v, 0u64)?);
+        } else if let Some(v) = option_value("--idle-timeout-ms", arg, &mut iter)? {
+            options.idle_timeout_ms = Some(number("--idle-timeout-ms", v, 0u64)?);
+        } else if let Some(v) = option_value("--linger-ms", arg, &mut iter)? {
+            options.linger_ms = Some(number("--linger-ms", v, 0u64)?);
+        } else if let Some(v) = option_value("--listen-backlog", arg, &mut iter)? {
+            options.listen_backlog = Some(number("--listen-backlog", v, 1u32)?);
         } else if let Some(uri) = option_value("--listen", arg, &mut iter)? {
             if !(uri.starts_with("tcp://") || uri.starts_with("unix:")) {
                 return Err(format!("cannot listen on {uri:?}: expected tcp://HOST:PORT or unix:///PATH"));
@@ -388,6 +426,12 @@ mod tests {
         assert_eq!(o.listen, ["tcp://127.0.0.1:0", "unix:///tmp/x"]);
         assert!(o.stdio);
         assert!(parse_serve(&strings(&["--listen"])).is_err());
+        let o =
+            parse_serve(&strings(&["--memory-budget-mib", "16", "--max-connections=3", "--message-timeout-ms", "0", "--linger-ms", "0"])).unwrap();
+        let c = o.config();
+        assert_eq!((c.memory_budget, c.max_connections, c.message_timeout, c.linger), (16 << 20, 3, None, std::time::Duration::ZERO));
+        assert!(parse_serve(&strings(&["--memory-budget-mib", "0"])).is_err());
+        assert!(parse_serve(&strings(&["--max-connections", "x"])).is_err());
         assert!(parse_serve(&strings(&["--listen", "http://x"])).is_err());
         assert!(parse_serve(&strings(&["extra"])).is_err());
     }

@@ -23,9 +23,46 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Longest `sleep(ms)` accepted: one day.
 const MAX_SLEEP_MS: u64 = 86_400_000;
 
+#[derive(Default)]
 pub struct Options {
     pub listen: Vec<String>,
     pub stdio: bool,
+    /// Resource limits given on the command line (the library's defaults otherwise).
+    pub memory_budget_mib: Option<usize>,
+    pub max_connections: Option<usize>,
+    /// 0: no limit.
+    pub message_timeout_ms: Option<u64>,
+    /// 0: none.
+    pub idle_timeout_ms: Option<u64>,
+    pub linger_ms: Option<u64>,
+    pub listen_backlog: Option<u32>,
+}
+
+impl Options {
+    /// The library configuration these options ask for.
+    pub fn config(&self) -> Config {
+        let mut c = Config::default();
+        let ms = |v: u64| (v > 0).then(|| Duration::from_millis(v));
+        if let Some(mib) = self.memory_budget_mib {
+            c.memory_budget = mib << 20;
+        }
+        if let Some(n) = self.max_connections {
+            c.max_connections = n;
+        }
+        if let Some(v) = self.message_timeout_ms {
+            c.message_timeout = ms(v);
+        }
+        if let Some(v) = self.idle_timeout_ms {
+            c.idle_timeout = ms(v);
+        }
+        if let Some(v) = self.linger_ms {
+            c.linger = Duration::from_millis(v);
+        }
+        if let Some(n) = self.listen_backlog {
+            c.listen_backlog = n;
+        }
+        c
+    }
 }
 
 /// What the server remembers between requests.
@@ -91,8 +128,17 @@ fn blob(state: &State, req: Request) {
     };
     match usize::try_from(n) {
         Ok(n) if n <= state.max_blob => {
-            let mut out = Vec::with_capacity(n + 5);
-            joint::codec::write_bin(&mut out, &(0..n).map(|i| i as u8).collect::<Vec<u8>>());
+            if req.is_conn_closed() {
+                return; // the client is gone: skip the work
+            }
+            // One buffer, written in place (a 64 MiB answer costs 64 MiB here, not 128).
+            let mut out = Vec::new();
+            if out.try_reserve_exact(n + 5).is_err() {
+                let _ = req.reply_error_code(rpc_error::RESOURCE_EXHAUSTED, b"blob(n): out of memory");
+                return;
+            }
+            joint::codec::write_bin_len(&mut out, n);
+            out.extend((0..n).map(|i| i as u8));
             let _ = req.reply(&out);
         }
         _ => {
@@ -158,7 +204,7 @@ pub fn run(options: &Options) -> ExitCode {
 fn serve(options: &Options) -> Result<(), String> {
     // Before anything else, so a signal during start-up is not lost.
     let signal_pipe = SignalPipe::install(&[libc::SIGINT, libc::SIGTERM]).map_err(|e| format!("cannot catch signals: {e}"))?;
-    let config = Config::default();
+    let config = options.config();
     let ctx = Context::new(config.clone()).map_err(|e| e.to_string())?;
     install(&ctx, &config);
 

@@ -81,8 +81,10 @@ fn level_of(l: LogLevel) -> i32 {
 }
 
 /// Create a configuration with the defaults: 64 MiB maximum message size, nesting depth 128,
-/// 65536 calls in flight per connection and direction, 10 s connect timeout, 256 MiB of
-/// unsent output per connection, no logging (unless the JOINT_LOG environment variable is set).
+/// 65536 calls in flight per connection and direction, 10 s connect timeout, a 256 MiB
+/// memory budget, a 1 MiB output high-water mark, 4096 connections, a 30 s message timeout,
+/// no idle timeout, a 5 s linger, a listen backlog of 1024, no logging (unless the JOINT_LOG
+/// environment variable is set).
 /// On success `*config_out` is owned by the caller.
 #[no_mangle]
 pub unsafe extern "C" fn joint_config_new(config_out: *mut *mut joint_config) -> joint_status {
@@ -195,17 +197,84 @@ pub unsafe extern "C" fn joint_config_set_connect_timeout_ms(config: *mut joint_
     }
 }
 
-/// Most bytes of unsent output per connection: a peer that stops reading while more is
-/// queued is disconnected (its pending calls fail with `JOINT_E_CLOSED`).
+/// The memory budget, in bytes (at least 1 MiB; default 256 MiB): what all connections of a
+/// context together may make it hold — input buffers, reassembly of fragmented messages,
+/// queued output, answers on their way to the loop, and requests a handler holds. When it is
+/// spent, connections holding more than 64 KiB stop being read until memory is given back
+/// (their peers see TCP back-pressure), and an answer that does not fit is replaced by a
+/// `JOINT_RPC_RESOURCE_EXHAUSTED` error. See docs/c-api-conventions.md, "Memory".
 #[no_mangle]
-pub unsafe extern "C" fn joint_config_set_max_outbuf(config: *mut joint_config, bytes: usize) -> joint_status {
+pub unsafe extern "C" fn joint_config_set_memory_budget(config: *mut joint_config, bytes: usize) -> joint_status {
+    // SAFETY: forwarded caller promise.
+    unsafe { set_checked(config, bytes >= 1 << 20, |c| c.memory_budget = bytes) }
+}
+
+/// Output high-water mark, in bytes (at least 1; default 1 MiB): while more than this is
+/// queued for a connection, its requests are not read or dispatched, until the output drains
+/// to half of it. A peer that does not read is slowed down, not buffered for.
+#[no_mangle]
+pub unsafe extern "C" fn joint_config_set_output_high_water(config: *mut joint_config, bytes: usize) -> joint_status {
+    // SAFETY: forwarded caller promise.
+    unsafe { set_checked(config, bytes >= 1, |c| c.output_high_water = bytes) }
+}
+
+/// Most open connections of a context, accepted and opened together (at least 1; default
+/// 4096). A connection accepted beyond it is closed at once (its client sees the close).
+#[no_mangle]
+pub unsafe extern "C" fn joint_config_set_max_connections(config: *mut joint_config, connections: u32) -> joint_status {
+    // SAFETY: forwarded caller promise.
+    unsafe { set_checked(config, connections >= 1, |c| c.max_connections = connections as usize) }
+}
+
+/// Message timeout in milliseconds (default 30000; -1: none): a message must arrive whole
+/// within this long of its first byte, and queued output must make progress within it, or
+/// the connection closes (`JOINT_E_TIMEOUT` / `JOINT_E_LIMIT` in its close event).
+#[no_mangle]
+pub unsafe extern "C" fn joint_config_set_message_timeout_ms(config: *mut joint_config, timeout_ms: i32) -> joint_status {
+    // SAFETY: forwarded caller promise.
+    unsafe { set_checked(config, timeout_ms == -1 || timeout_ms > 0, |c| c.message_timeout = millis(timeout_ms)) }
+}
+
+/// Idle timeout in milliseconds (default -1: none): a connection with no traffic either way,
+/// no unanswered requests and no pending calls for this long is closed.
+#[no_mangle]
+pub unsafe extern "C" fn joint_config_set_idle_timeout_ms(config: *mut joint_config, timeout_ms: i32) -> joint_status {
+    // SAFETY: forwarded caller promise.
+    unsafe { set_checked(config, timeout_ms == -1 || timeout_ms > 0, |c| c.idle_timeout = millis(timeout_ms)) }
+}
+
+/// Linger in milliseconds (default 5000; 0: none): after a peer closed its end, how long the
+/// requests it sent may still be answered; then they are cancelled
+/// (`joint_request_is_cancelled` says so, answering does nothing) and the connection is
+/// freed.
+#[no_mangle]
+pub unsafe extern "C" fn joint_config_set_linger_ms(config: *mut joint_config, linger_ms: i32) -> joint_status {
+    // SAFETY: forwarded caller promise.
+    unsafe { set_checked(config, linger_ms >= 0, |c| c.linger = Duration::from_millis(linger_ms.max(0) as u64)) }
+}
+
+/// Connections the kernel queues for each listener until they are accepted (at least 1;
+/// default 1024, capped by the system's `net.core.somaxconn`).
+#[no_mangle]
+pub unsafe extern "C" fn joint_config_set_listen_backlog(config: *mut joint_config, backlog: u32) -> joint_status {
+    // SAFETY: forwarded caller promise.
+    unsafe { set_checked(config, (1..=i32::MAX as u32).contains(&backlog), |c| c.listen_backlog = backlog) }
+}
+
+/// `Some(ms)` for a positive timeout, `None` for -1.
+fn millis(ms: i32) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms as u64))
+}
+
+/// Apply `set` if `valid`, else `JOINT_E_INVAL`.
+unsafe fn set_checked(config: *mut joint_config, valid: bool, set: impl FnOnce(&mut Config)) -> joint_status {
     // SAFETY: forwarded caller promise.
     unsafe {
         with_config(config, |c| {
-            if bytes == 0 {
+            if !valid {
                 return JOINT_E_INVAL;
             }
-            c.max_outbuf = bytes;
+            set(c);
             JOINT_OK
         })
     }

@@ -97,6 +97,9 @@ pub const JOINT_RPC_TOO_MANY_REQUESTS: i64 = 5;
 pub const JOINT_RPC_SHUTTING_DOWN: i64 = 6;
 /// The request was freed without an answer.
 pub const JOINT_RPC_NOT_ANSWERED: i64 = 7;
+/// Error code in joint's error objects: the answer did not fit in the answering end's memory
+/// budget (`joint_config_set_memory_budget`); try again later or ask for less.
+pub const JOINT_RPC_RESOURCE_EXHAUSTED: i64 = 10;
 
 /// Releases user data; called exactly once, when a registration is replaced or its owner freed.
 /// A registration function that fails (or is given a NULL callback) does not take the user
@@ -364,6 +367,7 @@ mod tests {
         assert_eq!(JOINT_RPC_TOO_MANY_REQUESTS, rpc_error::TOO_MANY_REQUESTS);
         assert_eq!(JOINT_RPC_SHUTTING_DOWN, rpc_error::SHUTTING_DOWN);
         assert_eq!(JOINT_RPC_NOT_ANSWERED, rpc_error::NOT_ANSWERED);
+        assert_eq!(JOINT_RPC_RESOURCE_EXHAUSTED, rpc_error::RESOURCE_EXHAUSTED);
     }
 
     #[test]

@@ -93,6 +93,18 @@ pub unsafe extern "C" fn joint_request_msgid(req: *const joint_request) -> u32 {
     guard(0, || unsafe { req.as_ref() }.map_or(0, |r| r.req.msgid()))
 }
 
+/// Whether the call ended without its handler: the caller cancelled it, its deadline passed,
+/// or its connection is gone (the peer went away, or closed its end and the linger passed).
+/// Answering it then does nothing, so long work for it can stop early. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn joint_request_is_cancelled(req: *const joint_request) -> bool {
+    use crate::reactor::StreamState;
+    // SAFETY: NULL or a live request.
+    guard(false, || {
+        unsafe { req.as_ref() }.is_some_and(|r| matches!(r.req.state(), StreamState::Cancelled | StreamState::TimedOut | StreamState::Closed))
+    })
+}
+
 /// The connection the request came on, to call the peer back over it; NULL if it has closed.
 /// Only on the thread that runs `joint_ctx_process`, and only while the context lives.
 #[no_mangle]

@@ -6,6 +6,7 @@
 //! `joint.hello`; a stock server answers it with an ordinary "no such method" error and the
 //! connection stays stock. Stock calls never wait for the answer.
 
+use super::fragment::FragmentError;
 use super::{rpc_error, Decoded, Event, SendError, Session};
 use crate::codec::{self, call_flags, read, Message, Params};
 
@@ -69,6 +70,8 @@ pub(super) struct ExtState {
     /// How many SENDs the peer accepts into one of its calls before it grants more.
     peer_window: u32,
     peer_fragment: usize,
+    /// The peer's message size limit: big messages under way to it may add up to this much.
+    pub(super) peer_max_message: usize,
 }
 
 struct Deferred {
@@ -125,38 +128,50 @@ fn stock_request(msgid: u32, method: &[u8], args: &[u8], kwargs: Option<&[u8]>) 
     out
 }
 
-fn hello_params(window: u32, fragment: usize) -> Vec<u8> {
-    let mut p = Vec::with_capacity(32);
+fn hello_params(ext: ExtConfig, max_message: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(48);
     codec::write_array_len(&mut p, 2);
     codec::write_uint(&mut p, VERSION);
-    codec::write_map_len(&mut p, 2);
+    codec::write_map_len(&mut p, 3);
     codec::write_str(&mut p, b"window");
-    codec::write_uint(&mut p, window as u64);
+    codec::write_uint(&mut p, ext.window as u64);
     codec::write_str(&mut p, b"fragment");
-    codec::write_uint(&mut p, fragment as u64);
+    codec::write_uint(&mut p, ext.fragment_size as u64);
+    codec::write_str(&mut p, b"max_message");
+    codec::write_uint(&mut p, max_message as u64);
     p
 }
 
-/// `[version, {"window": n, "fragment": n, ...}]` → (version, window, fragment). Unknown keys
-/// are ignored, for later versions.
-fn parse_hello(obj: &[u8]) -> Option<(u64, Option<u32>, Option<usize>)> {
+/// What a peer says of itself in `joint.hello`.
+struct Hello {
+    version: u64,
+    window: Option<u32>,
+    fragment: Option<usize>,
+    max_message: Option<usize>,
+}
+
+/// `[version, {"window": n, "fragment": n, "max_message": n, ...}]`. Unknown keys are
+/// ignored, for later versions.
+fn parse_hello(obj: &[u8]) -> Option<Hello> {
     let mut pos = 0;
     if read::array(obj, &mut pos).ok()? < 2 {
         return None;
     }
     let version = read::uint(obj, &mut pos).ok()?;
     let pairs = read::map(obj, &mut pos).ok()?;
-    let (mut window, mut fragment) = (None, None);
+    let mut hello = Hello { version, window: None, fragment: None, max_message: None };
     for _ in 0..pairs {
         let key = read::raw(obj, &mut pos).ok()?;
         let value = read::raw(obj, &mut pos).ok()?;
+        let size = || codec::uint_value(value).and_then(|v| usize::try_from(v).ok());
         match read::str(key, &mut 0) {
-            Ok(b"window") => window = codec::uint_value(value).and_then(|v| u32::try_from(v).ok()),
-            Ok(b"fragment") => fragment = codec::uint_value(value).and_then(|v| usize::try_from(v).ok()),
+            Ok(b"window") => hello.window = codec::uint_value(value).and_then(|v| u32::try_from(v).ok()),
+            Ok(b"fragment") => hello.fragment = size(),
+            Ok(b"max_message") => hello.max_message = size(),
             _ => {}
         }
     }
-    Some((version, window, fragment))
+    Some(hello)
 }
 
 impl<C> Session<C> {
@@ -168,7 +183,8 @@ impl<C> Session<C> {
         }
         let msgid = self.allocate_msgid();
         let ext = self.limits.ext;
-        self.emit(Some(msgid), |out| codec::encode_request(out, msgid, HELLO_METHOD.as_bytes(), &hello_params(ext.window, ext.fragment_size)));
+        let params = hello_params(ext, self.limits.frame.max_message_size);
+        self.emit(Some(msgid), |out| codec::encode_request(out, msgid, HELLO_METHOD.as_bytes(), &params));
         self.ext.hello_msgid = Some(msgid);
         self.ext.mode = ExtMode::Offered;
     }
@@ -189,12 +205,11 @@ impl<C> Session<C> {
     /// The peer offers the extension: accept it.
     pub(super) fn on_hello<'b>(&mut self, msgid: u32, params: Params<'_>) -> Option<Event<'b, C>> {
         match parse_hello(params.args) {
-            Some((version, window, fragment)) if version >= 1 => {
-                self.ext.peer_window = window.unwrap_or(0);
-                self.ext.peer_fragment = fragment.unwrap_or(64 << 10);
+            Some(hello) if hello.version >= 1 => {
+                self.take_peer_hello(&hello);
                 self.ext.mode = ExtMode::On;
-                let ext = self.limits.ext;
-                self.emit(Some(msgid), |out| codec::encode_response(out, msgid, codec::NIL, &hello_params(ext.window, ext.fragment_size)));
+                let result = hello_params(self.limits.ext, self.limits.frame.max_message_size);
+                self.emit(Some(msgid), |out| codec::encode_response(out, msgid, codec::NIL, &result));
                 None
             }
             _ => {
@@ -204,12 +219,18 @@ impl<C> Session<C> {
         }
     }
 
+    fn take_peer_hello(&mut self, hello: &Hello) {
+        self.ext.peer_window = hello.window.unwrap_or(0);
+        self.ext.peer_fragment = hello.fragment.unwrap_or(64 << 10);
+        // A peer that does not say is taken to have the default limit.
+        self.ext.peer_max_message = hello.max_message.unwrap_or(crate::codec::FrameLimits::default().max_message_size);
+    }
+
     pub(super) fn on_hello_reply<'b>(&mut self, error: &[u8], result: &[u8]) -> Option<Event<'b, C>> {
         self.ext.hello_msgid = None;
         let accepted = match (error == codec::NIL, parse_hello(result)) {
-            (true, Some((version, window, fragment))) if version >= 1 => {
-                self.ext.peer_window = window.unwrap_or(0);
-                self.ext.peer_fragment = fragment.unwrap_or(64 << 10);
+            (true, Some(hello)) if hello.version >= 1 => {
+                self.take_peer_hello(&hello);
                 true
             }
             _ => false,
@@ -481,7 +502,11 @@ impl<C> Session<C> {
                     self.reassembled = whole;
                     None
                 }
-                Err(event) => event,
+                Err(FragmentError::Event(event)) => event,
+                Err(FragmentError::Blocked) => {
+                    self.blocked = true;
+                    None
+                }
             },
             Message::Request { .. } | Message::Response { .. } | Message::Notification { .. } => None,
         }
@@ -489,7 +514,7 @@ impl<C> Session<C> {
 
     /// Queue an encoded message (`msgid` names the call it belongs to, if any).
     pub(super) fn append(&mut self, message: Vec<u8>, msgid: Option<u32>) {
-        self.emit(msgid, |out| out.extend_from_slice(&message));
+        self.push_owned(msgid, message);
     }
 }
 
@@ -575,7 +600,7 @@ mod tests {
 
         // Items back: the window of 4 allows four YIELDs; a fifth is a protocol violation.
         for i in 0..4u8 {
-            codec::encode_item(server.output_buffer(), codec::TYPE_YIELD, id, &[i]);
+            server.out.append(|out| codec::encode_item(out, codec::TYPE_YIELD, id, &[i]));
         }
         let seen = pump(&mut server, &mut client);
         assert_eq!(seen.iter().filter(|e| e.starts_with("Item")).count(), 4);
@@ -593,7 +618,7 @@ mod tests {
         let id = client.call_ext(b"count", &[0x90], None, 0, 0, 2, 1).unwrap();
         pump(&mut client, &mut server);
         for i in 0..3u8 {
-            codec::encode_item(server.output_buffer(), codec::TYPE_YIELD, id, &[i]);
+            server.out.append(|out| codec::encode_item(out, codec::TYPE_YIELD, id, &[i]));
         }
         let seen = pump(&mut server, &mut client);
         assert!(seen.last().unwrap().contains("more items than the window allows"), "{seen:?}");

@@ -2,15 +2,22 @@
 //! other calls on the connection.
 //!
 //! Sending: a message larger than the fragment size waits in a queue; whenever the output
-//! buffer runs empty, one fragment of the next queued message is written, round-robin, so
-//! small messages queued meanwhile go out between fragments. Later messages of the same call
-//! wait behind its big message, so a call's messages keep their order.
+//! runs empty, one fragment of the next message is written, round-robin among the messages
+//! under way, so small messages queued meanwhile go out between fragments. A fragment is a
+//! small header plus a slice of the message's own buffer (written with `writev`, not copied).
+//! Messages are started only while the totals of those under way fit in the peer's message
+//! size limit (so a receiver never holds more than that in reassembly); the others wait their
+//! turn. Later messages of the same call wait behind its big message, so a call's messages
+//! keep their order.
 //!
-//! Receiving: fragments are reassembled per fragment id, within the message size limit and a
-//! bounded number of messages at once, and the whole message is then handled as if it had
-//! arrived in one piece.
+//! Receiving: fragments are reassembled per fragment id. The declared totals of the messages
+//! being reassembled on a connection may add up to at most the message size limit; buffers
+//! grow with the bytes that arrive (never with what is declared), within the memory the
+//! reactor allows (`Decoded::Blocked` otherwise); the whole message is then handled as if it
+//! had arrived in one piece.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use super::{rpc_error, CallFailure, Event, IdMap, Session};
 use crate::codec::{self, FrameLimits, Message, Scan, Scanner};
@@ -20,15 +27,22 @@ const MAX_REASSEMBLIES: usize = 64;
 
 #[derive(Default)]
 pub(super) struct Outgoing {
-    queue: VecDeque<BigMessage>,
+    /// Messages with fragments sent, served round-robin.
+    active: VecDeque<BigMessage>,
+    /// Messages not started yet, in order.
+    waiting: VecDeque<BigMessage>,
     next_fragid: u32,
-    /// Bytes waiting in `queue` (for the output cap).
+    /// Bytes of queued messages not written yet.
     queued_bytes: usize,
+    /// Totals of the messages in `active`.
+    active_total: usize,
+    /// Bytes allocated by queued messages and their followers.
+    memory: usize,
 }
 
 struct BigMessage {
     fragid: u32,
-    data: Vec<u8>,
+    data: Rc<Vec<u8>>,
     sent: usize,
     /// The call this message belongs to, so later messages of that call wait behind it.
     msgid: Option<u32>,
@@ -38,6 +52,12 @@ struct BigMessage {
 #[derive(Default)]
 pub(super) struct Incoming {
     parts: IdMap<Reassembly>,
+    /// Declared totals of the messages being reassembled (not discarded).
+    declared: usize,
+    /// Bytes allocated by reassembly buffers.
+    memory: usize,
+    /// Sequence number given to the next reassembly (see `oldest_reassembly`).
+    next_seq: u64,
 }
 
 struct Reassembly {
@@ -46,35 +66,52 @@ struct Reassembly {
     /// Too large: its fragments are skipped (an error was already sent or logged).
     discard: bool,
     received: usize,
+    seq: u64,
+}
+
+impl Outgoing {
+    fn holds_call(&self, msgid: u32) -> bool {
+        self.active.iter().chain(self.waiting.iter()).any(|b| b.msgid == Some(msgid))
+    }
+
+    fn clear(&mut self) {
+        self.active.clear();
+        self.waiting.clear();
+        self.queued_bytes = 0;
+        self.active_total = 0;
+        self.memory = 0;
+    }
 }
 
 impl<C> Session<C> {
-    /// Queue one message. `msgid` names the call it belongs to, if any.
+    /// Queue one message, encoded in place. `msgid` names the call it belongs to, if any.
     pub(super) fn emit(&mut self, msgid: Option<u32>, encode: impl FnOnce(&mut Vec<u8>)) {
-        let start = self.out.len();
-        encode(&mut self.out);
-        let big = self.fragment_size().is_some_and(|f| self.out.len() - start > f);
-        if !big && self.outgoing.queue.is_empty() {
-            return; // the common case: straight into the output buffer
+        let start = self.out.append(encode);
+        let added = self.out.tail_len() - start;
+        let big = self.fragment_size().is_some_and(|f| added > f);
+        if !big && !msgid.is_some_and(|id| self.outgoing.holds_call(id)) {
+            return; // the common case: straight into the output
         }
-        let message = self.out.split_off(start);
+        let message = self.out.split_tail(start);
         self.enqueue(message, msgid);
     }
 
-    /// Queue one encoded message, taking its buffer.
+    /// Queue one encoded message, taking its buffer (written from it, not copied, when big).
     pub(super) fn push_owned(&mut self, msgid: Option<u32>, message: Vec<u8>) {
         let big = self.fragment_size().is_some_and(|f| message.len() > f);
-        if big || !self.outgoing.queue.is_empty() {
+        if big || msgid.is_some_and(|id| self.outgoing.holds_call(id)) {
             self.enqueue(message, msgid);
         } else {
-            self.out.extend_from_slice(&message);
+            self.out.push_owned(message);
         }
     }
 
     fn enqueue(&mut self, message: Vec<u8>, msgid: Option<u32>) {
         if let Some(id) = msgid {
-            if let Some(big) = self.outgoing.queue.iter_mut().rev().find(|b| b.msgid == Some(id)) {
-                self.outgoing.queued_bytes += message.len();
+            let o = &mut self.outgoing;
+            if let Some(big) = o.waiting.iter_mut().rev().chain(o.active.iter_mut().rev()).find(|b| b.msgid == Some(id)) {
+                o.queued_bytes += message.len();
+                o.memory += message.capacity();
                 big.followers.push((message, msgid));
                 return;
             }
@@ -84,31 +121,58 @@ impl<C> Session<C> {
                 let fragid = self.outgoing.next_fragid;
                 self.outgoing.next_fragid = fragid.wrapping_add(1);
                 self.outgoing.queued_bytes += message.len();
-                self.outgoing.queue.push_back(BigMessage { fragid, data: message, sent: 0, msgid, followers: Vec::new() });
-                if self.out_head == self.out.len() {
+                self.outgoing.memory += message.capacity();
+                self.outgoing.waiting.push_back(BigMessage { fragid, data: Rc::new(message), sent: 0, msgid, followers: Vec::new() });
+                if self.out.is_empty() {
                     self.refill();
                 }
             }
-            _ => self.out.extend_from_slice(&message),
+            _ => self.out.push_owned(message),
         }
     }
 
-    /// The output buffer ran empty: write the next fragment, round-robin.
+    /// The output ran empty: write the next fragment, round-robin.
     pub(super) fn refill(&mut self) {
         let Some(size) = self.fragment_size() else { return };
-        let Some(mut big) = self.outgoing.queue.pop_front() else { return };
-        let end = (big.sent + size).min(big.data.len());
-        codec::encode_fragment(&mut self.out, big.fragid, big.data.len() as u64, &big.data[big.sent..end]);
-        self.outgoing.queued_bytes -= end - big.sent;
-        big.sent = end;
-        if big.sent < big.data.len() {
-            self.outgoing.queue.push_back(big);
-        } else {
-            for (message, msgid) in big.followers {
-                self.outgoing.queued_bytes -= message.len();
-                self.enqueue(message, msgid);
+        let peer_max = self.ext.peer_max_message;
+        let o = &mut self.outgoing;
+        // Start waiting messages while what is under way fits the peer's limit (one is
+        // always allowed, so every message eventually goes).
+        while let Some(next) = o.waiting.front() {
+            let total = next.data.len();
+            if !o.active.is_empty() && o.active_total + total > peer_max {
+                break;
             }
+            o.active_total += total;
+            let next = o.waiting.pop_front().expect("front exists");
+            o.active.push_back(next);
         }
+        let Some(mut big) = o.active.pop_front() else { return };
+        let total = big.data.len();
+        let end = (big.sent + size).min(total);
+        let (fragid, sent) = (big.fragid, big.sent);
+        self.out.append(|out| codec::encode_fragment_header(out, fragid, total as u64, end - sent));
+        self.out.push_shared(big.data.clone(), sent, end);
+        let o = &mut self.outgoing;
+        o.queued_bytes -= end - sent;
+        big.sent = end;
+        if big.sent < total {
+            o.active.push_back(big);
+            return;
+        }
+        o.active_total -= total;
+        o.memory -= big.data.capacity();
+        for (message, msgid) in big.followers {
+            self.outgoing.queued_bytes -= message.len();
+            self.outgoing.memory -= message.capacity();
+            self.enqueue(message, msgid);
+        }
+    }
+
+    /// Unsent bytes of the biggest message queued for fragmenting.
+    pub(super) fn largest_big_message(&self) -> usize {
+        let o = &self.outgoing;
+        o.active.iter().chain(o.waiting.iter()).map(|b| b.data.len() - b.sent).max().unwrap_or(0)
     }
 
     /// Bytes of big messages not written yet.
@@ -116,24 +180,51 @@ impl<C> Session<C> {
         self.outgoing.queued_bytes
     }
 
+    /// Memory held for fragmenting out and reassembling in.
+    pub(super) fn fragment_memory(&self) -> usize {
+        self.outgoing.memory + self.incoming.memory
+    }
+
+    /// Drop every queued big message (the peer is gone).
+    pub(super) fn clear_outgoing(&mut self) {
+        self.outgoing.clear();
+    }
+
+    /// Drop every partial reassembly (the peer is gone).
+    pub(super) fn clear_incoming(&mut self) {
+        self.incoming.parts.clear();
+        self.incoming.declared = 0;
+        self.incoming.memory = 0;
+    }
+
+    /// The sequence number of the oldest message still being reassembled: the reactor
+    /// times out a reassembly that stays unfinished too long.
+    pub fn oldest_reassembly(&self) -> Option<u64> {
+        self.incoming.parts.values().map(|r| r.seq).min()
+    }
+
     /// A fragment arrived. Returns the whole message once its last fragment is in.
-    pub(super) fn on_fragment<'b>(&mut self, fragid: u32, total: u64, chunk: &[u8]) -> Result<Option<Vec<u8>>, Option<Event<'b, C>>> {
+    /// `Err(Blocked)`: the fragment needs more memory than allowed now; leave it unconsumed.
+    pub(super) fn on_fragment<'b>(&mut self, fragid: u32, total: u64, chunk: &[u8]) -> Result<Option<Vec<u8>>, FragmentError<'b, C>> {
         let max = self.limits.frame.max_message_size;
         if !self.incoming.parts.contains_key(&fragid) {
             if self.incoming.parts.len() >= MAX_REASSEMBLIES {
                 self.fatal = Some(format!("more than {MAX_REASSEMBLIES} fragmented messages at once"));
-                return Err(None);
+                return Err(FragmentError::Event(None));
             }
             let too_large = total > max as u64;
             let total = usize::try_from(total).unwrap_or(usize::MAX);
-            let reassembly = Reassembly {
-                // Grow with what arrives, not with what the peer declares.
-                data: if too_large { Vec::new() } else { Vec::with_capacity(total.min(1 << 20)) },
-                total,
-                discard: too_large,
-                received: 0,
-            };
-            self.incoming.parts.insert(fragid, reassembly);
+            if !too_large && self.incoming.declared + total > max {
+                // An honest sender starts a message only when it fits beside those under way.
+                self.fatal = Some(format!("fragmented messages under way exceed the {max}-byte message limit together"));
+                return Err(FragmentError::Event(None));
+            }
+            if !too_large && chunk.len() > self.memory_allowance {
+                return Err(FragmentError::Blocked);
+            }
+            let seq = self.incoming.next_seq;
+            self.incoming.next_seq += 1;
+            self.incoming.parts.insert(fragid, Reassembly { data: Vec::new(), total, discard: too_large, received: 0, seq });
             if too_large {
                 let reason = format!("message larger than the {max}-byte limit");
                 let event = self.on_unreadable(chunk, rpc_error::TOO_LARGE, CallFailure::TooLarge, reason);
@@ -141,18 +232,36 @@ impl<C> Session<C> {
                     r.received += chunk.len();
                 }
                 self.finish_if_complete(fragid);
-                return Err(Some(event));
+                return Err(FragmentError::Event(Some(event)));
             }
+            self.incoming.declared += total;
         }
         let Some(r) = self.incoming.parts.get_mut(&fragid) else { return Ok(None) };
         if r.total as u64 != total || r.received + chunk.len() > r.total || chunk.is_empty() {
             self.fatal = Some(format!("fragment {fragid} does not fit its message"));
-            return Err(None);
+            return Err(FragmentError::Event(None));
         }
-        r.received += chunk.len();
         if !r.discard {
+            let free = r.data.capacity() - r.data.len();
+            if chunk.len() > free {
+                // Grow with what arrives (doubling, capped at the declared total), never with
+                // what is declared.
+                let want = (r.data.len() * 2).max(r.data.len() + chunk.len()).min(r.total);
+                let before = r.data.capacity();
+                if want - before > self.memory_allowance {
+                    return Err(FragmentError::Blocked);
+                }
+                if r.data.try_reserve_exact(want - r.data.len()).is_err() {
+                    self.fatal = Some("out of memory reassembling a fragmented message".into());
+                    return Err(FragmentError::Event(None));
+                }
+                let grown = r.data.capacity() - before;
+                self.incoming.memory += grown;
+                self.memory_allowance = self.memory_allowance.saturating_sub(grown);
+            }
             r.data.extend_from_slice(chunk);
         }
+        r.received += chunk.len();
         Ok(self.finish_if_complete(fragid))
     }
 
@@ -162,7 +271,12 @@ impl<C> Session<C> {
             return None;
         }
         let r = self.incoming.parts.remove(&fragid)?;
-        (!r.discard).then_some(r.data)
+        if r.discard {
+            return None;
+        }
+        self.incoming.declared -= r.total;
+        self.incoming.memory -= r.data.capacity();
+        Some(r.data)
     }
 
     /// Handle a reassembled message as if it had arrived whole. `None` if it produced no
@@ -186,6 +300,14 @@ impl<C> Session<C> {
         }
         self.on_frame(message)
     }
+}
+
+/// Why a fragment did not produce a message.
+pub(super) enum FragmentError<'b, C> {
+    /// Something to report (or nothing, with the fatal reason set).
+    Event(Option<Event<'b, C>>),
+    /// Needs more memory than allowed now.
+    Blocked,
 }
 
 #[cfg(test)]
@@ -219,6 +341,7 @@ mod tests {
             loop {
                 match to.decode_next(&buf) {
                     Decoded::NeedMore { .. } => break,
+                    Decoded::Blocked => panic!("no memory allowance was set"),
                     Decoded::Consumed { consumed, event } => {
                         if let Some(e) = event {
                             seen.push(format!("{e:?}"));
@@ -299,7 +422,7 @@ mod tests {
             match server.decode_next(input) {
                 Decoded::Consumed { consumed, .. } | Decoded::Reassembled { consumed, .. } => input = &input[consumed..],
                 Decoded::Fatal(r) => fatal = Some(r),
-                Decoded::NeedMore { .. } => break,
+                Decoded::NeedMore { .. } | Decoded::Blocked => break,
             }
         }
         assert!(fatal.unwrap().contains("does not fit"));

@@ -15,6 +15,7 @@ use crate::codec::{self, EnvelopeError, FrameLimits, Message, Params, PayloadErr
 
 mod extension;
 mod fragment;
+pub mod output;
 pub use extension::{ExtCall, ExtConfig, ExtMode, HELLO_METHOD};
 use extension::{ExtState, InStream, OutStream};
 
@@ -41,6 +42,9 @@ pub mod rpc_error {
     pub const CANCELLED: i64 = 8;
     /// The call's deadline passed before it finished (joint extension).
     pub const DEADLINE_EXCEEDED: i64 = 9;
+    /// The answer did not fit in the memory budget of the answering end (try again later, or
+    /// ask for less).
+    pub const RESOURCE_EXHAUSTED: i64 = 10;
 }
 
 /// Limits of one session.
@@ -159,6 +163,9 @@ pub enum Decoded<'b, C> {
     /// Drop `consumed` bytes, then pass `message` (reassembled from fragments) to
     /// [`Session::decode_reassembled`].
     Reassembled { consumed: usize, message: Vec<u8> },
+    /// The next message needs more memory than [`Session::set_memory_allowance`] allows;
+    /// nothing was consumed. Try again once memory is available.
+    Blocked,
 }
 
 /// Why [`Session::call`] or a reply refused a payload.
@@ -225,8 +232,7 @@ pub struct Session<C> {
     next_msgid: u32,
     /// Requests from the peer that have not been answered yet.
     unanswered: usize,
-    out: Vec<u8>,
-    out_head: usize,
+    out: output::Output,
     /// Set when the stream cannot be followed; reported by the next `decode_next`.
     fatal: Option<String>,
     /// The input cannot be followed any more; output still works, so answers given before
@@ -242,6 +248,11 @@ pub struct Session<C> {
     incoming: fragment::Incoming,
     /// A message reassembled from fragments, for `decode_next` to hand over.
     reassembled: Option<Vec<u8>>,
+    /// Bytes the session may still allocate for input (reassembly) before it must report
+    /// `Decoded::Blocked`.
+    memory_allowance: usize,
+    /// The last frame could not be taken for lack of memory.
+    blocked: bool,
 }
 
 impl<C> Session<C> {
@@ -252,8 +263,7 @@ impl<C> Session<C> {
             pending: IdMap::default(),
             next_msgid: 1,
             unanswered: 0,
-            out: Vec::new(),
-            out_head: 0,
+            out: output::Output::default(),
             fatal: None,
             input_dead: false,
             closed: false,
@@ -263,7 +273,32 @@ impl<C> Session<C> {
             outgoing: fragment::Outgoing::default(),
             incoming: fragment::Incoming::default(),
             reassembled: None,
+            memory_allowance: usize::MAX,
+            blocked: false,
         }
+    }
+
+    /// Bytes the session may allocate for incoming data from now on (reassembly of fragmented
+    /// messages); past that, `decode_next` says `Blocked`. Unlimited by default.
+    pub fn set_memory_allowance(&mut self, bytes: usize) {
+        self.memory_allowance = bytes;
+    }
+
+    /// Each message must be written contiguously (datagram transports: one message per
+    /// datagram), so big messages are copied into the output instead of kept apart.
+    pub fn set_datagram(&mut self, on: bool) {
+        self.out.set_coalesce(on);
+    }
+
+    /// Bytes this session holds in memory: queued output, big messages waiting to be
+    /// fragmented, and reassembly buffers.
+    pub fn memory(&self) -> usize {
+        self.out.memory() + self.fragment_memory()
+    }
+
+    /// Whether part of an incoming fragmented message has arrived.
+    pub fn is_reassembling(&self) -> bool {
+        self.oldest_reassembly().is_some()
     }
 
     pub fn limits(&self) -> Limits {
@@ -304,6 +339,9 @@ impl<C> Session<C> {
             Scan::Complete(n) => {
                 self.scanner.reset();
                 let event = self.on_frame(&input[..n]);
+                if std::mem::take(&mut self.blocked) {
+                    return Decoded::Blocked;
+                }
                 if let Some(reason) = self.fatal.take() {
                     self.input_dead = true;
                     return Decoded::Fatal(reason);
@@ -416,7 +454,7 @@ impl<C> Session<C> {
                 // Echo the peer's own msgid object so it can still match the error.
                 let mut err = Vec::new();
                 codec::encode_error(&mut err, rpc_error::INVALID_REQUEST, reason.as_bytes());
-                codec::encode_response_raw_id(&mut self.out, &frame[start..end], &err, codec::NIL);
+                self.emit(None, |out| codec::encode_response_raw_id(out, &frame[start..end], &err, codec::NIL));
                 Event::Rejected(format!("invalid request: {reason}; answered with an error"))
             }
             (codec::TYPE_RESPONSE, Some(RawMsgid::Valid(id))) => match self.pending.remove(&id) {
@@ -566,6 +604,15 @@ impl<C> Session<C> {
         Ok(())
     }
 
+    /// Like [`push_encoded`](Self::push_encoded), taking the buffer.
+    pub fn push_encoded_vec(&mut self, msgid: u32, encoded: Vec<u8>) -> Result<(), SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        self.push_owned(Some(msgid), encoded);
+        Ok(())
+    }
+
     /// Forget a pending call (its response, if it ever comes, is ignored and logged). For an
     /// extended call the callee is told (CANCEL), so it can stop working on it.
     pub fn cancel(&mut self, msgid: u32) -> Option<C> {
@@ -626,40 +673,62 @@ impl<C> Session<C> {
         self.closed
     }
 
-    /// Bytes waiting to be written.
+    /// The first bytes waiting to be written (more may follow: see
+    /// [`output_slices`](Self::output_slices)).
     pub fn output(&self) -> &[u8] {
-        &self.out[self.out_head..]
+        self.out.front()
+    }
+
+    /// Every byte waiting to be written, in order, as slices for `writev` (at most
+    /// `slices.len()` of them); returns how many were filled.
+    pub fn output_slices<'a>(&'a self, slices: &mut [std::io::IoSlice<'a>]) -> usize {
+        self.out.slices(slices)
     }
 
     pub fn has_output(&self) -> bool {
-        self.out_head < self.out.len()
+        !self.out.is_empty()
     }
 
     /// Bytes waiting to be written, including big messages queued for fragmenting.
     pub fn output_len(&self) -> usize {
-        self.out.len() - self.out_head + self.queued_big_bytes()
+        self.out.len() + self.queued_big_bytes()
     }
 
-    /// `n` bytes of [`output`](Self::output) were written.
+    /// Output waiting beyond its biggest message: what piles up when the peer does not read.
+    /// (One big answer in transfer is not a backlog: small messages still go out between its
+    /// fragments.)
+    pub fn output_backlog(&self) -> usize {
+        let len = self.output_len();
+        if len == 0 {
+            return 0;
+        }
+        len - self.out.largest_chunk().max(self.largest_big_message()).min(len)
+    }
+
+    /// `n` bytes of the output were written.
     pub fn consume_output(&mut self, n: usize) {
-        self.out_head += n;
-        if self.out_head == self.out.len() {
-            self.out.clear();
-            self.out_head = 0;
-            // Give back memory after a burst of big messages.
-            if self.out.capacity() > 4 << 20 {
-                self.out.shrink_to(64 << 10);
-            }
+        self.out.consume(n);
+        if self.out.is_empty() {
             self.refill();
-        } else if self.out_head > (1 << 20) && self.out_head * 2 > self.out.len() {
-            self.out.drain(..self.out_head);
-            self.out_head = 0;
         }
     }
 
-    /// Direct access to the output buffer, for encoders that write in place.
-    pub fn output_buffer(&mut self) -> &mut Vec<u8> {
-        &mut self.out
+    /// Move all pending output (fragments included) to `wire`, as if it had been written.
+    pub fn take_output(&mut self, wire: &mut Vec<u8>) {
+        while self.has_output() {
+            let front = self.out.front();
+            let n = front.len();
+            wire.extend_from_slice(front);
+            self.consume_output(n);
+        }
+    }
+
+    /// The peer is gone: drop everything queued for it and every partial input, and give
+    /// the memory back.
+    pub fn discard_io(&mut self) {
+        self.out.clear();
+        self.clear_outgoing();
+        self.clear_incoming();
     }
 }
 
@@ -692,6 +761,7 @@ mod tests {
         loop {
             match s.decode_next(input) {
                 Decoded::NeedMore { .. } => return seen,
+                Decoded::Blocked => panic!("no memory allowance was set"),
                 Decoded::Consumed { consumed, event } => {
                     if let Some(e) = event {
                         seen.push(format!("{e:?}"));

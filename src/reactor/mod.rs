@@ -9,6 +9,11 @@
 //! work is left because `process()` re-signals its waker whenever it stops with work pending
 //! (a read budget was hit, output is waiting, a close is pending).
 
+mod accept;
+pub mod budget;
+mod housekeeping;
+mod input;
+mod log;
 mod pool;
 pub mod request;
 mod streams;
@@ -32,10 +37,13 @@ use slab::Slab;
 
 use crate::codec::Params;
 use crate::error::{Error, ErrorKind, Result};
-use crate::protocol::{rpc_error, CallFailure, Decoded, Event, IdHasher, Limits, Outcome, SendError, Session};
+use crate::protocol::{rpc_error, CallFailure, Event, IdHasher, Limits, Outcome, SendError, Session};
 
+use budget::ConnAccount;
+use input::InBuf;
+pub use log::LogSink;
 pub use pool::PooledHandler;
-use request::{QueuedKind, ReplyBody, ReplyQueue};
+use request::{QueuedKind, ReplyBody, ReplyQueue, RequestBytes};
 pub use request::{Request, Shared, StreamEvent, StreamState, YieldStatus};
 pub use streams::{CallEvent, CallEventHandler, CallOptions, CallStream, SendStatus, StreamHandler, StreamItem};
 use timers::{TimerKind, Timers};
@@ -92,17 +100,34 @@ pub enum LogLevel {
     Debug = 4,
 }
 
-pub type LogSink = Rc<dyn Fn(LogLevel, &str)>;
-
-/// Context configuration.
+/// Context configuration. Every byte and fd a context holds for its peers is bounded by one
+/// of these (docs/PROTOCOL.md, "Memory and time limits").
 #[derive(Clone)]
 pub struct Config {
     pub limits: Limits,
     /// How long a connect may take; `None` waits for the operating system.
     pub connect_timeout: Option<Duration>,
-    /// A connection whose unsent output exceeds this many bytes while the peer is not reading
-    /// is closed (memory stays bounded when a peer stops reading).
-    pub max_outbuf: usize,
+    /// Bytes all connections together may make the context hold: input buffers, reassembly,
+    /// queued output, answers on their way to the loop, and requests handlers hold.
+    pub memory_budget: usize,
+    /// When a connection's unsent output passes this many bytes, its requests are not read
+    /// (nor dispatched) until the output drains to half of it: TCP back-pressure instead of
+    /// buffering for a peer that does not read.
+    pub output_high_water: usize,
+    /// Most open connections (accepted and our own); a connection accepted beyond it is
+    /// closed at once.
+    pub max_connections: usize,
+    /// A message must complete within this long of its first byte, and queued output must
+    /// make progress within it; otherwise the connection closes. `None`: no limit.
+    pub message_timeout: Option<Duration>,
+    /// Close a connection with no traffic, no unanswered requests and no pending calls for
+    /// this long. `None` (the default): keep quiet connections open.
+    pub idle_timeout: Option<Duration>,
+    /// After the peer closed its end, how long requests it sent may still be answered
+    /// before they are cancelled and the connection is freed.
+    pub linger: Duration,
+    /// Connections the kernel queues for each listening socket before they are accepted.
+    pub listen_backlog: u32,
     /// Bytes read from one connection per `process()` before others get their turn.
     pub read_budget: usize,
     /// Threads of the worker pool that runs methods registered with `register_pooled`.
@@ -116,7 +141,13 @@ impl Default for Config {
         Config {
             limits: Limits::default(),
             connect_timeout: Some(Duration::from_secs(10)),
-            max_outbuf: 256 << 20,
+            memory_budget: 256 << 20,
+            output_high_water: 1 << 20,
+            max_connections: 4096,
+            message_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: None,
+            linger: Duration::from_secs(5),
+            listen_backlog: 1024,
             read_budget: 1 << 20,
             workers: 4,
             log: None,
@@ -201,59 +232,39 @@ struct Conn {
     close_reason: Option<(ErrorKind, String)>,
     flush_before_close: bool,
     describe: String,
-    /// When a datagram last came from or went to this peer (UDP peers expire when idle).
+    /// When bytes last came from or went to this peer (idle timeout; UDP peers expire).
     last_active: Instant,
+    /// What the loop charged the budget for this connection's input buffer and session.
+    charged: usize,
+    /// What its requests hold (charged by them, from any thread), and whether it is gone.
+    account: Arc<ConnAccount>,
+    /// Not read for now, and why.
+    pause: Pause,
+    /// A pause stopped dispatching with complete messages still buffered.
+    undispatched: bool,
+    /// When the first bytes of the message now arriving came (message timeout).
+    message_started: Option<Instant>,
+    /// The oldest unfinished reassembly and when it was first seen (message timeout).
+    reassembly_watch: Option<(u64, Instant)>,
+    /// When output last made progress, while some is waiting.
+    output_since: Option<Instant>,
+    /// When the peer closed its end while requests were unanswered (linger).
+    eof_at: Option<Instant>,
+    /// Its key in the UDP peers' LRU order (a listener's peer).
+    udp_lru: Option<u64>,
 }
 
-/// Received bytes not yet consumed: `data[start..end]`.
-#[derive(Default)]
-struct InBuf {
-    data: Vec<u8>,
-    start: usize,
-    end: usize,
-    /// Lower bound of the size of the message being received.
-    needed: usize,
-}
-
-const READ_CHUNK: usize = 32 << 10;
-
-impl InBuf {
-    fn filled(&self) -> &[u8] {
-        &self.data[self.start..self.end]
-    }
-
-    /// Space to read into, making room for the message in progress (up to `cap` bytes).
-    fn spare(&mut self, cap: usize) -> &mut [u8] {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        let want = (self.needed.saturating_sub(self.end - self.start)).clamp(READ_CHUNK, cap.max(READ_CHUNK));
-        if self.data.len() - self.end < want.min(READ_CHUNK) || self.data.len() - self.end < want {
-            if self.start > 0 {
-                self.data.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            let len = (self.end + want).max(self.data.len());
-            if len > self.data.len() {
-                self.data.resize(len, 0);
-            }
-        }
-        &mut self.data[self.end..]
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.start += n;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            // A big message came through; give the memory back.
-            if self.data.len() > 4 * READ_CHUNK {
-                self.data = Vec::new();
-            }
-        }
-    }
+/// Why a connection is not being read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pause {
+    None,
+    /// Its output is over the high-water mark: read again once it drains to half.
+    Output,
+    /// The budget had no room (when it stood at `used_at` bytes): read again once memory
+    /// has been given back.
+    Budget {
+        used_at: usize,
+    },
 }
 
 struct Handlers {
@@ -295,15 +306,31 @@ struct Inner {
     streams: HashMap<(ConnId, u32), streams::StreamEntry, BuildHasherDefault<IdHasher>>,
     /// Where UDP listeners receive datagrams.
     datagram: InBuf,
+    /// The context's state shared with other threads (the budget among it).
+    shared: Arc<Shared>,
+    /// Empty read buffers kept for reuse (so busy connections do not allocate per read, and
+    /// idle ones hold none).
+    spare_bufs: Vec<Vec<u8>>,
+    /// Connections stopped for lack of budget.
+    budget_paused: Vec<ConnId>,
+    /// The housekeeping timer (message, output, idle and linger timeouts) is scheduled.
+    housekeeping_armed: bool,
+    /// Connections with a socket (for `max_connections`).
+    open_conns: usize,
+    /// When accepting last failed for lack of fds, and the delay before the next try.
+    accept_backoff: HashMap<usize, Duration>,
+    /// An fd kept open so that, when the process runs out, one can be freed to accept and
+    /// close a waiting connection (its client sees the close instead of hanging).
+    reserve_fd: Option<std::os::fd::OwnedFd>,
+    /// UDP peers by last activity, oldest first (evicted when the table is full).
+    udp_lru: std::collections::BTreeMap<u64, ConnId>,
+    udp_tick: u64,
 }
 
 const WAKER_TOKEN: Token = Token(0);
 const CONN_TOKEN_BASE: usize = 2;
 const LISTENER_BIT: usize = 1 << (usize::BITS - 1);
 const EVENTS_CAPACITY: usize = 1024;
-const ACCEPT_BUDGET: usize = 256;
-/// Messages dispatched between checks of a connection's unsent output.
-const OUTPUT_CHECK_EVERY: u32 = 64;
 
 fn conn_token(index: usize) -> Token {
     Token(CONN_TOKEN_BASE + index * 2)
@@ -318,6 +345,8 @@ pub struct Context {
     dispatching: Cell<bool>,
     log: Option<LogSink>,
     log_level: LogLevel,
+    /// Lines caused by peers, counted per kind so a flood of them is summarised.
+    peer_log: RefCell<log::RateLimit>,
     /// Detail of the last failure reported through the C API.
     last_error: RefCell<CString>,
     /// A panic crossed a C API call: the state may be torn, refuse further use.
@@ -332,9 +361,10 @@ impl Context {
     pub fn new(config: Config) -> Result<Box<Context>> {
         let poll = Poll::new().map_err(|e| Error::io("create epoll instance", &e))?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN).map_err(|e| Error::io("create waker", &e))?;
-        let log = config.log.clone().or_else(env_log_sink);
-        let log_level = env_log_level().unwrap_or(config.log_level);
+        let log = config.log.clone().or_else(log::env_sink);
+        let log_level = log::env_level().unwrap_or(config.log_level);
         let workers = config.workers;
+        let shared = Arc::new(Shared::new(waker, config.memory_budget));
         Ok(Box::new(Context {
             inner: RefCell::new(Inner {
                 config,
@@ -358,12 +388,22 @@ impl Context {
                 udp_peers: HashMap::new(),
                 streams: HashMap::default(),
                 datagram: InBuf::default(),
+                shared: shared.clone(),
+                spare_bufs: Vec::new(),
+                budget_paused: Vec::new(),
+                housekeeping_armed: false,
+                open_conns: 0,
+                accept_backoff: HashMap::new(),
+                reserve_fd: accept::open_reserve_fd(),
+                udp_lru: Default::default(),
+                udp_tick: 0,
             }),
             handlers: RefCell::new(Handlers { methods: HashMap::default(), fallback: None, notification: None, conn_event: None }),
-            shared: Arc::new(Shared::new(waker)),
+            shared,
             dispatching: Cell::new(false),
             log,
             log_level,
+            peer_log: RefCell::new(log::RateLimit::default()),
             last_error: RefCell::new(CString::default()),
             poisoned: Cell::new(false),
             shutting_down: Cell::new(false),
@@ -456,6 +496,7 @@ impl Context {
         self.drain_replies();
         self.flush_connections();
         self.finish_closes();
+        self.inner.borrow_mut().resume_paused();
         self.reap_children();
 
         let inner = self.inner.borrow();
@@ -551,271 +592,14 @@ impl Context {
         }
     }
 
-    fn accept_connections(&self) {
-        let ready = std::mem::take(&mut self.inner.borrow_mut().accept_ready);
-        for lid in ready {
-            if self.inner.borrow().listeners.get(lid).is_some_and(|l| matches!(l, Listener::Udp(_))) {
-                self.receive_datagrams(lid);
-                continue;
-            }
-            let mut drained = false;
-            for _ in 0..ACCEPT_BUDGET {
-                let accepted = {
-                    let mut inner = self.inner.borrow_mut();
-                    let Some(listener) = inner.listeners.get(lid) else {
-                        drained = true;
-                        break;
-                    };
-                    match listener.accept() {
-                        Ok(stream) => inner.add_conn(stream, ConnState::Open, false, &self.handle_base()),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            drained = true;
-                            break;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                        Err(e) => {
-                            // Out of fds or similar: the listener stays readable in the kernel
-                            // but edge-triggered epoll will not say so again; retry soon.
-                            let uri = listener.uri();
-                            inner.timers.add(Instant::now() + Duration::from_millis(100), TimerKind::AcceptRetry { listener: lid });
-                            drop(inner);
-                            self.log(LogLevel::Error, || format!("accept on {uri}: {e}; retrying in 100 ms"));
-                            drained = true;
-                            break;
-                        }
-                    }
-                };
-                match accepted {
-                    Ok(id) => {
-                        self.log(LogLevel::Debug, || format!("accepted {id}"));
-                        self.emit_conn_event(id, ConnEvent::Open);
-                    }
-                    Err(e) => self.log(LogLevel::Error, || format!("register accepted connection: {e}")),
-                }
-            }
-            if !drained {
-                // Budget used up with connections still waiting: come back next time.
-                let mut inner = self.inner.borrow_mut();
-                if !inner.accept_ready.contains(&lid) {
-                    inner.accept_ready.push(lid);
-                }
-            }
-        }
-    }
-
     fn handle_base(&self) -> *const Context {
         self
     }
 
-    fn read_connections(&self) {
-        let ready = std::mem::take(&mut self.inner.borrow_mut().ready);
-        for id in ready {
-            self.read_conn(id);
-        }
-    }
-
-    /// Read from one connection up to the read budget, decoding and dispatching each complete
-    /// message as soon as it is in.
-    fn read_conn(&self, id: ConnId) {
-        let mut total = 0usize;
-        loop {
-            let (mut buf, outcome, datagram) = {
-                let mut inner = self.inner.borrow_mut();
-                let budget = inner.config.read_budget;
-                let cap = inner.config.limits.frame.max_message_size.saturating_add(READ_CHUNK);
-                let Some(conn) = inner.conn_mut(id) else { return };
-                conn.in_ready = false;
-                if conn.state != ConnState::Open || conn.read_eof {
-                    return;
-                }
-                let mut buf = std::mem::take(&mut conn.inbuf);
-                let Some(stream) = conn.stream.as_mut() else {
-                    conn.inbuf = buf;
-                    return;
-                };
-                // A short read means "drained" unless the peer closed: then read on to the EOF.
-                let always_ready = stream.reader_always_ready() || conn.peer_closed || stream.is_datagram();
-                let datagram = stream.is_datagram();
-                if datagram {
-                    buf.needed = transport::UDP_MAX_MESSAGE + 1;
-                }
-                let spare = buf.spare(cap);
-                let spare_len = spare.len();
-                let outcome = loop {
-                    match stream.read(spare) {
-                        Ok(0) => break ReadOutcome::Eof,
-                        Ok(n) => {
-                            buf.end += n;
-                            total += n;
-                            break if n < spare_len && !always_ready {
-                                ReadOutcome::Drained
-                            } else if total >= budget {
-                                ReadOutcome::BudgetUsed
-                            } else {
-                                ReadOutcome::More
-                            };
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadOutcome::Drained,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => break ReadOutcome::Failed(e),
-                    }
-                };
-                (buf, outcome, datagram)
-            };
-            let alive = self.dispatch_buffer(id, &mut buf);
-            if datagram && alive {
-                self.end_datagram(id, &mut buf);
-            }
-            {
-                let mut inner = self.inner.borrow_mut();
-                if let Some(conn) = inner.conn_mut(id) {
-                    conn.inbuf = buf;
-                }
-            }
-            if !alive {
-                return;
-            }
-            match outcome {
-                ReadOutcome::More => continue,
-                ReadOutcome::Drained => return,
-                ReadOutcome::BudgetUsed => {
-                    let mut inner = self.inner.borrow_mut();
-                    if let Some(conn) = inner.conn_mut(id) {
-                        if !conn.in_ready {
-                            conn.in_ready = true;
-                            inner.ready.push(id);
-                        }
-                    }
-                    return;
-                }
-                ReadOutcome::Eof => {
-                    self.on_eof(id);
-                    return;
-                }
-                ReadOutcome::Failed(e) => {
-                    let kind = if e.kind() == io::ErrorKind::ConnectionRefused { ErrorKind::ConnectionRefused } else { ErrorKind::Closed };
-                    self.close_conn(id, kind, format!("read failed: {e}"), false);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Decode and dispatch every complete message in `buf`. Returns false if the connection
-    /// is closing.
-    fn dispatch_buffer(&self, id: ConnId, buf: &mut InBuf) -> bool {
-        let mut since_check = 0u32;
-        let max_outbuf = self.inner.borrow().config.max_outbuf;
-        loop {
-            since_check += 1;
-            if since_check == OUTPUT_CHECK_EVERY || self.shared.queued_bytes() > max_outbuf {
-                since_check = 0;
-                if self.output_over_cap(id) {
-                    return false;
-                }
-            }
-            let decoded = {
-                let mut inner = self.inner.borrow_mut();
-                let Some(conn) = inner.conn_mut(id) else { return false };
-                if conn.state != ConnState::Open {
-                    return false;
-                }
-                conn.session.decode_next(buf.filled())
-            };
-            match decoded {
-                Decoded::NeedMore { needed } => {
-                    buf.needed = needed;
-                    return true;
-                }
-                Decoded::Consumed { consumed, event } => {
-                    if let Some(event) = event {
-                        self.dispatch_event(id, event);
-                    }
-                    buf.consume(consumed);
-                }
-                Decoded::Reassembled { consumed, message } => {
-                    buf.consume(consumed);
-                    let event = {
-                        let mut inner = self.inner.borrow_mut();
-                        let Some(conn) = inner.conn_mut(id) else { return false };
-                        conn.session.decode_reassembled(&message)
-                    };
-                    if let Some(event) = event {
-                        self.dispatch_event(id, event);
-                    }
-                }
-                Decoded::Fatal(reason) => {
-                    if self.is_datagram_conn(id) {
-                        // Datagrams are independent: drop this one, keep the peer.
-                        self.log(LogLevel::Warn, || format!("{id}: datagram dropped: {reason}"));
-                        buf.consume(buf.end - buf.start);
-                        self.reset_datagram_input(id);
-                        return true;
-                    }
-                    self.log(LogLevel::Warn, || format!("{id}: {reason}; closing it"));
-                    self.close_conn(id, ErrorKind::Protocol, reason, true);
-                    return false;
-                }
-            }
-        }
-    }
-
-    /// A peer that pipelines requests without reading the answers must not make us buffer
-    /// without bound within one read: every few messages, move the answers into the
-    /// connection's output and write what the socket takes; if more than `max_outbuf` is
-    /// still waiting, close the connection.
-    fn output_over_cap(&self, id: ConnId) -> bool {
-        self.drain_replies();
-        let over = {
-            let mut guard = self.inner.borrow_mut();
-            let max = guard.config.max_outbuf;
-            let Some(conn) = guard.conn_mut(id) else { return true };
-            if conn.session.output_len() > max {
-                let _ = conn.flush();
-            }
-            (conn.session.output_len() > max).then_some(max)
-        };
-        match over {
-            Some(max) => {
-                let reason = format!("peer is not reading: more than {max} bytes of output are waiting");
-                self.log(LogLevel::Info, || format!("{id}: {reason}"));
-                self.close_conn(id, ErrorKind::Limit, reason, false);
-                true
-            }
-            None => false,
-        }
-    }
-
     fn dispatch_event(&self, id: ConnId, event: Event<'_, PendingCall>) {
         match event {
-            Event::Request { msgid, .. } if self.shutting_down.get() => {
-                let mut inner = self.inner.borrow_mut();
-                if let Some(conn) = inner.conn_mut(id) {
-                    let _ = conn.session.reply_error(msgid, rpc_error::SHUTTING_DOWN, b"the server is shutting down");
-                }
-                inner.mark_dirty(id);
-            }
             Event::Request { msgid, method, params, ext } => {
-                let handler = {
-                    let h = self.handlers.borrow();
-                    h.methods.get(method).or(h.fallback.as_ref()).cloned()
-                };
-                match handler {
-                    Some(handler) => {
-                        let limits = self.inner.borrow_mut().conn_mut(id).map(|c| c.session.limits().frame).unwrap_or_default();
-                        let stream = ext.map(|e| (e, self.open_stream(id, msgid, e)));
-                        let req = Request::new(self.shared.clone(), id, msgid, limits, method, params.args, params.kwargs, stream);
-                        handler(self, req);
-                    }
-                    None => {
-                        let message = format!("no such method: {}", String::from_utf8_lossy(method));
-                        let mut inner = self.inner.borrow_mut();
-                        if let Some(conn) = inner.conn_mut(id) {
-                            let _ = conn.session.reply_error(msgid, rpc_error::NO_METHOD, message.as_bytes());
-                        }
-                        inner.mark_dirty(id);
-                    }
-                }
+                self.serve_request(id, msgid, RequestBytes::Borrowed { method, args: params.args, kwargs: params.kwargs }, ext)
             }
             Event::Notification { method, params } => {
                 let handler = self.handlers.borrow().notification.clone();
@@ -870,6 +654,35 @@ impl Context {
         }
     }
 
+    /// Run the handler of a request (or answer it at once: no such method, shutting down).
+    fn serve_request(&self, id: ConnId, msgid: u32, bytes: RequestBytes<'_>, ext: Option<crate::protocol::ExtCall>) {
+        let refusal = if self.shutting_down.get() { Some((rpc_error::SHUTTING_DOWN, "the server is shutting down".to_string())) } else { None };
+        let handler = refusal.is_none().then(|| {
+            let method = bytes.method();
+            let h = self.handlers.borrow();
+            h.methods.get(method).or(h.fallback.as_ref()).cloned()
+        });
+        match (refusal, handler) {
+            (None, Some(Some(handler))) => {
+                let Some((limits, account)) = self.inner.borrow_mut().conn_mut(id).map(|c| (c.session.limits().frame, c.account.clone())) else {
+                    return;
+                };
+                let stream = ext.map(|e| (e, self.open_stream(id, msgid, e)));
+                let req = Request::new(self.shared.clone(), account, id, msgid, limits, bytes, stream);
+                handler(self, req);
+            }
+            (refusal, _) => {
+                let (code, message) =
+                    refusal.unwrap_or_else(|| (rpc_error::NO_METHOD, format!("no such method: {}", String::from_utf8_lossy(bytes.method()))));
+                let mut inner = self.inner.borrow_mut();
+                if let Some(conn) = inner.conn_mut(id) {
+                    let _ = conn.session.reply_error(msgid, code, message.as_bytes());
+                }
+                inner.mark_dirty(id);
+            }
+        }
+    }
+
     fn retire_timer(&self, call: &PendingCall) {
         if call.timed {
             let mut guard = self.inner.borrow_mut();
@@ -893,6 +706,18 @@ impl Context {
         self.end_served_calls(id, StreamState::Closed);
         let mut inner = self.inner.borrow_mut();
         inner.mark_dirty(id);
+        // Requests it sent may still be answered, for a while (the linger).
+        let linger = inner.config.linger;
+        let Some(conn) = inner.conn_mut(id) else { return };
+        if conn.session.unanswered() > 0 || conn.undispatched {
+            if linger.is_zero() {
+                drop(inner);
+                self.close_conn(id, ErrorKind::Closed, "connection closed by the peer; its unanswered requests were cancelled".into(), true);
+                return;
+            }
+            conn.eof_at = Some(Instant::now());
+            inner.arm_housekeeping();
+        }
     }
 
     fn fail_calls(&self, id: ConnId, pending: Vec<(u32, PendingCall)>, kind: ErrorKind, message: &str) {
@@ -950,6 +775,10 @@ impl Context {
                     self.inner.borrow_mut().timers.fired();
                     self.sweep_udp_peers(listener);
                 }
+                TimerKind::Housekeeping => {
+                    self.inner.borrow_mut().timers.fired();
+                    self.housekeeping();
+                }
                 TimerKind::AcceptRetry { listener } => {
                     let mut inner = self.inner.borrow_mut();
                     inner.timers.fired();
@@ -977,19 +806,27 @@ impl Context {
     /// Move replies queued by request tokens into their connections' output.
     fn drain_replies(&self) {
         let mut guard = self.inner.borrow_mut();
-        let inner = &mut *guard;
+        self.move_replies(&mut guard);
+    }
+
+    /// `drain_replies` with the context already borrowed.
+    fn move_replies(&self, inner: &mut Inner) {
         let mut queue = std::mem::take(&mut inner.spare_queue);
         self.shared.take_queue(&mut queue);
+        let mut last: Option<ConnId> = None;
         for reply in queue.entries.drain(..) {
             let (kind, conn_id, msgid) = (reply.kind, reply.conn, reply.msgid);
             if kind == QueuedKind::Final && !inner.streams.is_empty() {
                 inner.streams.remove(&(conn_id, msgid));
             }
+            if last.is_some_and(|l| l != conn_id) {
+                inner.sync_memory(last.take().expect("checked"));
+            }
             let Some(conn) = inner.conn_mut(conn_id) else { continue };
             let pushed = match (kind, reply.body) {
                 (QueuedKind::Final, ReplyBody::Owned(v)) => conn.session.push_encoded_reply_vec(msgid, v).is_ok(),
                 (QueuedKind::Final, ReplyBody::Arena { start, end }) => conn.session.push_encoded_reply(msgid, &queue.bytes[start..end]).is_ok(),
-                (QueuedKind::Message, ReplyBody::Owned(v)) => conn.session.push_encoded(msgid, &v).is_ok(),
+                (QueuedKind::Message, ReplyBody::Owned(v)) => conn.session.push_encoded_vec(msgid, v).is_ok(),
                 (QueuedKind::Message, ReplyBody::Arena { start, end }) => conn.session.push_encoded(msgid, &queue.bytes[start..end]).is_ok(),
                 (QueuedKind::InputsConsumed(n), _) => {
                     conn.session.inputs_consumed(msgid, n);
@@ -998,8 +835,14 @@ impl Context {
             };
             if pushed {
                 inner.mark_dirty(conn_id);
+                last = Some(conn_id);
             }
         }
+        if let Some(id) = last {
+            inner.sync_memory(id);
+        }
+        // The answers' memory is now charged as their connections' output.
+        self.shared.budget.release(std::mem::take(&mut queue.charged));
         queue.bytes.clear();
         if queue.bytes.capacity() > 1 << 20 {
             queue.bytes = Vec::new();
@@ -1012,7 +855,7 @@ impl Context {
         {
             let mut guard = self.inner.borrow_mut();
             let inner = &mut *guard;
-            let max_outbuf = inner.config.max_outbuf;
+            let watch_output = inner.config.message_timeout.is_some();
             let dirty = std::mem::take(&mut inner.dirty);
             for id in dirty {
                 let Some(conn) = inner.conn_mut(id) else { continue };
@@ -1020,22 +863,23 @@ impl Context {
                 if conn.state != ConnState::Open {
                     continue;
                 }
-                match conn.flush() {
-                    Ok(()) => {}
-                    Err(e) => {
-                        to_close.push((id, ErrorKind::Closed, format!("write failed: {e}")));
-                        continue;
-                    }
+                if let Err(e) = conn.flush() {
+                    to_close.push((id, ErrorKind::Closed, format!("write failed: {e}")));
+                    continue;
                 }
-                if conn.session.output_len() > max_outbuf {
-                    to_close.push((id, ErrorKind::Limit, format!("peer is not reading: more than {max_outbuf} bytes of output are waiting")));
-                } else if conn.read_eof && !conn.session.has_output() && conn.session.unanswered() == 0 {
+                let waiting = conn.output_since.is_some();
+                if conn.read_eof && !conn.session.has_output() && conn.session.unanswered() == 0 {
                     to_close.push((id, ErrorKind::Closed, "connection closed by the peer".into()));
+                }
+                inner.sync_memory(id);
+                inner.resume_if_drained(id);
+                if waiting && watch_output {
+                    inner.arm_housekeeping();
                 }
             }
         }
         for (id, kind, reason) in to_close {
-            self.log(LogLevel::Info, || format!("{id}: {reason}"));
+            self.log_peer(LogLevel::Info, "connection closed", || format!("{id}: {reason}"));
             self.close_conn(id, kind, reason, false);
         }
     }
@@ -1054,6 +898,12 @@ impl Context {
     }
 
     fn finish_close(&self, id: ConnId, notify: bool) {
+        if self.inner.borrow_mut().conn_mut(id).is_none_or(|c| c.state == ConnState::Closed) {
+            return;
+        }
+        // Handlers of the peer's extended calls hear that the call ended; stock requests
+        // see it through their connection's account (set below).
+        self.end_served_calls(id, StreamState::Closed);
         let (pending, kind, reason, notify) = {
             let mut guard = self.inner.borrow_mut();
             let inner = &mut *guard;
@@ -1064,7 +914,20 @@ impl Context {
             if conn.flush_before_close {
                 let _ = conn.flush();
             }
+            // Nothing more is done for a peer that is gone: drop what is queued for it and
+            // what it half sent, and tell its running handlers.
+            conn.account.set_closed();
+            conn.session.discard_io();
+            conn.inbuf = InBuf::default();
+            conn.pause = Pause::None;
+            conn.eof_at = None;
+            conn.output_since = None;
+            conn.message_started = None;
+            if let Some(key) = conn.udp_lru.take() {
+                inner.udp_lru.remove(&key);
+            }
             if let Some(mut stream) = conn.stream.take() {
+                inner.open_conns -= 1;
                 stream.deregister(inner.poll.registry());
                 if let Some(child) = stream.take_child() {
                     inner.children.push(child);
@@ -1073,6 +936,8 @@ impl Context {
                     inner.udp_peers.remove(&(listener, peer));
                 }
             }
+            inner.sync_memory(id);
+            let Some(conn) = inner.conns.get_mut(id.index as usize).filter(|c| c.id == id) else { return };
             conn.state = ConnState::Closed;
             let (kind, reason) = conn.close_reason.take().unwrap_or((ErrorKind::Closed, "closed".into()));
             let ended: Vec<(ConnId, u32)> = inner.streams.keys().filter(|(c, _)| *c == id).copied().collect();
@@ -1281,6 +1146,7 @@ impl Context {
         let address = transport::parse_uri(uri)?;
         let mut listener = Listener::bind(&address)?;
         let mut inner = self.inner.borrow_mut();
+        listener.set_backlog(inner.config.listen_backlog).map_err(|e| Error::io("set the listen backlog", &e))?;
         let entry = inner.listeners.vacant_entry();
         let key = entry.key();
         listener.register(inner.poll.registry(), Token(key | LISTENER_BIT)).map_err(|e| Error::io("register listener", &e))?;
@@ -1499,17 +1365,9 @@ fn timer_is_live(conns: &Slab<Conn>, user_timers: &HashMap<u64, TimerCallback>, 
     match kind {
         TimerKind::CallTimeout { conn: id, msgid, seq } => conn(id).and_then(|c| c.session.pending_call(*msgid)).is_some_and(|p| p.seq == *seq),
         TimerKind::ConnectTimeout { conn: id } => conn(id).is_some_and(|c| c.state == ConnState::Connecting),
-        TimerKind::AcceptRetry { .. } | TimerKind::UdpSweep { .. } | TimerKind::Deadline { .. } => true,
+        TimerKind::AcceptRetry { .. } | TimerKind::UdpSweep { .. } | TimerKind::Deadline { .. } | TimerKind::Housekeeping => true,
         TimerKind::User { id } => user_timers.contains_key(id),
     }
-}
-
-enum ReadOutcome {
-    More,
-    Drained,
-    BudgetUsed,
-    Eof,
-    Failed(io::Error),
 }
 
 struct ResetOnDrop<'a>(&'a Cell<bool>);
@@ -1554,14 +1412,17 @@ impl Inner {
         let id = ConnId { index: index as u32, generation };
         let describe = stream.describe();
         let always_ready = stream.reader_always_ready();
-        let stream_kind_limits = stream.is_datagram();
+        let datagram = stream.is_datagram();
+        let mut session = Session::new(udp::limits_for(&datagram, self.config.limits));
+        session.set_datagram(datagram);
+        self.open_conns += 1;
         self.conns.insert(Conn {
             id,
             handle: Box::new(ConnHandle { ctx: *ctx, id, user_data: Cell::new(0) }),
             stream: Some(stream),
             state,
             targets: Vec::new(),
-            session: Session::new(udp::limits_for(&stream_kind_limits, self.config.limits)),
+            session,
             inbuf: InBuf::default(),
             owned,
             released: false,
@@ -1573,6 +1434,15 @@ impl Inner {
             flush_before_close: false,
             describe,
             last_active: Instant::now(),
+            charged: 0,
+            account: input::new_account(),
+            pause: Pause::None,
+            undispatched: false,
+            message_started: None,
+            reassembly_watch: None,
+            output_since: None,
+            eof_at: None,
+            udp_lru: None,
         });
         if always_ready {
             self.ready.push(id);
@@ -1604,6 +1474,7 @@ impl Inner {
                     }
                 }
                 conn.stream = None;
+                self.open_conns -= 1;
                 conn.state = ConnState::Closing;
                 let kind = if e.kind() == io::ErrorKind::ConnectionRefused { ErrorKind::ConnectionRefused } else { ErrorKind::Io };
                 conn.close_reason = Some((kind, format!("connect to {} failed: {e}", conn.describe)));
@@ -1619,23 +1490,46 @@ impl Conn {
         matches!(self.state, ConnState::Open | ConnState::Connecting) && !self.read_eof
     }
 
-    /// Write as much queued output as the stream takes now.
+    /// Write as much queued output as the stream takes now (several chunks per `writev`),
+    /// and keep the clock of output waiting for the peer.
     fn flush(&mut self) -> io::Result<()> {
         let Some(stream) = self.stream.as_mut() else { return Ok(()) };
-        if stream.is_datagram() {
-            return udp::flush_datagrams(stream, &mut self.session, &mut self.last_active);
+        let before = self.session.output_len();
+        let result = if stream.is_datagram() {
+            udp::flush_datagrams(stream, &mut self.session, &mut self.last_active)
+        } else {
+            write_out(stream, &mut self.session)
+        };
+        let after = self.session.output_len();
+        if after < before {
+            self.last_active = Instant::now();
         }
-        while self.session.has_output() {
-            match stream.write(self.session.output()) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote 0 bytes")),
-                Ok(n) => self.session.consume_output(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        self.output_since = match (after, self.output_since) {
+            (0, _) => None,
+            (_, Some(since)) if after >= before => Some(since),
+            _ => Some(Instant::now()),
+        };
+        result
     }
+}
+
+/// `writev` queued output until it is all written or the stream would block.
+fn write_out(stream: &mut Stream, session: &mut Session<PendingCall>) -> io::Result<()> {
+    while session.has_output() {
+        let written = {
+            let mut slices = [io::IoSlice::new(&[]); crate::protocol::output::MAX_IOVECS];
+            let n = session.output_slices(&mut slices);
+            stream.write_vectored(&slices[..n])
+        };
+        match written {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote 0 bytes")),
+            Ok(n) => session.consume_output(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Context {
@@ -1679,29 +1573,5 @@ impl Drop for Context {
                 }
             }
         }
-    }
-}
-
-fn env_log_sink() -> Option<LogSink> {
-    std::env::var_os("JOINT_LOG").map(|_| {
-        Rc::new(|level: LogLevel, msg: &str| {
-            let tag = match level {
-                LogLevel::Error => "error",
-                LogLevel::Warn => "warn",
-                LogLevel::Info => "info",
-                LogLevel::Debug => "debug",
-            };
-            eprintln!("joint[{}] {tag}: {msg}", std::process::id());
-        }) as LogSink
-    })
-}
-
-fn env_log_level() -> Option<LogLevel> {
-    match std::env::var("JOINT_LOG").ok()?.as_str() {
-        "error" => Some(LogLevel::Error),
-        "warn" => Some(LogLevel::Warn),
-        "info" => Some(LogLevel::Info),
-        "debug" | "1" | "all" => Some(LogLevel::Debug),
-        _ => None,
     }
 }

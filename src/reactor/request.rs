@@ -13,6 +13,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use crate::codec::{self, FrameLimits, PayloadError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{rpc_error, ExtCall};
 
+use super::budget::{Budget, ConnAccount, REQUEST_OVERHEAD, SMALL};
 use super::ConnId;
 
 /// State shared between the loop thread and threads that answer requests.
@@ -31,6 +33,8 @@ pub struct Shared {
     /// Bytes in the queue (so the loop can notice a flood of answers within one read).
     queued_bytes: std::sync::atomic::AtomicUsize,
     queue: Mutex<ReplyQueue>,
+    /// The context's memory budget (charged from any thread).
+    pub(super) budget: Budget,
 }
 
 /// Replies waiting for the loop thread. Small replies share one byte arena (no allocation per
@@ -39,6 +43,8 @@ pub struct Shared {
 pub(super) struct ReplyQueue {
     pub bytes: Vec<u8>,
     pub entries: Vec<QueuedReply>,
+    /// Budget charged for these entries; released once they are moved into the connections.
+    pub charged: usize,
 }
 
 pub(super) struct QueuedReply {
@@ -72,8 +78,22 @@ thread_local! {
 }
 
 impl Shared {
-    pub(super) fn new(waker: mio::Waker) -> Self {
-        Shared { waker, woken: AtomicBool::new(false), queued_bytes: Default::default(), queue: Mutex::new(ReplyQueue::default()) }
+    pub(super) fn new(waker: mio::Waker, budget: usize) -> Self {
+        Shared {
+            waker,
+            woken: AtomicBool::new(false),
+            queued_bytes: Default::default(),
+            queue: Mutex::new(ReplyQueue::default()),
+            budget: Budget::new(budget),
+        }
+    }
+
+    /// Give back budget from any thread; wakes the loop if that may let stopped connections
+    /// be read again.
+    pub(super) fn release(&self, n: usize) {
+        if self.budget.release(n) || n >= SMALL {
+            self.wake_unless_processing();
+        }
     }
 
     /// Make the context fd readable so the host calls `process()` (any thread).
@@ -103,12 +123,29 @@ impl Shared {
         ProcessingGuard { previous }
     }
 
-    fn push(&self, conn: ConnId, msgid: u32, kind: QueuedKind, encode: impl FnOnce(&mut Vec<u8>), size_hint: usize) {
+    /// Queue a message for the loop thread, charging the budget for it. A message bigger than
+    /// the [`SMALL`] allowance is queued only if `checked` is false or it fits the budget;
+    /// returns whether it was queued.
+    fn push(&self, conn: ConnId, msgid: u32, kind: QueuedKind, encode: impl FnOnce(&mut Vec<u8>), size_hint: usize, checked: bool) -> bool {
+        let charge = size_hint + 32;
+        if charge > SMALL && checked {
+            if !self.budget.try_charge(charge) {
+                return false;
+            }
+        } else {
+            self.budget.charge(charge);
+        }
         let size = if size_hint > OWN_BUFFER_ABOVE {
-            let mut own = Vec::with_capacity(size_hint + 16);
+            let mut own = Vec::new();
+            if own.try_reserve_exact(size_hint + 16).is_err() {
+                self.release(charge);
+                return false;
+            }
             encode(&mut own);
             let size = own.len();
-            self.lock().entries.push(QueuedReply { conn, msgid, kind, body: ReplyBody::Owned(own) });
+            let mut q = self.lock();
+            q.entries.push(QueuedReply { conn, msgid, kind, body: ReplyBody::Owned(own) });
+            q.charged += charge;
             size
         } else {
             let mut q = self.lock();
@@ -116,10 +153,12 @@ impl Shared {
             encode(&mut q.bytes);
             let end = q.bytes.len();
             q.entries.push(QueuedReply { conn, msgid, kind, body: ReplyBody::Arena { start, end } });
+            q.charged += charge;
             end - start
         };
         self.queued_bytes.fetch_add(size, Ordering::Relaxed);
         self.wake_unless_processing();
+        true
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ReplyQueue> {
@@ -276,14 +315,14 @@ pub enum YieldStatus {
 /// answers with a `NOT_ANSWERED` error, so the peer never waits forever.
 pub struct Request {
     shared: Arc<Shared>,
+    /// What the connection's requests hold, and whether it is gone.
+    account: Arc<ConnAccount>,
+    /// Budget charged for this request (released when it is dropped).
+    charged: usize,
     conn: ConnId,
     msgid: u32,
     limits: FrameLimits,
-    /// method, args and kwargs, back to back.
-    data: Bytes,
-    method_end: usize,
-    args_end: usize,
-    has_kwargs: bool,
+    data: RequestData,
     answered: bool,
     /// Set for an extended call (joint extension).
     ext: Option<ExtCall>,
@@ -297,38 +336,83 @@ struct Collected {
     count: u32,
 }
 
+/// Where a request's method and params are, in the message that carried them.
+pub(super) struct Parts {
+    pub method: Range<usize>,
+    /// `None`: no positional params (the peer sent a map or nil): an empty array.
+    pub args: Option<Range<usize>>,
+    pub kwargs: Option<Range<usize>>,
+}
+
+impl Parts {
+    /// The ranges of `method`, `args` and `kwargs` within `message` (they are slices of it,
+    /// except an `args` that is the shared empty array).
+    pub fn locate(message: &[u8], method: &[u8], args: &[u8], kwargs: Option<&[u8]>) -> Parts {
+        let base = message.as_ptr() as usize;
+        let range = |part: &[u8]| -> Option<Range<usize>> {
+            let start = (part.as_ptr() as usize).checked_sub(base)?;
+            (start + part.len() <= message.len()).then(|| start..start + part.len())
+        };
+        Parts { method: range(method).unwrap_or(0..0), args: range(args), kwargs: kwargs.and_then(range) }
+    }
+}
+
+/// A request's bytes: copied from the read buffer (small requests, most RPC calls), or the
+/// whole message it came in, taken over without a copy (big ones).
+enum RequestData {
+    Copied { data: Bytes, method_end: usize, args_end: usize, has_kwargs: bool },
+    Owned { message: Vec<u8>, parts: Parts },
+}
+
+/// How [`Request::new`] gets its bytes.
+pub(super) enum RequestBytes<'a> {
+    Borrowed { method: &'a [u8], args: &'a [u8], kwargs: Option<&'a [u8]> },
+    Owned { message: Vec<u8>, parts: Parts },
+}
+
+impl RequestBytes<'_> {
+    pub(super) fn method(&self) -> &[u8] {
+        match self {
+            RequestBytes::Borrowed { method, .. } => method,
+            RequestBytes::Owned { message, parts } => &message[parts.method.clone()],
+        }
+    }
+}
+
 impl Request {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         shared: Arc<Shared>,
+        account: Arc<ConnAccount>,
         conn: ConnId,
         msgid: u32,
         limits: FrameLimits,
-        method: &[u8],
-        args: &[u8],
-        kwargs: Option<&[u8]>,
+        bytes: RequestBytes<'_>,
         ext: Option<(ExtCall, Arc<StreamShared>)>,
     ) -> Self {
-        let kw = kwargs.unwrap_or(&[]);
-        let data = Bytes::concat(&[method, args, kw]);
+        let (data, heap) = match bytes {
+            RequestBytes::Borrowed { method, args, kwargs } => {
+                let kw = kwargs.unwrap_or(&[]);
+                let data = Bytes::concat(&[method, args, kw]);
+                let heap = data.heap_len();
+                (RequestData::Copied { data, method_end: method.len(), args_end: method.len() + args.len(), has_kwargs: kwargs.is_some() }, heap)
+            }
+            RequestBytes::Owned { message, parts } => {
+                let heap = message.capacity();
+                (RequestData::Owned { message, parts }, heap)
+            }
+        };
+        // Held bytes count against the budget until the request is dropped; they came from
+        // the connection, so they count as its memory too (it stops being read when the
+        // budget is spent).
+        let charged = REQUEST_OVERHEAD + heap;
+        shared.budget.charge(charged);
+        account.add(charged);
         let (ext, stream) = match ext {
             Some((e, s)) => (Some(e), Some(s)),
             None => (None, None),
         };
-        Request {
-            shared,
-            conn,
-            msgid,
-            limits,
-            method_end: method.len(),
-            args_end: method.len() + args.len(),
-            has_kwargs: kwargs.is_some(),
-            data,
-            answered: false,
-            ext,
-            stream,
-            collected: None,
-        }
+        Request { shared, account, charged, conn, msgid, limits, data, answered: false, ext, stream, collected: None }
     }
 
     /// The extended call's flags, deadline and window; `None` for a stock request.
@@ -341,6 +425,7 @@ impl Request {
         match &self.stream {
             Some(s) => s.state(),
             None if self.answered => StreamState::Answered,
+            None if self.account.is_closed() => StreamState::Closed,
             None => StreamState::Active,
         }
     }
@@ -377,7 +462,12 @@ impl Request {
         f.yield_credit -= 1;
         drop(f);
         let msgid = self.msgid;
-        self.shared.push(self.conn, msgid, QueuedKind::Message, |out| codec::encode_item(out, codec::TYPE_YIELD, msgid, item), item.len());
+        if !self.shared.push(self.conn, msgid, QueuedKind::Message, |out| codec::encode_item(out, codec::TYPE_YIELD, msgid, item), item.len(), true) {
+            if let Some(stream) = &self.stream {
+                stream.lock().yield_credit += 1;
+            }
+            return Err(budget_error(item.len(), &self.shared.budget));
+        }
         Ok(YieldStatus::Sent)
     }
 
@@ -410,7 +500,7 @@ impl Request {
             if let Some(event) = f.inputs.pop_front() {
                 drop(f);
                 if matches!(event, StreamEvent::Input(_)) {
-                    self.shared.push(self.conn, self.msgid, QueuedKind::InputsConsumed(1), |_| {}, 0);
+                    self.shared.push(self.conn, self.msgid, QueuedKind::InputsConsumed(1), |_| {}, 0, false);
                 }
                 return Ok(Some(event));
             }
@@ -432,17 +522,31 @@ impl Request {
 
     /// The method name as sent (str or bin; not necessarily UTF-8).
     pub fn method(&self) -> &[u8] {
-        &self.data.as_slice()[..self.method_end]
+        match &self.data {
+            RequestData::Copied { data, method_end, .. } => &data.as_slice()[..*method_end],
+            RequestData::Owned { message, parts } => &message[parts.method.clone()],
+        }
     }
 
     /// Positional params: one encoded MessagePack array.
     pub fn args(&self) -> &[u8] {
-        &self.data.as_slice()[self.method_end..self.args_end]
+        match &self.data {
+            RequestData::Copied { data, method_end, args_end, .. } => &data.as_slice()[*method_end..*args_end],
+            RequestData::Owned { message, parts } => parts.args.clone().map_or(codec::EMPTY_ARRAY, |r| &message[r]),
+        }
     }
 
     /// Keyword params: one encoded MessagePack map, when the peer sent a map as params.
     pub fn kwargs(&self) -> Option<&[u8]> {
-        self.has_kwargs.then(|| &self.data.as_slice()[self.args_end..])
+        match &self.data {
+            RequestData::Copied { data, args_end, has_kwargs, .. } => has_kwargs.then(|| &data.as_slice()[*args_end..]),
+            RequestData::Owned { message, parts } => parts.kwargs.clone().map(|r| &message[r]),
+        }
+    }
+
+    /// Whether the connection the request came on is gone (answering it does nothing).
+    pub fn is_conn_closed(&self) -> bool {
+        self.account.is_closed()
     }
 
     /// Answer with a result (one encoded MessagePack object). If `result` is not a valid
@@ -469,6 +573,9 @@ impl Request {
     fn send_error_code_claimed(&mut self, code: i64, message: &[u8]) {
         let msgid = self.msgid;
         self.answered = true;
+        if self.account.is_closed() {
+            return; // nobody to tell
+        }
         self.shared.push(
             self.conn,
             msgid,
@@ -479,6 +586,7 @@ impl Request {
                 codec::encode_response(out, msgid, &err, codec::NIL);
             },
             message.len(),
+            false,
         );
     }
 
@@ -526,7 +634,10 @@ impl Request {
         }
         let msgid = self.msgid;
         self.answered = true;
-        self.shared.push(
+        if self.account.is_closed() {
+            return Ok(()); // the peer is gone: skip the work
+        }
+        let queued = self.shared.push(
             self.conn,
             msgid,
             QueuedKind::Final,
@@ -535,7 +646,13 @@ impl Request {
                 Err(e) => codec::encode_response(out, msgid, e, codec::NIL),
             },
             payload.len(),
+            true,
         );
+        if !queued {
+            let e = budget_error(payload.len(), &self.shared.budget);
+            self.send_error_code_claimed(rpc_error::RESOURCE_EXHAUSTED, e.message.as_bytes());
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -575,6 +692,13 @@ impl Bytes {
         }
     }
 
+    fn heap_len(&self) -> usize {
+        match self {
+            Bytes::Inline { .. } => 0,
+            Bytes::Heap(v) => v.capacity(),
+        }
+    }
+
     fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Inline { buf, len } => &buf[..*len as usize],
@@ -597,7 +721,14 @@ impl Drop for Request {
         if !self.answered {
             self.send_error_code(rpc_error::NOT_ANSWERED, b"the request was released without an answer");
         }
+        self.account.sub(self.charged);
+        self.shared.release(self.charged);
     }
+}
+
+/// A message that does not fit in what is left of the memory budget.
+fn budget_error(size: usize, budget: &Budget) -> Error {
+    Error::new(ErrorKind::Limit, format!("{size} bytes do not fit in the memory budget ({} of {} bytes in use)", budget.used(), budget.limit()))
 }
 
 impl std::fmt::Debug for Request {

@@ -32,6 +32,8 @@ pub enum TimerKind {
     UdpSweep {
         listener: usize,
     },
+    /// Check the connections' timeouts (see `housekeeping.rs`).
+    Housekeeping,
     /// An application timer.
     User {
         id: u64,

@@ -173,6 +173,15 @@ impl Stream {
         }
     }
 
+    /// Write several buffers at once where the stream can (`writev` on sockets).
+    pub fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Unix(s) => s.write_vectored(bufs),
+            _ => self.write(bufs.first().map_or(&[][..], |b| &b[..])),
+        }
+    }
+
     /// Each read and write is one whole message (UDP).
     pub fn is_datagram(&self) -> bool {
         matches!(self, Stream::Udp(_) | Stream::UdpPeer { .. })
@@ -391,6 +400,22 @@ impl Listener {
                 Err(last.unwrap_or_else(|| Error::new(ErrorKind::Address, "no address to listen on")))
             }
         }
+    }
+
+    /// Set how many connections the kernel queues before they are accepted (listen(2) again
+    /// on a listening socket only changes its backlog).
+    pub fn set_backlog(&self, backlog: u32) -> io::Result<()> {
+        let fd = match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l, _) => l.as_raw_fd(),
+            Listener::Udp(_) => return Ok(()),
+        };
+        let backlog = backlog.min(i32::MAX as u32) as libc::c_int;
+        // SAFETY: listen(2) on a valid socket fd owned by this listener.
+        if unsafe { libc::listen(fd, backlog) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {

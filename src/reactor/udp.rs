@@ -2,7 +2,9 @@
 //!
 //! A UDP listener turns each remote address it hears from into a connection of its own (so
 //! handlers, replies and calls back to the peer work as on TCP); such a peer expires after
-//! [`IDLE`] without traffic, pending calls or unanswered requests. A datagram must hold whole
+//! [`IDLE`] without traffic, pending calls or unanswered requests, and when [`MAX_PEERS`]
+//! addresses are known the one heard from least recently is forgotten to make room (a flood
+//! of new addresses never locks out new peers). A datagram must hold whole
 //! messages: what is left of a message cut off at the end of a datagram is dropped, and a
 //! malformed datagram is dropped without affecting the peer. Messages larger than
 //! [`UDP_MAX_MESSAGE`] are refused at the sender with a size error (UDP gives no delivery
@@ -11,8 +13,9 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use super::input::{Dispatched, InBuf};
 use super::transport::{Listener, Stream, UDP_MAX_MESSAGE};
-use super::{ConnEvent, ConnId, ConnState, Context, InBuf, Inner, LogLevel, TimerKind};
+use super::{ConnEvent, ConnId, ConnState, Context, Inner, LogLevel, TimerKind};
 use crate::codec::{self, FrameLimits};
 use crate::error::ErrorKind;
 use crate::protocol::{Limits, Session};
@@ -21,8 +24,8 @@ use crate::protocol::{Limits, Session};
 pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// A UDP peer with no traffic for this long (and nothing pending) is forgotten.
 pub(super) const IDLE: Duration = Duration::from_secs(60);
-/// Most UDP peers a context keeps at once; datagrams from further addresses are dropped.
-const MAX_PEERS: usize = 4096;
+/// Most UDP peers a context keeps at once; beyond it the least recently heard is evicted.
+pub(super) const MAX_PEERS: usize = 4096;
 /// Datagrams read from one listener per `process()`.
 const DATAGRAM_BUDGET: usize = 256;
 
@@ -61,6 +64,27 @@ pub(super) fn flush_datagrams<C>(stream: &mut Stream, session: &mut Session<C>, 
 }
 
 impl Inner {
+    /// A datagram came from this peer: it becomes the most recently heard.
+    fn touch_udp_peer(&mut self, id: ConnId) {
+        self.udp_tick += 1;
+        let tick = self.udp_tick;
+        let Some(conn) = self.conns.get_mut(id.index as usize).filter(|c| c.id == id) else { return };
+        conn.last_active = Instant::now();
+        if let Some(old) = conn.udp_lru.replace(tick) {
+            self.udp_lru.remove(&old);
+        }
+        self.udp_lru.insert(tick, id);
+    }
+
+    /// Take the least recently heard peer out of the LRU order (the caller closes it).
+    fn evict_udp_peer(&mut self) -> Option<ConnId> {
+        let (_, id) = self.udp_lru.pop_first()?;
+        if let Some(conn) = self.conn_mut(id) {
+            conn.udp_lru = None;
+        }
+        Some(id)
+    }
+
     /// A UDP listener's socket can send again: retry its peers' output.
     pub(super) fn udp_writable(&mut self, listener: usize) {
         let peers: Vec<ConnId> = self.udp_peers.iter().filter(|((l, _), _)| *l == listener).map(|(_, id)| *id).collect();
@@ -75,7 +99,7 @@ impl Context {
     /// connection of the address it came from.
     pub(super) fn receive_datagrams(&self, lid: usize) {
         for _ in 0..DATAGRAM_BUDGET {
-            let (id, mut buf, new) = {
+            let (id, mut buf, new, evicted) = {
                 let mut guard = self.inner.borrow_mut();
                 let inner = &mut *guard;
                 let Some(Listener::Udp(socket)) = inner.listeners.get(lid) else { return };
@@ -102,20 +126,15 @@ impl Context {
                     }
                 };
                 buf.end = n;
-                let (id, new) = match inner.udp_peers.get(&(lid, peer)) {
-                    Some(id) => (*id, false),
-                    None if inner.udp_peers.len() >= MAX_PEERS => {
-                        inner.datagram = buf;
-                        drop(guard);
-                        self.log(LogLevel::Warn, || format!("udp: datagram from {peer} dropped: already {MAX_PEERS} peers"));
-                        continue;
-                    }
+                let (id, new, evicted) = match inner.udp_peers.get(&(lid, peer)) {
+                    Some(id) => (*id, false, None),
                     None => {
+                        let evicted = (inner.udp_peers.len() >= MAX_PEERS).then(|| inner.evict_udp_peer()).flatten();
                         let stream = Stream::UdpPeer { socket, peer, listener: lid };
                         match inner.add_conn(stream, ConnState::Open, false, &(self as *const Context)) {
                             Ok(id) => {
                                 inner.udp_peers.insert((lid, peer), id);
-                                (id, true)
+                                (id, true, evicted)
                             }
                             Err(_) => {
                                 inner.datagram = buf;
@@ -124,15 +143,19 @@ impl Context {
                         }
                     }
                 };
-                if let Some(conn) = inner.conn_mut(id) {
-                    conn.last_active = Instant::now();
-                }
-                (id, buf, new)
+                inner.touch_udp_peer(id);
+                (id, buf, new, evicted)
             };
+            if let Some(evicted) = evicted {
+                self.log_peer(LogLevel::Info, "udp peer evicted", || {
+                    format!("udp: {MAX_PEERS} peers known; forgot {evicted} (the least recently heard)")
+                });
+                self.close_conn(evicted, ErrorKind::Closed, "UDP peer forgotten to make room for a new one".into(), false);
+            }
             if new {
                 self.emit_conn_event(id, ConnEvent::Open);
             }
-            if self.dispatch_buffer(id, &mut buf) {
+            if self.dispatch_buffer(id, &mut buf) == Dispatched::All {
                 self.end_datagram(id, &mut buf);
             }
             self.inner.borrow_mut().datagram = buf;
@@ -149,7 +172,9 @@ impl Context {
     pub(super) fn end_datagram(&self, id: ConnId, buf: &mut InBuf) {
         let left = buf.end - buf.start;
         if left > 0 {
-            self.log(LogLevel::Warn, || format!("{id}: {left} bytes of an incomplete message at the end of a datagram dropped"));
+            self.log_peer(LogLevel::Warn, "datagram dropped", || {
+                format!("{id}: {left} bytes of an incomplete message at the end of a datagram dropped")
+            });
             buf.consume(left);
             self.reset_datagram_input(id);
         }

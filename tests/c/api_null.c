@@ -52,7 +52,13 @@ static void test_config(void)
     CHECK_ST(joint_config_set_max_depth(NULL, 8), JOINT_E_NULL);
     CHECK_ST(joint_config_set_max_inflight(NULL, 8), JOINT_E_NULL);
     CHECK_ST(joint_config_set_connect_timeout_ms(NULL, 100), JOINT_E_NULL);
-    CHECK_ST(joint_config_set_max_outbuf(NULL, 1024), JOINT_E_NULL);
+    CHECK_ST(joint_config_set_memory_budget(NULL, 1 << 20), JOINT_E_NULL);
+    CHECK_ST(joint_config_set_output_high_water(NULL, 1024), JOINT_E_NULL);
+    CHECK_ST(joint_config_set_max_connections(NULL, 8), JOINT_E_NULL);
+    CHECK_ST(joint_config_set_message_timeout_ms(NULL, 100), JOINT_E_NULL);
+    CHECK_ST(joint_config_set_idle_timeout_ms(NULL, 100), JOINT_E_NULL);
+    CHECK_ST(joint_config_set_linger_ms(NULL, 100), JOINT_E_NULL);
+    CHECK_ST(joint_config_set_listen_backlog(NULL, 8), JOINT_E_NULL);
     CHECK_ST(joint_config_set_log_cb(NULL, JOINT_LOG_DEBUG, never_log, NULL, NULL), JOINT_E_NULL);
 
     CHECK_OK(joint_config_new(&cfg));
@@ -67,8 +73,22 @@ static void test_config(void)
     CHECK_ST(joint_config_set_connect_timeout_ms(cfg, -2), JOINT_E_INVAL);
     CHECK_OK(joint_config_set_connect_timeout_ms(cfg, -1));
     CHECK_OK(joint_config_set_connect_timeout_ms(cfg, 0));
-    CHECK_ST(joint_config_set_max_outbuf(cfg, 0), JOINT_E_INVAL);
-    CHECK_OK(joint_config_set_max_outbuf(cfg, 1));
+    CHECK_ST(joint_config_set_memory_budget(cfg, (1 << 20) - 1), JOINT_E_INVAL);
+    CHECK_OK(joint_config_set_memory_budget(cfg, 1 << 20));
+    CHECK_ST(joint_config_set_output_high_water(cfg, 0), JOINT_E_INVAL);
+    CHECK_OK(joint_config_set_output_high_water(cfg, 1));
+    CHECK_ST(joint_config_set_max_connections(cfg, 0), JOINT_E_INVAL);
+    CHECK_OK(joint_config_set_max_connections(cfg, 1));
+    CHECK_ST(joint_config_set_message_timeout_ms(cfg, 0), JOINT_E_INVAL);
+    CHECK_ST(joint_config_set_message_timeout_ms(cfg, -2), JOINT_E_INVAL);
+    CHECK_OK(joint_config_set_message_timeout_ms(cfg, -1));
+    CHECK_OK(joint_config_set_message_timeout_ms(cfg, 1));
+    CHECK_ST(joint_config_set_idle_timeout_ms(cfg, 0), JOINT_E_INVAL);
+    CHECK_OK(joint_config_set_idle_timeout_ms(cfg, -1));
+    CHECK_ST(joint_config_set_linger_ms(cfg, -1), JOINT_E_INVAL);
+    CHECK_OK(joint_config_set_linger_ms(cfg, 0));
+    CHECK_ST(joint_config_set_listen_backlog(cfg, 0), JOINT_E_INVAL);
+    CHECK_OK(joint_config_set_listen_backlog(cfg, 1));
     CHECK_OK(joint_config_set_log_cb(cfg, JOINT_LOG_ERROR, NULL, NULL, NULL)); /* NULL cb: off */
     joint_config_free(cfg);
 }

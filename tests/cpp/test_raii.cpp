@@ -55,7 +55,14 @@ TEST(Config, CreateSetAndFree) {
     JT_EXPECT_OK(c.set_max_depth(16));
     JT_EXPECT_OK(c.set_max_inflight(8));
     JT_EXPECT_OK(c.set_connect_timeout_ms(2000));
-    JT_EXPECT_OK(c.set_max_outbuf(1 << 20));
+    JT_EXPECT_OK(c.set_memory_budget(64 << 20));
+    JT_EXPECT_OK(c.set_output_high_water(1 << 20));
+    JT_EXPECT_OK(c.set_max_connections(16));
+    JT_EXPECT_OK(c.set_message_timeout_ms(-1));
+    JT_EXPECT_OK(c.set_idle_timeout_ms(60000));
+    JT_EXPECT_OK(c.set_linger_ms(0));
+    JT_EXPECT_OK(c.set_listen_backlog(64));
+    JT_EXPECT_ERR(c.set_memory_budget(1024), JOINT_E_INVAL); // at least 1 MiB
     JT_EXPECT_ERR(c.set_max_message_size(1), JOINT_E_INVAL); // at least 64
     JT_EXPECT_ERR(c.set_max_depth(1), JOINT_E_INVAL);        // at least 2
 

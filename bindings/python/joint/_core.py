@@ -144,7 +144,10 @@ _CONFIG_SETTERS = {
     'max_message_size': 'joint_config_set_max_message_size',
     'max_depth': 'joint_config_set_max_depth',
     'max_inflight': 'joint_config_set_max_inflight',
-    'max_outbuf': 'joint_config_set_max_outbuf',
+    'memory_budget': 'joint_config_set_memory_budget',
+    'output_high_water': 'joint_config_set_output_high_water',
+    'max_connections': 'joint_config_set_max_connections',
+    'listen_backlog': 'joint_config_set_listen_backlog',
     'window': 'joint_config_set_window',
     'workers': 'joint_config_set_workers',
 }
@@ -167,14 +170,17 @@ class Context:
     """One ``joint_ctx``: its fd, its drivers, its registrations and the peers seen on it."""
 
     def __init__(self, connect_timeout=None, max_message_size=None, max_depth=None,
-                 max_inflight=None, max_outbuf=None, extension=True, window=None, workers=None):
+                 max_inflight=None, memory_budget=None, output_high_water=None,
+                 max_connections=None, listen_backlog=None, message_timeout=None,
+                 idle_timeout=None, linger=None, extension=True, window=None, workers=None):
         cfg = ffi.new('joint_config **')
         self._check(lib.joint_config_new(cfg), 'joint_config_new', use_last_error=False)
         config = cfg[0]
         try:
             opts = dict(max_message_size=max_message_size, max_depth=max_depth,
-                        max_inflight=max_inflight, max_outbuf=max_outbuf, window=window,
-                        workers=workers)
+                        max_inflight=max_inflight, memory_budget=memory_budget,
+                        output_high_water=output_high_water, max_connections=max_connections,
+                        listen_backlog=listen_backlog, window=window, workers=workers)
             for name, value in opts.items():
                 if value is not None:
                     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -185,6 +191,16 @@ class Context:
             lib.joint_config_set_extension(config, bool(extension))
             if connect_timeout is not None:
                 lib.joint_config_set_connect_timeout_ms(config, timeout_ms(connect_timeout))
+            # Seconds; math.inf means no limit (None keeps the library's default).
+            for name, value, setter in (('message_timeout', message_timeout, lib.joint_config_set_message_timeout_ms),
+                                        ('idle_timeout', idle_timeout, lib.joint_config_set_idle_timeout_ms)):
+                if value is not None:
+                    ms = -1 if value == math.inf else timeout_ms(value)
+                    setter(config, ms)
+            if linger is not None:
+                if isinstance(linger, bool) or not isinstance(linger, (int, float)) or linger < 0:
+                    raise ValueError('linger must be a number of seconds >= 0, not %r' % (linger,))
+                lib.joint_config_set_linger_ms(config, min(int(math.ceil(linger * 1000)), 2 ** 31 - 1))
             if not os.environ.get('JOINT_LOG'):
                 # Log lines go to the "joint" logger (JOINT_LOG=... keeps the library's stderr log).
                 lib.joint_config_set_log_cb(config, _log_level(), _ffi.log_trampoline, NULL, NULL)
@@ -1328,7 +1344,9 @@ def connect(uri, timeout=None, *, connect_timeout=_DEFAULT, **options):
     words split as by a POSIX shell) or an argv list, or ``stdio:`` (this process's own
     stdin/stdout). ``timeout``: default seconds for each call (None: wait forever), also the
     connect timeout unless ``connect_timeout`` is given (default 10 s). ``options``:
-    ``max_message_size``, ``max_depth``, ``max_inflight``, ``max_outbuf``; ``extension``
+    ``max_message_size``, ``max_depth``, ``max_inflight``, the resource limits (see the
+    package README: ``memory_budget``, ``output_high_water``, ``max_connections``,
+    ``message_timeout``, ``idle_timeout``, ``linger``, ``listen_backlog``); ``extension``
     (default True: offer the joint extension; False: a stock client), ``window`` (the default
     flow-control window of streaming calls, 64), ``workers`` (pool threads for
     ``@client.method(pool=True)``).
