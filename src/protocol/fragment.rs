@@ -42,6 +42,9 @@ pub(super) struct Outgoing {
 
 struct BigMessage {
     fragid: u32,
+    /// The message is `head` followed by `data` (an answer's envelope before the handler's
+    /// own buffer); `head` is small.
+    head: Vec<u8>,
     data: Rc<Vec<u8>>,
     sent: usize,
     /// The call this message belongs to, so later messages of that call wait behind it.
@@ -67,6 +70,12 @@ struct Reassembly {
     discard: bool,
     received: usize,
     seq: u64,
+}
+
+impl BigMessage {
+    fn total(&self) -> usize {
+        self.head.len() + self.data.len()
+    }
 }
 
 impl Outgoing {
@@ -98,11 +107,24 @@ impl<C> Session<C> {
 
     /// Queue one encoded message, taking its buffer (written from it, not copied, when big).
     pub(super) fn push_owned(&mut self, msgid: Option<u32>, message: Vec<u8>) {
-        let big = self.fragment_size().is_some_and(|f| message.len() > f);
-        if big || msgid.is_some_and(|id| self.outgoing.holds_call(id)) {
+        self.push_parts(msgid, Vec::new(), message);
+    }
+
+    /// Queue the message `head` + `body` (a small envelope, then a big payload in its own
+    /// buffer), writing `body` from where it is.
+    pub(super) fn push_parts(&mut self, msgid: Option<u32>, head: Vec<u8>, body: Vec<u8>) {
+        let len = head.len() + body.len();
+        let big = self.fragment_size().is_some_and(|f| len > f);
+        if msgid.is_some_and(|id| self.outgoing.holds_call(id)) {
+            // Waits behind a big message of its call (rare): keep it in one piece.
+            let mut message = head;
+            message.extend_from_slice(&body);
             self.enqueue(message, msgid);
+        } else if big {
+            self.enqueue_big(head, body, msgid);
         } else {
-            self.out.push_owned(message);
+            self.out.push_owned(head);
+            self.out.push_owned(body);
         }
     }
 
@@ -117,17 +139,19 @@ impl<C> Session<C> {
             }
         }
         match self.fragment_size() {
-            Some(f) if message.len() > f => {
-                let fragid = self.outgoing.next_fragid;
-                self.outgoing.next_fragid = fragid.wrapping_add(1);
-                self.outgoing.queued_bytes += message.len();
-                self.outgoing.memory += message.capacity();
-                self.outgoing.waiting.push_back(BigMessage { fragid, data: Rc::new(message), sent: 0, msgid, followers: Vec::new() });
-                if self.out.is_empty() {
-                    self.refill();
-                }
-            }
+            Some(f) if message.len() > f => self.enqueue_big(Vec::new(), message, msgid),
             _ => self.out.push_owned(message),
+        }
+    }
+
+    fn enqueue_big(&mut self, head: Vec<u8>, data: Vec<u8>, msgid: Option<u32>) {
+        let fragid = self.outgoing.next_fragid;
+        self.outgoing.next_fragid = fragid.wrapping_add(1);
+        self.outgoing.queued_bytes += head.len() + data.len();
+        self.outgoing.memory += head.capacity() + data.capacity();
+        self.outgoing.waiting.push_back(BigMessage { fragid, head, data: Rc::new(data), sent: 0, msgid, followers: Vec::new() });
+        if self.out.is_empty() {
+            self.refill();
         }
     }
 
@@ -139,7 +163,7 @@ impl<C> Session<C> {
         // Start waiting messages while what is under way fits the peer's limit (one is
         // always allowed, so every message eventually goes).
         while let Some(next) = o.waiting.front() {
-            let total = next.data.len();
+            let total = next.total();
             if !o.active.is_empty() && o.active_total + total > peer_max {
                 break;
             }
@@ -148,11 +172,20 @@ impl<C> Session<C> {
             o.active.push_back(next);
         }
         let Some(mut big) = o.active.pop_front() else { return };
-        let total = big.data.len();
+        let total = big.total();
         let end = (big.sent + size).min(total);
-        let (fragid, sent) = (big.fragid, big.sent);
-        self.out.append(|out| codec::encode_fragment_header(out, fragid, total as u64, end - sent));
-        self.out.push_shared(big.data.clone(), sent, end);
+        let (fragid, sent, h) = (big.fragid, big.sent, big.head.len());
+        // The fragment's header, then its share of `head` (small: copied), then of `data`
+        // (written from where it is).
+        self.out.append(|out| {
+            codec::encode_fragment_header(out, fragid, total as u64, end - sent);
+            if sent < h {
+                out.extend_from_slice(&big.head[sent..end.min(h)]);
+            }
+        });
+        if end > h {
+            self.out.push_shared(big.data.clone(), sent.max(h) - h, end - h);
+        }
         let o = &mut self.outgoing;
         o.queued_bytes -= end - sent;
         big.sent = end;
@@ -161,7 +194,7 @@ impl<C> Session<C> {
             return;
         }
         o.active_total -= total;
-        o.memory -= big.data.capacity();
+        o.memory -= big.head.capacity() + big.data.capacity();
         for (message, msgid) in big.followers {
             self.outgoing.queued_bytes -= message.len();
             self.outgoing.memory -= message.capacity();
@@ -172,7 +205,7 @@ impl<C> Session<C> {
     /// Unsent bytes of the biggest message queued for fragmenting.
     pub(super) fn largest_big_message(&self) -> usize {
         let o = &self.outgoing;
-        o.active.iter().chain(o.waiting.iter()).map(|b| b.data.len() - b.sent).max().unwrap_or(0)
+        o.active.iter().chain(o.waiting.iter()).map(|b| b.total() - b.sent).max().unwrap_or(0)
     }
 
     /// Bytes of big messages not written yet.

@@ -594,6 +594,17 @@ impl<C> Session<C> {
         Ok(())
     }
 
+    /// The final answer to request `msgid` as an envelope `head` (validated, encoded) and a
+    /// payload `body` in its own buffer, which is written from where it is.
+    pub fn push_reply_parts(&mut self, msgid: u32, head: Vec<u8>, body: Vec<u8>) -> Result<(), SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        self.push_parts(Some(msgid), head, body);
+        self.answered(msgid);
+        Ok(())
+    }
+
     /// Append an already-encoded message of call `msgid` that is not its final answer (a
     /// YIELD).
     pub fn push_encoded(&mut self, msgid: u32, encoded: &[u8]) -> Result<(), SendError> {

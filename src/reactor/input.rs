@@ -346,9 +346,17 @@ impl Context {
                 if buf.is_empty() {
                     break Dispatched::All;
                 }
-                if let Some(pause) = self.pause_before_dispatch(inner, id) {
-                    inner.pause(id, pause);
-                    break Dispatched::Paused;
+                match self.gate_dispatch(inner, id) {
+                    Gate::Go => {}
+                    Gate::Pause(pause) => {
+                        inner.pause(id, pause);
+                        break Dispatched::Paused;
+                    }
+                    Gate::Failed(reason) => {
+                        drop(guard);
+                        self.close_conn(id, ErrorKind::Closed, reason, false);
+                        break Dispatched::Closed;
+                    }
                 }
                 let allowance = inner.allowance(id);
                 let Some(conn) = inner.conn_mut(id) else { break Dispatched::Closed };
@@ -411,20 +419,24 @@ impl Context {
     }
 
     /// Between two messages: stop when the output is over the high-water mark (after moving
-    /// queued answers into it) or when the budget is spent and this connection holds more
-    /// than its allowance.
-    fn pause_before_dispatch(&self, inner: &mut Inner, id: ConnId) -> Option<Pause> {
+    /// queued answers into it and writing what the socket takes) or when the budget is spent
+    /// and this connection holds more than its allowance. A write that fails here means the
+    /// peer is gone: no more of its requests are run.
+    fn gate_dispatch(&self, inner: &mut Inner, id: ConnId) -> Gate {
         let hwm = inner.config.output_high_water;
-        let conn = inner.conn_mut(id)?;
+        let Some(conn) = inner.conn_mut(id) else { return Gate::Go };
         if conn.session.output_len() + self.shared.queued_bytes() > hwm {
             self.move_replies(inner);
             if let Some(conn) = inner.conn_mut(id) {
-                if conn.session.output_backlog() > hwm {
-                    let _ = conn.flush();
+                if let Err(e) = conn.flush() {
+                    return Gate::Failed(format!("write failed: {e}"));
                 }
             }
         }
-        inner.pause_reason(id)
+        match inner.pause_reason(id) {
+            Some(pause) => Gate::Pause(pause),
+            None => Gate::Go,
+        }
     }
 
     /// A big request takes over the buffer it arrived in; what followed it stays buffered.
@@ -473,6 +485,13 @@ impl Context {
             inner.arm_housekeeping();
         }
     }
+}
+
+enum Gate {
+    Go,
+    Pause(Pause),
+    /// The peer is gone (a write failed).
+    Failed(String),
 }
 
 enum Prepared {

@@ -826,8 +826,10 @@ impl Context {
             let pushed = match (kind, reply.body) {
                 (QueuedKind::Final, ReplyBody::Owned(v)) => conn.session.push_encoded_reply_vec(msgid, v).is_ok(),
                 (QueuedKind::Final, ReplyBody::Arena { start, end }) => conn.session.push_encoded_reply(msgid, &queue.bytes[start..end]).is_ok(),
+                (QueuedKind::Final, ReplyBody::Parts { head, body }) => conn.session.push_reply_parts(msgid, head, body).is_ok(),
                 (QueuedKind::Message, ReplyBody::Owned(v)) => conn.session.push_encoded_vec(msgid, v).is_ok(),
                 (QueuedKind::Message, ReplyBody::Arena { start, end }) => conn.session.push_encoded(msgid, &queue.bytes[start..end]).is_ok(),
+                (QueuedKind::Message, ReplyBody::Parts { .. }) => false,
                 (QueuedKind::InputsConsumed(n), _) => {
                     conn.session.inputs_consumed(msgid, n);
                     true

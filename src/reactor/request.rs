@@ -66,8 +66,16 @@ pub(super) enum QueuedKind {
 }
 
 pub(super) enum ReplyBody {
-    Arena { start: usize, end: usize },
+    Arena {
+        start: usize,
+        end: usize,
+    },
     Owned(Vec<u8>),
+    /// An envelope and the handler's own buffer after it (written from where it is).
+    Parts {
+        head: Vec<u8>,
+        body: Vec<u8>,
+    },
 }
 
 const OWN_BUFFER_ABOVE: usize = 64 << 10;
@@ -159,6 +167,27 @@ impl Shared {
         self.queued_bytes.fetch_add(size, Ordering::Relaxed);
         self.wake_unless_processing();
         true
+    }
+
+    /// Queue a final answer made of `head` and the handler's buffer `body`, if it fits in the
+    /// budget (bodies within the small allowance always do); returns the body if not.
+    fn push_parts(&self, conn: ConnId, msgid: u32, head: Vec<u8>, body: Vec<u8>) -> std::result::Result<(), Vec<u8>> {
+        let size = head.len() + body.len();
+        let charge = size + 32;
+        if charge > SMALL {
+            if !self.budget.try_charge(charge) {
+                return Err(body);
+            }
+        } else {
+            self.budget.charge(charge);
+        }
+        let mut q = self.lock();
+        q.entries.push(QueuedReply { conn, msgid, kind: QueuedKind::Final, body: ReplyBody::Parts { head, body } });
+        q.charged += charge;
+        drop(q);
+        self.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        self.wake_unless_processing();
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ReplyQueue> {
@@ -544,6 +573,15 @@ impl Request {
         }
     }
 
+    /// Whether an answer of `bytes` would fit in the memory budget now. Answers beyond the
+    /// 64 KiB allowance that do not fit are replaced by a RESOURCE_EXHAUSTED error, so a
+    /// handler about to build a big answer can refuse before doing the work.
+    pub fn fits(&self, bytes: usize) -> bool {
+        let b = &self.shared.budget;
+        let need = bytes.saturating_add(32);
+        need <= SMALL || b.used().saturating_add(need) <= b.limit()
+    }
+
     /// Whether the connection the request came on is gone (answering it does nothing).
     pub fn is_conn_closed(&self) -> bool {
         self.account.is_closed()
@@ -554,6 +592,35 @@ impl Request {
     /// the reason.
     pub fn reply(mut self, result: &[u8]) -> Result<()> {
         self.answer(Ok(result))
+    }
+
+    /// Answer with a result (one encoded MessagePack object) in a buffer the request takes:
+    /// a big result is written to the peer from this buffer, never copied. Otherwise as
+    /// [`reply`](Self::reply).
+    pub fn reply_vec(mut self, result: Vec<u8>) -> Result<()> {
+        if self.collected.is_some() || result.len() < super::super::protocol::output::OWN_CHUNK_ABOVE {
+            return self.answer(Ok(&result));
+        }
+        if let Err(state) = self.claim_answer() {
+            return Err(ended_error(state));
+        }
+        if let Some(e) = self.refuse_payload(&result) {
+            return Err(e);
+        }
+        let msgid = self.msgid;
+        self.answered = true;
+        if self.account.is_closed() {
+            return Ok(());
+        }
+        let mut head = Vec::with_capacity(8);
+        codec::encode_response(&mut head, msgid, codec::NIL, &[]);
+        let size = result.len();
+        if self.shared.push_parts(self.conn, msgid, head, result).is_err() {
+            let e = budget_error(size, &self.shared.budget);
+            self.send_error_code_claimed(rpc_error::RESOURCE_EXHAUSTED, e.message.as_bytes());
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Answer with an error object (any one encoded MessagePack object).
@@ -622,15 +689,8 @@ impl Request {
         let payload = match outcome {
             Ok(p) | Err(p) => p,
         };
-        // Leave room for the envelope; a too-big reply becomes an error reply.
-        let limits = FrameLimits { max_message_size: self.limits.max_message_size.saturating_sub(16), ..self.limits };
-        if let Err(e) = codec::validate_object(payload, limits) {
-            let (code, what, kind) = match e {
-                PayloadError::TooLarge => (rpc_error::TOO_LARGE, "reply larger than the message size limit", ErrorKind::TooLarge),
-                _ => (rpc_error::HANDLER_FAILED, "handler produced an invalid MessagePack reply", ErrorKind::InvalidArgument),
-            };
-            self.send_error_code_claimed(code, what.as_bytes());
-            return Err(Error::new(kind, what));
+        if let Some(e) = self.refuse_payload(payload) {
+            return Err(e);
         }
         let msgid = self.msgid;
         self.answered = true;
@@ -654,6 +714,19 @@ impl Request {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// A payload that is not one valid object within the size limit (leaving room for the
+    /// envelope) is answered with an error instead; returns that error.
+    fn refuse_payload(&mut self, payload: &[u8]) -> Option<Error> {
+        let limits = FrameLimits { max_message_size: self.limits.max_message_size.saturating_sub(16), ..self.limits };
+        let e = codec::validate_object(payload, limits).err()?;
+        let (code, what, kind) = match e {
+            PayloadError::TooLarge => (rpc_error::TOO_LARGE, "reply larger than the message size limit", ErrorKind::TooLarge),
+            _ => (rpc_error::HANDLER_FAILED, "handler produced an invalid MessagePack reply", ErrorKind::InvalidArgument),
+        };
+        self.send_error_code_claimed(code, what.as_bytes());
+        Some(Error::new(kind, what))
     }
 
     fn send_error_code(&mut self, code: i64, message: &[u8]) {
