@@ -122,6 +122,8 @@ pub struct Options {
     pub stream: bool,
     /// `--send-json-lines FILE`: stream the JSON lines of FILE (`-`: stdin) into the call.
     pub send_lines: Option<String>,
+    /// `--output FILE`: the bytes of streamed bin items go to FILE.
+    pub output: Option<String>,
 }
 
 /// A context that serves `echo` and `add` (for callbacks), connected to the target.

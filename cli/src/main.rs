@@ -122,7 +122,7 @@ Errors are [code, message]: 1 invalid params, 2 no such method, 4 too large.
 
 const CALL_HELP: &str = "\
 joint call URI METHOD [ARG]... [--timeout MS] [--kw KEY=JSON]... [--stream]
-                               [--send-json-lines FILE]
+                               [--output FILE] [--send-json-lines FILE]
 
 Call METHOD with the ARGs as its params array and print the result as one line of JSON on
 stdout. A remote error is printed on stderr (a readable message, then the error object as
@@ -147,6 +147,11 @@ STREAMING (the joint extension, spoken by `joint serve` and other joint peers):
                         {\"result\":3}
                     (`tail -n 1` is the result, `sed '$d'` the items.) A stock
                     MessagePack-RPC peer just answers: one {\"result\":VALUE} line.
+    --output FILE   with --stream: write the bytes of each bin item to FILE instead of
+                    printing it (other items are still printed), e.g. to download a file:
+                        $ joint call --stream --output big.bin tcp://127.0.0.1:6000 \\
+                              download 1073741824 1048576
+                    Progress goes to stderr when it is a terminal.
     --send-json-lines FILE
                     stream the lines of FILE (- for stdin) into the call, one JSON value
                     per line (blank lines are skipped), as fast as the callee accepts
@@ -223,7 +228,7 @@ fn run(args: &[String]) -> ExitCode {
             Err(e) => usage_error(Some("call"), &e),
         },
         "notify" => match parse_call(rest) {
-            Ok(options) if options.stream || options.send_lines.is_some() => {
+            Ok(options) if options.stream || options.send_lines.is_some() || options.output.is_some() => {
                 usage_error(Some("notify"), "--stream and --send-json-lines are for calls, not notifications")
             }
             Ok(options) => call::run_notify(&options),
@@ -319,6 +324,7 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
     let mut timeout_ms = DEFAULT_TIMEOUT_MS;
     let mut stream = false;
     let mut send_lines: Option<String> = None;
+    let mut output: Option<String> = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         if arg == "--" {
@@ -333,6 +339,11 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
                 return Err("--send-json-lines needs a FILE (- for stdin)".into());
             }
             send_lines = Some(file.to_string());
+        } else if let Some(file) = option_value("--output", arg, &mut iter)? {
+            if file.is_empty() {
+                return Err("--output needs a FILE".into());
+            }
+            output = Some(file.to_string());
         } else if let Some(ms) = option_value("--timeout", arg, &mut iter)? {
             timeout_ms = ms.parse().map_err(|_| format!("--timeout needs a whole number of milliseconds, not {ms:?}"))?;
         } else if let Some(kw) = option_value("--kw", arg, &mut iter)? {
@@ -364,7 +375,10 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
         return Err("--kw cannot be combined with positional ARGs".into());
     };
     let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
-    Ok(call::Options { target, uri: uri.to_string(), method: method.to_string(), params, timeout, stream, send_lines })
+    if output.is_some() && !stream {
+        return Err("--output needs --stream (it receives the streamed bin items)".into());
+    }
+    Ok(call::Options { target, uri: uri.to_string(), method: method.to_string(), params, timeout, stream, send_lines, output })
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 //! the last line, `{"result": VALUE}`. Without `--stream` only the result is printed, as a
 //! bare JSON line like a plain `joint call`.
 //!
+//! With `--output FILE` the bytes of bin items go to FILE instead (a download), with a
+//! progress line on stderr when it is a terminal.
+//!
 //! Input: FILE (`-` for stdin) is read on a thread, one JSON value per line (blank lines are
 //! skipped), into a bounded channel; the loop sends a line whenever the callee's credit
 //! allows (`SendStatus::WouldBlock` waits for `CallEvent::Writable`), then ends the input.
@@ -53,9 +56,70 @@ type Outcome = Result<Vec<u8>, (Error, Vec<u8>)>;
 struct Printer {
     out: BufWriter<Stdout>,
     failed: Option<io::Error>,
+    /// `--output FILE`: where bin items go.
+    file: Option<Download>,
+}
+
+struct Download {
+    path: String,
+    out: BufWriter<File>,
+    bytes: u64,
+    started: Instant,
+    /// Progress is shown (stderr is a terminal), last at this time.
+    progress: Option<Instant>,
+}
+
+impl Download {
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.out.write_all(data)?;
+        self.bytes += data.len() as u64;
+        if let Some(last) = self.progress {
+            if last.elapsed() >= Duration::from_millis(250) {
+                self.show_progress();
+            }
+        }
+        Ok(())
+    }
+
+    fn show_progress(&mut self) {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        eprint!("\r{}: {:.1} MiB, {:.1} MiB/s   ", self.path, self.bytes as f64 / 1048576.0, self.bytes as f64 / 1048576.0 / secs);
+        self.progress = Some(Instant::now());
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if self.progress.is_some() {
+            self.show_progress();
+            eprintln!();
+        }
+        self.out.flush()
+    }
 }
 
 impl Printer {
+    /// One streamed item: a bin item's bytes to the output file if there is one, anything
+    /// else as a JSON line.
+    fn item(&mut self, item: &[u8]) {
+        if let Some(d) = self.file.as_mut() {
+            let mut pos = 0;
+            if let Ok(bytes) = joint::codec::read::bin(item, &mut pos) {
+                if pos == item.len() {
+                    if let Err(e) = d.write(bytes) {
+                        if self.failed.is_none() {
+                            self.failed = Some(io::Error::new(e.kind(), format!("{}: {e}", d.path)));
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        let text = match json::decode(item) {
+            Ok(v) => json::to_json(&v).to_string(),
+            Err(e) => format!("{{\"$invalid\":{}}}", serde_json::Value::from(e)),
+        };
+        self.line(&text);
+    }
+
     fn line(&mut self, text: &str) {
         if self.failed.is_none() {
             if let Err(e) = writeln!(self.out, "{text}") {
@@ -90,6 +154,15 @@ pub fn run(options: &Options, stream: bool, send_lines: Option<&str>) -> ExitCod
     let code = drive(&ctx, conn, options, stream, lines);
     drop(ctx); // closes the connection; a spawned program gets EOF on its stdin
     code
+}
+
+/// Create `--output FILE` (truncating it).
+fn open_output(path: &str) -> Result<Download, String> {
+    let f = File::create(path).map_err(|e| format!("cannot write {path}: {e}"))?;
+    // SAFETY: isatty on fd 2 has no preconditions.
+    let tty = unsafe { libc::isatty(2) } == 1;
+    let now = Instant::now();
+    Ok(Download { path: path.to_string(), out: BufWriter::with_capacity(1 << 20, f), bytes: 0, started: now, progress: tty.then_some(now) })
 }
 
 /// Open FILE (or stdin for `-`) and start reading it on a thread.
@@ -178,16 +251,16 @@ fn drive(ctx: &Context, conn: ConnId, options: &Options, stream: bool, lines: Op
         }
     }
 
-    let printer = Rc::new(RefCell::new(Printer { out: BufWriter::new(io::stdout()), failed: None }));
+    let file = match options.output.as_deref().map(open_output).transpose() {
+        Ok(f) => f,
+        Err(message) => return fail(&message),
+    };
+    let printer = Rc::new(RefCell::new(Printer { out: BufWriter::new(io::stdout()), failed: None, file }));
     let p = printer.clone();
     let on_event = Box::new(move |_ctx: &Context, _call: CallId, event: CallEvent<'_>| {
         // Credit (Writable) needs no bookkeeping: the loop tries to send after every wait.
         if let (true, CallEvent::Item(item)) = (stream, event) {
-            let text = match json::decode(item) {
-                Ok(v) => json::to_json(&v).to_string(),
-                Err(e) => format!("{{\"$invalid\":{}}}", serde_json::Value::from(e)),
-            };
-            p.borrow_mut().line(&text);
+            p.borrow_mut().item(item);
         }
     });
     let done: Rc<RefCell<Option<Outcome>>> = Rc::default();
@@ -251,6 +324,10 @@ fn drive(ctx: &Context, conn: ConnId, options: &Options, stream: bool, lines: Op
     }
 
     let outcome = done.borrow_mut().take();
+    let finished = printer.borrow_mut().file.as_mut().map(Download::finish);
+    if let Some(Err(e)) = finished {
+        return fail(&format!("{}: {e}", options.output.as_deref().unwrap_or("")));
+    }
     match outcome {
         Some(Ok(result)) => match json::decode(&result) {
             Ok(value) => {

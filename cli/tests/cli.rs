@@ -678,6 +678,60 @@ fn download_one_mib_in_64_kib_chunks() {
 }
 
 #[test]
+fn download_to_a_file_with_output() {
+    let server = Server::tcp();
+    let size: usize = (3 << 20) + 123;
+    let path = temp_path("download.bin");
+    let out = joint(&["call", "--stream", "--output", path.to_str().unwrap(), server.uri(), "download", &size.to_string(), "1048576"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    // Only the result is printed: the items went to the file.
+    assert_eq!(out.json_lines(), vec![json!({"result": size})]);
+    let bytes = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(bytes.len(), size);
+    if let Some(bad) = bytes.iter().enumerate().position(|(i, &b)| b != (i % 251) as u8) {
+        panic!("byte {bad} is {}, expected {}", bytes[bad], bad % 251);
+    }
+    // Items that are not bin are still printed.
+    let out = joint(&["call", "--stream", "--output", path.to_str().unwrap(), server.uri(), "count", "2"]);
+    assert_eq!(out.json_lines(), vec![json!(0), json!(1), json!({"result": 2})]);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    let _ = std::fs::remove_file(&path);
+    // --output is for streamed items.
+    let out = joint(&["call", "--output", "x.bin", server.uri(), "download", "10", "4"]);
+    assert_eq!(out.code, Some(64), "{out:?}");
+    let out = joint(&["call", "--stream", "--output", "/nonexistent-dir/x.bin", server.uri(), "download", "10", "4"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("/nonexistent-dir/x.bin"), "{out:?}");
+}
+
+#[test]
+fn serve_takes_resource_limits() {
+    // --max-connections 1: a second client is closed at once, the first is served.
+    let server = Server::start(&["--listen", "tcp://127.0.0.1:0", "--max-connections", "1", "--memory-budget-mib", "8"]);
+    let addr = server.uri().strip_prefix("tcp://").unwrap().to_string();
+    let first = std::net::TcpStream::connect(&addr).unwrap();
+    thread::sleep(Duration::from_millis(100));
+    let mut second = std::net::TcpStream::connect(&addr).unwrap();
+    second.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut b = [0u8; 4];
+    assert!(matches!(second.read(&mut b), Ok(0) | Err(_)), "the second connection was not closed");
+    drop(first);
+    thread::sleep(Duration::from_millis(100));
+    // The budget: an answer larger than 8 MiB is refused with code 10, smaller ones work.
+    let out = call(server.uri(), "blob", &["16777216"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("memory budget"), "{out:?}");
+    assert_eq!(call(server.uri(), "blob", &["3"]).json(), json!({"$bin": "AAEC"}));
+    for bad in [&["--memory-budget-mib", "0"][..], &["--max-connections", "x"], &["--message-timeout-ms", "-1"]] {
+        let mut args = vec!["serve"];
+        args.extend_from_slice(bad);
+        let out = joint(&args);
+        assert_eq!(out.code, Some(64), "joint {args:?}: {out:?}");
+    }
+}
+
+#[test]
 fn upload_returns_size_and_crc32() {
     let server = Server::tcp();
     // 1 MiB and a bit of pseudo-random bytes, in chunks of varying size.

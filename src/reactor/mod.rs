@@ -1449,6 +1449,9 @@ impl Inner {
         if always_ready {
             self.ready.push(id);
         }
+        if self.config.idle_timeout.is_some() {
+            self.arm_housekeeping();
+        }
         Ok(id)
     }
 

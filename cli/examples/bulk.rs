@@ -1,0 +1,232 @@
+//! Bulk throughput of `joint serve` beside a raw socket transfer on the same loopback, in
+//! one run: prints a Markdown table (GB/s, and the ratio to the raw transfer) for
+//! docs/BENCHMARKS.md.
+//!
+//! Usage: `cargo run --release -p joint-cli --example bulk -- [MIB] [RUNS]` (default 256 MiB
+//! per transfer, best of 3 runs). `joint serve` is the binary next to this one
+//! (target/release/joint: build it first, `cargo build --release -p joint-cli`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use joint::codec;
+use joint::reactor::{CallEvent, CallOptions, Config, ConnId, Context, SendStatus};
+
+const MIB: usize = 1 << 20;
+/// Read and write size of the raw transfer and the raw client.
+const IO: usize = 1 << 20;
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn joint_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/release/examples/bulk -> target/release/joint
+    exe.parent().and_then(|p| p.parent()).unwrap().join("joint")
+}
+
+fn start_server() -> Server {
+    let mut child = Command::new(joint_binary())
+        .args(["serve", "--listen", "tcp://127.0.0.1:0", "--memory-budget-mib", "1024"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run target/release/joint (cargo build --release -p joint-cli)");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let uri = loop {
+        let line = lines.next().expect("joint serve said nothing").unwrap();
+        if let Some(u) = line.strip_prefix("listening on ") {
+            break u.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server(child, uri)
+}
+
+/// Two plain sockets: one thread writes `bytes` in 1 MiB writes, this one reads them.
+fn raw_tcp(bytes: usize) -> Duration {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sender = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let buf = vec![0x5au8; IO];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(IO);
+            s.write_all(&buf[..n]).unwrap();
+            left -= n;
+        }
+    });
+    let mut s = TcpStream::connect(addr).unwrap();
+    let start = Instant::now();
+    drain(&mut s, bytes);
+    let took = start.elapsed();
+    sender.join().unwrap();
+    took
+}
+
+fn drain(s: &mut TcpStream, mut left: usize) {
+    let mut buf = vec![0u8; IO];
+    while left > 0 {
+        let n = s.read(&mut buf[..left.min(IO)]).unwrap();
+        assert!(n > 0, "closed early");
+        left -= n;
+    }
+}
+
+/// A raw client asks for `blob(n)` and reads the answer's bytes (no decoding), `times` times.
+fn stock_blob(addr: &str, n: usize, times: usize) -> Duration {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let start = Instant::now();
+    for i in 0..times {
+        let mut params = vec![0x91];
+        codec::write_uint(&mut params, n as u64);
+        let mut req = Vec::new();
+        codec::encode_request(&mut req, i as u32, b"blob", &params);
+        s.write_all(&req).unwrap();
+        // [0x94, 0x01, msgid (fixint), nil, bin32 header, n bytes]
+        drain(&mut s, 4 + 5 + n);
+    }
+    start.elapsed()
+}
+
+fn connect(uri: &str) -> (Box<Context>, ConnId) {
+    let mut config = Config::default();
+    config.memory_budget = 1 << 30;
+    let ctx = Context::new(config).unwrap();
+    let conn = ctx.connect(uri).unwrap();
+    // Negotiate the extension before timing.
+    let r = ctx.call_blocking(conn, b"echo", &[0x91, 0x01], Some(Duration::from_secs(5)));
+    assert!(r.is_ok());
+    (ctx, conn)
+}
+
+/// `download(bytes, chunk)` streamed to a joint client that only counts the bytes.
+fn download(ctx: &Context, conn: ConnId, bytes: usize, chunk: usize) -> Duration {
+    let got = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let done = std::rc::Rc::new(std::cell::Cell::new(false));
+    let (g, d) = (got.clone(), done.clone());
+    let mut params = vec![0x92];
+    codec::write_uint(&mut params, bytes as u64);
+    codec::write_uint(&mut params, chunk as u64);
+    let opts = CallOptions {
+        on_event: Some(Box::new(move |_ctx, _call, e: CallEvent<'_>| {
+            if let CallEvent::Item(item) = e {
+                g.set(g.get() + item.len());
+            }
+        })),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    ctx.call_with(
+        conn,
+        b"download",
+        &params,
+        opts,
+        Box::new(move |_ctx, r| {
+            assert!(r.outcome.is_ok(), "download failed");
+            d.set(true);
+        }),
+    )
+    .unwrap();
+    while !done.get() {
+        ctx.wait(Some(Duration::from_millis(100))).unwrap();
+    }
+    let took = start.elapsed();
+    assert!(got.get() >= bytes, "{} of {bytes} bytes", got.get());
+    took
+}
+
+/// `upload()` fed `bytes` in `chunk`-byte bin items as fast as credit allows.
+fn upload(ctx: &Context, conn: ConnId, bytes: usize, chunk: usize) -> Duration {
+    let done = std::rc::Rc::new(std::cell::Cell::new(false));
+    let d = done.clone();
+    let start = Instant::now();
+    let call = ctx
+        .call_with(
+            conn,
+            b"upload",
+            &[0x90],
+            CallOptions { client_stream: true, ..Default::default() },
+            Box::new(move |_ctx, r| {
+                assert!(r.outcome.is_ok(), "upload failed");
+                d.set(true);
+            }),
+        )
+        .unwrap();
+    let mut item = Vec::new();
+    codec::write_bin(&mut item, &vec![0x33u8; chunk]);
+    let mut sent = 0;
+    while sent < bytes {
+        match ctx.send(call, &item).unwrap() {
+            SendStatus::Sent => sent += chunk,
+            SendStatus::WouldBlock => ctx.wait(Some(Duration::from_millis(100))).unwrap(),
+        }
+    }
+    ctx.end_input(call).unwrap();
+    while !done.get() {
+        ctx.wait(Some(Duration::from_millis(100))).unwrap();
+    }
+    start.elapsed()
+}
+
+/// `joint call --stream --output FILE` downloading `bytes` (the command-line client path).
+fn cli_download(uri: &str, bytes: usize, chunk: usize) -> Duration {
+    let out = std::env::temp_dir().join(format!("joint-bulk-{}.bin", std::process::id()));
+    let start = Instant::now();
+    let status = Command::new(joint_binary())
+        .args(["call", uri, "download", &bytes.to_string(), &chunk.to_string(), "--stream", "--output"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    let took = start.elapsed();
+    assert!(status.success(), "joint call --output failed");
+    assert_eq!(std::fs::metadata(&out).unwrap().len() as usize, bytes);
+    let _ = std::fs::remove_file(&out);
+    took
+}
+
+fn best(runs: usize, mut f: impl FnMut() -> Duration) -> Duration {
+    (0..runs).map(|_| f()).min().unwrap()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mib: usize = args.first().map_or(256, |a| a.parse().expect("MIB"));
+    let runs: usize = args.get(1).map_or(3, |a| a.parse().expect("RUNS"));
+    let bytes = mib * MIB;
+    let srv = start_server();
+    let addr = srv.1.strip_prefix("tcp://").unwrap().to_string();
+    let (ctx, conn) = connect(&srv.1);
+
+    let gbps = |b: usize, d: Duration| b as f64 / d.as_secs_f64() / 1e9;
+    let raw = gbps(bytes, best(runs, || raw_tcp(bytes)));
+    let blob_n = 32 * MIB;
+    let blob_times = (bytes / blob_n).max(1);
+    let rows: Vec<(String, f64)> = vec![
+        ("raw TCP, 1 MiB writes and reads (baseline)".into(), raw),
+        (
+            format!("stock `blob(32 MiB)` to a raw client, {blob_times} in a row"),
+            gbps(blob_n * blob_times, best(runs, || stock_blob(&addr, blob_n, blob_times))),
+        ),
+        ("streamed download, 1 MiB items (joint client)".into(), gbps(bytes, best(runs, || download(&ctx, conn, bytes, MIB)))),
+        ("streamed download, 64 KiB items (joint client)".into(), gbps(bytes, best(runs, || download(&ctx, conn, bytes, 64 << 10)))),
+        ("streamed upload, 1 MiB items (joint client)".into(), gbps(bytes, best(runs, || upload(&ctx, conn, bytes, MIB)))),
+        ("streamed upload, 64 KiB items (joint client)".into(), gbps(bytes, best(runs, || upload(&ctx, conn, bytes, 64 << 10)))),
+        ("`joint call --stream --output FILE`, 1 MiB items".into(), gbps(bytes, best(runs, || cli_download(&srv.1, bytes, MIB)))),
+    ];
+    println!("| transfer ({mib} MiB, best of {runs}) | GB/s | × raw TCP |");
+    println!("|---|---:|---:|");
+    for (name, v) in rows {
+        println!("| {name} | {v:.2} | {:.2} |", v / raw);
+    }
+}
