@@ -303,6 +303,14 @@ pub enum PayloadError {
 
 /// Check that `buf` is exactly one valid MessagePack object within `limits`.
 pub fn validate_object(buf: &[u8], limits: FrameLimits) -> Result<(), PayloadError> {
+    // Most answers are one scalar: no walk needed.
+    if let Some(n) = scalar_len(buf) {
+        return match (n == buf.len(), n <= limits.max_message_size) {
+            (true, true) => Ok(()),
+            (true, false) => Err(PayloadError::TooLarge),
+            _ => Err(PayloadError::Malformed),
+        };
+    }
     match Scanner::new(limits).scan(buf) {
         Scan::Complete(n) if n == buf.len() => Ok(()),
         Scan::TooLarge | Scan::TooDeep => Err(PayloadError::TooLarge),
@@ -489,6 +497,11 @@ impl<'a> Cursor<'a> {
 
     /// An unsigned integer, or a float with an integral value (some peers send those).
     fn uint(&mut self) -> Option<u64> {
+        // Type codes and most msgids are positive fixints.
+        if let Some(&b @ 0x00..=0x7f) = self.buf.get(self.pos) {
+            self.pos += 1;
+            return Some(b as u64);
+        }
         let obj = self.object()?;
         uint_value(obj)
     }
@@ -595,8 +608,14 @@ pub fn decode_message(frame: &[u8]) -> Result<Message<'_>, EnvelopeError> {
         TYPE_REQUEST | TYPE_RESPONSE => {
             let id_start = c.pos;
             let msgid = if len >= 2 {
-                let raw = c.object().ok_or(EnvelopeError::NotRpc)?;
-                Some(match uint_value(raw).and_then(|v| u32::try_from(v).ok()) {
+                let value = match c.buf.get(c.pos) {
+                    Some(&b @ 0x00..=0x7f) => {
+                        c.pos += 1;
+                        Some(b as u64)
+                    }
+                    _ => uint_value(c.object().ok_or(EnvelopeError::NotRpc)?),
+                };
+                Some(match value.and_then(|v| u32::try_from(v).ok()) {
                     Some(v) => RawMsgid::Valid(v),
                     None => RawMsgid::Invalid { start: id_start, end: c.pos },
                 })

@@ -74,15 +74,20 @@ fn download(ctx: &Context, req: Request, max_chunk: u64) {
     let items = size.div_ceil(chunk);
     let mut result = Vec::new();
     codec::write_uint(&mut result, size);
+    // The bytes repeat every DOWNLOAD_MODULUS: each item is a slice of one precomputed run,
+    // copied with memcpy (so the producer does not limit the transfer).
+    let run_len = chunk.min(size) as usize + DOWNLOAD_MODULUS as usize;
+    let run: Vec<u8> = (0..run_len).map(|b| (b as u64 % DOWNLOAD_MODULUS) as u8).collect();
     produce(
         ctx,
         req,
         items,
         Box::new(move |i, out| {
             let start = i * chunk;
-            let end = (start + chunk).min(size);
-            let bytes: Vec<u8> = (start..end).map(|b| (b % DOWNLOAD_MODULUS) as u8).collect();
-            codec::write_bin(out, &bytes);
+            let len = ((start + chunk).min(size) - start) as usize;
+            let from = (start % DOWNLOAD_MODULUS) as usize;
+            out.reserve(len + 5);
+            codec::write_bin(out, &run[from..from + len]);
         }),
         result,
     );
@@ -136,7 +141,6 @@ fn pump(ctx: &Context, slot: &ProducerSlot) {
     let mut guard = slot.borrow_mut();
     let Some(p) = guard.as_mut() else { return };
     let (mut items, mut bytes) = (0u32, 0usize);
-    let mut item = Vec::new();
     while p.next < p.total {
         if items >= BATCH_ITEMS || bytes >= BATCH_BYTES {
             // Let other connections (and this call's cancellation) in, then go on.
@@ -144,13 +148,15 @@ fn pump(ctx: &Context, slot: &ProducerSlot) {
             ctx.add_timer(Duration::ZERO, Box::new(move |ctx: &Context| pump(ctx, &s)));
             return;
         }
-        item.clear();
+        let mut item = Vec::new();
         (p.make)(p.next, &mut item);
-        match p.req.yield_item(&item) {
+        let len = item.len();
+        // Handed over: a big item is written to the caller from this buffer.
+        match p.req.yield_vec(item) {
             Ok(YieldStatus::Sent) => {
                 p.next += 1;
                 items += 1;
-                bytes += item.len();
+                bytes += len;
             }
             // No credit: StreamEvent::Writable calls us again.
             Ok(YieldStatus::WouldBlock) => return,

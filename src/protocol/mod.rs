@@ -559,7 +559,9 @@ impl<C> Session<C> {
     /// Request `msgid` got its final answer.
     fn answered(&mut self, msgid: u32) {
         self.unanswered = self.unanswered.saturating_sub(1);
-        self.in_streams.remove(&msgid);
+        if !self.in_streams.is_empty() {
+            self.in_streams.remove(&msgid);
+        }
     }
 
     /// Answer request `msgid` with joint's own `[code, message]` error.
@@ -621,6 +623,16 @@ impl<C> Session<C> {
             return Err(SendError::Closed);
         }
         self.push_owned(Some(msgid), encoded);
+        Ok(())
+    }
+
+    /// Like [`push_encoded_vec`](Self::push_encoded_vec), as an envelope and a payload in its
+    /// own buffer (written from where it is).
+    pub fn push_encoded_parts(&mut self, msgid: u32, head: Vec<u8>, body: Vec<u8>) -> Result<(), SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        self.push_parts(Some(msgid), head, body);
         Ok(())
     }
 

@@ -67,8 +67,13 @@ impl Output {
 
     /// Append by encoding into the shared buffer; returns where the new bytes start in it, so
     /// the caller can split a message off that turned out big ([`split_tail`](Self::split_tail)).
+    #[inline]
     pub fn append(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> usize {
-        let tail = self.tail();
+        // The per-call path: one buffer, nothing written from it yet.
+        let tail = match (self.head, self.chunks.len(), self.chunks.back_mut()) {
+            (0, 1, Some(Chunk::Bytes(v))) => v,
+            _ => self.tail(),
+        };
         let start = tail.len();
         encode(tail);
         let added = tail.len() - start;

@@ -87,15 +87,21 @@ impl Budget {
     }
 }
 
-/// What one connection's requests hold, shared with those requests (they may live on other
-/// threads), and whether the connection is gone (so work for it can stop early).
-#[derive(Debug, Default)]
+/// What one connection's requests hold beyond their fixed overhead (their payloads), shared
+/// with those requests (they may live on other threads); whether the connection is gone (so
+/// work for it can stop early); and the context's shared state, through which requests
+/// answer.
 pub struct ConnAccount {
     held: AtomicUsize,
     closed: AtomicBool,
+    pub(super) shared: std::sync::Arc<super::request::Shared>,
 }
 
 impl ConnAccount {
+    pub(super) fn new(shared: std::sync::Arc<super::request::Shared>) -> ConnAccount {
+        ConnAccount { held: AtomicUsize::new(0), closed: AtomicBool::new(false), shared }
+    }
+
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Relaxed)
     }
@@ -157,7 +163,10 @@ mod tests {
     #[test]
     fn fallible_reservation_fails_instead_of_aborting() {
         let mut v = Vec::new();
-        assert!(!try_reserve(&mut v, usize::MAX / 2));
+        // More than any allocator gives (black_box: an allocation the optimizer can see is
+        // never used may be left out, and "succeed").
+        assert!(!try_reserve(&mut v, std::hint::black_box(usize::MAX / 2)));
+        assert!(!try_reserve(&mut v, std::hint::black_box(usize::MAX)));
         assert!(try_reserve(&mut v, 16));
         assert!(v.capacity() >= 16);
     }

@@ -164,10 +164,14 @@ struct OwnedRequest {
 impl Inner {
     /// Bytes a connection may still allocate: the budget's free room, or at least what is
     /// left of its small allowance.
+    #[inline]
     pub(super) fn allowance(&self, id: ConnId) -> usize {
-        let Some(conn) = self.conns.get(id.index as usize).filter(|c| c.id == id) else { return 0 };
-        let budget = &self.budget();
+        let budget = self.budget();
         let room = budget.limit().saturating_sub(budget.used());
+        if room >= SMALL {
+            return room;
+        }
+        let Some(conn) = self.conns.get(id.index as usize).filter(|c| c.id == id) else { return 0 };
         room.max(SMALL.saturating_sub(conn.held()))
     }
 
@@ -340,27 +344,36 @@ impl Context {
             let decoded = {
                 let mut guard = self.inner.borrow_mut();
                 let inner = &mut *guard;
-                if inner.conn_mut(id).is_none_or(|c| c.state != ConnState::Open) {
-                    break Dispatched::Closed;
-                }
+                let hwm = inner.config.output_high_water;
+                let budget = &self.shared.budget;
+                let room = budget.limit().saturating_sub(budget.used());
+                let Some(conn) = inner.conn_mut(id).filter(|c| c.state == ConnState::Open) else { break Dispatched::Closed };
                 if buf.is_empty() {
                     break Dispatched::All;
                 }
-                match self.gate_dispatch(inner, id) {
-                    Gate::Go => {}
-                    Gate::Pause(pause) => {
-                        inner.pause(id, pause);
-                        break Dispatched::Paused;
+                // The common case decides on two counters; the rest only when one is high.
+                let conn = if conn.session.output_len() + self.shared.queued_bytes() > hwm || room == 0 {
+                    match self.gate_dispatch(inner, id) {
+                        Gate::Go => {}
+                        Gate::Pause(pause) => {
+                            inner.pause(id, pause);
+                            break Dispatched::Paused;
+                        }
+                        Gate::Failed(reason) => {
+                            drop(guard);
+                            self.close_conn(id, ErrorKind::Closed, reason, false);
+                            break Dispatched::Closed;
+                        }
                     }
-                    Gate::Failed(reason) => {
-                        drop(guard);
-                        self.close_conn(id, ErrorKind::Closed, reason, false);
-                        break Dispatched::Closed;
-                    }
-                }
-                let allowance = inner.allowance(id);
-                let Some(conn) = inner.conn_mut(id) else { break Dispatched::Closed };
-                conn.session.set_memory_allowance(allowance);
+                    let allowance = inner.allowance(id);
+                    let Some(conn) = inner.conn_mut(id) else { break Dispatched::Closed };
+                    conn.session.set_memory_allowance(allowance);
+                    conn
+                } else {
+                    // Plenty of room: at least the allowance, whatever this connection holds.
+                    conn.session.set_memory_allowance(if room >= SMALL { room } else { room.max(SMALL.saturating_sub(conn.held())) });
+                    conn
+                };
                 conn.session.decode_next(buf.filled())
             };
             match decoded {
@@ -504,13 +517,14 @@ enum Prepared {
 
 impl super::Conn {
     /// Bytes this connection holds: its input buffer and session (charged by the loop) and
-    /// what its requests hold (charged by them).
+    /// what its requests hold (each charges the budget itself; their payloads are in the
+    /// account, their fixed overhead is counted here from the session's unanswered count).
     pub(super) fn held(&self) -> usize {
-        self.charged + self.account.held()
+        self.charged + self.account.held() + self.session.unanswered() * super::budget::REQUEST_OVERHEAD
     }
 }
 
 /// The account a new connection's requests charge.
-pub(super) fn new_account() -> Arc<super::budget::ConnAccount> {
-    Arc::default()
+pub(super) fn new_account(shared: Arc<super::request::Shared>) -> Arc<super::budget::ConnAccount> {
+    Arc::new(super::budget::ConnAccount::new(shared))
 }

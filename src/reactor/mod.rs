@@ -656,31 +656,30 @@ impl Context {
 
     /// Run the handler of a request (or answer it at once: no such method, shutting down).
     fn serve_request(&self, id: ConnId, msgid: u32, bytes: RequestBytes<'_>, ext: Option<crate::protocol::ExtCall>) {
-        let refusal = if self.shutting_down.get() { Some((rpc_error::SHUTTING_DOWN, "the server is shutting down".to_string())) } else { None };
-        let handler = refusal.is_none().then(|| {
-            let method = bytes.method();
+        let handler = if self.shutting_down.get() {
+            None
+        } else {
             let h = self.handlers.borrow();
-            h.methods.get(method).or(h.fallback.as_ref()).cloned()
-        });
-        match (refusal, handler) {
-            (None, Some(Some(handler))) => {
-                let Some((limits, account)) = self.inner.borrow_mut().conn_mut(id).map(|c| (c.session.limits().frame, c.account.clone())) else {
-                    return;
-                };
-                let stream = ext.map(|e| (e, self.open_stream(id, msgid, e)));
-                let req = Request::new(self.shared.clone(), account, id, msgid, limits, bytes, stream);
-                handler(self, req);
+            h.methods.get(bytes.method()).or(h.fallback.as_ref()).cloned()
+        };
+        let Some(handler) = handler else {
+            let (code, message) = if self.shutting_down.get() {
+                (rpc_error::SHUTTING_DOWN, "the server is shutting down".to_string())
+            } else {
+                (rpc_error::NO_METHOD, format!("no such method: {}", String::from_utf8_lossy(bytes.method())))
+            };
+            let mut inner = self.inner.borrow_mut();
+            if let Some(conn) = inner.conn_mut(id) {
+                let _ = conn.session.reply_error(msgid, code, message.as_bytes());
             }
-            (refusal, _) => {
-                let (code, message) =
-                    refusal.unwrap_or_else(|| (rpc_error::NO_METHOD, format!("no such method: {}", String::from_utf8_lossy(bytes.method()))));
-                let mut inner = self.inner.borrow_mut();
-                if let Some(conn) = inner.conn_mut(id) {
-                    let _ = conn.session.reply_error(msgid, code, message.as_bytes());
-                }
-                inner.mark_dirty(id);
-            }
-        }
+            inner.mark_dirty(id);
+            return;
+        };
+        let Some((limits, account)) = self.inner.borrow_mut().conn_mut(id).map(|c| (c.session.limits().frame, c.account.clone())) else {
+            return;
+        };
+        let stream = ext.map(|e| (e, self.open_stream(id, msgid, e)));
+        handler(self, Request::new(account, id, msgid, limits, bytes, stream));
     }
 
     fn retire_timer(&self, call: &PendingCall) {
@@ -829,7 +828,7 @@ impl Context {
                 (QueuedKind::Final, ReplyBody::Parts { head, body }) => conn.session.push_reply_parts(msgid, head, body).is_ok(),
                 (QueuedKind::Message, ReplyBody::Owned(v)) => conn.session.push_encoded_vec(msgid, v).is_ok(),
                 (QueuedKind::Message, ReplyBody::Arena { start, end }) => conn.session.push_encoded(msgid, &queue.bytes[start..end]).is_ok(),
-                (QueuedKind::Message, ReplyBody::Parts { .. }) => false,
+                (QueuedKind::Message, ReplyBody::Parts { head, body }) => conn.session.push_encoded_parts(msgid, head, body).is_ok(),
                 (QueuedKind::InputsConsumed(n), _) => {
                     conn.session.inputs_consumed(msgid, n);
                     true
@@ -1437,7 +1436,7 @@ impl Inner {
             describe,
             last_active: Instant::now(),
             charged: 0,
-            account: input::new_account(),
+            account: input::new_account(self.shared.clone()),
             pause: Pause::None,
             undispatched: false,
             message_started: None,

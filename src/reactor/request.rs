@@ -169,9 +169,9 @@ impl Shared {
         true
     }
 
-    /// Queue a final answer made of `head` and the handler's buffer `body`, if it fits in the
+    /// Queue a message made of `head` and the handler's buffer `body`, if it fits in the
     /// budget (bodies within the small allowance always do); returns the body if not.
-    fn push_parts(&self, conn: ConnId, msgid: u32, head: Vec<u8>, body: Vec<u8>) -> std::result::Result<(), Vec<u8>> {
+    fn push_parts(&self, conn: ConnId, msgid: u32, kind: QueuedKind, head: Vec<u8>, body: Vec<u8>) -> std::result::Result<(), Vec<u8>> {
         let size = head.len() + body.len();
         let charge = size + 32;
         if charge > SMALL {
@@ -182,7 +182,7 @@ impl Shared {
             self.budget.charge(charge);
         }
         let mut q = self.lock();
-        q.entries.push(QueuedReply { conn, msgid, kind: QueuedKind::Final, body: ReplyBody::Parts { head, body } });
+        q.entries.push(QueuedReply { conn, msgid, kind, body: ReplyBody::Parts { head, body } });
         q.charged += charge;
         drop(q);
         self.queued_bytes.fetch_add(size, Ordering::Relaxed);
@@ -343,8 +343,8 @@ pub enum YieldStatus {
 /// or [`reply_error_code`](Request::reply_error_code), from any thread. Dropping it unanswered
 /// answers with a `NOT_ANSWERED` error, so the peer never waits forever.
 pub struct Request {
-    shared: Arc<Shared>,
-    /// What the connection's requests hold, and whether it is gone.
+    /// What the connection's requests hold, whether it is gone, and the context's shared
+    /// state (where answers go).
     account: Arc<ConnAccount>,
     /// Budget charged for this request (released when it is dropped).
     charged: usize,
@@ -387,10 +387,25 @@ impl Parts {
 }
 
 /// A request's bytes: copied from the read buffer (small requests, most RPC calls), or the
-/// whole message it came in, taken over without a copy (big ones).
-enum RequestData {
-    Copied { data: Bytes, method_end: usize, args_end: usize, has_kwargs: bool },
-    Owned { message: Vec<u8>, parts: Parts },
+/// whole message it came in, taken over without a copy (big ones); and where its parts are.
+struct RequestData {
+    storage: Storage,
+    parts: Parts,
+}
+
+enum Storage {
+    Copied(Bytes),
+    Owned(Vec<u8>),
+}
+
+impl RequestData {
+    #[inline]
+    fn base(&self) -> &[u8] {
+        match &self.storage {
+            Storage::Copied(b) => b.as_slice(),
+            Storage::Owned(v) => v,
+        }
+    }
 }
 
 /// How [`Request::new`] gets its bytes.
@@ -411,7 +426,6 @@ impl RequestBytes<'_> {
 impl Request {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        shared: Arc<Shared>,
         account: Arc<ConnAccount>,
         conn: ConnId,
         msgid: u32,
@@ -422,26 +436,30 @@ impl Request {
         let (data, heap) = match bytes {
             RequestBytes::Borrowed { method, args, kwargs } => {
                 let kw = kwargs.unwrap_or(&[]);
-                let data = Bytes::concat(&[method, args, kw]);
-                let heap = data.heap_len();
-                (RequestData::Copied { data, method_end: method.len(), args_end: method.len() + args.len(), has_kwargs: kwargs.is_some() }, heap)
+                let bytes = Bytes::concat(&[method, args, kw]);
+                let heap = bytes.heap_len();
+                let (m, a) = (method.len(), method.len() + args.len());
+                let parts = Parts { method: 0..m, args: Some(m..a), kwargs: kwargs.map(|k| a..a + k.len()) };
+                (RequestData { storage: Storage::Copied(bytes), parts }, heap)
             }
             RequestBytes::Owned { message, parts } => {
                 let heap = message.capacity();
-                (RequestData::Owned { message, parts }, heap)
+                (RequestData { storage: Storage::Owned(message), parts }, heap)
             }
         };
         // Held bytes count against the budget until the request is dropped; they came from
         // the connection, so they count as its memory too (it stops being read when the
         // budget is spent).
         let charged = REQUEST_OVERHEAD + heap;
-        shared.budget.charge(charged);
-        account.add(charged);
+        account.shared.budget.charge(charged);
+        if heap > 0 {
+            account.add(heap);
+        }
         let (ext, stream) = match ext {
             Some((e, s)) => (Some(e), Some(s)),
             None => (None, None),
         };
-        Request { shared, account, charged, conn, msgid, limits, data, answered: false, ext, stream, collected: None }
+        Request { account, charged, conn, msgid, limits, data, answered: false, ext, stream, collected: None }
     }
 
     /// The extended call's flags, deadline and window; `None` for a stock request.
@@ -462,6 +480,44 @@ impl Request {
     /// Stream one item (one encoded object) to the caller. A stock caller gets all items as
     /// one array when the request is answered (the answer's own value is then dropped).
     pub fn yield_item(&mut self, item: &[u8]) -> Result<YieldStatus> {
+        if let Some(done) = self.take_yield_credit(item)? {
+            return Ok(done);
+        }
+        let msgid = self.msgid;
+        if !self.account.shared.push(
+            self.conn,
+            msgid,
+            QueuedKind::Message,
+            |out| codec::encode_item(out, codec::TYPE_YIELD, msgid, item),
+            item.len(),
+            true,
+        ) {
+            return Err(self.yield_refused(item.len()));
+        }
+        Ok(YieldStatus::Sent)
+    }
+
+    /// Like [`yield_item`](Self::yield_item), taking the item's buffer: a big item is written
+    /// to the caller from it, never copied.
+    pub fn yield_vec(&mut self, item: Vec<u8>) -> Result<YieldStatus> {
+        if item.len() < super::super::protocol::output::OWN_CHUNK_ABOVE {
+            return self.yield_item(&item);
+        }
+        if let Some(done) = self.take_yield_credit(&item)? {
+            return Ok(done);
+        }
+        let mut head = Vec::with_capacity(8);
+        codec::encode_item(&mut head, codec::TYPE_YIELD, self.msgid, &[]);
+        let size = item.len();
+        if self.account.shared.push_parts(self.conn, self.msgid, QueuedKind::Message, head, item).is_err() {
+            return Err(self.yield_refused(size));
+        }
+        Ok(YieldStatus::Sent)
+    }
+
+    /// The checks before an item goes out, and its credit taken. `Some` if the item is
+    /// already dealt with: collected for a stock caller, or no credit (`WouldBlock`).
+    fn take_yield_credit(&mut self, item: &[u8]) -> Result<Option<YieldStatus>> {
         let limits = FrameLimits { max_message_size: self.limits.max_message_size.saturating_sub(16), ..self.limits };
         codec::validate_object(item, limits).map_err(|e| match e {
             PayloadError::TooLarge => Error::new(ErrorKind::TooLarge, "item larger than the message size limit"),
@@ -477,7 +533,7 @@ impl Request {
             }
             c.items.extend_from_slice(item);
             c.count += 1;
-            return Ok(YieldStatus::Sent);
+            return Ok(Some(YieldStatus::Sent));
         };
         let mut f = stream.lock();
         match f.state {
@@ -486,18 +542,18 @@ impl Request {
         }
         if f.yield_credit == 0 {
             f.want_writable = true;
-            return Ok(YieldStatus::WouldBlock);
+            return Ok(Some(YieldStatus::WouldBlock));
         }
         f.yield_credit -= 1;
-        drop(f);
-        let msgid = self.msgid;
-        if !self.shared.push(self.conn, msgid, QueuedKind::Message, |out| codec::encode_item(out, codec::TYPE_YIELD, msgid, item), item.len(), true) {
-            if let Some(stream) = &self.stream {
-                stream.lock().yield_credit += 1;
-            }
-            return Err(budget_error(item.len(), &self.shared.budget));
+        Ok(None)
+    }
+
+    /// An item did not fit in the memory budget: give its credit back.
+    fn yield_refused(&self, size: usize) -> Error {
+        if let Some(stream) = &self.stream {
+            stream.lock().yield_credit += 1;
         }
-        Ok(YieldStatus::Sent)
+        budget_error(size, &self.account.shared.budget)
     }
 
     /// Block until `yield_item` may send again (credit), the call ends, or `timeout` passes.
@@ -529,7 +585,7 @@ impl Request {
             if let Some(event) = f.inputs.pop_front() {
                 drop(f);
                 if matches!(event, StreamEvent::Input(_)) {
-                    self.shared.push(self.conn, self.msgid, QueuedKind::InputsConsumed(1), |_| {}, 0, false);
+                    self.account.shared.push(self.conn, self.msgid, QueuedKind::InputsConsumed(1), |_| {}, 0, false);
                 }
                 return Ok(Some(event));
             }
@@ -551,33 +607,24 @@ impl Request {
 
     /// The method name as sent (str or bin; not necessarily UTF-8).
     pub fn method(&self) -> &[u8] {
-        match &self.data {
-            RequestData::Copied { data, method_end, .. } => &data.as_slice()[..*method_end],
-            RequestData::Owned { message, parts } => &message[parts.method.clone()],
-        }
+        &self.data.base()[self.data.parts.method.clone()]
     }
 
     /// Positional params: one encoded MessagePack array.
     pub fn args(&self) -> &[u8] {
-        match &self.data {
-            RequestData::Copied { data, method_end, args_end, .. } => &data.as_slice()[*method_end..*args_end],
-            RequestData::Owned { message, parts } => parts.args.clone().map_or(codec::EMPTY_ARRAY, |r| &message[r]),
-        }
+        self.data.parts.args.clone().map_or(codec::EMPTY_ARRAY, |r| &self.data.base()[r])
     }
 
     /// Keyword params: one encoded MessagePack map, when the peer sent a map as params.
     pub fn kwargs(&self) -> Option<&[u8]> {
-        match &self.data {
-            RequestData::Copied { data, args_end, has_kwargs, .. } => has_kwargs.then(|| &data.as_slice()[*args_end..]),
-            RequestData::Owned { message, parts } => parts.kwargs.clone().map(|r| &message[r]),
-        }
+        self.data.parts.kwargs.clone().map(|r| &self.data.base()[r])
     }
 
     /// Whether an answer of `bytes` would fit in the memory budget now. Answers beyond the
     /// 64 KiB allowance that do not fit are replaced by a RESOURCE_EXHAUSTED error, so a
     /// handler about to build a big answer can refuse before doing the work.
     pub fn fits(&self, bytes: usize) -> bool {
-        let b = &self.shared.budget;
+        let b = &self.account.shared.budget;
         let need = bytes.saturating_add(32);
         need <= SMALL || b.used().saturating_add(need) <= b.limit()
     }
@@ -615,8 +662,8 @@ impl Request {
         let mut head = Vec::with_capacity(8);
         codec::encode_response(&mut head, msgid, codec::NIL, &[]);
         let size = result.len();
-        if self.shared.push_parts(self.conn, msgid, head, result).is_err() {
-            let e = budget_error(size, &self.shared.budget);
+        if self.account.shared.push_parts(self.conn, msgid, QueuedKind::Final, head, result).is_err() {
+            let e = budget_error(size, &self.account.shared.budget);
             self.send_error_code_claimed(rpc_error::RESOURCE_EXHAUSTED, e.message.as_bytes());
             return Err(e);
         }
@@ -643,7 +690,7 @@ impl Request {
         if self.account.is_closed() {
             return; // nobody to tell
         }
-        self.shared.push(
+        self.account.shared.push(
             self.conn,
             msgid,
             QueuedKind::Final,
@@ -697,7 +744,7 @@ impl Request {
         if self.account.is_closed() {
             return Ok(()); // the peer is gone: skip the work
         }
-        let queued = self.shared.push(
+        let queued = self.account.shared.push(
             self.conn,
             msgid,
             QueuedKind::Final,
@@ -709,7 +756,7 @@ impl Request {
             true,
         );
         if !queued {
-            let e = budget_error(payload.len(), &self.shared.budget);
+            let e = budget_error(payload.len(), &self.account.shared.budget);
             self.send_error_code_claimed(rpc_error::RESOURCE_EXHAUSTED, e.message.as_bytes());
             return Err(e);
         }
@@ -718,6 +765,7 @@ impl Request {
 
     /// A payload that is not one valid object within the size limit (leaving room for the
     /// envelope) is answered with an error instead; returns that error.
+    #[inline]
     fn refuse_payload(&mut self, payload: &[u8]) -> Option<Error> {
         let limits = FrameLimits { max_message_size: self.limits.max_message_size.saturating_sub(16), ..self.limits };
         let e = codec::validate_object(payload, limits).err()?;
@@ -794,8 +842,10 @@ impl Drop for Request {
         if !self.answered {
             self.send_error_code(rpc_error::NOT_ANSWERED, b"the request was released without an answer");
         }
-        self.account.sub(self.charged);
-        self.shared.release(self.charged);
+        if self.charged > REQUEST_OVERHEAD {
+            self.account.sub(self.charged - REQUEST_OVERHEAD);
+        }
+        self.account.shared.release(self.charged);
     }
 }
 
