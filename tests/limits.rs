@@ -99,8 +99,9 @@ fn a_spent_budget_stops_the_connection_holding_it_until_memory_comes_back() {
         small.check_add(k, k as i64);
     }
     let held = handled.load(Ordering::SeqCst);
-    // 2 MiB of budget holds about ten 200 KiB requests (plus what one read brings in).
-    assert!((5..=20).contains(&held), "{held} requests held with a 2 MiB budget");
+    // 2 MiB of budget holds at most ten 200 KiB requests, fewer while the read buffer holds
+    // part of the budget too.
+    assert!((2..=11).contains(&held), "{held} requests held with a 2 MiB budget");
     // Answer them: memory comes back, the connection is read again; repeat until all 40
     // are served.
     let mut answered = 0;

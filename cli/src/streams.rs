@@ -50,7 +50,17 @@ fn count(ctx: &Context, req: Request) {
     };
     let mut result = Vec::new();
     codec::write_uint(&mut result, n);
-    produce(ctx, req, n, Box::new(|i, out| codec::write_uint(out, i)), result);
+    produce(
+        ctx,
+        req,
+        n,
+        Box::new(|i| {
+            let mut out = Vec::with_capacity(9);
+            codec::write_uint(&mut out, i);
+            Item::Encoded(out)
+        }),
+        result,
+    );
 }
 
 /// `download(size, chunk)`: streams `size` bytes as bin items of `chunk` bytes (the last one
@@ -75,26 +85,32 @@ fn download(ctx: &Context, req: Request, max_chunk: u64) {
     let mut result = Vec::new();
     codec::write_uint(&mut result, size);
     // The bytes repeat every DOWNLOAD_MODULUS: each item is a slice of one precomputed run,
-    // copied with memcpy (so the producer does not limit the transfer).
+    // sent from it without a copy (so the producer does not limit the transfer).
     let run_len = chunk.min(size) as usize + DOWNLOAD_MODULUS as usize;
-    let run: Vec<u8> = (0..run_len).map(|b| (b as u64 % DOWNLOAD_MODULUS) as u8).collect();
+    let run: std::sync::Arc<Vec<u8>> = std::sync::Arc::new((0..run_len).map(|b| (b as u64 % DOWNLOAD_MODULUS) as u8).collect());
     produce(
         ctx,
         req,
         items,
-        Box::new(move |i, out| {
+        Box::new(move |i| {
             let start = i * chunk;
             let len = ((start + chunk).min(size) - start) as usize;
             let from = (start % DOWNLOAD_MODULUS) as usize;
-            out.reserve(len + 5);
-            codec::write_bin(out, &run[from..from + len]);
+            Item::Shared(run.clone(), from..from + len)
         }),
         result,
     );
 }
 
-/// Encodes item `i` (appending to the buffer).
-type MakeItem = Box<dyn Fn(u64, &mut Vec<u8>)>;
+/// Item `i`.
+type MakeItem = Box<dyn Fn(u64) -> Item>;
+
+enum Item {
+    /// One encoded MessagePack object.
+    Encoded(Vec<u8>),
+    /// A bin of these bytes of a shared buffer.
+    Shared(std::sync::Arc<Vec<u8>>, std::ops::Range<usize>),
+}
 
 /// A request streaming items `0..total`, then answering with `result`.
 struct Producer {
@@ -148,11 +164,18 @@ fn pump(ctx: &Context, slot: &ProducerSlot) {
             ctx.add_timer(Duration::ZERO, Box::new(move |ctx: &Context| pump(ctx, &s)));
             return;
         }
-        let mut item = Vec::new();
-        (p.make)(p.next, &mut item);
-        let len = item.len();
-        // Handed over: a big item is written to the caller from this buffer.
-        match p.req.yield_vec(item) {
+        let (sent, len) = match (p.make)(p.next) {
+            Item::Encoded(item) => {
+                let len = item.len();
+                (p.req.yield_vec(item), len)
+            }
+            // Written to the caller from the shared buffer.
+            Item::Shared(data, range) => {
+                let len = range.len();
+                (p.req.yield_bin_shared(data, range), len)
+            }
+        };
+        match sent {
             Ok(YieldStatus::Sent) => {
                 p.next += 1;
                 items += 1;

@@ -17,8 +17,8 @@
 //! had arrived in one piece.
 
 use std::collections::VecDeque;
-use std::rc::Rc;
 
+use super::output::Payload;
 use super::{rpc_error, CallFailure, Event, IdMap, Session};
 use crate::codec::{self, FrameLimits, Message, Scan, Scanner};
 
@@ -45,7 +45,9 @@ struct BigMessage {
     /// The message is `head` followed by `data` (an answer's envelope before the handler's
     /// own buffer); `head` is small.
     head: Vec<u8>,
-    data: Rc<Vec<u8>>,
+    data: Payload,
+    /// Bytes counted in `Outgoing::memory` for it.
+    counted: usize,
     sent: usize,
     /// The call this message belongs to, so later messages of that call wait behind it.
     msgid: Option<u32>,
@@ -112,24 +114,28 @@ impl<C> Session<C> {
 
     /// Queue one encoded message, taking its buffer (written from it, not copied, when big).
     pub(super) fn push_owned(&mut self, msgid: Option<u32>, message: Vec<u8>) {
-        self.push_parts(msgid, Vec::new(), message);
+        if !self.fragment_size().is_some_and(|f| message.len() > f) && !msgid.is_some_and(|id| self.outgoing.holds_call(id)) {
+            self.out.push_owned(message); // the common case: no Arc
+            return;
+        }
+        self.push_parts(msgid, Vec::new(), Payload::from(message));
     }
 
     /// Queue the message `head` + `body` (a small envelope, then a big payload in its own
     /// buffer), writing `body` from where it is.
-    pub(super) fn push_parts(&mut self, msgid: Option<u32>, head: Vec<u8>, body: Vec<u8>) {
+    pub(super) fn push_parts(&mut self, msgid: Option<u32>, head: Vec<u8>, body: Payload) {
         let len = head.len() + body.len();
         let big = self.fragment_size().is_some_and(|f| len > f);
         if msgid.is_some_and(|id| self.outgoing.holds_call(id)) {
             // Waits behind a big message of its call (rare): keep it in one piece.
             let mut message = head;
-            message.extend_from_slice(&body);
+            message.extend_from_slice(body.bytes());
             self.enqueue(message, msgid);
         } else if big {
             self.enqueue_big(head, body, msgid);
         } else {
             self.out.push_owned(head);
-            self.out.push_owned(body);
+            self.out.push_payload(body);
         }
     }
 
@@ -144,17 +150,18 @@ impl<C> Session<C> {
             }
         }
         match self.fragment_size() {
-            Some(f) if message.len() > f => self.enqueue_big(Vec::new(), message, msgid),
+            Some(f) if message.len() > f => self.enqueue_big(Vec::new(), Payload::from(message), msgid),
             _ => self.out.push_owned(message),
         }
     }
 
-    fn enqueue_big(&mut self, head: Vec<u8>, data: Vec<u8>, msgid: Option<u32>) {
+    fn enqueue_big(&mut self, head: Vec<u8>, data: Payload, msgid: Option<u32>) {
         let fragid = self.outgoing.next_fragid;
         self.outgoing.next_fragid = fragid.wrapping_add(1);
         self.outgoing.queued_bytes += head.len() + data.len();
-        self.outgoing.memory += head.capacity() + data.capacity();
-        self.outgoing.waiting.push_back(BigMessage { fragid, head, data: Rc::new(data), sent: 0, msgid, followers: Vec::new() });
+        let counted = head.capacity() + data.memory();
+        self.outgoing.memory += counted;
+        self.outgoing.waiting.push_back(BigMessage { fragid, head, data, counted, sent: 0, msgid, followers: Vec::new() });
         if self.out.is_empty() {
             self.refill();
         }
@@ -189,7 +196,7 @@ impl<C> Session<C> {
             }
         });
         if end > h {
-            self.out.push_shared(big.data.clone(), sent.max(h) - h, end - h);
+            self.out.push_payload(big.data.slice(sent.max(h) - h, end - h));
         }
         let o = &mut self.outgoing;
         o.queued_bytes -= end - sent;
@@ -199,7 +206,7 @@ impl<C> Session<C> {
             return;
         }
         o.active_total -= total;
-        o.memory -= big.head.capacity() + big.data.capacity();
+        o.memory -= big.counted;
         for (message, msgid) in big.followers {
             self.outgoing.queued_bytes -= message.len();
             self.outgoing.memory -= message.capacity();
@@ -262,7 +269,10 @@ impl<C> Session<C> {
             }
             let seq = self.incoming.next_seq;
             self.incoming.next_seq += 1;
-            self.incoming.parts.insert(fragid, Reassembly { data: Vec::new(), total, discard: too_large, received: 0, seq });
+            // A kept buffer is already counted: it moves from `recycled` to the reassembly.
+            let data = if too_large { Vec::new() } else { std::mem::take(&mut self.recycled) };
+            self.incoming.memory += data.capacity();
+            self.incoming.parts.insert(fragid, Reassembly { data, total, discard: too_large, received: 0, seq });
             if too_large {
                 let reason = format!("message larger than the {max}-byte limit");
                 let event = self.on_unreadable(chunk, rpc_error::TOO_LARGE, CallFailure::TooLarge, reason);

@@ -253,6 +253,9 @@ pub struct Session<C> {
     memory_allowance: usize,
     /// The last frame could not be taken for lack of memory.
     blocked: bool,
+    /// A buffer of a message already handled, kept for the next reassembly (a stream of big
+    /// messages reuses one buffer instead of allocating, and faulting in, one per message).
+    recycled: Vec<u8>,
 }
 
 impl<C> Session<C> {
@@ -275,7 +278,22 @@ impl<C> Session<C> {
             reassembled: None,
             memory_allowance: usize::MAX,
             blocked: false,
+            recycled: Vec::new(),
         }
+    }
+
+    /// Keep `buffer` (a message already handled) for the next fragmented message, if it is
+    /// bigger than the one kept.
+    pub fn recycle(&mut self, mut buffer: Vec<u8>) {
+        if buffer.capacity() > self.recycled.capacity() && buffer.capacity() <= self.limits.frame.max_message_size.saturating_mul(2) {
+            buffer.clear();
+            self.recycled = buffer;
+        }
+    }
+
+    /// Give the kept buffer back (memory is short).
+    pub fn drop_recycled(&mut self) {
+        self.recycled = Vec::new();
     }
 
     /// Bytes the session may allocate for incoming data from now on (reassembly of fragmented
@@ -293,7 +311,7 @@ impl<C> Session<C> {
     /// Bytes this session holds in memory: queued output, big messages waiting to be
     /// fragmented, and reassembly buffers.
     pub fn memory(&self) -> usize {
-        self.out.memory() + self.fragment_memory()
+        self.out.memory() + self.fragment_memory() + self.recycled.capacity()
     }
 
     /// Whether part of an incoming fragmented message has arrived.
@@ -598,7 +616,7 @@ impl<C> Session<C> {
 
     /// The final answer to request `msgid` as an envelope `head` (validated, encoded) and a
     /// payload `body` in its own buffer, which is written from where it is.
-    pub fn push_reply_parts(&mut self, msgid: u32, head: Vec<u8>, body: Vec<u8>) -> Result<(), SendError> {
+    pub fn push_reply_parts(&mut self, msgid: u32, head: Vec<u8>, body: output::Payload) -> Result<(), SendError> {
         if self.closed {
             return Err(SendError::Closed);
         }
@@ -628,7 +646,7 @@ impl<C> Session<C> {
 
     /// Like [`push_encoded_vec`](Self::push_encoded_vec), as an envelope and a payload in its
     /// own buffer (written from where it is).
-    pub fn push_encoded_parts(&mut self, msgid: u32, head: Vec<u8>, body: Vec<u8>) -> Result<(), SendError> {
+    pub fn push_encoded_parts(&mut self, msgid: u32, head: Vec<u8>, body: output::Payload) -> Result<(), SendError> {
         if self.closed {
             return Err(SendError::Closed);
         }
@@ -752,6 +770,7 @@ impl<C> Session<C> {
         self.out.clear();
         self.clear_outgoing();
         self.clear_incoming();
+        self.recycled = Vec::new();
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Messages at least this big keep their own buffer instead of being copied into the
 /// shared one.
@@ -14,16 +14,66 @@ pub const OWN_CHUNK_ABOVE: usize = 16 << 10;
 /// Most chunks handed to one `writev`.
 pub const MAX_IOVECS: usize = 64;
 
+/// Bytes of a message kept where they are: part of a buffer that may be shared (a big
+/// message sent in fragments, or one buffer answering many requests).
+#[derive(Clone, Debug)]
+pub struct Payload {
+    data: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl Payload {
+    /// `data[range]`; `None` if the range is not within `data`.
+    pub fn new(data: Arc<Vec<u8>>, range: std::ops::Range<usize>) -> Option<Payload> {
+        (range.start <= range.end && range.end <= data.len()).then_some(Payload { data, start: range.start, end: range.end })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Bytes allocated for it, if nothing else holds the buffer (shared ones are counted once,
+    /// by whoever made them).
+    pub fn memory(&self) -> usize {
+        if Arc::strong_count(&self.data) == 1 {
+            self.data.capacity()
+        } else {
+            0
+        }
+    }
+
+    /// The part `from..to` of this payload.
+    pub(super) fn slice(&self, from: usize, to: usize) -> Payload {
+        Payload { data: self.data.clone(), start: self.start + from, end: self.start + to }
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Payload {
+        let end = v.len();
+        Payload { data: Arc::new(v), start: 0, end }
+    }
+}
+
 enum Chunk {
     Bytes(Vec<u8>),
-    Shared { data: Rc<Vec<u8>>, start: usize, end: usize },
+    Shared(Payload),
 }
 
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Bytes(v) => v,
-            Chunk::Shared { data, start, end } => &data[*start..*end],
+            Chunk::Shared(p) => p.bytes(),
         }
     }
 }
@@ -61,7 +111,14 @@ impl Output {
 
     /// Bytes allocated for what is queued (shared buffers are counted by their owner).
     pub fn memory(&self) -> usize {
-        let own: usize = self.chunks.iter().map(|c| if let Chunk::Bytes(v) = c { v.capacity() } else { 0 }).sum();
+        let own: usize = self
+            .chunks
+            .iter()
+            .map(|c| match c {
+                Chunk::Bytes(v) => v.capacity(),
+                Chunk::Shared(p) => p.memory(),
+            })
+            .sum();
         own + self.spare.capacity()
     }
 
@@ -117,17 +174,17 @@ impl Output {
         }
     }
 
-    /// Queue `data[start..end]` without copying it.
-    pub fn push_shared(&mut self, data: Rc<Vec<u8>>, start: usize, end: usize) {
-        if start == end {
+    /// Queue a payload without copying it.
+    pub fn push_payload(&mut self, payload: Payload) {
+        if payload.is_empty() {
             return;
         }
-        if self.coalesce {
-            self.tail().extend_from_slice(&data[start..end]);
+        self.len += payload.len();
+        if self.coalesce || payload.len() < OWN_CHUNK_ABOVE {
+            self.tail().extend_from_slice(payload.bytes());
         } else {
-            self.chunks.push_back(Chunk::Shared { data, start, end });
+            self.chunks.push_back(Chunk::Shared(payload));
         }
-        self.len += end - start;
     }
 
     /// The unsent bytes of the front chunk.
@@ -254,9 +311,11 @@ mod tests {
             want.extend_from_slice(&big);
             o.append(|v| v.extend_from_slice(b"cd"));
             want.extend_from_slice(b"cd");
-            let shared = Rc::new((0..=255u8).collect::<Vec<u8>>());
-            o.push_shared(shared.clone(), 10, 20);
-            want.extend_from_slice(&shared[10..20]);
+            let shared = Arc::new((0..=255u8).cycle().take(3 * OWN_CHUNK_ABOVE).collect::<Vec<u8>>());
+            o.push_payload(Payload::new(shared.clone(), 10..OWN_CHUNK_ABOVE + 20).unwrap());
+            want.extend_from_slice(&shared[10..OWN_CHUNK_ABOVE + 20]);
+            o.push_payload(Payload::new(shared.clone(), 5..9).unwrap());
+            want.extend_from_slice(&shared[5..9]);
             o.push_owned(b"ef".to_vec());
             want.extend_from_slice(b"ef");
             assert_eq!(o.len(), want.len());
@@ -297,7 +356,7 @@ mod tests {
         let mut o = Output::default();
         o.set_coalesce(true);
         o.push_owned(vec![1u8; OWN_CHUNK_ABOVE * 2]);
-        o.push_shared(Rc::new(vec![2u8; 10]), 0, 10);
+        o.push_payload(Payload::from(vec![2u8; 10]));
         assert_eq!(o.front().len(), OWN_CHUNK_ABOVE * 2 + 10);
     }
 }

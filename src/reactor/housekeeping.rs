@@ -6,13 +6,13 @@
 use std::time::{Duration, Instant};
 
 use super::budget::Budget;
-use super::input::{InBuf, READ_CHUNK};
+use super::input::{InBuf, MAX_READ_CHUNK};
 use super::timers::{self, TimerKind};
 use super::{ConnId, ConnState, Context, Inner, LogLevel, Pause};
 use crate::error::ErrorKind;
 
-/// Empty read buffers kept for reuse.
-const SPARE_BUFS: usize = 8;
+/// Empty read buffers kept for reuse (their memory counts against the budget).
+const SPARE_BUFS: usize = 4;
 
 impl Inner {
     pub(super) fn budget(&self) -> &Budget {
@@ -22,6 +22,9 @@ impl Inner {
     /// Charge the budget for what a connection's input buffer and session hold now.
     pub(super) fn sync_memory(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(id.index as usize).filter(|c| c.id == id) else { return };
+        if self.shared.budget.is_spent() {
+            conn.session.drop_recycled(); // a cache: the first thing to give back
+        }
         let now = conn.inbuf.memory() + conn.session.memory();
         self.shared.budget.adjust(&mut conn.charged, now);
     }
@@ -38,8 +41,9 @@ impl Inner {
     pub(super) fn put_back(&mut self, id: ConnId, mut buf: InBuf, last_read: bool) {
         if last_read {
             if let Some(empty) = buf.trim() {
-                if empty.len() == READ_CHUNK && self.spare_bufs.len() < SPARE_BUFS {
+                if empty.len() <= 2 * MAX_READ_CHUNK && self.spare_bufs.len() < SPARE_BUFS {
                     self.spare_bufs.push(empty);
+                    self.charge_spare_bufs();
                 }
             }
         }
@@ -48,6 +52,12 @@ impl Inner {
             None => return,
         }
         self.sync_memory(id);
+    }
+
+    /// Charge the budget for the read buffers kept for reuse.
+    pub(super) fn charge_spare_bufs(&mut self) {
+        let now = self.spare_bufs.iter().map(Vec::capacity).sum();
+        self.shared.budget.adjust(&mut self.spare_charged, now);
     }
 
     pub(super) fn mark_ready(&mut self, id: ConnId) {

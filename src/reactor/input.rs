@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::budget::SMALL;
-use super::request::{Parts, RequestBytes};
+use super::request::{Parts, RequestBytes, StreamEvent};
 use super::transport;
 use super::{ConnId, ConnState, Context, Inner, LogLevel, Pause};
 use crate::error::ErrorKind;
 use crate::protocol::{Decoded, Event};
 
-/// The usual read size, and the least a buffer grows by.
+/// The first read size of a connection, and the least a buffer grows by.
 pub(super) const READ_CHUNK: usize = 64 << 10;
+/// The read size grows (doubling while reads fill it: a peer sending in bulk) up to this.
+pub(super) const MAX_READ_CHUNK: usize = 1 << 20;
 
 /// Requests at least this big take over the buffer they arrived in instead of being copied.
 const OWN_REQUEST_ABOVE: usize = 64 << 10;
@@ -29,6 +31,9 @@ pub(super) struct InBuf {
     /// Lower bound of the size of the message being received (from its header; a peer's
     /// claim, used only to stop growing, never to decide how much to allocate).
     pub(super) needed: usize,
+    /// The connection's read size now: doubles while reads fill it, halves when they do
+    /// not (0: not started, READ_CHUNK).
+    pub(super) chunk: usize,
 }
 
 /// Why there is no room to read into.
@@ -62,7 +67,8 @@ impl InBuf {
             self.end = 0;
         }
         let pending = self.end - self.start;
-        let want = self.needed.saturating_sub(pending).clamp(READ_CHUNK, pending.max(READ_CHUNK));
+        let chunk = self.chunk.max(READ_CHUNK);
+        let want = self.needed.saturating_sub(pending).clamp(chunk, pending.max(chunk));
         if self.data.len() - self.end < want && self.start > 0 {
             self.data.copy_within(self.start..self.end, 0);
             self.end = pending;
@@ -83,6 +89,18 @@ impl InBuf {
             }
         }
         Ok(&mut self.data[self.end..])
+    }
+
+    /// A read of `n` bytes into `spare` bytes of room: adapt the read size.
+    pub(super) fn note_read(&mut self, n: usize, spare: usize) {
+        let chunk = self.chunk.max(READ_CHUNK);
+        self.chunk = if n == spare {
+            (chunk * 2).min(MAX_READ_CHUNK)
+        } else if n < spare / 4 {
+            (chunk / 2).max(READ_CHUNK)
+        } else {
+            chunk
+        };
     }
 
     pub(super) fn consume(&mut self, n: usize) {
@@ -299,6 +317,7 @@ impl Context {
         if buf.data.capacity() == 0 {
             if let Some(pooled) = inner.spare_bufs.pop() {
                 buf.data = pooled;
+                inner.charge_spare_bufs();
             }
         }
         let Some(conn) = inner.conn_mut(id) else { return Prepared::Stop };
@@ -319,6 +338,7 @@ impl Context {
                 Ok(n) => {
                     buf.end += n;
                     *total += n;
+                    buf.note_read(n, spare_len);
                     conn.last_active = Instant::now();
                     break if n < spare_len && !always_ready {
                         ReadOutcome::Drained
@@ -463,9 +483,10 @@ impl Context {
         self.serve_request(id, req.msgid, RequestBytes::Owned { message, parts: req.parts }, req.ext);
     }
 
-    /// A message reassembled from fragments: handled as if it had arrived whole; a request
-    /// keeps the reassembly buffer.
-    fn dispatch_reassembled(&self, id: ConnId, message: Vec<u8>) {
+    /// A message reassembled from fragments: handled as if it had arrived whole. A request
+    /// keeps the reassembly buffer, so does a value sent into a call (moved to the front of
+    /// it); after anything else the buffer is kept for the connection's next big message.
+    fn dispatch_reassembled(&self, id: ConnId, mut message: Vec<u8>) {
         let event = {
             let mut inner = self.inner.borrow_mut();
             let Some(conn) = inner.conn_mut(id) else { return };
@@ -475,9 +496,21 @@ impl Context {
             Some(Event::Request { msgid, method, params, ext }) => {
                 let parts = Parts::locate(&message, method, params.args, params.kwargs);
                 self.serve_request(id, msgid, RequestBytes::Owned { message, parts }, ext);
+                return;
+            }
+            Some(Event::Input { msgid, item }) => {
+                let start = item.as_ptr() as usize - message.as_ptr() as usize;
+                let len = item.len();
+                message.copy_within(start..start + len, 0);
+                message.truncate(len);
+                self.on_input(id, msgid, StreamEvent::Input(message));
+                return;
             }
             Some(event) => self.dispatch_event(id, event),
             None => {}
+        }
+        if let Some(conn) = self.inner.borrow_mut().conn_mut(id) {
+            conn.session.recycle(message);
         }
     }
 

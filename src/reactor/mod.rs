@@ -252,6 +252,8 @@ struct Conn {
     eof_at: Option<Instant>,
     /// Its key in the UDP peers' LRU order (a listener's peer).
     udp_lru: Option<u64>,
+    /// TCP_NOTSENT_LOWAT is set (once the extension is on: only then does joint reorder).
+    lowat_set: bool,
 }
 
 /// Why a connection is not being read.
@@ -311,6 +313,8 @@ struct Inner {
     /// Empty read buffers kept for reuse (so busy connections do not allocate per read, and
     /// idle ones hold none).
     spare_bufs: Vec<Vec<u8>>,
+    /// What the budget was charged for `spare_bufs`.
+    spare_charged: usize,
     /// Connections stopped for lack of budget.
     budget_paused: Vec<ConnId>,
     /// The housekeeping timer (message, output, idle and linger timeouts) is scheduled.
@@ -390,6 +394,7 @@ impl Context {
                 datagram: InBuf::default(),
                 shared: shared.clone(),
                 spare_bufs: Vec::new(),
+                spare_charged: 0,
                 budget_paused: Vec::new(),
                 housekeeping_armed: false,
                 open_conns: 0,
@@ -1444,6 +1449,7 @@ impl Inner {
             output_since: None,
             eof_at: None,
             udp_lru: None,
+            lowat_set: false,
         });
         if always_ready {
             self.ready.push(id);
@@ -1498,6 +1504,10 @@ impl Conn {
     /// and keep the clock of output waiting for the peer.
     fn flush(&mut self) -> io::Result<()> {
         let Some(stream) = self.stream.as_mut() else { return Ok(()) };
+        if !self.lowat_set && self.session.fragment_size().is_some() {
+            stream.set_notsent_lowat(transport::NOTSENT_LOWAT);
+            self.lowat_set = true;
+        }
         let before = self.session.output_len();
         let result = if stream.is_datagram() {
             udp::flush_datagrams(stream, &mut self.session, &mut self.last_active)

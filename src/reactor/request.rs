@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{self, FrameLimits, PayloadError};
 use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::output::Payload;
 use crate::protocol::{rpc_error, ExtCall};
 
 use super::budget::{Budget, ConnAccount, REQUEST_OVERHEAD, SMALL};
@@ -74,7 +75,7 @@ pub(super) enum ReplyBody {
     /// An envelope and the handler's own buffer after it (written from where it is).
     Parts {
         head: Vec<u8>,
-        body: Vec<u8>,
+        body: Payload,
     },
 }
 
@@ -171,9 +172,10 @@ impl Shared {
 
     /// Queue a message made of `head` and the handler's buffer `body`, if it fits in the
     /// budget (bodies within the small allowance always do); returns the body if not.
-    fn push_parts(&self, conn: ConnId, msgid: u32, kind: QueuedKind, head: Vec<u8>, body: Vec<u8>) -> std::result::Result<(), Vec<u8>> {
+    fn push_parts(&self, conn: ConnId, msgid: u32, kind: QueuedKind, head: Vec<u8>, body: Payload) -> std::result::Result<(), Payload> {
         let size = head.len() + body.len();
-        let charge = size + 32;
+        // A shared buffer (held elsewhere too) costs nothing more for being queued.
+        let charge = head.len() + body.memory() + 32;
         if charge > SMALL {
             if !self.budget.try_charge(charge) {
                 return Err(body);
@@ -509,7 +511,35 @@ impl Request {
         let mut head = Vec::with_capacity(8);
         codec::encode_item(&mut head, codec::TYPE_YIELD, self.msgid, &[]);
         let size = item.len();
-        if self.account.shared.push_parts(self.conn, self.msgid, QueuedKind::Message, head, item).is_err() {
+        if self.account.shared.push_parts(self.conn, self.msgid, QueuedKind::Message, head, Payload::from(item)).is_err() {
+            return Err(self.yield_refused(size));
+        }
+        Ok(YieldStatus::Sent)
+    }
+
+    /// Stream a bin item of the bytes `data[range]` without copying them (the same buffer
+    /// may serve any number of items and calls). To a stock caller the bytes are collected
+    /// into the final array like any item.
+    pub fn yield_bin_shared(&mut self, data: Arc<Vec<u8>>, range: std::ops::Range<usize>) -> Result<YieldStatus> {
+        let body = Payload::new(data, range).ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "range outside the buffer"))?;
+        let mut header = Vec::with_capacity(5);
+        codec::write_bin_len(&mut header, body.len());
+        if self.stream.is_none() || body.len() < super::super::protocol::output::OWN_CHUNK_ABOVE {
+            let mut item = header;
+            item.extend_from_slice(body.bytes());
+            return self.yield_item(&item);
+        }
+        if body.len() + 32 > self.limits.max_message_size {
+            return Err(Error::new(ErrorKind::TooLarge, "item larger than the message size limit"));
+        }
+        // The item is a bin of these bytes by construction: only the credit is checked.
+        if let Some(done) = self.take_yield_credit(&[0xc0])? {
+            return Ok(done);
+        }
+        let mut head = Vec::with_capacity(16);
+        codec::encode_item(&mut head, codec::TYPE_YIELD, self.msgid, &header);
+        let size = body.len();
+        if self.account.shared.push_parts(self.conn, self.msgid, QueuedKind::Message, head, body).is_err() {
             return Err(self.yield_refused(size));
         }
         Ok(YieldStatus::Sent)
@@ -661,8 +691,37 @@ impl Request {
         }
         let mut head = Vec::with_capacity(8);
         codec::encode_response(&mut head, msgid, codec::NIL, &[]);
-        let size = result.len();
-        if self.account.shared.push_parts(self.conn, msgid, QueuedKind::Final, head, result).is_err() {
+        self.send_parts(head, Payload::from(result))
+    }
+
+    /// Answer with a bin object of the bytes `data[range]`, without copying them: the same
+    /// buffer may answer any number of requests (a file server's cache, say). The bytes are
+    /// counted in the memory budget while they are queued.
+    pub fn reply_bin_shared(mut self, data: Arc<Vec<u8>>, range: std::ops::Range<usize>) -> Result<()> {
+        let body = Payload::new(data, range).ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "range outside the buffer"))?;
+        if let Err(state) = self.claim_answer() {
+            return Err(ended_error(state));
+        }
+        if body.len() + 32 > self.limits.max_message_size {
+            let what = "reply larger than the message size limit";
+            self.send_error_code_claimed(rpc_error::TOO_LARGE, what.as_bytes());
+            return Err(Error::new(ErrorKind::TooLarge, what));
+        }
+        self.answered = true;
+        if self.account.is_closed() {
+            return Ok(());
+        }
+        let mut head = Vec::with_capacity(16);
+        codec::encode_response(&mut head, self.msgid, codec::NIL, &[]);
+        codec::write_bin_len(&mut head, body.len());
+        self.send_parts(head, body)
+    }
+
+    /// Queue a final answer of `head` + `body` (already validated and claimed), or answer with
+    /// RESOURCE_EXHAUSTED if it does not fit in the budget.
+    fn send_parts(&mut self, head: Vec<u8>, body: Payload) -> Result<()> {
+        let size = head.len() + body.len();
+        if self.account.shared.push_parts(self.conn, self.msgid, QueuedKind::Final, head, body).is_err() {
             let e = budget_error(size, &self.account.shared.budget);
             self.send_error_code_claimed(rpc_error::RESOURCE_EXHAUSTED, e.message.as_bytes());
             return Err(e);

@@ -92,13 +92,15 @@ impl Context {
         Ok(())
     }
 
+    /// Run the handler on `event`; an input's buffer is kept for the next big message the
+    /// connection receives (the handler only borrowed it).
     fn deliver_input(&self, conn: ConnId, msgid: u32, handler: &StreamHandler, event: StreamEvent) {
-        let is_value = matches!(event, StreamEvent::Input(_));
         handler(self, &event);
-        if is_value {
+        if let StreamEvent::Input(buffer) = event {
             let mut inner = self.inner.borrow_mut();
             if let Some(c) = inner.conn_mut(conn) {
                 c.session.inputs_consumed(msgid, 1);
+                c.session.recycle(buffer);
             }
             inner.mark_dirty(conn);
         }
@@ -128,7 +130,7 @@ impl Context {
         }
     }
 
-    fn on_input(&self, id: ConnId, msgid: u32, event: StreamEvent) {
+    pub(super) fn on_input(&self, id: ConnId, msgid: u32, event: StreamEvent) {
         let Some((shared, handler)) = self.stream_entry(id, msgid) else { return };
         match handler {
             Some(h) => self.deliver_input(id, msgid, &h, event),

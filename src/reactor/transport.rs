@@ -101,8 +101,9 @@ pub struct PipePair {
     pub child: Option<Child>,
 }
 
-/// Unsent bytes a TCP socket may hold before it reports "would block" (TCP_NOTSENT_LOWAT).
-const NOTSENT_LOWAT: libc::c_int = 128 << 10;
+/// Unsent bytes a TCP socket on which joint fragments may hold before it reports "would
+/// block" (TCP_NOTSENT_LOWAT; see `Stream::set_notsent_lowat`).
+pub const NOTSENT_LOWAT: usize = 256 << 10;
 
 /// Token offsets: each stream uses `base` (its socket or read end) and `base + 1` (a pipe's
 /// write end).
@@ -214,20 +215,28 @@ impl Stream {
         if let Stream::Tcp(s) = self {
             // Latency matters more than segment count for RPC; writes are batched already.
             let _ = s.set_nodelay(true);
-            // Keep at most this much unsent data in the kernel: what we queue ourselves can
-            // still be reordered (a small answer between the fragments of a big one), what
-            // the kernel holds cannot.
-            let lowat: libc::c_int = NOTSENT_LOWAT;
-            // SAFETY: setsockopt on a valid socket fd with a pointer to a c_int of the size given.
-            unsafe {
-                libc::setsockopt(
-                    s.as_raw_fd(),
-                    libc::IPPROTO_TCP,
-                    libc::TCP_NOTSENT_LOWAT,
-                    (&lowat as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
+        }
+    }
+
+    /// Keep at most `bytes` of unsent data in the kernel (TCP_NOTSENT_LOWAT): what we queue
+    /// ourselves can still be reordered (a small answer between the fragments of a big one),
+    /// what the kernel holds cannot. Only worth its extra wake-ups where joint fragments
+    /// (the extension); a stock connection sends every message whole anyway.
+    pub fn set_notsent_lowat(&self, bytes: usize) {
+        let fd = match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            _ => return,
+        };
+        let lowat = bytes.min(i32::MAX as usize) as libc::c_int;
+        // SAFETY: setsockopt on a valid socket fd with a pointer to a c_int of the size given.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                (&lowat as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
         }
     }
 
