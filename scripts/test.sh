@@ -2,7 +2,8 @@
 # Install what the tests need, then run every test: Rust unit and integration tests (codec,
 # protocol, reactor, hostile input, Neovim interop, the CLI), the header freshness check, and
 # the C/CMake suite under ctest (examples on epoll, libuv and libev; API, build and install
-# tests), once normally and once under AddressSanitizer + UndefinedBehaviorSanitizer.
+# tests), once normally and once under AddressSanitizer + UndefinedBehaviorSanitizer, and the
+# fuzz targets for a bounded time when a nightly toolchain is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Interop tests skip when a peer is missing; here a missing peer is a failure.
@@ -36,5 +37,8 @@ timeout 1200 scripts/ctest.sh
 
 step "C tests under ASan + UBSan"
 timeout 1200 scripts/ctest.sh --sanitize
+
+step "coverage-guided fuzzing, 30 s per target (scripts/fuzz.sh; skipped without a nightly toolchain)"
+timeout 1800 scripts/fuzz.sh 30
 
 step "all tests passed"

@@ -15,3 +15,6 @@ pub mod ffi;
 pub mod protocol;
 /// cbindgen:ignore
 pub mod reactor;
+// Fuzz target bodies, shared by fuzz/ (cargo-fuzz) and tests/fuzz_corpus.rs; not part of the API.
+#[doc(hidden)]
+pub mod fuzz_targets;

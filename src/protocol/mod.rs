@@ -4,7 +4,8 @@
 //! [`Session::decode_next`], which returns at most one [`Event`] at a time, borrowing the
 //! caller's buffer (no copy); outgoing messages are encoded into the session's output buffer,
 //! which the transport drains with [`Session::output`] / [`Session::consume_output`]. There are
-//! no sockets, clocks or callbacks here, so this layer is unit-tested and fuzzed on its own.
+//! no sockets, clocks or callbacks here, so this layer is unit-tested and fuzzed on its own
+//! (`src/fuzz_targets.rs`: run by cargo-fuzz from `fuzz/`, replayed by `tests/fuzz_corpus.rs`).
 //!
 //! Both ends of a connection are peers: either may call, notify and answer.
 
@@ -984,7 +985,8 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        // A small deterministic generator; the fuzz target covers this more broadly.
+        // A small deterministic generator; the fuzz targets (src/fuzz_targets.rs) cover this
+        // more broadly.
         let mut x: u64 = 0x2545F4914F6CDD1D;
         for _ in 0..2000 {
             let mut s = session();
