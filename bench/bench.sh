@@ -2,10 +2,14 @@
 # Build libjoint and bench/joint_server.c, then run bench/run.sh with the raw C reference
 # server as the baseline and joint's server beside it, writing docs/BENCHMARKS.md.
 # Usage: bench/bench.sh [run.sh options]   (e.g. --runs 5)
-# Then appends instructions per call for both servers (bench/instructions.sh).
+# Then appends instructions per call for both servers (bench/instructions.sh), small-call
+# latency during a big transfer, bulk throughput beside a raw socket transfer
+# (cli/examples/bulk.rs) and the limits under attack (cli/tests/attacks.rs).
+# Needs libmsgpack-dev (the reference server) and valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -p joint >&2
+cargo build --release --locked -p joint -p joint-cli --bins --examples >&2
+cargo build --release --locked -p joint -p joint-cli >&2
 mkdir -p bench/build
 cc -O2 -Wall -Wextra -Iinclude bench/joint_server.c -Ltarget/release -ljoint \
     -Wl,-rpath,"$PWD/target/release" -o bench/build/joint_server
@@ -28,5 +32,27 @@ bash bench/run.sh --server joint="bench/build/joint_server {port}" --write docs/
     echo "\`cargo run --release --example big_transfer_latency -- 256 3\`."
     echo
     cargo run --release --quiet --example big_transfer_latency -- 256 3
+    echo
+    echo "## Bulk throughput"
+    echo
+    echo "\`joint serve\` (its own process) and a client in another, beside a plain socket transfer in the"
+    echo "same run (best of 3 transfers of 256 MiB each; ratios to the raw transfer). The stock blob is"
+    echo "read by a raw client that does not decode it; the streamed rows use the joint client"
+    echo "(\`Context::call_with\` counting item bytes, \`Context::send\` for upload), and the last row the"
+    echo "command-line client writing a file. Command: \`cargo run --release -p joint-cli --example bulk\`."
+    echo
+    target/release/examples/bulk 256 3
+    echo
+    echo "## Limits under attack"
+    echo
+    echo "Each attack drives \`joint serve\` (default limits unless the row says otherwise) past one"
+    echo "limit while a well-behaved client calls \`echo\` lock-step every 5 ms on its own connection."
+    echo "Every row is also a test that asserts its bound (\`cli/tests/attacks.rs\`); command:"
+    echo "\`cargo test --release -p joint-cli --test attacks -- --nocapture --test-threads=1\`."
+    echo
+    echo "| attack | server RSS before (MiB) | peak RSS (MiB) | control calls | p50 (ms) | p99 (ms) | max (ms) | outcome |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    cargo test --release --locked -p joint-cli --test attacks -- --nocapture --test-threads=1 2>/dev/null \
+        | grep -o 'ATTACK|.*' | sed 's/^ATTACK//; s/$/|/'
 } >>docs/BENCHMARKS.md
 cat docs/BENCHMARKS.md

@@ -1229,6 +1229,13 @@ JOINT_API uint32_t joint_request_msgid(const joint_request *req);
 JOINT_API bool joint_request_is_cancelled(const joint_request *req);
 
 /**
+ * Whether an answer of `bytes` would fit in the context's memory budget now. An answer
+ * larger than 64 KiB that does not fit is replaced by a `JOINT_RPC_RESOURCE_EXHAUSTED` error,
+ * so a handler about to build a big answer can refuse before doing the work. Any thread.
+ */
+JOINT_API bool joint_request_fits(const joint_request *req, size_t bytes);
+
+/**
  * The connection the request came on, to call the peer back over it; NULL if it has closed.
  * Only on the thread that runs `joint_ctx_process`, and only while the context lives.
  */

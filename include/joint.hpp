@@ -1982,6 +1982,12 @@ public:
     /// deadline). A stock request has no input, and its yields are collected into one array
     /// that is sent, instead of the answer's value, when it is answered.
     bool is_extended() const noexcept { return joint_request_is_extended(r_); }
+    /// The call ended without the handler (cancelled, past its deadline, or its connection
+    /// is gone): answering does nothing, so long work for it can stop.
+    bool is_cancelled() const noexcept { return joint_request_is_cancelled(r_); }
+    /// Whether an answer of `bytes` fits in the memory budget now (bigger ones that do not
+    /// are replaced by a JOINT_RPC_RESOURCE_EXHAUSTED error).
+    bool fits(std::size_t bytes) const noexcept { return joint_request_fits(r_, bytes); }
     /// The call's flags (JOINT_CALL_FLAG_*); 0 for a stock request.
     std::uint32_t flags() const noexcept { return joint_request_flags(r_); }
     /// The milliseconds the caller allowed the call, from when it arrived; 0 for none.

@@ -472,3 +472,32 @@ func TestStockClient(t *testing.T) {
 	}
 	st.Close()
 }
+
+// The resource limits are options: with a 1 MiB memory budget an answer of 2 MiB becomes a
+// RESOURCE_EXHAUSTED (10) error, smaller ones work on the same connection.
+func TestResourceLimitOptions(t *testing.T) {
+	_, uri := newServer(t, func(s *joint.Server) {
+		s.Handle("blob", func(ctx context.Context, r *joint.Request) (any, error) {
+			var n int
+			if err := r.Args(&n); err != nil {
+				return nil, err
+			}
+			return make([]byte, n), nil
+		})
+	}, joint.WithMemoryBudget(1<<20), joint.WithOutputHighWater(1<<16), joint.WithMaxConnections(8),
+		joint.WithMessageTimeout(5*time.Second), joint.WithIdleTimeout(0), joint.WithLinger(0), joint.WithListenBacklog(16))
+	c := dial(t, uri, joint.WithMemoryBudget(64<<20))
+	ctx := testCtx(t)
+	_, err := c.Call(ctx, "blob", 2<<20)
+	var re *joint.RemoteError
+	if !errors.As(err, &re) || re.Code != 10 {
+		t.Fatalf("want a RemoteError with code 10, got %v", err)
+	}
+	v, err := joint.CallAs[[]byte](ctx, c, "blob", 1000)
+	if err != nil || len(v) != 1000 {
+		t.Fatalf("blob(1000): %d bytes, %v", len(v), err)
+	}
+	if _, err := joint.NewServer(joint.WithMemoryBudget(1024)); err == nil {
+		t.Fatal("a memory budget under 1 MiB was accepted")
+	}
+}

@@ -105,6 +105,15 @@ pub unsafe extern "C" fn joint_request_is_cancelled(req: *const joint_request) -
     })
 }
 
+/// Whether an answer of `bytes` would fit in the context's memory budget now. An answer
+/// larger than 64 KiB that does not fit is replaced by a `JOINT_RPC_RESOURCE_EXHAUSTED` error,
+/// so a handler about to build a big answer can refuse before doing the work. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn joint_request_fits(req: *const joint_request, bytes: usize) -> bool {
+    // SAFETY: NULL or a live request.
+    guard(false, || unsafe { req.as_ref() }.is_some_and(|r| r.req.fits(bytes)))
+}
+
 /// The connection the request came on, to call the peer back over it; NULL if it has closed.
 /// Only on the thread that runs `joint_ctx_process`, and only while the context lives.
 #[no_mangle]

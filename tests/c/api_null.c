@@ -224,6 +224,8 @@ static void test_response_request_null(void)
     CHECK_STREQ(joint_response_message(NULL), "");
     CHECK(joint_response_call_id(NULL) == 0);
 
+    CHECK(!joint_request_is_cancelled(NULL));
+    CHECK(!joint_request_fits(NULL, 1));
     CHECK_ST(joint_request_method(NULL, &data, &len), JOINT_E_NULL);
     CHECK_ST(joint_request_params(NULL, &data, &len), JOINT_E_NULL);
     CHECK_ST(joint_request_kwargs(NULL, &data, &len), JOINT_E_NULL);

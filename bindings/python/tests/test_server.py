@@ -1,6 +1,7 @@
 """joint.Server in-process: handlers, errors, keyword params, generators, notifications,
 listening, stopping, Ctrl-C; called by the joint client and by the `joint call` CLI."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -465,3 +466,26 @@ def test_serve_stops_gracefully_on_sigint(tmp_path):
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def test_resource_limits_are_options(serve_in_thread):
+    # A 1 MiB memory budget: an answer of 2 MiB does not fit and becomes error code 10
+    # (resource exhausted); smaller ones work, on the same connection.
+    server = joint.Server(memory_budget=1 << 20, max_connections=8, message_timeout=5,
+                          idle_timeout=math.inf, linger=0, listen_backlog=16,
+                          output_high_water=1 << 16)
+
+    @server.method
+    def blob(n):
+        return bytes(n)
+
+    uri = serve_in_thread(server)
+    with joint.connect(uri, timeout=10, memory_budget=64 << 20) as c:
+        with pytest.raises(joint.RemoteError) as info:
+            c.call('blob', 2 << 20)
+        assert info.value.code == 10, info.value
+        assert c.call('blob', 1000) == bytes(1000)
+    with pytest.raises(ValueError):
+        joint.Server(linger=-1)
+    with pytest.raises(ValueError):
+        joint.Server(memory_budget=-5)
