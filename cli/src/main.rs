@@ -280,9 +280,9 @@ fn looks_like_option(arg: &str) -> bool {
 fn parse_serve(args: &[String]) -> Result<serve::Options, String> {
     let mut options = serve::Options::default();
     let mut iter = args.iter();
-    fn number<T: std::str::FromStr>(name: &str, v: &str, min: T) -> Result<T, String>
+    fn number<T>(name: &str, v: &str, min: T) -> Result<T, String>
     where
-        T: PartialOrd + std::fmt::Display,
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
     {
         match v.parse::<T>() {
             Ok(n) if n >= min => Ok(n),

@@ -26,7 +26,6 @@ fn serial() -> MutexGuard<'static, ()> {
 
 struct Server {
     child: Child,
-    uri: String,
     addr: String,
     log_lines: Arc<AtomicUsize>,
 }
@@ -76,7 +75,7 @@ impl Server {
             }
         });
         let addr = uri.strip_prefix("tcp://").unwrap().to_string();
-        Server { child, uri, addr, log_lines }
+        Server { child, addr, log_lines }
     }
 
     fn pid(&self) -> u32 {

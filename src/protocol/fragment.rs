@@ -114,7 +114,8 @@ impl<C> Session<C> {
 
     /// Queue one encoded message, taking its buffer (written from it, not copied, when big).
     pub(super) fn push_owned(&mut self, msgid: Option<u32>, message: Vec<u8>) {
-        if !self.fragment_size().is_some_and(|f| message.len() > f) && !msgid.is_some_and(|id| self.outgoing.holds_call(id)) {
+        let big = self.fragment_size().is_some_and(|f| message.len() > f);
+        if !big && !msgid.is_some_and(|id| self.outgoing.holds_call(id)) {
             self.out.push_owned(message); // the common case: no Arc
             return;
         }

@@ -1281,7 +1281,7 @@ impl Context {
             timeout,
             Box::new(move |_ctx: &Context, r: Response<'_>| {
                 *filler.borrow_mut() = Some(match r.outcome {
-                    Ok(v) => Ok(v.to_vec()),
+                    Ok(v) => budget::try_to_vec(v).ok_or_else(|| (Error::new(ErrorKind::Limit, "out of memory for the result"), Vec::new())),
                     Err(e) => Err((Error::new(e.kind, e.message), e.error.to_vec())),
                 });
             }),

@@ -305,7 +305,16 @@ impl Context {
         opts.manual_credit = true;
         opts.on_event = Some(Box::new(move |_ctx: &Context, _call: CallId, event: CallEvent<'_>| {
             if let CallEvent::Item(item) = event {
-                on_items.borrow_mut().items.push_back(item.to_vec());
+                // An item can be as big as a message: copied fallibly; if memory is out the
+                // stream ends with that error rather than skip the item.
+                let mut st = on_items.borrow_mut();
+                if st.lost {
+                    return; // nothing after a lost item is delivered
+                }
+                match super::budget::try_to_vec(item) {
+                    Some(copy) => st.items.push_back(copy),
+                    None => st.lost = true,
+                }
             }
         }));
         let call = self.call_with(
@@ -315,7 +324,7 @@ impl Context {
             opts,
             Box::new(move |_ctx: &Context, r: Response<'_>| {
                 on_done.borrow_mut().done = Some(match r.outcome {
-                    Ok(v) => Ok(v.to_vec()),
+                    Ok(v) => super::budget::try_to_vec(v).ok_or_else(|| (Error::new(ErrorKind::Limit, "out of memory for the result"), Vec::new())),
                     Err(e) => Err((Error::new(e.kind, e.message), e.error.to_vec())),
                 });
             }),
@@ -328,6 +337,8 @@ impl Context {
 struct PullState {
     items: VecDeque<Vec<u8>>,
     done: Option<std::result::Result<Vec<u8>, (Error, Vec<u8>)>>,
+    /// An item could not be copied (out of memory): the stream ends with that error.
+    lost: bool,
 }
 
 /// One streamed item, or the end of the call with its result.
@@ -359,6 +370,12 @@ impl CallStream {
                 // Credit only matters while the call runs; a finished call ignores it.
                 let _ = ctx.grant(self.call, 1);
                 return Ok(Some(StreamItem::Item(item)));
+            }
+            // Items before the lost one were delivered above; then the stream ends.
+            if self.state.borrow().lost {
+                self.state.borrow_mut().done = None;
+                ctx.cancel(self.call);
+                return Err((Error::new(ErrorKind::Limit, "out of memory for a streamed item; the call was cancelled"), Vec::new()));
             }
             if let Some(done) = self.state.borrow_mut().done.take() {
                 return done.map(|r| Some(StreamItem::Done(r)));
