@@ -350,6 +350,12 @@ impl<C> Session<C> {
     /// CLIENT_STREAM). While the negotiation is under way the call has no credit yet
     /// (`WouldBlock`).
     pub fn send_input(&mut self, msgid: u32, item: &[u8]) -> Result<(), SendError> {
+        self.send_input_in(msgid, item, Vec::new())
+    }
+
+    /// Like [`send_input`](Self::send_input), encoding into `buffer` (an empty buffer whose
+    /// memory is reused, or `Vec::new()`).
+    pub fn send_input_in(&mut self, msgid: u32, item: &[u8], mut buffer: Vec<u8>) -> Result<(), SendError> {
         self.check_payload(item)?;
         if self.is_deferred(msgid) {
             return Err(SendError::WouldBlock);
@@ -362,9 +368,10 @@ impl<C> Session<C> {
             return Err(SendError::WouldBlock);
         }
         stream.send_credit -= 1;
-        let mut message = Vec::with_capacity(item.len() + 8);
-        codec::encode_item(&mut message, codec::TYPE_SEND, msgid, item);
-        self.append(message, Some(msgid));
+        buffer.clear();
+        buffer.reserve(item.len() + 16);
+        codec::encode_item(&mut buffer, codec::TYPE_SEND, msgid, item);
+        self.append(buffer, Some(msgid));
         Ok(())
     }
 

@@ -51,7 +51,15 @@ struct BigMessage {
     sent: usize,
     /// The call this message belongs to, so later messages of that call wait behind it.
     msgid: Option<u32>,
-    followers: Vec<(Vec<u8>, Option<u32>)>,
+    followers: Vec<Follower>,
+}
+
+/// A later message of the same call, kept as it came (never copied) until its turn.
+struct Follower {
+    head: Vec<u8>,
+    body: Payload,
+    /// Bytes counted in `Outgoing::memory` for it.
+    counted: usize,
 }
 
 #[derive(Default)]
@@ -125,14 +133,19 @@ impl<C> Session<C> {
     /// Queue the message `head` + `body` (a small envelope, then a big payload in its own
     /// buffer), writing `body` from where it is.
     pub(super) fn push_parts(&mut self, msgid: Option<u32>, head: Vec<u8>, body: Payload) {
-        let len = head.len() + body.len();
-        let big = self.fragment_size().is_some_and(|f| len > f);
-        if msgid.is_some_and(|id| self.outgoing.holds_call(id)) {
-            // Waits behind a big message of its call (rare): keep it in one piece.
-            let mut message = head;
-            message.extend_from_slice(body.bytes());
-            self.enqueue(message, msgid);
-        } else if big {
+        if let Some(id) = msgid {
+            // Behind a big message of its call: waits for it to be written, as it is.
+            let o = &mut self.outgoing;
+            if let Some(big) = o.waiting.iter_mut().rev().chain(o.active.iter_mut().rev()).find(|b| b.msgid == Some(id)) {
+                let counted = head.capacity() + body.memory();
+                o.queued_bytes += head.len() + body.len();
+                o.memory += counted;
+                big.followers.push(Follower { head, body, counted });
+                return;
+            }
+        }
+        let big = self.fragment_size().is_some_and(|f| head.len() + body.len() > f);
+        if big {
             self.enqueue_big(head, body, msgid);
         } else {
             self.out.push_owned(head);
@@ -140,20 +153,9 @@ impl<C> Session<C> {
         }
     }
 
+    /// Queue one encoded message (`emit`'s, when it turned out big or must wait).
     fn enqueue(&mut self, message: Vec<u8>, msgid: Option<u32>) {
-        if let Some(id) = msgid {
-            let o = &mut self.outgoing;
-            if let Some(big) = o.waiting.iter_mut().rev().chain(o.active.iter_mut().rev()).find(|b| b.msgid == Some(id)) {
-                o.queued_bytes += message.len();
-                o.memory += message.capacity();
-                big.followers.push((message, msgid));
-                return;
-            }
-        }
-        match self.fragment_size() {
-            Some(f) if message.len() > f => self.enqueue_big(Vec::new(), Payload::from(message), msgid),
-            _ => self.out.push_owned(message),
-        }
+        self.push_parts(msgid, Vec::new(), Payload::from(message));
     }
 
     fn enqueue_big(&mut self, head: Vec<u8>, data: Payload, msgid: Option<u32>) {
@@ -208,10 +210,13 @@ impl<C> Session<C> {
         }
         o.active_total -= total;
         o.memory -= big.counted;
-        for (message, msgid) in big.followers {
-            self.outgoing.queued_bytes -= message.len();
-            self.outgoing.memory -= message.capacity();
-            self.enqueue(message, msgid);
+        // Fully queued: if no fragment in the output still points into the buffer (the
+        // last piece was small and copied), it can be reused now.
+        self.out.release_payload(big.data);
+        for f in big.followers {
+            self.outgoing.queued_bytes -= f.head.len() + f.body.len();
+            self.outgoing.memory -= f.counted;
+            self.push_parts(big.msgid, f.head, f.body);
         }
     }
 

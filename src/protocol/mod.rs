@@ -297,6 +297,15 @@ impl<C> Session<C> {
         self.recycled = Vec::new();
     }
 
+    /// Big output buffers that were written out, emptied, for the next big messages.
+    pub fn take_released(&mut self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.out.take_released()
+    }
+
+    pub fn has_released(&self) -> bool {
+        self.out.has_released()
+    }
+
     /// Bytes the session may allocate for incoming data from now on (reassembly of fragmented
     /// messages); past that, `decode_next` says `Blocked`. Unlimited by default.
     pub fn set_memory_allowance(&mut self, bytes: usize) {

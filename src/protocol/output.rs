@@ -51,6 +51,11 @@ impl Payload {
         }
     }
 
+    /// The whole buffer, if nothing else holds it.
+    pub(super) fn into_buffer(self) -> Option<Vec<u8>> {
+        Arc::try_unwrap(self.data).ok()
+    }
+
     /// The part `from..to` of this payload.
     pub(super) fn slice(&self, from: usize, to: usize) -> Payload {
         Payload { data: self.data.clone(), start: self.start + from, end: self.start + to }
@@ -89,7 +94,16 @@ pub struct Output {
     coalesce: bool,
     /// A spare buffer, kept so steady small traffic does not allocate.
     spare: Vec<u8>,
+    /// Big buffers whose bytes were all written, for the owner to reuse
+    /// ([`take_released`](Self::take_released)).
+    released: Vec<Vec<u8>>,
 }
+
+/// Buffers at least this big are handed back for reuse once written.
+pub const RELEASE_ABOVE: usize = 64 << 10;
+
+/// Most written buffers held for the owner to collect (it collects after every write).
+const MAX_RELEASED: usize = 16;
 
 impl Output {
     pub fn set_coalesce(&mut self, on: bool) {
@@ -119,7 +133,16 @@ impl Output {
                 Chunk::Shared(p) => p.memory(),
             })
             .sum();
-        own + self.spare.capacity()
+        own + self.spare.capacity() + self.released.iter().map(Vec::capacity).sum::<usize>()
+    }
+
+    /// Big buffers that were written out, emptied, for reuse.
+    pub fn take_released(&mut self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.released.drain(..)
+    }
+
+    pub fn has_released(&self) -> bool {
+        !self.released.is_empty()
     }
 
     /// Append by encoding into the shared buffer; returns where the new bytes start in it, so
@@ -221,15 +244,36 @@ impl Output {
             }
             n -= left;
             self.head = 0;
-            if let Some(Chunk::Bytes(v)) = self.chunks.pop_front() {
-                self.keep_spare(v);
-            }
+            self.pop_written();
         }
         if self.chunks.front().is_some_and(|c| c.bytes().len() == self.head) {
             self.head = 0;
-            if let Some(Chunk::Bytes(v)) = self.chunks.pop_front() {
-                self.keep_spare(v);
-            }
+            self.pop_written();
+        }
+    }
+
+    /// The front chunk was written: keep its buffer for reuse if it can be.
+    fn pop_written(&mut self) {
+        match self.chunks.pop_front() {
+            Some(Chunk::Bytes(v)) if v.capacity() >= RELEASE_ABOVE => self.release(v),
+            Some(Chunk::Bytes(v)) => self.keep_spare(v),
+            // The last piece of a shared buffer that nothing else holds.
+            Some(Chunk::Shared(p)) => self.release_payload(p),
+            None => {}
+        }
+    }
+
+    /// Done with `p`: if it was the last holder of its buffer, keep that for reuse.
+    pub fn release_payload(&mut self, p: Payload) {
+        if let Some(v) = p.into_buffer() {
+            self.release(v);
+        }
+    }
+
+    fn release(&mut self, mut v: Vec<u8>) {
+        if v.capacity() >= RELEASE_ABOVE && self.released.len() < MAX_RELEASED {
+            v.clear();
+            self.released.push(v);
         }
     }
 
@@ -239,6 +283,7 @@ impl Output {
         self.head = 0;
         self.len = 0;
         self.spare = Vec::new();
+        self.released = Vec::new();
     }
 
     /// The buffer small messages are appended to: the last chunk if it is one we own, else a

@@ -25,8 +25,28 @@ impl Inner {
         if self.shared.budget.is_spent() {
             conn.session.drop_recycled(); // a cache: the first thing to give back
         }
+        // Written big buffers move to the context's spares (charged there instead).
+        let released: Vec<Vec<u8>> = if conn.session.has_released() { conn.session.take_released().collect() } else { Vec::new() };
         let now = conn.inbuf.memory() + conn.session.memory();
         self.shared.budget.adjust(&mut conn.charged, now);
+        for buf in released {
+            self.shared.spares.put(&self.shared.budget, buf);
+        }
+    }
+
+    /// Give back every cache (kept buffers of all connections, spare read and write buffers):
+    /// the budget ran out, and memory that is only kept for speed goes first.
+    pub(super) fn drop_caches(&mut self) {
+        self.shared.spares.clear(&self.shared.budget);
+        self.spare_bufs.clear();
+        self.charge_spare_bufs();
+        let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
+        for id in ids {
+            if let Some(conn) = self.conn_mut(id) {
+                conn.session.drop_recycled();
+            }
+            self.sync_memory(id);
+        }
     }
 
     /// Like `sync_memory`, while the input buffer is out of the connection.
@@ -79,6 +99,7 @@ impl Inner {
         }
         if matches!(why, Pause::Budget { .. }) && !matches!(was, Pause::Budget { .. }) {
             self.budget_paused.push(id);
+            self.drop_caches();
         }
     }
 

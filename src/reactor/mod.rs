@@ -16,6 +16,7 @@ mod input;
 mod log;
 mod pool;
 pub mod request;
+mod spares;
 mod streams;
 pub mod timers;
 pub mod transport;
@@ -1506,6 +1507,7 @@ impl Conn {
         let Some(stream) = self.stream.as_mut() else { return Ok(()) };
         if !self.lowat_set && self.session.fragment_size().is_some() {
             stream.set_notsent_lowat(transport::NOTSENT_LOWAT);
+            stream.set_recv_buffer_if_loopback(transport::EXT_RECV_BUFFER);
             self.lowat_set = true;
         }
         let before = self.session.output_len();

@@ -36,6 +36,8 @@ pub struct Shared {
     queue: Mutex<ReplyQueue>,
     /// The context's memory budget (charged from any thread).
     pub(super) budget: Budget,
+    /// Big buffers of written messages, for the next big ones (any thread).
+    pub(super) spares: super::spares::Spares,
 }
 
 /// Replies waiting for the loop thread. Small replies share one byte arena (no allocation per
@@ -94,6 +96,8 @@ impl Shared {
             queued_bytes: Default::default(),
             queue: Mutex::new(ReplyQueue::default()),
             budget: Budget::new(budget),
+            // An eighth of the budget at most is kept for reuse.
+            spares: super::spares::Spares::new(budget / 8),
         }
     }
 
@@ -145,7 +149,7 @@ impl Shared {
             self.budget.charge(charge);
         }
         let size = if size_hint > OWN_BUFFER_ABOVE {
-            let mut own = Vec::new();
+            let mut own = self.spares.take(&self.budget, size_hint + 16).unwrap_or_default();
             if own.try_reserve_exact(size_hint + 16).is_err() {
                 self.release(charge);
                 return false;

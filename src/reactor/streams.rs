@@ -263,7 +263,17 @@ impl Context {
 
     /// Send `item` (one encoded object) into our running call (made with `client_stream`).
     pub fn send(&self, call: CallId, item: &[u8]) -> Result<SendStatus> {
-        match self.with_call_session(call, |s| s.send_input(call.msgid, item)) {
+        let shared = &self.shared;
+        let sent = self.with_call_session(call, |s| {
+            // A big item is encoded into a recycled buffer, if the call can take it now.
+            let reuse = if item.len() >= super::spares::SPARE_MIN && s.send_credit(call.msgid) > 0 {
+                shared.spares.take(&shared.budget, item.len() + 16)
+            } else {
+                None
+            };
+            s.send_input_in(call.msgid, item, reuse.unwrap_or_default())
+        });
+        match sent {
             Ok(()) => Ok(SendStatus::Sent),
             Err(e) if e.kind == ErrorKind::Limit => Ok(SendStatus::WouldBlock),
             Err(e) => Err(e),

@@ -105,6 +105,10 @@ pub struct PipePair {
 /// block" (TCP_NOTSENT_LOWAT; see `Stream::set_notsent_lowat`).
 pub const NOTSENT_LOWAT: usize = 256 << 10;
 
+/// The receive buffer of a loopback TCP connection that speaks the extension
+/// (`Stream::set_recv_buffer_if_loopback`).
+pub const EXT_RECV_BUFFER: usize = 256 << 10;
+
 /// Token offsets: each stream uses `base` (its socket or read end) and `base + 1` (a pipe's
 /// write end).
 pub const WRITE_END: usize = 1;
@@ -223,20 +227,35 @@ impl Stream {
     /// what the kernel holds cannot. Only worth its extra wake-ups where joint fragments
     /// (the extension); a stock connection sends every message whole anyway.
     pub fn set_notsent_lowat(&self, bytes: usize) {
+        self.set_int_option(libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, bytes);
+    }
+
+    /// Cap the kernel's receive buffer (SO_RCVBUF) at about `bytes`: bytes that arrived but
+    /// were not read yet are as out of reach as unsent ones, so with the extension a small
+    /// answer does not wait behind megabytes of fragments already in our receive queue.
+    /// Only on loopback: across a network the buffer must hold the path's bandwidth times its
+    /// delay, which the kernel's autotuning finds and a fixed cap would defeat.
+    pub fn set_recv_buffer_if_loopback(&self, bytes: usize) {
+        let loopback = match self {
+            Stream::Tcp(s) => s.peer_addr().is_ok_and(|a| a.ip().is_loopback()),
+            _ => false,
+        };
+        if !loopback {
+            return;
+        }
+        // The kernel doubles the value given (for its bookkeeping).
+        self.set_int_option(libc::SOL_SOCKET, libc::SO_RCVBUF, bytes / 2);
+    }
+
+    fn set_int_option(&self, level: libc::c_int, name: libc::c_int, value: usize) {
         let fd = match self {
             Stream::Tcp(s) => s.as_raw_fd(),
             _ => return,
         };
-        let lowat = bytes.min(i32::MAX as usize) as libc::c_int;
+        let value = value.min(i32::MAX as usize) as libc::c_int;
         // SAFETY: setsockopt on a valid socket fd with a pointer to a c_int of the size given.
         unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_NOTSENT_LOWAT,
-                (&lowat as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
+            libc::setsockopt(fd, level, name, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t);
         }
     }
 
