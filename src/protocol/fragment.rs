@@ -2,9 +2,9 @@
 //! other calls on the connection.
 //!
 //! Sending: a message larger than the fragment size waits in a queue; whenever the output
-//! runs empty, one fragment of the next message is written, round-robin among the messages
-//! under way, so small messages queued meanwhile go out between fragments. A fragment is a
-//! small header plus a slice of the message's own buffer (written with `writev`, not copied).
+//! runs empty, the next few fragments are queued, round-robin among the messages under way,
+//! so small messages queued meanwhile go out between fragments. A fragment is a small header
+//! plus a slice of the message's own buffer (written with `writev`, not copied).
 //! Messages are started only while the totals of those under way fit in the peer's message
 //! size limit (so a receiver never holds more than that in reassembly); the others wait their
 //! turn. Later messages of the same call wait behind its big message, so a call's messages
@@ -21,6 +21,10 @@ use std::collections::VecDeque;
 use super::output::Payload;
 use super::{rpc_error, CallFailure, Event, IdMap, Session};
 use crate::codec::{self, FrameLimits, Message, Scan, Scanner};
+
+/// Fragments queued at once when the output runs empty (with the default 64 KiB fragments,
+/// 256 KiB: what `TCP_NOTSENT_LOWAT` lets the kernel hold anyway).
+const REFILL_FRAGMENTS: usize = 4;
 
 /// Most fragmented messages being received at once on one connection.
 const MAX_REASSEMBLIES: usize = 64;
@@ -170,9 +174,20 @@ impl<C> Session<C> {
         }
     }
 
-    /// The output ran empty: write the next fragment, round-robin.
+    /// The output ran empty: queue the next fragments, round-robin, up to
+    /// [`REFILL_FRAGMENTS`] of them (one `writev`, instead of a system call per fragment; a
+    /// small message queued meanwhile still waits behind no more than that).
     pub(super) fn refill(&mut self) {
-        let Some(size) = self.fragment_size() else { return };
+        for _ in 0..REFILL_FRAGMENTS {
+            if !self.refill_one() {
+                return;
+            }
+        }
+    }
+
+    /// Queue one fragment of the next big message; false if none is waiting.
+    fn refill_one(&mut self) -> bool {
+        let Some(size) = self.fragment_size() else { return false };
         let peer_max = self.ext.peer_max_message;
         let o = &mut self.outgoing;
         // Start waiting messages while what is under way fits the peer's limit (one is
@@ -186,7 +201,7 @@ impl<C> Session<C> {
             let next = o.waiting.pop_front().expect("front exists");
             o.active.push_back(next);
         }
-        let Some(mut big) = o.active.pop_front() else { return };
+        let Some(mut big) = o.active.pop_front() else { return false };
         let total = big.total();
         let end = (big.sent + size).min(total);
         let (fragid, sent, h) = (big.fragid, big.sent, big.head.len());
@@ -206,7 +221,7 @@ impl<C> Session<C> {
         big.sent = end;
         if big.sent < total {
             o.active.push_back(big);
-            return;
+            return true;
         }
         o.active_total -= total;
         o.memory -= big.counted;
@@ -218,6 +233,7 @@ impl<C> Session<C> {
             self.outgoing.memory -= f.counted;
             self.push_parts(big.msgid, f.head, f.body);
         }
+        true
     }
 
     /// Unsent bytes of the biggest message queued for fragmenting.
