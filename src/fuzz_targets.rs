@@ -1701,7 +1701,11 @@ fn gen_extension(src: &mut Src<'_>, g: &mut Gen, h: &Harness, frame: FrameLimits
             let kwargs = (src.byte() & 1 == 1).then(|| gen_kwargs(src, depth));
             let flags = src.byte() as u32 & 0x0f;
             codec::encode_call(&mut m, id, &method, &args, kwargs.as_deref(), flags, src.byte() as u32, src.below(8) as u32);
-            if flags & call_flags::CLIENT_STREAM != 0 {
+            if theirs.contains(&id) {
+                // The msgid is still in flight: the session keeps the first call (and its
+                // window), so later SENDs may break that window.
+                g.risky = true;
+            } else if flags & call_flags::CLIENT_STREAM != 0 {
                 g.sends_left.insert(id, h.s.limits().ext.window);
             } else {
                 g.sends_left.remove(&id);
