@@ -13,7 +13,7 @@
 #   JOINT_STAGE_DIR       <build>/lib, where the staged libraries live:
 #                           libjoint.a, libjoint.so.X.Y.Z, libjoint.so.<SOVERSION>, libjoint.so
 #   JOINT_SOVERSION       the SONAME suffix: MAJOR.MINOR before 1.0 (no ABI promise across
-#                         minor releases, c-api-style.md §3.12), MAJOR from 1.0 on
+#                         minor releases: docs/c-api-conventions.md, "Versions"), MAJOR from 1.0 on
 #   JOINT_NATIVE_STATIC_LIBS  what the static library needs besides itself (see below)
 
 find_program(JOINT_CARGO cargo

@@ -1713,9 +1713,7 @@ fn gen_extension(src: &mut Src<'_>, g: &mut Gen, h: &Harness, frame: FrameLimits
         }
         1 => {
             let id = src.pick(&ours).unwrap_or(src.byte() as u32);
-            let mut item = Vec::new();
-            gen_value(src, &mut item, depth);
-            codec::encode_item(&mut m, codec::TYPE_YIELD, id, &item);
+            gen_item(src, &mut m, codec::TYPE_YIELD, id, depth);
             match g.yields_left.get_mut(&id) {
                 Some(n) if *n > 0 => *n -= 1,
                 // No credit left, or a call we do not know is extended: may be fatal.
@@ -1724,9 +1722,7 @@ fn gen_extension(src: &mut Src<'_>, g: &mut Gen, h: &Harness, frame: FrameLimits
         }
         2 => {
             let id = src.pick(&theirs).unwrap_or(src.byte() as u32);
-            let mut item = Vec::new();
-            gen_value(src, &mut item, depth);
-            codec::encode_item(&mut m, codec::TYPE_SEND, id, &item);
+            gen_item(src, &mut m, codec::TYPE_SEND, id, depth);
             match g.sends_left.get_mut(&id) {
                 Some(n) if *n > 0 => *n -= 1,
                 Some(_) => g.risky = true,
@@ -1757,6 +1753,13 @@ fn gen_extension(src: &mut Src<'_>, g: &mut Gen, h: &Harness, frame: FrameLimits
         }
     }
     g.push(&m, frame);
+}
+
+/// A YIELD or SEND (`kind`) of one generated value for call `id`.
+fn gen_item(src: &mut Src<'_>, out: &mut Vec<u8>, kind: u64, id: u32, depth: u32) {
+    let mut item = Vec::new();
+    gen_value(src, &mut item, depth);
+    codec::encode_item(out, kind, id, &item);
 }
 
 /// A big message in fragments: a request, a response to a pending call, or a call; all of

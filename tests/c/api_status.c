@@ -59,7 +59,7 @@ int main(void)
     }
     CHECK_STREQ(joint_status_str(INT32_MIN), "unknown status");
 
-    /* Error groups documented in c-api-style.md §3.6. */
+    /* Error groups documented in docs/c-api-conventions.md, "Status codes". */
     CHECK(JOINT_E_INVAL > -100 && JOINT_E_EOF > -100);
     CHECK(JOINT_E_IO <= -100 && JOINT_E_ADDRINUSE > -200);
     CHECK(JOINT_E_PROTOCOL <= -200 && JOINT_E_TOO_LARGE > -300);

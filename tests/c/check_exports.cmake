@@ -1,5 +1,5 @@
 # build_exports (cmake -P): libjoint.so exports exactly the functions joint.h declares, all
-# with the joint_ prefix (c-api-style.md §3.12), and carries the expected SONAME.
+# with the joint_ prefix (docs/c-api-conventions.md, "Versions"), and carries the expected SONAME.
 #   -DNM=... -DOBJDUMP=... -DLIB=<libjoint.so.X.Y.Z> -DSONAME=<libjoint.so.X.Y>
 #   -DFUNCTIONS=<joint_functions.inc generated from the header>
 foreach(var NM OBJDUMP LIB SONAME FUNCTIONS)
