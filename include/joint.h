@@ -1361,8 +1361,9 @@ joint_status joint_conn_call_opts(joint_conn *conn,
 
 /**
  * Send `item` (one encoded object, copied) into our running call `call_id` (made with
- * client streaming). `JOINT_WOULD_BLOCK`: no credit yet — wait for `JOINT_CALL_WRITABLE`
- * and try again. `JOINT_E_UNSUPPORTED`: the peer is a stock peer (or the call takes no
+ * client streaming). `JOINT_WOULD_BLOCK`: no credit yet, or the connection's output holds
+ * its high-water mark of unsent bytes (`joint_config_set_output_high_water`) — wait for
+ * `JOINT_CALL_WRITABLE` and try again. `JOINT_E_UNSUPPORTED`: the peer is a stock peer (or the call takes no
  * input, or its input has ended).
  */
 JOINT_API

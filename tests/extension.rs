@@ -522,3 +522,111 @@ fn small_calls_finish_long_before_a_256_mib_result() {
     let median = sorted[sorted.len() / 2];
     assert!(median < transfer / 4, "median small call {median:?} during a {transfer:?} transfer (whole call {total:?}): {sorted:?}");
 }
+
+/// A server whose `upload()` checks that every value is a 512 KiB bin of its index's byte and
+/// answers with the count; a client of it that has negotiated the extension.
+fn upload_pair() -> (Box<Context>, Box<Context>, joint::reactor::ConnId) {
+    let srv = Context::new(Config::default()).unwrap();
+    let l = srv.listen("tcp://127.0.0.1:0").unwrap();
+    let uri = srv.listener_uri(l).unwrap();
+    srv.register(
+        b"upload",
+        Rc::new(|ctx, req: Request| {
+            let (conn, msgid) = (req.conn(), req.msgid());
+            let slot = Rc::new(RefCell::new(Some((req, 0usize))));
+            ctx.set_stream_handler(
+                conn,
+                msgid,
+                Some(Rc::new(move |_ctx: &Context, e: &StreamEvent| {
+                    let mut st = slot.borrow_mut();
+                    let Some((_, seen)) = st.as_mut() else { return };
+                    match e {
+                        StreamEvent::Input(v) => {
+                            let mut pos = 0;
+                            let bytes = codec::read::bin(v, &mut pos).unwrap();
+                            assert_eq!(pos, v.len());
+                            assert_eq!(bytes.len(), UPLOAD_ITEM);
+                            assert!(bytes.iter().all(|&b| b == *seen as u8), "value {seen} arrived corrupted");
+                            *seen += 1;
+                        }
+                        StreamEvent::InputEnd => {
+                            let (req, seen) = st.take().unwrap();
+                            req.reply(&int(seen as i64)).unwrap();
+                        }
+                        _ => {}
+                    }
+                })),
+            )
+            .unwrap();
+        }),
+    );
+    let cli = Context::new(Config::default()).unwrap();
+    let conn = cli.connect(&uri).unwrap();
+    (srv, cli, conn)
+}
+
+const UPLOAD_ITEM: usize = 512 << 10;
+
+#[test]
+fn sends_wait_for_the_output_to_drain_not_only_for_credit() {
+    let (srv, cli, conn) = upload_pair();
+    let writable = Rc::new(RefCell::new(0));
+    let w = writable.clone();
+    let done: Outcome = Rc::default();
+    let opts = CallOptions {
+        client_stream: true,
+        on_event: Some(Box::new(move |_ctx, _call, ev| {
+            if let CallEvent::Writable = ev {
+                *w.borrow_mut() += 1;
+            }
+        })),
+        ..Default::default()
+    };
+    let call = cli.call_with(conn, b"upload", &[0x90], opts, completion(&done)).unwrap();
+    run_until(&srv, &cli, || cli.is_extended_call(call));
+    *writable.borrow_mut() = 0; // the first credit
+                                // Values sent through `send` (copied) and `send_bin_shared` (written from one buffer),
+                                // alternately. The server is not run: what the kernel does not take stays in our output.
+    let value = |i: usize| {
+        let mut item = Vec::new();
+        codec::write_bin(&mut item, &vec![i as u8; UPLOAD_ITEM]);
+        item
+    };
+    let send = |i: usize| {
+        if i % 2 == 0 {
+            cli.send(call, &value(i)).unwrap()
+        } else {
+            cli.send_bin_shared(call, std::sync::Arc::new(vec![i as u8; UPLOAD_ITEM]), 0..UPLOAD_ITEM).unwrap()
+        }
+    };
+    let mut sent = 0;
+    let stalled = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < stalled {
+        if send(sent) == SendStatus::Sent {
+            sent += 1;
+        }
+        cli.process().unwrap();
+    }
+    // The window (64 values, 32 MiB) would take far more: the output's high-water mark
+    // (1 MiB) and the kernel's buffers stopped the sender.
+    eprintln!("{sent} values before the output was full");
+    assert!(sent > 0 && sent < 32, "{sent} values of {UPLOAD_ITEM} bytes went out to a server that does not read");
+    assert_eq!(*writable.borrow(), 0, "nothing drained yet");
+    // Once the server reads, the sender hears Writable and finishes.
+    const TOTAL: usize = 100;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sent < TOTAL {
+        assert!(Instant::now() < deadline, "timed out at {sent} values");
+        match send(sent) {
+            SendStatus::Sent => sent += 1,
+            SendStatus::WouldBlock => {
+                srv.process().unwrap();
+                cli.wait(Some(Duration::from_millis(1))).unwrap();
+            }
+        }
+    }
+    cli.end_input(call).unwrap();
+    run_until(&srv, &cli, || done.borrow().is_some());
+    assert_eq!(done.borrow().clone().unwrap(), Ok(int(TOTAL as i64)));
+    assert!(*writable.borrow() > 0, "the sender was told when to go on");
+}

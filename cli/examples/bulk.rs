@@ -145,8 +145,10 @@ fn download(ctx: &Context, conn: ConnId, bytes: usize, chunk: usize) -> Duration
     took
 }
 
-/// `upload()` fed `bytes` in `chunk`-byte bin items as fast as credit allows.
-fn upload(ctx: &Context, conn: ConnId, bytes: usize, chunk: usize) -> Duration {
+/// `upload()` fed `bytes` in `chunk`-byte bin items as fast as credit allows: copied by
+/// `Context::send`, or written from one shared buffer by `Context::send_bin_shared` (as
+/// `download` writes its items).
+fn upload(ctx: &Context, conn: ConnId, bytes: usize, chunk: usize, shared: bool) -> Duration {
     let done = std::rc::Rc::new(std::cell::Cell::new(false));
     let d = done.clone();
     let start = Instant::now();
@@ -164,9 +166,11 @@ fn upload(ctx: &Context, conn: ConnId, bytes: usize, chunk: usize) -> Duration {
         .unwrap();
     let mut item = Vec::new();
     codec::write_bin(&mut item, &vec![0x33u8; chunk]);
+    let data = std::sync::Arc::new(vec![0x33u8; chunk]);
     let mut sent = 0;
     while sent < bytes {
-        match ctx.send(call, &item).unwrap() {
+        let status = if shared { ctx.send_bin_shared(call, data.clone(), 0..chunk) } else { ctx.send(call, &item) };
+        match status.unwrap() {
             SendStatus::Sent => sent += chunk,
             SendStatus::WouldBlock => ctx.wait(Some(Duration::from_millis(100))).unwrap(),
         }
@@ -220,8 +224,18 @@ fn main() {
         ),
         ("streamed download, 1 MiB items (joint client)".into(), Box::new(|| gbps(bytes, best(runs, || download(&ctx, conn, bytes, MIB))))),
         ("streamed download, 64 KiB items (joint client)".into(), Box::new(|| gbps(bytes, best(runs, || download(&ctx, conn, bytes, 64 << 10))))),
-        ("streamed upload, 1 MiB items (joint client)".into(), Box::new(|| gbps(bytes, best(runs, || upload(&ctx, conn, bytes, MIB))))),
-        ("streamed upload, 64 KiB items (joint client)".into(), Box::new(|| gbps(bytes, best(runs, || upload(&ctx, conn, bytes, 64 << 10))))),
+        (
+            "streamed upload, 1 MiB items (joint client, `send`)".into(),
+            Box::new(|| gbps(bytes, best(runs, || upload(&ctx, conn, bytes, MIB, false)))),
+        ),
+        (
+            "streamed upload, 64 KiB items (joint client, `send`)".into(),
+            Box::new(|| gbps(bytes, best(runs, || upload(&ctx, conn, bytes, 64 << 10, false)))),
+        ),
+        (
+            "streamed upload, 1 MiB items (joint client, `send_bin_shared`)".into(),
+            Box::new(|| gbps(bytes, best(runs, || upload(&ctx, conn, bytes, MIB, true)))),
+        ),
         ("`joint call --stream --output FILE`, 1 MiB items".into(), Box::new(|| gbps(bytes, best(runs, || cli_download(&srv.1, bytes, MIB))))),
     ];
     // BULK_ONLY=WORD runs only the rows whose name contains WORD (for profiling one).

@@ -281,8 +281,9 @@ fn call_id(c: &Context, id: ConnId, call: u64) -> CallId {
 }
 
 /// Send `item` (one encoded object, copied) into our running call `call_id` (made with
-/// client streaming). `JOINT_WOULD_BLOCK`: no credit yet — wait for `JOINT_CALL_WRITABLE`
-/// and try again. `JOINT_E_UNSUPPORTED`: the peer is a stock peer (or the call takes no
+/// client streaming). `JOINT_WOULD_BLOCK`: no credit yet, or the connection's output holds
+/// its high-water mark of unsent bytes (`joint_config_set_output_high_water`) — wait for
+/// `JOINT_CALL_WRITABLE` and try again. `JOINT_E_UNSUPPORTED`: the peer is a stock peer (or the call takes no
 /// input, or its input has ended).
 #[no_mangle]
 pub unsafe extern "C" fn joint_conn_send(conn: *mut joint_conn, call_id: u64, item: *const u8, len: usize) -> joint_status {
@@ -527,7 +528,7 @@ pub unsafe extern "C" fn joint_request_wait_writable(req: *const joint_request, 
 
 fn event_code(e: &StreamEvent) -> (i32, &[u8]) {
     match e {
-        StreamEvent::Input(v) => (JOINT_INPUT_VALUE, v),
+        StreamEvent::Input(v) => (JOINT_INPUT_VALUE, &v[..]),
         StreamEvent::InputEnd => (JOINT_INPUT_END, &[]),
         StreamEvent::Thrown(v) => (JOINT_INPUT_THROW, v),
         StreamEvent::Writable => (JOINT_INPUT_WRITABLE, &[]),

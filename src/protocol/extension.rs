@@ -7,6 +7,7 @@
 //! connection stays stock. Stock calls never wait for the answer.
 
 use super::fragment::FragmentError;
+use super::output::Payload;
 use super::{rpc_error, Decoded, Event, SendError, Session};
 use crate::codec::{self, call_flags, read, Message, Params};
 
@@ -372,6 +373,32 @@ impl<C> Session<C> {
         buffer.reserve(item.len() + 16);
         codec::encode_item(&mut buffer, codec::TYPE_SEND, msgid, item);
         self.append(buffer, Some(msgid));
+        Ok(())
+    }
+
+    /// Send a bin item of the bytes in `body` into our running call `msgid`, writing them
+    /// from where they are (the same buffer may serve any number of items).
+    pub fn send_bin_shared(&mut self, msgid: u32, body: Payload) -> Result<(), SendError> {
+        // A bin of these bytes by construction: only its size is checked.
+        if body.len().saturating_add(32) > self.limits.frame.max_message_size {
+            return Err(SendError::TooLarge);
+        }
+        if self.is_deferred(msgid) {
+            return Err(SendError::WouldBlock);
+        }
+        let stream = self.out_stream(msgid)?;
+        if !stream.client_stream || stream.input_ended {
+            return Err(SendError::Unsupported);
+        }
+        if stream.send_credit == 0 {
+            return Err(SendError::WouldBlock);
+        }
+        stream.send_credit -= 1;
+        let mut bin_header = Vec::with_capacity(5);
+        codec::write_bin_len(&mut bin_header, body.len());
+        let mut head = Vec::with_capacity(16);
+        codec::encode_item(&mut head, codec::TYPE_SEND, msgid, &bin_header);
+        self.push_parts(Some(msgid), head, body);
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::budget::SMALL;
-use super::request::{Parts, RequestBytes, StreamEvent};
+use super::request::{InputValue, Parts, RequestBytes, StreamEvent};
 use super::transport;
 use super::{ConnId, ConnState, Context, Inner, LogLevel, Pause};
 use crate::error::ErrorKind;
@@ -499,11 +499,10 @@ impl Context {
                 return;
             }
             Some(Event::Input { msgid, item }) => {
+                // The value is the message's last element: handed over where it is.
                 let start = item.as_ptr() as usize - message.as_ptr() as usize;
-                let len = item.len();
-                message.copy_within(start..start + len, 0);
-                message.truncate(len);
-                self.on_input(id, msgid, StreamEvent::Input(message));
+                message.truncate(start + item.len());
+                self.on_input(id, msgid, StreamEvent::Input(InputValue::at_end_of(message, start)));
                 return;
             }
             Some(event) => self.dispatch_event(id, event),

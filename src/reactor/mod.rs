@@ -44,8 +44,8 @@ use budget::ConnAccount;
 use input::InBuf;
 pub use log::LogSink;
 pub use pool::PooledHandler;
+pub use request::{InputValue, Request, Shared, StreamEvent, StreamState, YieldStatus};
 use request::{QueuedKind, ReplyBody, ReplyQueue, RequestBytes};
-pub use request::{Request, Shared, StreamEvent, StreamState, YieldStatus};
 pub use streams::{CallEvent, CallEventHandler, CallOptions, CallStream, SendStatus, StreamHandler, StreamItem};
 use timers::{TimerKind, Timers};
 use transport::{Listener, SocketAddrOrPath, Stream};
@@ -113,7 +113,8 @@ pub struct Config {
     pub memory_budget: usize,
     /// When a connection's unsent output passes this many bytes, its requests are not read
     /// (nor dispatched) until the output drains to half of it: TCP back-pressure instead of
-    /// buffering for a peer that does not read.
+    /// buffering for a peer that does not read. Values sent into our calls wait the same way
+    /// (`send` says `WouldBlock` until then).
     pub output_high_water: usize,
     /// Most open connections (accepted and our own); a connection accepted beyond it is
     /// closed at once.
@@ -255,6 +256,9 @@ struct Conn {
     udp_lru: Option<u64>,
     /// TCP_NOTSENT_LOWAT is set (once the extension is on: only then does joint reorder).
     lowat_set: bool,
+    /// Our calls whose `send` was refused because the output was full: they hear
+    /// `CallEvent::Writable` once it drains.
+    send_blocked: Vec<u32>,
 }
 
 /// Why a connection is not being read.
@@ -859,6 +863,7 @@ impl Context {
 
     fn flush_connections(&self) {
         let mut to_close = Vec::new();
+        let mut writable = Vec::new();
         {
             let mut guard = self.inner.borrow_mut();
             let inner = &mut *guard;
@@ -880,9 +885,17 @@ impl Context {
                 }
                 inner.sync_memory(id);
                 inner.resume_if_drained(id);
+                if let Some(calls) = inner.senders_to_wake(id) {
+                    writable.push((id, calls));
+                }
                 if waiting && watch_output {
                     inner.arm_housekeeping();
                 }
+            }
+        }
+        for (id, calls) in writable {
+            for msgid in calls {
+                self.dispatch_stream_event(id, Event::SendCredit { msgid });
             }
         }
         for (id, kind, reason) in to_close {
@@ -1451,6 +1464,7 @@ impl Inner {
             eof_at: None,
             udp_lru: None,
             lowat_set: false,
+            send_blocked: Vec::new(),
         });
         if always_ready {
             self.ready.push(id);

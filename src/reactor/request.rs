@@ -242,8 +242,8 @@ pub enum StreamState {
 /// Something that happened to a running extended call, for its handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
-    /// A value the caller sent in.
-    Input(Vec<u8>),
+    /// A value the caller sent in (one encoded object).
+    Input(InputValue),
     /// The caller will send nothing more.
     InputEnd,
     /// The caller threw this error object into the call.
@@ -253,6 +253,61 @@ pub enum StreamEvent {
     /// The call ended without the handler: cancelled, timed out, or its connection closed.
     /// Answering now does nothing.
     Ended(StreamState),
+}
+
+/// A value sent into a call: one encoded object, at the end of the buffer it arrived in
+/// (a big value is handed over in the message that carried it, not copied out of it).
+/// Derefs to the value's bytes.
+#[derive(Clone)]
+pub struct InputValue {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl InputValue {
+    /// The value that is `buf[start..]`.
+    pub(super) fn at_end_of(buf: Vec<u8>, start: usize) -> InputValue {
+        debug_assert!(start <= buf.len());
+        InputValue { buf, start }
+    }
+
+    /// The buffer the value is the end of (for reuse).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+impl From<Vec<u8>> for InputValue {
+    fn from(buf: Vec<u8>) -> InputValue {
+        InputValue { buf, start: 0 }
+    }
+}
+
+impl std::ops::Deref for InputValue {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+impl AsRef<[u8]> for InputValue {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl PartialEq for InputValue {
+    fn eq(&self, other: &InputValue) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for InputValue {}
+
+impl std::fmt::Debug for InputValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InputValue({} bytes)", self.len())
+    }
 }
 
 /// Shared between the loop thread and whichever thread holds the request.

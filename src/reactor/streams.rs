@@ -13,6 +13,7 @@ use super::timers::{self, TimerKind};
 use super::{send_error, CallId, Completion, ConnId, Context, LogLevel, PendingCall, Response};
 use crate::codec::call_flags;
 use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::output::Payload;
 use crate::protocol::{rpc_error, Event, ExtCall, SendError};
 
 /// Receives what happens to one of our extended calls before it completes.
@@ -96,11 +97,11 @@ impl Context {
     /// connection receives (the handler only borrowed it).
     fn deliver_input(&self, conn: ConnId, msgid: u32, handler: &StreamHandler, event: StreamEvent) {
         handler(self, &event);
-        if let StreamEvent::Input(buffer) = event {
+        if let StreamEvent::Input(value) = event {
             let mut inner = self.inner.borrow_mut();
             if let Some(c) = inner.conn_mut(conn) {
                 c.session.inputs_consumed(msgid, 1);
-                c.session.recycle(buffer);
+                c.session.recycle(value.into_buffer());
             }
             inner.mark_dirty(conn);
         }
@@ -114,7 +115,7 @@ impl Context {
         match event {
             Event::Item { msgid, item } => self.on_call_event(id, msgid, CallEvent::Item(item)),
             Event::SendCredit { msgid } => self.on_call_event(id, msgid, CallEvent::Writable),
-            Event::Input { msgid, item } => self.on_input(id, msgid, StreamEvent::Input(item.to_vec())),
+            Event::Input { msgid, item } => self.on_input(id, msgid, StreamEvent::Input(item.to_vec().into())),
             Event::InputEnd { msgid } => self.on_input(id, msgid, StreamEvent::InputEnd),
             Event::Thrown { msgid, error } => self.on_input(id, msgid, StreamEvent::Thrown(error.to_vec())),
             Event::YieldCredit { msgid, n } => {
@@ -263,6 +264,9 @@ impl Context {
 
     /// Send `item` (one encoded object) into our running call (made with `client_stream`).
     pub fn send(&self, call: CallId, item: &[u8]) -> Result<SendStatus> {
+        if self.output_full(call) {
+            return Ok(SendStatus::WouldBlock);
+        }
         let shared = &self.shared;
         let sent = self.with_call_session(call, |s| {
             // A big item is encoded into a recycled buffer, if the call can take it now.
@@ -278,6 +282,39 @@ impl Context {
             Err(e) if e.kind == ErrorKind::Limit => Ok(SendStatus::WouldBlock),
             Err(e) => Err(e),
         }
+    }
+
+    /// Send a bin value of the bytes `data[range]` into our running `call` without copying
+    /// them: they are written from `data`, which may serve any number of values and calls
+    /// (an upload from a cache, say). Like [`send`](Self::send) otherwise; the bytes count in
+    /// the memory budget while they are queued.
+    pub fn send_bin_shared(&self, call: CallId, data: Arc<Vec<u8>>, range: std::ops::Range<usize>) -> Result<SendStatus> {
+        let body = Payload::new(data, range).ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "range outside the buffer"))?;
+        if self.output_full(call) {
+            return Ok(SendStatus::WouldBlock);
+        }
+        match self.with_call_session(call, |s| s.send_bin_shared(call.msgid, body)) {
+            Ok(()) => Ok(SendStatus::Sent),
+            Err(e) if e.kind == ErrorKind::Limit => Ok(SendStatus::WouldBlock),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The connection of `call` holds `output_high_water` bytes or more not written yet: a
+    /// value sent now would only pile up (and a fast sender would queue its whole window).
+    /// The call is told `Writable` once the output drains to half of that.
+    fn output_full(&self, call: CallId) -> bool {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let hwm = inner.config.output_high_water;
+        let Some(conn) = inner.conn_mut(call.conn) else { return false };
+        if conn.session.output_len() < hwm {
+            return false;
+        }
+        if !conn.send_blocked.contains(&call.msgid) {
+            conn.send_blocked.push(call.msgid);
+        }
+        true
     }
 
     /// No more values will be sent into `call`.
