@@ -72,6 +72,40 @@ fn raw_tcp(bytes: usize) -> Duration {
     took
 }
 
+/// The same transfer, the reader writing what it reads to a file (the baseline of
+/// `joint call --output`, which does the same).
+fn raw_tcp_to_file(bytes: usize) -> Duration {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sender = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let buf = vec![0x5au8; IO];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(IO);
+            s.write_all(&buf[..n]).unwrap();
+            left -= n;
+        }
+    });
+    let path = std::env::temp_dir().join(format!("joint-bulk-raw-{}.bin", std::process::id()));
+    let mut s = TcpStream::connect(addr).unwrap();
+    let start = Instant::now();
+    let mut file = std::fs::File::create(&path).unwrap();
+    let mut buf = vec![0u8; IO];
+    let mut left = bytes;
+    while left > 0 {
+        let n = s.read(&mut buf[..left.min(IO)]).unwrap();
+        assert!(n > 0, "closed early");
+        file.write_all(&buf[..n]).unwrap();
+        left -= n;
+    }
+    drop(file);
+    let took = start.elapsed();
+    sender.join().unwrap();
+    let _ = std::fs::remove_file(&path);
+    took
+}
+
 fn drain(s: &mut TcpStream, mut left: usize) {
     let mut buf = vec![0u8; IO];
     while left > 0 {
@@ -236,8 +270,10 @@ fn main() {
             "streamed upload, 1 MiB items (joint client, `send_bin_shared`)".into(),
             Box::new(|| gbps(bytes, best(runs, || upload(&ctx, conn, bytes, MIB, true)))),
         ),
-        ("`joint call --stream --output FILE`, 1 MiB items".into(), Box::new(|| gbps(bytes, best(runs, || cli_download(&srv.1, bytes, MIB))))),
     ];
+    // The command-line client writes a file: compared with a raw transfer that does too.
+    let file_rows: Vec<Row> =
+        vec![("`joint call --stream --output FILE`, 1 MiB items".into(), Box::new(|| gbps(bytes, best(runs, || cli_download(&srv.1, bytes, MIB)))))];
     // BULK_ONLY=WORD runs only the rows whose name contains WORD (for profiling one).
     let only = std::env::var("BULK_ONLY").ok();
     println!("| transfer ({mib} MiB, best of {runs}) | GB/s | × raw TCP |");
@@ -249,5 +285,18 @@ fn main() {
         }
         let v = measure();
         println!("| {name} | {v:.2} | {:.2} |", v / raw);
+    }
+    if only.as_deref().is_some_and(|w| !file_rows.iter().any(|(name, _)| name.contains(w))) {
+        return;
+    }
+    let raw_file = gbps(bytes, best(runs, || raw_tcp_to_file(bytes)));
+    println!(
+        "| raw TCP written to a file in {} (baseline of the next row) | {raw_file:.2} | {:.2} |",
+        std::env::temp_dir().display(),
+        raw_file / raw
+    );
+    for (name, mut measure) in file_rows {
+        let v = measure();
+        println!("| {name} | {v:.2} | {:.2} ({:.2} × raw TCP to a file) |", v / raw, v / raw_file);
     }
 }
