@@ -36,14 +36,15 @@ bash bench/run.sh --server joint="bench/build/joint_server {port}" --write docs/
     echo "## Bulk throughput"
     echo
     echo "\`joint serve\` (its own process) and a client in another, beside a plain socket transfer in the"
-    echo "same run (best of 3 transfers of 256 MiB each; ratios to the raw transfer). The stock blob is"
+    echo "same run: each of 5 transfers of 256 MiB right after a raw transfer, and the medians of the GB/s"
+    echo "and of the ratios (the VM's speed drifts; a pair sees the same machine). The stock blob is"
     echo "read by a raw client that does not decode it; the streamed rows use the joint client"
     echo "(\`Context::call_with\` counting item bytes; upload through \`Context::send\`, which copies each"
     echo "value, and through \`Context::send_bin_shared\`, which writes it from the caller's buffer as the"
     echo "server's \`download\` does). The last row is the command-line client writing a file, beside a raw"
     echo "transfer written to a file. Command: \`cargo run --release -p joint-cli --example bulk\`."
     echo
-    target/release/examples/bulk 256 3
+    target/release/examples/bulk 256 5
     echo
     echo "## Limits under attack"
     echo

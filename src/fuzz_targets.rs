@@ -721,7 +721,9 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(s: Session<u32>, auto: bool, drain: u8) -> Harness {
+    fn new(mut s: Session<u32>, auto: bool, drain: u8) -> Harness {
+        // Direct reads of fragment payloads for all but the smallest fragments.
+        s.set_direct_above(8);
         Harness {
             s,
             outstanding: BTreeMap::new(),
@@ -880,6 +882,20 @@ impl Harness {
                         break;
                     }
                     let n = piece().clamp(1, input.len() - fed);
+                    if start == store.len() {
+                        // As the reactor does: with nothing buffered, the rest of a big
+                        // fragment is read straight into its reassembly buffer.
+                        if let Some(room) = self.s.direct_room() {
+                            let k = n.min(room.len());
+                            room[..k].copy_from_slice(&input[fed..fed + k]);
+                            fed += k;
+                            if let Some(message) = self.s.direct_filled(k) {
+                                self.on_reassembled(&message);
+                            }
+                            self.check();
+                            continue;
+                        }
+                    }
                     store.extend_from_slice(&input[fed..fed + n]);
                     fed += n;
                 }
@@ -901,15 +917,7 @@ impl Harness {
                     assert!(consumed >= 1 && consumed <= store.len() - start);
                     zero_steps = 0;
                     start += consumed;
-                    let event = self.s.decode_reassembled(&message);
-                    if !is_one_object(&message) {
-                        // The peer's fragments made up something else: that is fatal.
-                        assert!(event.is_none(), "an event from reassembled bytes that are not one object");
-                        self.expect_fatal = true;
-                    }
-                    if let Some(event) = event {
-                        self.on_event(event);
-                    }
+                    self.on_reassembled(&message);
                 }
                 Decoded::Fatal(reason) => {
                     assert!(!reason.is_empty());
@@ -923,6 +931,18 @@ impl Harness {
         self.unconsumed = store;
         self.check_calls();
         self.check_output();
+    }
+
+    fn on_reassembled(&mut self, message: &[u8]) {
+        let event = self.s.decode_reassembled(message);
+        if !is_one_object(message) {
+            // The peer's fragments made up something else: that is fatal.
+            assert!(event.is_none(), "an event from reassembled bytes that are not one object");
+            self.expect_fatal = true;
+        }
+        if let Some(event) = event {
+            self.on_event(event);
+        }
     }
 
     fn on_event(&mut self, event: Event<'_, u32>) {

@@ -1,9 +1,9 @@
 //! Bulk throughput of `joint serve` beside a raw socket transfer on the same loopback, in
-//! one run: prints a Markdown table (GB/s, and the ratio to the raw transfer) for
-//! docs/BENCHMARKS.md.
+//! one run: prints a Markdown table (GB/s, and the ratio to the raw transfer, each run right
+//! after a run of its baseline) for docs/BENCHMARKS.md.
 //!
 //! Usage: `cargo run --release -p joint-cli --example bulk -- [MIB] [RUNS]` (default 256 MiB
-//! per transfer, best of 3 runs). `joint serve` is the binary next to this one
+//! per transfer, a multiple of 32; medians of 5 runs). `joint serve` is the binary next to this one
 //! (target/release/joint: build it first, `cargo build --release -p joint-cli`).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -233,70 +233,71 @@ fn cli_download(uri: &str, bytes: usize, chunk: usize) -> Duration {
     took
 }
 
-fn best(runs: usize, mut f: impl FnMut() -> Duration) -> Duration {
-    (0..runs).map(|_| f()).min().unwrap()
+/// The machine's speed drifts (a shared VM): every run of a row is paired with a run of its
+/// baseline right before it, and the row reports the median of those ratios.
+struct Paired {
+    /// Median GB/s of the row's runs.
+    gbps: f64,
+    /// Median GB/s of the baseline runs paired with them.
+    base_gbps: f64,
+    /// Median of (row GB/s / baseline GB/s) over the pairs.
+    ratio: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn paired(runs: usize, bytes: usize, mut base: impl FnMut() -> Duration, mut row: impl FnMut() -> Duration) -> Paired {
+    let gbps = |d: Duration| bytes as f64 / d.as_secs_f64() / 1e9;
+    let pairs: Vec<(f64, f64)> = (0..runs).map(|_| (gbps(base()), gbps(row()))).collect();
+    Paired {
+        gbps: median(pairs.iter().map(|p| p.1).collect()),
+        base_gbps: median(pairs.iter().map(|p| p.0).collect()),
+        ratio: median(pairs.iter().map(|p| p.1 / p.0).collect()),
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mib: usize = args.first().map_or(256, |a| a.parse().expect("MIB"));
-    let runs: usize = args.get(1).map_or(3, |a| a.parse().expect("RUNS"));
+    let runs: usize = args.get(1).map_or(5, |a| a.parse().expect("RUNS"));
     let bytes = mib * MIB;
     let srv = start_server();
     let addr = srv.1.strip_prefix("tcp://").unwrap().to_string();
     let (ctx, conn) = connect(&srv.1);
 
-    let gbps = |b: usize, d: Duration| b as f64 / d.as_secs_f64() / 1e9;
-    let raw = gbps(bytes, best(runs, || raw_tcp(bytes)));
     let blob_n = 32 * MIB;
-    let blob_times = (bytes / blob_n).max(1);
-    type Row<'a> = (String, Box<dyn FnMut() -> f64 + 'a>);
+    assert!(mib % 32 == 0, "MIB must be a multiple of 32 (the blob row moves MIB in 32 MiB blobs)");
+    let blob_times = bytes / blob_n;
+    type Row<'a> = (String, Box<dyn FnMut() -> Duration + 'a>);
     let rows: Vec<Row> = vec![
-        (
-            format!("stock `blob(32 MiB)` to a raw client, {blob_times} in a row"),
-            Box::new(|| gbps(blob_n * blob_times, best(runs, || stock_blob(&addr, blob_n, blob_times)))),
-        ),
-        ("streamed download, 1 MiB items (joint client)".into(), Box::new(|| gbps(bytes, best(runs, || download(&ctx, conn, bytes, MIB))))),
-        ("streamed download, 64 KiB items (joint client)".into(), Box::new(|| gbps(bytes, best(runs, || download(&ctx, conn, bytes, 64 << 10))))),
-        (
-            "streamed upload, 1 MiB items (joint client, `send`)".into(),
-            Box::new(|| gbps(bytes, best(runs, || upload(&ctx, conn, bytes, MIB, false)))),
-        ),
-        (
-            "streamed upload, 64 KiB items (joint client, `send`)".into(),
-            Box::new(|| gbps(bytes, best(runs, || upload(&ctx, conn, bytes, 64 << 10, false)))),
-        ),
-        (
-            "streamed upload, 1 MiB items (joint client, `send_bin_shared`)".into(),
-            Box::new(|| gbps(bytes, best(runs, || upload(&ctx, conn, bytes, MIB, true)))),
-        ),
+        (format!("stock `blob(32 MiB)` to a raw client, {blob_times} in a row"), Box::new(|| stock_blob(&addr, blob_n, blob_times))),
+        ("streamed download, 1 MiB items (joint client)".into(), Box::new(|| download(&ctx, conn, bytes, MIB))),
+        ("streamed download, 64 KiB items (joint client)".into(), Box::new(|| download(&ctx, conn, bytes, 64 << 10))),
+        ("streamed upload, 1 MiB items (joint client, `send`)".into(), Box::new(|| upload(&ctx, conn, bytes, MIB, false))),
+        ("streamed upload, 64 KiB items (joint client, `send`)".into(), Box::new(|| upload(&ctx, conn, bytes, 64 << 10, false))),
+        ("streamed upload, 1 MiB items (joint client, `send_bin_shared`)".into(), Box::new(|| upload(&ctx, conn, bytes, MIB, true))),
     ];
-    // The command-line client writes a file: compared with a raw transfer that does too.
-    let file_rows: Vec<Row> =
-        vec![("`joint call --stream --output FILE`, 1 MiB items".into(), Box::new(|| gbps(bytes, best(runs, || cli_download(&srv.1, bytes, MIB)))))];
     // BULK_ONLY=WORD runs only the rows whose name contains WORD (for profiling one).
     let only = std::env::var("BULK_ONLY").ok();
-    println!("| transfer ({mib} MiB, best of {runs}) | GB/s | × raw TCP |");
-    println!("|---|---:|---:|");
-    println!("| raw TCP, 1 MiB writes and reads (baseline) | {raw:.2} | 1.00 |");
+    let skip = |name: &str| only.as_deref().is_some_and(|w| !name.contains(w));
+    println!("| transfer ({mib} MiB; medians of {runs} runs, each after a run of its baseline) | GB/s | baseline GB/s | × baseline |");
+    println!("|---|---:|---:|---:|");
+    let raw = paired(runs, bytes, || raw_tcp(bytes), || raw_tcp(bytes));
+    println!("| raw TCP, 1 MiB writes and reads (the baseline, against itself) | {:.2} | {:.2} | {:.2} |", raw.gbps, raw.base_gbps, raw.ratio);
     for (name, mut measure) in rows {
-        if only.as_deref().is_some_and(|w| !name.contains(w)) {
+        if skip(&name) {
             continue;
         }
-        let v = measure();
-        println!("| {name} | {v:.2} | {:.2} |", v / raw);
+        let p = paired(runs, bytes, || raw_tcp(bytes), &mut measure);
+        println!("| {name} | {:.2} | {:.2} | {:.2} |", p.gbps, p.base_gbps, p.ratio);
     }
-    if only.as_deref().is_some_and(|w| !file_rows.iter().any(|(name, _)| name.contains(w))) {
-        return;
-    }
-    let raw_file = gbps(bytes, best(runs, || raw_tcp_to_file(bytes)));
-    println!(
-        "| raw TCP written to a file in {} (baseline of the next row) | {raw_file:.2} | {:.2} |",
-        std::env::temp_dir().display(),
-        raw_file / raw
-    );
-    for (name, mut measure) in file_rows {
-        let v = measure();
-        println!("| {name} | {v:.2} | {:.2} ({:.2} × raw TCP to a file) |", v / raw, v / raw_file);
+    // The command-line client writes a file: its baseline is a raw transfer that does too.
+    let name = "`joint call --stream --output FILE`, 1 MiB items (baseline: raw TCP written to a file)";
+    if !skip(name) {
+        let p = paired(runs, bytes, || raw_tcp_to_file(bytes), || cli_download(&srv.1, bytes, MIB));
+        println!("| {name} | {:.2} | {:.2} | {:.2} |", p.gbps, p.base_gbps, p.ratio);
     }
 }

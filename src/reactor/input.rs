@@ -247,6 +247,12 @@ impl Context {
             let (mut buf, outcome) = match prepared {
                 Prepared::Dispatch(buf) => (buf, ReadOutcome::More),
                 Prepared::Read(buf, outcome) => (buf, outcome),
+                Prepared::Direct(buf, outcome, whole) => {
+                    if let Some(message) = whole {
+                        self.dispatch_reassembled(id, message);
+                    }
+                    (buf, outcome)
+                }
                 Prepared::NoRoom(buf, NoRoom::Budget) => {
                     let mut inner = self.inner.borrow_mut();
                     let used_at = inner.budget().used();
@@ -326,6 +332,34 @@ impl Context {
         let always_ready = stream.reader_always_ready() || conn.peer_closed || stream.is_datagram();
         if stream.is_datagram() {
             buf.needed = transport::UDP_MAX_MESSAGE + 1;
+        }
+        if buf.is_empty() {
+            if let Some(room) = conn.session.direct_room() {
+                // The rest of a big fragment: read into the message's own buffer.
+                let room_len = room.len();
+                let outcome = loop {
+                    match stream.read(room) {
+                        Ok(0) => break ReadOutcome::Eof,
+                        Ok(n) => {
+                            *total += n;
+                            conn.last_active = Instant::now();
+                            let whole = conn.session.direct_filled(n);
+                            let outcome = if n < room_len && !always_ready {
+                                ReadOutcome::Drained
+                            } else if *total >= budget_bytes {
+                                ReadOutcome::BudgetUsed
+                            } else {
+                                ReadOutcome::More
+                            };
+                            return Prepared::Direct(buf, outcome, whole);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadOutcome::Drained,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => break ReadOutcome::Failed(e),
+                    }
+                };
+                return Prepared::Direct(buf, outcome, None);
+            }
         }
         let spare = match buf.spare(allowance) {
             Ok(spare) => spare,
@@ -543,6 +577,9 @@ enum Prepared {
     /// Dispatch what is buffered (left by a pause) before reading.
     Dispatch(InBuf),
     Read(InBuf, ReadOutcome),
+    /// Read straight into a fragment's reassembly buffer; the whole message, if that
+    /// completed it.
+    Direct(InBuf, ReadOutcome, Option<Vec<u8>>),
     NoRoom(InBuf, NoRoom),
     Stop,
 }

@@ -311,6 +311,10 @@ impl Context {
         if conn.session.output_len() < hwm {
             return false;
         }
+        // A call that is not running (or not extended) gets its error from `send` itself.
+        if conn.session.pending_call(call.msgid).is_none_or(|p| p.seq != call.seq) || !conn.session.is_extended_call(call.msgid) {
+            return false;
+        }
         if !conn.send_blocked.contains(&call.msgid) {
             conn.send_blocked.push(call.msgid);
         }
