@@ -1,7 +1,8 @@
 //! The limits of a context, driven past each by a raw peer: the memory budget (answers that
 //! do not fit, connections stopped while it is spent and read again when memory comes back),
 //! the output high-water mark, the linger after a peer closes, the idle timeout, the listen
-//! backlog, and UDP peers evicted least recently heard first.
+//! backlog, UDP peers evicted least recently heard first, and fragment headers that claim
+//! megabytes they never send.
 
 #[macro_use]
 mod support;
@@ -329,4 +330,86 @@ fn raise_fd_limit(want: u64) {
             assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
         }
     }
+}
+
+fn own_rss() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() << 10
+}
+
+/// A raw connection that negotiated the extension, then sent a fragment header claiming
+/// `len` bytes and one byte of them; a moment later, one more byte.
+fn forged_fragment(srv: &Context, addr: &str, len: usize) -> TcpStream {
+    use joint::protocol::{Decoded, ExtMode, Limits, Session};
+    use std::io::{Read, Write};
+    let mut s: Session<u32> = Session::new(Limits::default());
+    s.offer_extension();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let hello = s.output().to_vec();
+    s.consume_output(hello.len());
+    tcp.write_all(&hello).unwrap();
+    let mut inbuf = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.extension() != ExtMode::On {
+        assert!(Instant::now() < deadline, "the extension was not agreed");
+        srv.process().unwrap();
+        let mut b = [0u8; 4096];
+        match tcp.read(&mut b) {
+            Ok(n) => inbuf.extend_from_slice(&b[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        while let Decoded::Consumed { consumed, .. } = s.decode_next(&inbuf) {
+            inbuf.drain(..consumed);
+        }
+    }
+    let mut wire = Vec::new();
+    codec::encode_fragment_header(&mut wire, 1, len as u64, len);
+    wire.push(0x91);
+    tcp.write_all(&wire).unwrap();
+    for _ in 0..20 {
+        srv.process().unwrap();
+    }
+    tcp.write_all(&[0x00]).unwrap();
+    for _ in 0..20 {
+        srv.process().unwrap();
+    }
+    tcp
+}
+
+#[test]
+fn fragment_headers_claiming_megabytes_make_the_server_hold_nothing() {
+    let srv = Context::new(Config::default()).unwrap();
+    let l = srv.listen("tcp://127.0.0.1:0").unwrap();
+    let uri = srv.listener_uri(l).unwrap();
+    let addr = uri.strip_prefix("tcp://").unwrap().to_string();
+    srv.register(b"echo", Rc::new(|_ctx, req: Request| req.reply(&[0x01]).unwrap()));
+    let before = own_rss();
+    // 4 × 60 MiB, then 8 MiB halving down to 32 KiB: about 55 bytes each.
+    let mut sizes = vec![60 * MIB; 4];
+    let mut k = 8 * MIB;
+    while k >= 32 << 10 {
+        sizes.push(k);
+        k /= 2;
+    }
+    let held: Vec<TcpStream> = sizes.iter().map(|&len| forged_fragment(&srv, &addr, len)).collect();
+    let grown = own_rss().saturating_sub(before);
+    // An honest client's 256 KiB call still goes through.
+    let cli = Context::new(Config::default()).unwrap();
+    let conn = cli.connect(&uri).unwrap();
+    let mut params = vec![0x91];
+    codec::write_bin(&mut params, &vec![7u8; 256 << 10]);
+    let done = Rc::new(RefCell::new(None));
+    let d = done.clone();
+    cli.call(conn, b"echo", &params, None, Box::new(move |_c, r| *d.borrow_mut() = Some(r.outcome.is_ok()))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while done.borrow().is_none() && Instant::now() < deadline {
+        srv.process().unwrap();
+        cli.wait(Some(Duration::from_millis(1))).unwrap();
+    }
+    assert!(grown < 16 * MIB, "{} connections of ~55 bytes each made the process grow by {} MiB", held.len(), grown >> 20);
+    assert_eq!(*done.borrow(), Some(true), "an honest 256 KiB call did not complete in 5 s");
 }

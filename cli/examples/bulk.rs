@@ -263,13 +263,13 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mib: usize = args.first().map_or(256, |a| a.parse().expect("MIB"));
     let runs: usize = args.get(1).map_or(5, |a| a.parse().expect("RUNS"));
+    assert!(mib % 32 == 0, "MIB must be a multiple of 32 (the blob row moves MIB in 32 MiB blobs)");
     let bytes = mib * MIB;
     let srv = start_server();
     let addr = srv.1.strip_prefix("tcp://").unwrap().to_string();
     let (ctx, conn) = connect(&srv.1);
 
     let blob_n = 32 * MIB;
-    assert!(mib % 32 == 0, "MIB must be a multiple of 32 (the blob row moves MIB in 32 MiB blobs)");
     let blob_times = bytes / blob_n;
     type Row<'a> = (String, Box<dyn FnMut() -> Duration + 'a>);
     let rows: Vec<Row> = vec![

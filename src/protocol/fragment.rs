@@ -385,6 +385,14 @@ impl<C> Session<C> {
         if known.is_some_and(|r| r.discard) || (known.is_none() && total > self.limits.frame.max_message_size as u64) {
             return None;
         }
+        // Memory is still only made for bytes that came: the room a direct read needs may
+        // not exceed twice what has arrived of the message (as the buffer grows on the
+        // ordinary path), unless the buffer has it already (a reused one). A header alone
+        // reserves nothing.
+        let (received, capacity) = known.map_or((0, self.recycled.capacity()), |r| (r.received, r.data.capacity()));
+        if received + len > capacity.max(2 * (received + arrived)) {
+            return None;
+        }
         self.begin_fragment(fragid, total, len, &input[header..]).ok()?;
         self.fill_fragment(fragid, &input[header..]);
         self.incoming.direct = Some(Direct { fragid, left: len - arrived });
@@ -406,6 +414,9 @@ impl<C> Session<C> {
     /// Where the rest of the fragment being received may be read to, directly: `None` unless
     /// one is under way. Fill a prefix of it, then call [`direct_filled`](Session::direct_filled).
     pub fn direct_room(&mut self) -> Option<&mut [u8]> {
+        if self.closed || self.input_dead || self.fatal.is_some() {
+            return None;
+        }
         let d = self.incoming.direct.as_ref()?;
         let left = d.left;
         let r = self.incoming.parts.get_mut(&d.fragid)?;
@@ -421,9 +432,17 @@ impl<C> Session<C> {
     /// `n` bytes were read into [`direct_room`](Session::direct_room). Returns the whole
     /// message if that completed it (hand it to [`decode_reassembled`](Session::decode_reassembled)).
     pub fn direct_filled(&mut self, n: usize) -> Option<Vec<u8>> {
+        if self.closed || self.input_dead || self.fatal.is_some() {
+            return None;
+        }
         let d = self.incoming.direct.as_ref()?;
         let n = n.min(d.left);
         if let Some(r) = self.incoming.parts.get_mut(&d.fragid) {
+            // Without `direct_room` first these bytes were never written: zeros, never
+            // old bytes of a reused buffer.
+            if r.data.len() < r.received + n {
+                r.data.resize(r.received + n, 0);
+            }
             r.received += n;
         }
         self.direct_advanced(n)
@@ -684,5 +703,19 @@ mod tests {
         // the 25,000 bytes with these read sizes).
         assert!(direct > 6_000, "only {direct} bytes read directly");
         assert_eq!(server.fragment_memory(), 0, "nothing left in reassembly");
+    }
+
+    #[test]
+    fn a_fragment_header_alone_reserves_nothing() {
+        // A header claiming a 60 MiB fragment, and one byte of it.
+        let len = 60 << 20;
+        let mut wire = Vec::new();
+        codec::encode_fragment_header(&mut wire, 7, len as u64, len);
+        wire.push(0x91);
+        let (_, mut server) = pair(1024);
+        server.set_direct_above(1);
+        assert!(matches!(server.decode_next(&wire), Decoded::NeedMore { .. }), "not taken for a direct read");
+        assert!(server.direct_room().is_none());
+        assert_eq!(server.fragment_memory(), 0, "{} bytes from the peer made the session reserve memory", wire.len());
     }
 }

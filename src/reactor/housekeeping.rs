@@ -137,12 +137,12 @@ impl Inner {
         }
     }
 
-    /// After a flush: the calls whose `send` the full output refused, once it drained to
-    /// half the high-water mark (they are told `Writable`).
+    /// After a flush: the calls whose `send` the full output refused, once its backlog
+    /// drained to half the high-water mark (they are told `Writable`).
     pub(super) fn senders_to_wake(&mut self, id: ConnId) -> Option<Vec<u32>> {
         let low = self.config.output_high_water / 2;
         let conn = self.conn_mut(id)?;
-        if conn.send_blocked.is_empty() || conn.session.output_len() > low {
+        if conn.send_blocked.is_empty() || conn.session.output_backlog() > low {
             return None;
         }
         Some(std::mem::take(&mut conn.send_blocked))

@@ -313,6 +313,7 @@ impl Context {
     /// One read into the connection's buffer (taken out of it; the caller puts it back).
     fn read_some(&self, inner: &mut Inner, id: ConnId, total: &mut usize) -> Prepared {
         let budget_bytes = inner.config.read_budget;
+        let hwm = inner.config.output_high_water;
         let allowance = inner.allowance(id);
         let Some(conn) = inner.conn_mut(id) else { return Prepared::Stop };
         let mut buf = std::mem::take(&mut conn.inbuf);
@@ -333,7 +334,11 @@ impl Context {
         if stream.is_datagram() {
             buf.needed = transport::UDP_MAX_MESSAGE + 1;
         }
-        if buf.is_empty() {
+        // Only while nothing would hold the message back: a message completed by a direct
+        // read is dispatched at once, without the checks `dispatch_buffer` makes first
+        // (otherwise the rest goes through the input buffer and those checks).
+        let ungated = conn.session.output_len() + self.shared.queued_bytes() <= hwm && !self.shared.budget.is_spent();
+        if buf.is_empty() && ungated {
             if let Some(room) = conn.session.direct_room() {
                 // The rest of a big fragment: read into the message's own buffer.
                 let room_len = room.len();

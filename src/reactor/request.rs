@@ -271,7 +271,8 @@ impl InputValue {
         InputValue { buf, start }
     }
 
-    /// The buffer the value is the end of (for reuse).
+    /// The whole buffer the value is the end of, the message's envelope before it (for
+    /// reusing the memory; `to_vec()` copies just the value).
     pub fn into_buffer(self) -> Vec<u8> {
         self.buf
     }

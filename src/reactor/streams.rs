@@ -286,8 +286,9 @@ impl Context {
 
     /// Send a bin value of the bytes `data[range]` into our running `call` without copying
     /// them: they are written from `data`, which may serve any number of values and calls
-    /// (an upload from a cache, say). Like [`send`](Self::send) otherwise; the bytes count in
-    /// the memory budget while they are queued.
+    /// (an upload from a cache, say). Like [`send`](Self::send) otherwise. While queued, the
+    /// bytes count in the memory budget only if the queue holds the last reference to `data`
+    /// (memory the caller keeps is the caller's).
     pub fn send_bin_shared(&self, call: CallId, data: Arc<Vec<u8>>, range: std::ops::Range<usize>) -> Result<SendStatus> {
         let body = Payload::new(data, range).ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "range outside the buffer"))?;
         if self.output_full(call) {
@@ -300,15 +301,17 @@ impl Context {
         }
     }
 
-    /// The connection of `call` holds `output_high_water` bytes or more not written yet: a
-    /// value sent now would only pile up (and a fast sender would queue its whole window).
-    /// The call is told `Writable` once the output drains to half of that.
+    /// The connection of `call` holds `output_high_water` bytes or more not written yet,
+    /// beyond its biggest message: a value sent now would only pile up (and a fast sender
+    /// would queue its whole window). The call is told `Writable` once that drains to half.
     fn output_full(&self, call: CallId) -> bool {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         let hwm = inner.config.output_high_water;
         let Some(conn) = inner.conn_mut(call.conn) else { return false };
-        if conn.session.output_len() < hwm {
+        // As for reading: one big message in transfer is not a backlog (small and other
+        // messages go out between its fragments).
+        if conn.session.output_backlog() < hwm {
             return false;
         }
         // A call that is not running (or not extended) gets its error from `send` itself.
