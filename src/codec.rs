@@ -923,25 +923,6 @@ pub fn encode_fragment_header(out: &mut Vec<u8>, fragid: u32, total: u64, chunk_
     let _ = rmp::encode::write_bin_len(out, chunk_len as u32);
 }
 
-/// The start of a fragment frame as joint writes it, `[24, fragid, total, bin header]`:
-/// `(fragid, total, chunk length, header length)`. `None` if `buf` does not start with one
-/// (or not all of the header is in yet).
-pub fn fragment_frame_header(buf: &[u8]) -> Option<(u32, u64, usize, usize)> {
-    if buf.len() < 2 || buf[0] != 0x94 || u64::from(buf[1]) != TYPE_FRAGMENT {
-        return None;
-    }
-    let mut pos = 2;
-    let fragid = u32::try_from(read::uint(buf, &mut pos).ok()?).ok()?;
-    let total = read::uint(buf, &mut pos).ok()?;
-    let (len, size) = match *buf.get(pos)? {
-        0xc4 => (usize::from(*buf.get(pos + 1)?), 2),
-        0xc5 => (usize::from(u16::from_be_bytes(buf.get(pos + 1..pos + 3)?.try_into().ok()?)), 3),
-        0xc6 => (u32::from_be_bytes(buf.get(pos + 1..pos + 5)?.try_into().ok()?) as usize, 5),
-        _ => return None,
-    };
-    Some((fragid, total, len, pos + size))
-}
-
 /// The error object joint itself produces: `[code, message]` (Neovim's convention).
 pub fn encode_error(out: &mut Vec<u8>, code: i64, message: &[u8]) {
     out.push(0x92);

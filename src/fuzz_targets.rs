@@ -721,9 +721,7 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(mut s: Session<u32>, auto: bool, drain: u8) -> Harness {
-        // Direct reads of fragment payloads for all but the smallest fragments.
-        s.set_direct_above(8);
+    fn new(s: Session<u32>, auto: bool, drain: u8) -> Harness {
         Harness {
             s,
             outstanding: BTreeMap::new(),
@@ -882,20 +880,6 @@ impl Harness {
                         break;
                     }
                     let n = piece().clamp(1, input.len() - fed);
-                    if start == store.len() {
-                        // As the reactor does: with nothing buffered, the rest of a big
-                        // fragment is read straight into its reassembly buffer.
-                        if let Some(room) = self.s.direct_room() {
-                            let k = n.min(room.len());
-                            room[..k].copy_from_slice(&input[fed..fed + k]);
-                            fed += k;
-                            if let Some(message) = self.s.direct_filled(k) {
-                                self.on_reassembled(&message);
-                            }
-                            self.check();
-                            continue;
-                        }
-                    }
                     store.extend_from_slice(&input[fed..fed + n]);
                     fed += n;
                 }

@@ -26,10 +26,6 @@ use crate::codec::{self, FrameLimits, Message, Scan, Scanner};
 /// 256 KiB: what `TCP_NOTSENT_LOWAT` lets the kernel hold anyway).
 const REFILL_FRAGMENTS: usize = 4;
 
-/// Fragments with a payload at least this big have the part not yet arrived read straight
-/// into the message's buffer (one copy fewer than through the input buffer).
-pub(super) const DIRECT_ABOVE: usize = 16 << 10;
-
 /// Most fragmented messages being received at once on one connection.
 const MAX_REASSEMBLIES: usize = 64;
 
@@ -79,19 +75,9 @@ pub(super) struct Incoming {
     memory: usize,
     /// Sequence number given to the next reassembly (see `oldest_reassembly`).
     next_seq: u64,
-    /// A fragment whose payload is being read straight into its reassembly buffer.
-    direct: Option<Direct>,
-}
-
-struct Direct {
-    fragid: u32,
-    /// Payload bytes still to come.
-    left: usize,
 }
 
 struct Reassembly {
-    /// The bytes received, at the start; beyond `received`, possibly old bytes of a reused
-    /// buffer (never handed out).
     data: Vec<u8>,
     total: usize,
     /// Too large: its fragments are skipped (an error was already sent or logged).
@@ -274,7 +260,6 @@ impl<C> Session<C> {
     /// Drop every partial reassembly (the peer is gone).
     pub(super) fn clear_incoming(&mut self) {
         self.incoming.parts.clear();
-        self.incoming.direct = None;
         self.incoming.declared = 0;
         self.incoming.memory = 0;
     }
@@ -288,14 +273,6 @@ impl<C> Session<C> {
     /// A fragment arrived. Returns the whole message once its last fragment is in.
     /// `Err(Blocked)`: the fragment needs more memory than allowed now; leave it unconsumed.
     pub(super) fn on_fragment<'b>(&mut self, fragid: u32, total: u64, chunk: &[u8]) -> Result<Option<Vec<u8>>, FragmentError<'b, C>> {
-        self.begin_fragment(fragid, total, chunk.len(), chunk)?;
-        self.fill_fragment(fragid, chunk);
-        Ok(self.finish_if_complete(fragid))
-    }
-
-    /// The checks for a fragment of `len` bytes of message `fragid`, and room made for them
-    /// in its reassembly buffer (`first` is what has arrived of it: all of it, or the start).
-    fn begin_fragment<'b>(&mut self, fragid: u32, total: u64, len: usize, first: &[u8]) -> Result<(), FragmentError<'b, C>> {
         let max = self.limits.frame.max_message_size;
         if !self.incoming.parts.contains_key(&fragid) {
             if self.incoming.parts.len() >= MAX_REASSEMBLIES {
@@ -309,7 +286,7 @@ impl<C> Session<C> {
                 self.fatal = Some(format!("fragmented messages under way exceed the {max}-byte message limit together"));
                 return Err(FragmentError::Event(None));
             }
-            if !too_large && len > self.memory_allowance {
+            if !too_large && chunk.len() > self.memory_allowance {
                 return Err(FragmentError::Blocked);
             }
             let seq = self.incoming.next_seq;
@@ -320,143 +297,42 @@ impl<C> Session<C> {
             self.incoming.parts.insert(fragid, Reassembly { data, total, discard: too_large, received: 0, seq });
             if too_large {
                 let reason = format!("message larger than the {max}-byte limit");
-                let event = self.on_unreadable(first, rpc_error::TOO_LARGE, CallFailure::TooLarge, reason);
+                let event = self.on_unreadable(chunk, rpc_error::TOO_LARGE, CallFailure::TooLarge, reason);
                 if let Some(r) = self.incoming.parts.get_mut(&fragid) {
-                    r.received += len;
+                    r.received += chunk.len();
                 }
                 self.finish_if_complete(fragid);
                 return Err(FragmentError::Event(Some(event)));
             }
             self.incoming.declared += total;
         }
-        let Some(r) = self.incoming.parts.get_mut(&fragid) else { return Err(FragmentError::Event(None)) };
-        if r.total as u64 != total || r.received + len > r.total || len == 0 {
+        let Some(r) = self.incoming.parts.get_mut(&fragid) else { return Ok(None) };
+        if r.total as u64 != total || r.received + chunk.len() > r.total || chunk.is_empty() {
             self.fatal = Some(format!("fragment {fragid} does not fit its message"));
             return Err(FragmentError::Event(None));
         }
-        if !r.discard && r.received + len > r.data.capacity() {
-            // Grow with what arrives (doubling, capped at the declared total), never with
-            // what is declared.
-            let want = (r.received * 2).max(r.received + len).min(r.total);
-            let before = r.data.capacity();
-            if want - before > self.memory_allowance {
-                return Err(FragmentError::Blocked);
-            }
-            if r.data.try_reserve_exact(want.saturating_sub(r.data.len())).is_err() {
-                self.fatal = Some("out of memory reassembling a fragmented message".into());
-                return Err(FragmentError::Event(None));
-            }
-            let grown = r.data.capacity() - before;
-            self.incoming.memory += grown;
-            self.memory_allowance = self.memory_allowance.saturating_sub(grown);
-        }
-        Ok(())
-    }
-
-    /// Bytes of message `fragid` arrived (room was made by `begin_fragment`). The buffer's
-    /// length is what has been written to it, which may be more than what was received: a
-    /// reused buffer keeps its old bytes beyond that, so direct reads need not zero it.
-    fn fill_fragment(&mut self, fragid: u32, bytes: &[u8]) {
-        let Some(r) = self.incoming.parts.get_mut(&fragid) else { return };
         if !r.discard {
-            let at = r.received;
-            let over = r.data.len().saturating_sub(at).min(bytes.len());
-            r.data[at..at + over].copy_from_slice(&bytes[..over]);
-            r.data.extend_from_slice(&bytes[over..]);
-        }
-        r.received += bytes.len();
-    }
-
-    /// The input starts with a fragment whose payload has only partly arrived: take its
-    /// header and what is there, and let the rest be read straight into the message's buffer
-    /// ([`direct_room`](Session::direct_room)) instead of through the input buffer. `None`
-    /// if the input does not start that way, the fragment is small, or it would not be taken
-    /// as it is (the ordinary path then deals with it, errors included).
-    pub(super) fn start_direct_fragment(&mut self, input: &[u8]) -> Option<usize> {
-        if self.datagram || self.extension() != super::ExtMode::On || self.incoming.direct.is_some() {
-            return None;
-        }
-        let (fragid, total, len, header) = codec::fragment_frame_header(input)?;
-        let arrived = input.len() - header;
-        if len < self.direct_above || arrived >= len || header + len > self.limits.frame.max_message_size {
-            return None;
-        }
-        let known = self.incoming.parts.get(&fragid);
-        if known.is_some_and(|r| r.discard) || (known.is_none() && total > self.limits.frame.max_message_size as u64) {
-            return None;
-        }
-        // Memory is still only made for bytes that came: the room a direct read needs may
-        // not exceed twice what has arrived of the message (as the buffer grows on the
-        // ordinary path), unless the buffer has it already (a reused one). A header alone
-        // reserves nothing.
-        let (received, capacity) = known.map_or((0, self.recycled.capacity()), |r| (r.received, r.data.capacity()));
-        if received + len > capacity.max(2 * (received + arrived)) {
-            return None;
-        }
-        self.begin_fragment(fragid, total, len, &input[header..]).ok()?;
-        self.fill_fragment(fragid, &input[header..]);
-        self.incoming.direct = Some(Direct { fragid, left: len - arrived });
-        Some(input.len())
-    }
-
-    /// Input while a fragment's payload is being read directly: it belongs to that payload.
-    pub(super) fn continue_direct_fragment(&mut self, input: &[u8]) -> Option<(usize, Option<Vec<u8>>)> {
-        let d = self.incoming.direct.as_ref()?;
-        let n = d.left.min(input.len());
-        if n == 0 {
-            return None;
-        }
-        let fragid = d.fragid;
-        self.fill_fragment(fragid, &input[..n]);
-        Some((n, self.direct_advanced(n)))
-    }
-
-    /// Where the rest of the fragment being received may be read to, directly: `None` unless
-    /// one is under way. Fill a prefix of it, then call [`direct_filled`](Session::direct_filled).
-    pub fn direct_room(&mut self) -> Option<&mut [u8]> {
-        if self.closed || self.input_dead || self.fatal.is_some() {
-            return None;
-        }
-        let d = self.incoming.direct.as_ref()?;
-        let left = d.left;
-        let r = self.incoming.parts.get_mut(&d.fragid)?;
-        let end = r.received + left;
-        if r.data.len() < end {
-            // Room was reserved by `begin_fragment`: this only writes zeros into memory
-            // never used before (which the read would have touched anyway).
-            r.data.resize(end, 0);
-        }
-        Some(&mut r.data[r.received..end])
-    }
-
-    /// `n` bytes were read into [`direct_room`](Session::direct_room). Returns the whole
-    /// message if that completed it (hand it to [`decode_reassembled`](Session::decode_reassembled)).
-    pub fn direct_filled(&mut self, n: usize) -> Option<Vec<u8>> {
-        if self.closed || self.input_dead || self.fatal.is_some() {
-            return None;
-        }
-        let d = self.incoming.direct.as_ref()?;
-        let n = n.min(d.left);
-        if let Some(r) = self.incoming.parts.get_mut(&d.fragid) {
-            // Without `direct_room` first these bytes were never written: zeros, never
-            // old bytes of a reused buffer.
-            if r.data.len() < r.received + n {
-                r.data.resize(r.received + n, 0);
+            let free = r.data.capacity() - r.data.len();
+            if chunk.len() > free {
+                // Grow with what arrives (doubling, capped at the declared total), never with
+                // what is declared.
+                let want = (r.data.len() * 2).max(r.data.len() + chunk.len()).min(r.total);
+                let before = r.data.capacity();
+                if want - before > self.memory_allowance {
+                    return Err(FragmentError::Blocked);
+                }
+                if r.data.try_reserve_exact(want - r.data.len()).is_err() {
+                    self.fatal = Some("out of memory reassembling a fragmented message".into());
+                    return Err(FragmentError::Event(None));
+                }
+                let grown = r.data.capacity() - before;
+                self.incoming.memory += grown;
+                self.memory_allowance = self.memory_allowance.saturating_sub(grown);
             }
-            r.received += n;
+            r.data.extend_from_slice(chunk);
         }
-        self.direct_advanced(n)
-    }
-
-    fn direct_advanced(&mut self, n: usize) -> Option<Vec<u8>> {
-        let d = self.incoming.direct.as_mut()?;
-        d.left -= n;
-        if d.left > 0 {
-            return None;
-        }
-        let fragid = d.fragid;
-        self.incoming.direct = None;
-        self.finish_if_complete(fragid)
+        r.received += chunk.len();
+        Ok(self.finish_if_complete(fragid))
     }
 
     fn finish_if_complete(&mut self, fragid: u32) -> Option<Vec<u8>> {
@@ -464,13 +340,12 @@ impl<C> Session<C> {
         if !done {
             return None;
         }
-        let mut r = self.incoming.parts.remove(&fragid)?;
+        let r = self.incoming.parts.remove(&fragid)?;
         if r.discard {
             return None;
         }
         self.incoming.declared -= r.total;
         self.incoming.memory -= r.data.capacity();
-        r.data.truncate(r.received);
         Some(r.data)
     }
 
@@ -623,88 +498,6 @@ mod tests {
         assert!(fatal.unwrap().contains("does not fit"));
     }
 
-    /// As the reactor reads: `step` bytes at a time; with nothing buffered and a fragment's
-    /// payload under way, straight into its reassembly buffer. Returns the requests' params
-    /// and how many bytes went in directly.
-    fn deliver_direct(from: &mut Session<u32>, to: &mut Session<u32>, step: usize) -> (Vec<Vec<u8>>, usize) {
-        let wire = from.output().to_vec();
-        from.consume_output(wire.len());
-        let (mut params, mut direct, mut fed) = (Vec::new(), 0, 0);
-        let mut buf: Vec<u8> = Vec::new();
-        let mut on_message = |to: &mut Session<u32>, message: &[u8], params: &mut Vec<Vec<u8>>| {
-            if let Some(super::super::Event::Request { params: p, .. }) = to.decode_reassembled(message) {
-                params.push(p.args.to_vec());
-            }
-        };
-        while fed < wire.len() {
-            let n = step.min(wire.len() - fed);
-            if buf.is_empty() {
-                if let Some(room) = to.direct_room() {
-                    let k = n.min(room.len());
-                    room[..k].copy_from_slice(&wire[fed..fed + k]);
-                    fed += k;
-                    direct += k;
-                    if let Some(message) = to.direct_filled(k) {
-                        on_message(to, &message, &mut params);
-                        to.recycle(message);
-                    }
-                    continue;
-                }
-            }
-            buf.extend_from_slice(&wire[fed..fed + n]);
-            fed += n;
-            loop {
-                match to.decode_next(&buf) {
-                    Decoded::NeedMore { .. } => break,
-                    Decoded::Consumed { consumed, event } => {
-                        if let Some(super::super::Event::Request { params: p, .. }) = event {
-                            params.push(p.args.to_vec());
-                        }
-                        buf.drain(..consumed);
-                    }
-                    Decoded::Reassembled { consumed, message } => {
-                        buf.drain(..consumed);
-                        on_message(to, &message, &mut params);
-                        to.recycle(message);
-                    }
-                    other => panic!("{other:?}"),
-                }
-            }
-        }
-        (params, direct)
-    }
-
-    #[test]
-    fn fragment_payloads_are_read_straight_into_the_message() {
-        let (mut client, mut server) = pair(1024);
-        server.set_direct_above(256);
-        // A big message whose buffer is then reused for a smaller one: none of the first
-        // one's bytes may show in the second.
-        let mut first = vec![0x91];
-        codec::write_bin(&mut first, &vec![0xaa; 20_000]);
-        let mut second = vec![0x91];
-        codec::write_bin(&mut second, &vec![0xbb; 5_000]);
-        client.call(b"big", &first, 1).unwrap();
-        let mut got = Vec::new();
-        let mut direct = 0;
-        while client.has_output() {
-            let (p, d) = deliver_direct(&mut client, &mut server, 700);
-            got.extend(p);
-            direct += d;
-        }
-        client.call(b"big", &second, 2).unwrap();
-        while client.has_output() {
-            let (p, d) = deliver_direct(&mut client, &mut server, 300);
-            got.extend(p);
-            direct += d;
-        }
-        assert_eq!(got, vec![first, second]);
-        // What of a 1 KiB fragment arrived after its header went in directly (about 40% of
-        // the 25,000 bytes with these read sizes).
-        assert!(direct > 6_000, "only {direct} bytes read directly");
-        assert_eq!(server.fragment_memory(), 0, "nothing left in reassembly");
-    }
-
     #[test]
     fn a_fragment_header_alone_reserves_nothing() {
         // A header claiming a 60 MiB fragment, and one byte of it.
@@ -713,9 +506,7 @@ mod tests {
         codec::encode_fragment_header(&mut wire, 7, len as u64, len);
         wire.push(0x91);
         let (_, mut server) = pair(1024);
-        server.set_direct_above(1);
-        assert!(matches!(server.decode_next(&wire), Decoded::NeedMore { .. }), "not taken for a direct read");
-        assert!(server.direct_room().is_none());
+        assert!(matches!(server.decode_next(&wire), Decoded::NeedMore { .. }));
         assert_eq!(server.fragment_memory(), 0, "{} bytes from the peer made the session reserve memory", wire.len());
     }
 }

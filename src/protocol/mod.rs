@@ -256,13 +256,7 @@ pub struct Session<C> {
     blocked: bool,
     /// A buffer of a message already handled, kept for the next reassembly (a stream of big
     /// messages reuses one buffer instead of allocating, and faulting in, one per message).
-    /// Its bytes are kept (not cleared): direct reads into it need no zeroing.
     recycled: Vec<u8>,
-    /// A datagram transport: each message arrives whole, nothing is read directly.
-    datagram: bool,
-    /// Fragments with a payload at least this big are read directly (see
-    /// `fragment::DIRECT_ABOVE`; the fuzz harness lowers it to reach that path often).
-    direct_above: usize,
 }
 
 impl<C> Session<C> {
@@ -286,24 +280,16 @@ impl<C> Session<C> {
             memory_allowance: usize::MAX,
             blocked: false,
             recycled: Vec::new(),
-            datagram: false,
-            direct_above: fragment::DIRECT_ABOVE,
         }
     }
 
     /// Keep `buffer` (a message already handled) for the next fragmented message, if it is
     /// bigger than the one kept.
-    pub fn recycle(&mut self, buffer: Vec<u8>) {
+    pub fn recycle(&mut self, mut buffer: Vec<u8>) {
         if buffer.capacity() > self.recycled.capacity() && buffer.capacity() <= self.limits.frame.max_message_size.saturating_mul(2) {
+            buffer.clear();
             self.recycled = buffer;
         }
-    }
-
-    /// Read fragments with a payload of at least `bytes` directly into their reassembly
-    /// buffer (for tests and fuzzing; the default is 16 KiB).
-    #[doc(hidden)]
-    pub fn set_direct_above(&mut self, bytes: usize) {
-        self.direct_above = bytes.max(1);
     }
 
     /// Give the kept buffer back (memory is short).
@@ -330,7 +316,6 @@ impl<C> Session<C> {
     /// datagram), so big messages are copied into the output instead of kept apart.
     pub fn set_datagram(&mut self, on: bool) {
         self.out.set_coalesce(on);
-        self.datagram = on;
     }
 
     /// Bytes this session holds in memory: queued output, big messages waiting to be
@@ -377,24 +362,8 @@ impl<C> Session<C> {
                 Scan::TooLarge => unreachable!("no size limit while discarding"),
             };
         }
-        if let Some((consumed, whole)) = self.continue_direct_fragment(input) {
-            return match whole {
-                Some(message) => Decoded::Reassembled { consumed, message },
-                None => Decoded::Consumed { consumed, event: None },
-            };
-        }
         match self.scanner.scan(input) {
-            Scan::Incomplete { needed } => {
-                if let Some(consumed) = self.start_direct_fragment(input) {
-                    self.scanner.reset();
-                    return Decoded::Consumed { consumed, event: None };
-                }
-                if let Some(reason) = self.fatal.take() {
-                    self.input_dead = true;
-                    return Decoded::Fatal(reason);
-                }
-                Decoded::NeedMore { needed }
-            }
+            Scan::Incomplete { needed } => Decoded::NeedMore { needed },
             Scan::Complete(n) => {
                 self.scanner.reset();
                 let event = self.on_frame(&input[..n]);

@@ -247,12 +247,6 @@ impl Context {
             let (mut buf, outcome) = match prepared {
                 Prepared::Dispatch(buf) => (buf, ReadOutcome::More),
                 Prepared::Read(buf, outcome) => (buf, outcome),
-                Prepared::Direct(buf, outcome, whole) => {
-                    if let Some(message) = whole {
-                        self.dispatch_reassembled(id, message);
-                    }
-                    (buf, outcome)
-                }
                 Prepared::NoRoom(buf, NoRoom::Budget) => {
                     let mut inner = self.inner.borrow_mut();
                     let used_at = inner.budget().used();
@@ -313,7 +307,6 @@ impl Context {
     /// One read into the connection's buffer (taken out of it; the caller puts it back).
     fn read_some(&self, inner: &mut Inner, id: ConnId, total: &mut usize) -> Prepared {
         let budget_bytes = inner.config.read_budget;
-        let hwm = inner.config.output_high_water;
         let allowance = inner.allowance(id);
         let Some(conn) = inner.conn_mut(id) else { return Prepared::Stop };
         let mut buf = std::mem::take(&mut conn.inbuf);
@@ -333,38 +326,6 @@ impl Context {
         let always_ready = stream.reader_always_ready() || conn.peer_closed || stream.is_datagram();
         if stream.is_datagram() {
             buf.needed = transport::UDP_MAX_MESSAGE + 1;
-        }
-        // Only while nothing would hold the message back: a message completed by a direct
-        // read is dispatched at once, without the checks `dispatch_buffer` makes first
-        // (otherwise the rest goes through the input buffer and those checks).
-        let ungated = conn.session.output_len() + self.shared.queued_bytes() <= hwm && !self.shared.budget.is_spent();
-        if buf.is_empty() && ungated {
-            if let Some(room) = conn.session.direct_room() {
-                // The rest of a big fragment: read into the message's own buffer.
-                let room_len = room.len();
-                let outcome = loop {
-                    match stream.read(room) {
-                        Ok(0) => break ReadOutcome::Eof,
-                        Ok(n) => {
-                            *total += n;
-                            conn.last_active = Instant::now();
-                            let whole = conn.session.direct_filled(n);
-                            let outcome = if n < room_len && !always_ready {
-                                ReadOutcome::Drained
-                            } else if *total >= budget_bytes {
-                                ReadOutcome::BudgetUsed
-                            } else {
-                                ReadOutcome::More
-                            };
-                            return Prepared::Direct(buf, outcome, whole);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadOutcome::Drained,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => break ReadOutcome::Failed(e),
-                    }
-                };
-                return Prepared::Direct(buf, outcome, None);
-            }
         }
         let spare = match buf.spare(allowance) {
             Ok(spare) => spare,
@@ -582,9 +543,6 @@ enum Prepared {
     /// Dispatch what is buffered (left by a pause) before reading.
     Dispatch(InBuf),
     Read(InBuf, ReadOutcome),
-    /// Read straight into a fragment's reassembly buffer; the whole message, if that
-    /// completed it.
-    Direct(InBuf, ReadOutcome, Option<Vec<u8>>),
     NoRoom(InBuf, NoRoom),
     Stop,
 }

@@ -107,8 +107,8 @@ pub const NOTSENT_LOWAT: usize = 256 << 10;
 
 /// The receive buffer of a loopback TCP connection that speaks the extension
 /// (`Stream::set_recv_buffer_if_loopback`). A balance measured with
-/// `examples/big_transfer_latency.rs` and `cli/examples/bulk.rs`: at 256 KiB uploads
-/// stall on the receiver's wake-ups (0.64–0.80× raw TCP), at 1 MiB small answers wait
+/// `examples/big_transfer_latency.rs` and `cli/examples/bulk.rs`: smaller, a sender stalls
+/// on the receiver's wake-ups (uploads lost about a tenth); at 1 MiB small answers wait
 /// behind it (p99 3 ms during a 256 MiB transfer).
 pub const EXT_RECV_BUFFER: usize = 384 << 10;
 
