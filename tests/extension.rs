@@ -585,6 +585,8 @@ fn sends_wait_for_the_output_to_drain_not_only_for_credit() {
     let call = cli.call_with(conn, b"upload", &[0x90], opts, completion(&done)).unwrap();
     run_until(&srv, &cli, || cli.is_extended_call(call));
     *writable.borrow_mut() = 0; // the first credit
+    let outside = cli.send_bin_shared(call, std::sync::Arc::new(vec![0; 4]), 2..9);
+    assert_eq!(outside.unwrap_err().kind, ErrorKind::InvalidArgument, "a range outside the buffer");
                                 // Values sent through `send` (copied) and `send_bin_shared` (written from one buffer),
                                 // alternately. The server is not run: what the kernel does not take stays in our output.
     let value = |i: usize| {

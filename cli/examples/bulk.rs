@@ -52,29 +52,31 @@ fn start_server() -> Server {
 
 /// Two plain sockets: one thread writes `bytes` in 1 MiB writes, this one reads them.
 fn raw_tcp(bytes: usize) -> Duration {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let sender = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let buf = vec![0x5au8; IO];
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(IO);
-            s.write_all(&buf[..n]).unwrap();
-            left -= n;
-        }
-    });
-    let mut s = TcpStream::connect(addr).unwrap();
-    let start = Instant::now();
-    drain(&mut s, bytes);
-    let took = start.elapsed();
-    sender.join().unwrap();
-    took
+    raw_transfer(bytes, |s| drain(s, bytes))
 }
 
 /// The same transfer, the reader writing what it reads to a file (the baseline of
 /// `joint call --output`, which does the same).
 fn raw_tcp_to_file(bytes: usize) -> Duration {
+    let path = std::env::temp_dir().join(format!("joint-bulk-raw-{}.bin", std::process::id()));
+    let took = raw_transfer(bytes, |s| {
+        let mut file = std::fs::File::create(&path).unwrap();
+        let mut buf = vec![0u8; IO];
+        let mut left = bytes;
+        while left > 0 {
+            let n = s.read(&mut buf[..left.min(IO)]).unwrap();
+            assert!(n > 0, "closed early");
+            file.write_all(&buf[..n]).unwrap();
+            left -= n;
+        }
+    });
+    let _ = std::fs::remove_file(&path);
+    took
+}
+
+/// A thread writes `bytes` to a plain socket in 1 MiB writes; `receive` takes them on
+/// this one. Returns how long `receive` took.
+fn raw_transfer(bytes: usize, receive: impl FnOnce(&mut TcpStream)) -> Duration {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let sender = std::thread::spawn(move || {
@@ -87,22 +89,11 @@ fn raw_tcp_to_file(bytes: usize) -> Duration {
             left -= n;
         }
     });
-    let path = std::env::temp_dir().join(format!("joint-bulk-raw-{}.bin", std::process::id()));
     let mut s = TcpStream::connect(addr).unwrap();
     let start = Instant::now();
-    let mut file = std::fs::File::create(&path).unwrap();
-    let mut buf = vec![0u8; IO];
-    let mut left = bytes;
-    while left > 0 {
-        let n = s.read(&mut buf[..left.min(IO)]).unwrap();
-        assert!(n > 0, "closed early");
-        file.write_all(&buf[..n]).unwrap();
-        left -= n;
-    }
-    drop(file);
+    receive(&mut s);
     let took = start.elapsed();
     sender.join().unwrap();
-    let _ = std::fs::remove_file(&path);
     took
 }
 

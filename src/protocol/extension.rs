@@ -358,17 +358,7 @@ impl<C> Session<C> {
     /// memory is reused, or `Vec::new()`).
     pub fn send_input_in(&mut self, msgid: u32, item: &[u8], mut buffer: Vec<u8>) -> Result<(), SendError> {
         self.check_payload(item)?;
-        if self.is_deferred(msgid) {
-            return Err(SendError::WouldBlock);
-        }
-        let stream = self.out_stream(msgid)?;
-        if !stream.client_stream || stream.input_ended {
-            return Err(SendError::Unsupported);
-        }
-        if stream.send_credit == 0 {
-            return Err(SendError::WouldBlock);
-        }
-        stream.send_credit -= 1;
+        self.take_send_credit(msgid)?;
         buffer.clear();
         buffer.reserve(item.len() + 16);
         codec::encode_item(&mut buffer, codec::TYPE_SEND, msgid, item);
@@ -383,6 +373,17 @@ impl<C> Session<C> {
         if body.len().saturating_add(32) > self.limits.frame.max_message_size {
             return Err(SendError::TooLarge);
         }
+        self.take_send_credit(msgid)?;
+        let mut bin_header = Vec::with_capacity(5);
+        codec::write_bin_len(&mut bin_header, body.len());
+        let mut head = Vec::with_capacity(16);
+        codec::encode_item(&mut head, codec::TYPE_SEND, msgid, &bin_header);
+        self.push_parts(Some(msgid), head, body);
+        Ok(())
+    }
+
+    /// One SEND's credit of our running call `msgid`, if it takes input and has credit.
+    fn take_send_credit(&mut self, msgid: u32) -> Result<(), SendError> {
         if self.is_deferred(msgid) {
             return Err(SendError::WouldBlock);
         }
@@ -394,11 +395,6 @@ impl<C> Session<C> {
             return Err(SendError::WouldBlock);
         }
         stream.send_credit -= 1;
-        let mut bin_header = Vec::with_capacity(5);
-        codec::write_bin_len(&mut bin_header, body.len());
-        let mut head = Vec::with_capacity(16);
-        codec::encode_item(&mut head, codec::TYPE_SEND, msgid, &bin_header);
-        self.push_parts(Some(msgid), head, body);
         Ok(())
     }
 

@@ -250,12 +250,17 @@ impl Context {
         call: CallId,
         f: impl FnOnce(&mut crate::protocol::Session<PendingCall>) -> std::result::Result<T, SendError>,
     ) -> Result<T> {
+        self.with_call_conn(call, |conn| f(&mut conn.session))
+    }
+
+    /// Run `f` on the connection of our running `call`; mark it for a flush if `f` succeeds.
+    fn with_call_conn<T>(&self, call: CallId, f: impl FnOnce(&mut super::Conn) -> std::result::Result<T, SendError>) -> Result<T> {
         let mut inner = self.inner.borrow_mut();
         let conn = inner.conn_mut(call.conn).ok_or_else(|| Error::new(ErrorKind::State, "no such connection"))?;
         if conn.session.pending_call(call.msgid).is_none_or(|p| p.seq != call.seq) {
             return Err(Error::new(ErrorKind::State, "the call is not running"));
         }
-        let r = f(&mut conn.session).map_err(send_error)?;
+        let r = f(conn).map_err(send_error)?;
         inner.mark_dirty(call.conn);
         drop(inner);
         self.wake_if_outside();
@@ -264,11 +269,8 @@ impl Context {
 
     /// Send `item` (one encoded object) into our running call (made with `client_stream`).
     pub fn send(&self, call: CallId, item: &[u8]) -> Result<SendStatus> {
-        if self.output_full(call) {
-            return Ok(SendStatus::WouldBlock);
-        }
         let shared = &self.shared;
-        let sent = self.with_call_session(call, |s| {
+        self.send_with(call, |s| {
             // A big item is encoded into a recycled buffer, if the call can take it now.
             let reuse = if item.len() >= super::spares::SPARE_MIN && s.send_credit(call.msgid) > 0 {
                 shared.spares.take(&shared.budget, item.len() + 16)
@@ -276,12 +278,7 @@ impl Context {
                 None
             };
             s.send_input_in(call.msgid, item, reuse.unwrap_or_default())
-        });
-        match sent {
-            Ok(()) => Ok(SendStatus::Sent),
-            Err(e) if e.kind == ErrorKind::Limit => Ok(SendStatus::WouldBlock),
-            Err(e) => Err(e),
-        }
+        })
     }
 
     /// Send a bin value of the bytes `data[range]` into our running `call` without copying
@@ -291,37 +288,35 @@ impl Context {
     /// (memory the caller keeps is the caller's).
     pub fn send_bin_shared(&self, call: CallId, data: Arc<Vec<u8>>, range: std::ops::Range<usize>) -> Result<SendStatus> {
         let body = Payload::new(data, range).ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "range outside the buffer"))?;
-        if self.output_full(call) {
-            return Ok(SendStatus::WouldBlock);
-        }
-        match self.with_call_session(call, |s| s.send_bin_shared(call.msgid, body)) {
+        self.send_with(call, |s| s.send_bin_shared(call.msgid, body))
+    }
+
+    /// Run `send` (one SEND into `call`) on the call's session, unless the connection's
+    /// output holds `output_high_water` bytes or more beyond its biggest message (one big
+    /// message in transfer is not a backlog, as for reading): a value sent now would only
+    /// pile up, and a fast sender would queue its whole window. Then the call is told
+    /// `Writable` once that backlog drains to half (`Inner::senders_to_wake`). A call that is
+    /// not running, or not extended, gets its error as without the mark.
+    fn send_with(
+        &self,
+        call: CallId,
+        send: impl FnOnce(&mut crate::protocol::Session<PendingCall>) -> std::result::Result<(), SendError>,
+    ) -> Result<SendStatus> {
+        let hwm = self.inner.borrow().config.output_high_water;
+        let sent = self.with_call_conn(call, |conn| {
+            if conn.session.is_extended_call(call.msgid) && conn.session.output_backlog() >= hwm {
+                if !conn.send_blocked.contains(&call.msgid) {
+                    conn.send_blocked.push(call.msgid);
+                }
+                return Err(SendError::WouldBlock);
+            }
+            send(&mut conn.session)
+        });
+        match sent {
             Ok(()) => Ok(SendStatus::Sent),
             Err(e) if e.kind == ErrorKind::Limit => Ok(SendStatus::WouldBlock),
             Err(e) => Err(e),
         }
-    }
-
-    /// The connection of `call` holds `output_high_water` bytes or more not written yet,
-    /// beyond its biggest message: a value sent now would only pile up (and a fast sender
-    /// would queue its whole window). The call is told `Writable` once that drains to half.
-    fn output_full(&self, call: CallId) -> bool {
-        let mut guard = self.inner.borrow_mut();
-        let inner = &mut *guard;
-        let hwm = inner.config.output_high_water;
-        let Some(conn) = inner.conn_mut(call.conn) else { return false };
-        // As for reading: one big message in transfer is not a backlog (small and other
-        // messages go out between its fragments).
-        if conn.session.output_backlog() < hwm {
-            return false;
-        }
-        // A call that is not running (or not extended) gets its error from `send` itself.
-        if conn.session.pending_call(call.msgid).is_none_or(|p| p.seq != call.seq) || !conn.session.is_extended_call(call.msgid) {
-            return false;
-        }
-        if !conn.send_blocked.contains(&call.msgid) {
-            conn.send_blocked.push(call.msgid);
-        }
-        true
     }
 
     /// No more values will be sent into `call`.

@@ -106,10 +106,10 @@ pub struct PipePair {
 pub const NOTSENT_LOWAT: usize = 256 << 10;
 
 /// The receive buffer of a loopback TCP connection that speaks the extension
-/// (`Stream::set_recv_buffer_if_loopback`). A balance measured with
-/// `examples/big_transfer_latency.rs` and `cli/examples/bulk.rs`: smaller, a sender stalls
-/// on the receiver's wake-ups (uploads lost about a tenth); at 1 MiB small answers wait
-/// behind it (p99 3 ms during a 256 MiB transfer).
+/// (`Stream::set_recv_buffer_if_loopback`). Chosen with `cli/examples/bulk.rs` and
+/// `examples/big_transfer_latency.rs`: smaller, a sender stalls on the receiver's wake-ups
+/// (slower uploads); bigger (512 KiB to 1 MiB), small answers wait behind it (small-call
+/// p99 above 2 ms during a 256 MiB transfer).
 pub const EXT_RECV_BUFFER: usize = 384 << 10;
 
 /// Token offsets: each stream uses `base` (its socket or read end) and `base + 1` (a pipe's
