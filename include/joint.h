@@ -30,6 +30,125 @@
 
 
 /**
+ * Success.
+ */
+#define JOINT_OK 0
+
+/**
+ * Not an error: nothing can be done yet (no credit, the output is full, nothing arrived
+ * within the wait); wait for the WRITABLE event or wait again.
+ */
+#define JOINT_WOULD_BLOCK 1
+
+/**
+ * Not an error: a stream has ended (its result is available).
+ */
+#define JOINT_DONE 2
+
+/**
+ * An argument is invalid (malformed MessagePack payload, out-of-range value).
+ */
+#define JOINT_E_INVAL -1
+
+/**
+ * A required pointer argument is NULL.
+ */
+#define JOINT_E_NULL -2
+
+/**
+ * Called from inside a callback where that is not allowed (process, wait, blocking calls).
+ */
+#define JOINT_E_RECURSIVE -3
+
+/**
+ * The object is not in a state that allows this call (for handles of a freed context:
+ * the context is gone).
+ */
+#define JOINT_E_STATE -4
+
+/**
+ * A configured limit was reached (for example calls in flight on a connection).
+ */
+#define JOINT_E_LIMIT -5
+
+/**
+ * The address could not be parsed or resolved.
+ */
+#define JOINT_E_ADDRESS -6
+
+/**
+ * Reader: the next value has another type.
+ */
+#define JOINT_E_TYPE -7
+
+/**
+ * Reader: no more values.
+ */
+#define JOINT_E_EOF -8
+
+/**
+ * Needs the joint extension, which the peer (a stock MessagePack-RPC peer) or this call
+ * (not a streaming call) does not have.
+ */
+#define JOINT_E_UNSUPPORTED -9
+
+/**
+ * An operating-system I/O error (see `joint_ctx_last_error`).
+ */
+#define JOINT_E_IO -100
+
+/**
+ * The peer refused the connection.
+ */
+#define JOINT_E_CONNREFUSED -101
+
+/**
+ * The connection is closed or was lost.
+ */
+#define JOINT_E_CLOSED -102
+
+/**
+ * A call's timeout or deadline passed (never "nothing arrived yet": that is
+ * `JOINT_WOULD_BLOCK`).
+ */
+#define JOINT_E_TIMEOUT -103
+
+/**
+ * Cancelled by the application (cancel, close, or freeing the connection or context).
+ */
+#define JOINT_E_CANCELLED -104
+
+/**
+ * The address is already in use.
+ */
+#define JOINT_E_ADDRINUSE -105
+
+/**
+ * The peer broke the protocol (malformed message).
+ */
+#define JOINT_E_PROTOCOL -200
+
+/**
+ * A message or payload is larger than the size limit.
+ */
+#define JOINT_E_TOO_LARGE -201
+
+/**
+ * The peer answered with an error object (see `joint_response_error`).
+ */
+#define JOINT_E_REMOTE -300
+
+/**
+ * A panic inside joint was caught; the context is now poisoned.
+ */
+#define JOINT_E_PANIC -900
+
+/**
+ * An earlier panic poisoned this context; only `joint_ctx_free` remains valid.
+ */
+#define JOINT_E_POISONED -901
+
+/**
  * Error code in joint's `[code, message]` error objects (docs/PROTOCOL.md): the handler
  * failed.
  */
@@ -77,21 +196,6 @@
 #define JOINT_RPC_RESOURCE_EXHAUSTED 10
 
 /**
- * Connection event: opened.
- */
-#define JOINT_CONN_OPEN 1
-
-/**
- * Connection event: closed.
- */
-#define JOINT_CONN_CLOSED 2
-
-/**
- * The largest message sent or accepted over UDP (one message per datagram), in bytes.
- */
-#define JOINT_UDP_MAX_MESSAGE 65507
-
-/**
  * Log level: errors.
  */
 #define JOINT_LOG_ERROR 1
@@ -110,6 +214,101 @@
  * Log level: everything.
  */
 #define JOINT_LOG_DEBUG 4
+
+/**
+ * Connection event: opened.
+ */
+#define JOINT_CONN_OPEN 1
+
+/**
+ * Connection event: closed.
+ */
+#define JOINT_CONN_CLOSED 2
+
+/**
+ * The largest message sent or accepted over UDP (one message per datagram), in bytes.
+ */
+#define JOINT_UDP_MAX_MESSAGE 65507
+
+/**
+ * Extension state of a connection (`joint_conn_extension`): not offered.
+ */
+#define JOINT_EXT_OFF 0
+
+/**
+ * Offered, no answer yet.
+ */
+#define JOINT_EXT_PENDING 1
+
+/**
+ * Both ends speak the joint extension.
+ */
+#define JOINT_EXT_ON 2
+
+/**
+ * The peer is a stock MessagePack-RPC peer.
+ */
+#define JOINT_EXT_REFUSED 3
+
+/**
+ * Call event: an item.
+ */
+#define JOINT_CALL_ITEM 1
+
+/**
+ * Call event: `joint_conn_send` may be tried again (credit arrived, or the output drained).
+ */
+#define JOINT_CALL_WRITABLE 2
+
+/**
+ * Call flag: the callee may stream ahead within its window.
+ */
+#define JOINT_CALL_FLAG_ASYNC_FLOW 1
+
+/**
+ * Call flag: the caller asks for the method to run away from the callee's loop (advisory).
+ */
+#define JOINT_CALL_FLAG_RUN_ISOLATED 2
+
+/**
+ * Call flag: the caller sends values into the call (it takes input).
+ */
+#define JOINT_CALL_FLAG_CLIENT_STREAM 4
+
+/**
+ * Request event: a value sent into the call.
+ */
+#define JOINT_INPUT_VALUE 1
+
+/**
+ * Request event: the caller will send no more values.
+ */
+#define JOINT_INPUT_END 2
+
+/**
+ * Request event: the caller threw an error object into the call.
+ */
+#define JOINT_INPUT_THROW 3
+
+/**
+ * Request event: `joint_request_yield` has credit again.
+ */
+#define JOINT_INPUT_WRITABLE 4
+
+/**
+ * Request event: the caller cancelled the call (it was answered with a CANCELLED error).
+ */
+#define JOINT_INPUT_CANCELLED 5
+
+/**
+ * Request event: the call's deadline passed (it was answered with DEADLINE_EXCEEDED).
+ */
+#define JOINT_INPUT_TIMEOUT 6
+
+/**
+ * Request event: the connection closed.
+ */
+#define JOINT_INPUT_CLOSED 7
 
 /**
  * Value types reported by `joint_reader_type`.
@@ -163,104 +362,14 @@
 #define JOINT_TYPE_EXT 9
 
 /**
- * Call event: an item.
- */
-#define JOINT_CALL_ITEM 1
-
-/**
- * Call event: send credit arrived.
- */
-#define JOINT_CALL_WRITABLE 2
-
-/**
- * Request event: a value sent into the call.
- */
-#define JOINT_INPUT_VALUE 1
-
-/**
- * Request event: the caller will send no more values.
- */
-#define JOINT_INPUT_END 2
-
-/**
- * Request event: the caller threw an error object into the call.
- */
-#define JOINT_INPUT_THROW 3
-
-/**
- * Request event: `joint_request_yield` has credit again.
- */
-#define JOINT_INPUT_WRITABLE 4
-
-/**
- * Request event: the caller cancelled the call (it was answered with a CANCELLED error).
- */
-#define JOINT_INPUT_CANCELLED 5
-
-/**
- * Request event: the call's deadline passed (it was answered with DEADLINE_EXCEEDED).
- */
-#define JOINT_INPUT_TIMEOUT 6
-
-/**
- * Request event: the connection closed.
- */
-#define JOINT_INPUT_CLOSED 7
-
-/**
- * Call flag: the callee may stream ahead within its window.
- */
-#define JOINT_CALL_FLAG_ASYNC_FLOW 1
-
-/**
- * Call flag: the caller asks for the method to run away from the callee's loop (advisory).
- */
-#define JOINT_CALL_FLAG_RUN_ISOLATED 2
-
-/**
- * Call flag: the caller sends values into the call (it takes input).
- */
-#define JOINT_CALL_FLAG_CLIENT_STREAM 4
-
-/**
- * Extension state of a connection (`joint_conn_extension`): not offered.
- */
-#define JOINT_EXT_OFF 0
-
-/**
- * Offered, no answer yet.
- */
-#define JOINT_EXT_PENDING 1
-
-/**
- * Both ends speak the joint extension.
- */
-#define JOINT_EXT_ON 2
-
-/**
- * The peer is a stock MessagePack-RPC peer.
- */
-#define JOINT_EXT_REFUSED 3
-
-/**
- * Error code in joint's error objects: the caller cancelled the call.
- */
-#define JOINT_RPC_CANCELLED 8
-
-/**
- * Error code in joint's error objects: the call's deadline passed.
- */
-#define JOINT_RPC_DEADLINE_EXCEEDED 9
-
-/**
- * Bytes owned by the caller (a result of a blocking call). Read with `joint_buf_data`, free
- * with `joint_buf_free`.
+ * Bytes owned by the caller (a result of a blocking call, a pulled item). Read with
+ * `joint_buf_data`, free with `joint_buf_free`.
  */
 typedef struct joint_buf joint_buf;
 
 /**
  * Options for `joint_conn_call_opts` and `joint_conn_call_stream`: keyword params, a
- * timeout that is also the callee's deadline, streaming. Borrowed by those calls (copied);
+ * timeout that is also the callee's deadline, streaming. Read (copied) by those calls;
  * reusable. Create with `joint_call_opts_new`, free with `joint_call_opts_free`.
  */
 typedef struct joint_call_opts joint_call_opts;
@@ -273,25 +382,23 @@ typedef struct joint_config joint_config;
 
 /**
  * A connection. Connections made with `joint_ctx_connect`, `joint_ctx_spawn` or
- * `joint_ctx_open_stdio` are owned by the caller until `joint_conn_free`; they stay valid
- * (closed) after the peer goes away. Connections accepted by a listener are owned by the
- * context and valid until their CLOSED callback returns.
+ * `joint_ctx_open_stdio` are owned by the caller until `joint_conn_free` (before or after
+ * `joint_ctx_free`); they stay valid (closed) after the peer goes away. Connections a
+ * listener accepted are lent to callbacks and valid until their CLOSED callback returns.
  */
 typedef struct joint_conn joint_conn;
 
 /**
  * A context: connections, listeners, handlers and timers driven through one pollable fd.
- *
- * Methods: `joint_ctx_fd`, `joint_ctx_timeout_ms`, `joint_ctx_process`, `joint_ctx_wait`,
- * `joint_ctx_wakeup`, `joint_ctx_connect`, `joint_ctx_spawn`, `joint_ctx_open_stdio`,
- * `joint_ctx_listen`, `joint_ctx_register`, `joint_ctx_set_*`, `joint_ctx_add_timer`,
- * `joint_ctx_last_error`, `joint_ctx_free`.
+ * Create with `joint_ctx_new`, free with `joint_ctx_free` — before or after the handles it
+ * made, in any order.
  */
 typedef struct joint_ctx joint_ctx;
 
 /**
- * A listening socket; owned by its context. Valid until `joint_listener_close` or
- * `joint_ctx_free`.
+ * A listening socket, owned by the caller that asked for its handle. `joint_listener_close`
+ * stops listening; `joint_listener_free` (closing first if needed) releases the handle, in
+ * any order with `joint_ctx_free`.
  */
 typedef struct joint_listener joint_listener;
 
@@ -306,21 +413,22 @@ typedef struct joint_reader joint_reader;
  * A request from a peer, owned by the application from the moment its `joint_request_cb`
  * runs. Pass it exactly once to `joint_request_reply`, `joint_request_reply_error`,
  * `joint_request_reply_error_msg` or `joint_request_free` (which answers with a
- * `JOINT_RPC_NOT_ANSWERED` error): in the callback, later, or from another thread. The
- * accessors may be used from the thread that holds it.
+ * `JOINT_RPC_NOT_ANSWERED` error): in the callback, later, or from another thread, before
+ * or after `joint_ctx_free` (answering then does nothing). The accessors may be used from
+ * the thread that holds it.
  */
 typedef struct joint_request joint_request;
 
 /**
- * The outcome of a call, borrowed by `joint_response_cb` until it returns. Read it with
+ * The outcome of a call, lent to `joint_response_cb` until it returns. Read it with
  * `joint_response_status`, `joint_response_result`, `joint_response_error`,
  * `joint_response_message`, `joint_response_call_id`.
  */
 typedef struct joint_response joint_response;
 
 /**
- * A call whose items are pulled with `joint_stream_next` (blocking). Free with
- * `joint_stream_free`.
+ * A call whose items are pulled with `joint_stream_next`. Owned by the caller; free with
+ * `joint_stream_free`, before or after `joint_ctx_free`.
  */
 typedef struct joint_stream joint_stream;
 
@@ -332,16 +440,10 @@ typedef struct joint_stream joint_stream;
 typedef struct joint_writer joint_writer;
 
 /**
- * A status code: 0 is success, negative values are errors (see `joint_status_str`).
+ * A status code: `JOINT_OK` (0) is success; the positive `JOINT_WOULD_BLOCK` and `JOINT_DONE`
+ * are outcomes, not errors; negative values are errors (see `joint_status_str`).
  */
 typedef int32_t joint_status;
-
-/**
- * Completes a call, exactly once: with the result, the peer's error, a timeout, the loss of
- * the connection, a cancellation, or the context being freed. `conn` and `resp` are valid
- * until the callback returns.
- */
-typedef void (*joint_response_cb)(joint_conn *conn, const joint_response *resp, void *user_data);
 
 /**
  * Receives log lines: `level` is one of `JOINT_LOG_*`, `message` is valid during the call.
@@ -392,9 +494,18 @@ typedef void (*joint_conn_cb)(joint_conn *conn,
 typedef void (*joint_timer_cb)(joint_ctx *ctx, void *user_data);
 
 /**
+ * Completes a call, exactly once: with the result, the peer's error, a timeout, the loss of
+ * the connection, a cancellation, or the context being freed. `resp` is lent until the
+ * callback returns; `conn` too, and it is NULL once the application has freed the
+ * connection.
+ */
+typedef void (*joint_response_cb)(joint_conn *conn, const joint_response *resp, void *user_data);
+
+/**
  * What happens to one of our calls before it completes: `JOINT_CALL_ITEM` (an item the
  * callee streamed: `data`/`len`, borrowed until the callback returns) or `JOINT_CALL_WRITABLE`
- * (`joint_conn_send` may be tried again). `user_data` is the call's.
+ * (`joint_conn_send` may be tried again). `user_data` is the one given to
+ * `joint_call_opts_set_event_cb`.
  */
 typedef void (*joint_call_event_cb)(joint_conn *conn,
                                     uint64_t call_id,
@@ -416,122 +527,6 @@ typedef void (*joint_request_event_cb)(joint_request *req,
                                        const uint8_t *data,
                                        size_t len,
                                        void *user_data);
-
-/**
- * Success.
- */
-#define JOINT_OK 0
-
-/**
- * Not an error: flow control has no credit now; wait for the WRITABLE event and try again.
- */
-#define JOINT_WOULD_BLOCK 1
-
-/**
- * Not an error: a stream has ended (its result is available).
- */
-#define JOINT_DONE 2
-
-/**
- * An argument is invalid (malformed MessagePack payload, out-of-range value).
- */
-#define JOINT_E_INVAL -1
-
-/**
- * A required pointer argument is NULL.
- */
-#define JOINT_E_NULL -2
-
-/**
- * Called from inside a callback where that is not allowed (process, wait, blocking calls).
- */
-#define JOINT_E_RECURSIVE -3
-
-/**
- * The object is not in a state that allows this call.
- */
-#define JOINT_E_STATE -4
-
-/**
- * A configured limit was reached (for example calls in flight on a connection).
- */
-#define JOINT_E_LIMIT -5
-
-/**
- * The address could not be parsed or resolved.
- */
-#define JOINT_E_ADDRESS -6
-
-/**
- * Reader: the next value has another type.
- */
-#define JOINT_E_TYPE -7
-
-/**
- * Reader: no more values.
- */
-#define JOINT_E_EOF -8
-
-/**
- * Needs the joint extension, which the peer (a stock MessagePack-RPC peer) or this call
- * (not a streaming call) does not have.
- */
-#define JOINT_E_UNSUPPORTED -9
-
-/**
- * An operating-system I/O error (see `joint_ctx_last_error`).
- */
-#define JOINT_E_IO -100
-
-/**
- * The peer refused the connection.
- */
-#define JOINT_E_CONNREFUSED -101
-
-/**
- * The connection is closed or was lost.
- */
-#define JOINT_E_CLOSED -102
-
-/**
- * A timeout expired.
- */
-#define JOINT_E_TIMEOUT -103
-
-/**
- * Cancelled by the application (cancel, close, or freeing the connection or context).
- */
-#define JOINT_E_CANCELLED -104
-
-/**
- * The address is already in use.
- */
-#define JOINT_E_ADDRINUSE -105
-
-/**
- * The peer broke the protocol (malformed message).
- */
-#define JOINT_E_PROTOCOL -200
-
-/**
- * A message or payload is larger than the size limit.
- */
-#define JOINT_E_TOO_LARGE -201
-
-/**
- * The peer answered with an error object (see `joint_response_error`).
- */
-#define JOINT_E_REMOTE -300
-
-/**
- * A panic inside joint was caught; the context is now poisoned.
- */
-#define JOINT_E_PANIC -900
-
-/**
- * An earlier panic poisoned this context; only `joint_ctx_free` remains valid.
- */
-#define JOINT_E_POISONED -901
 
 #ifdef __cplusplus
 extern "C" {
@@ -579,171 +574,12 @@ size_t joint_error_message(const uint8_t *error,
 JOINT_API joint_status joint_error_code(const uint8_t *error, size_t error_len, int64_t *code_out);
 
 /**
- * Connect to `uri` (`tcp://HOST:PORT`, `tcp://[::1]:PORT`, `unix:///path`, or
- * `udp://HOST:PORT`: one message per datagram, at most 65507 bytes, no delivery guarantee —
- * use call timeouts) without blocking (host names are resolved with the system resolver, which may block). Calls may
- * be made at once; they are sent when the connection is up. Errors known at once (bad
- * address, missing Unix socket) are returned; later ones (refused, timeout) close the
- * connection: its calls fail and the connection callback gets CLOSED. On success
- * `*conn_out` is owned by the caller (`joint_conn_free`).
- */
-JOINT_API
-joint_status joint_ctx_connect(joint_ctx *ctx,
-                               const char *uri,
-                               joint_conn **conn_out);
-
-/**
- * Start `argv[0]` (searched in PATH) with the NULL-terminated arguments `argv`, and talk
- * MessagePack-RPC over its stdin and stdout (its stderr is inherited), as `nvim --embed`
- * needs. On success `*conn_out` is owned by the caller; freeing it closes the child's
- * stdin, and the child is reaped when it exits.
- */
-JOINT_API
-joint_status joint_ctx_spawn(joint_ctx *ctx,
-                             const char *const *argv,
-                             joint_conn **conn_out);
-
-/**
- * Talk MessagePack-RPC over this process's stdin and stdout (for a server started by its
- * client, as Neovim starts plugins). The fds are duplicated; O_NONBLOCK is set on them.
- * On success `*conn_out` is owned by the caller.
- */
-JOINT_API joint_status joint_ctx_open_stdio(joint_ctx *ctx, joint_conn **conn_out);
-
-/**
- * Release a connection made with `joint_ctx_connect`, `joint_ctx_spawn` or
- * `joint_ctx_open_stdio`. If it is open it is closed: its pending calls complete with
- * `JOINT_E_CANCELLED` during the next `joint_ctx_process` (no CLOSED event follows).
- * NULL, and connections accepted by a listener, are ignored.
- */
-JOINT_API void joint_conn_free(joint_conn *conn);
-
-/**
- * Close a connection (any kind): pending calls complete with `JOINT_E_CANCELLED` and the
- * CLOSED event follows, both during the next `joint_ctx_process`.
- */
-JOINT_API joint_status joint_conn_close(joint_conn *conn);
-
-/**
- * Whether new calls can be made on the connection (it is connecting or open).
- */
-JOINT_API bool joint_conn_is_open(const joint_conn *conn);
-
-/**
- * Attach application data to a connection (joint never touches it).
- */
-JOINT_API joint_status joint_conn_set_user_data(joint_conn *conn, void *user_data);
-
-/**
- * The data attached with `joint_conn_set_user_data` (NULL if none).
- */
-JOINT_API void *joint_conn_user_data(const joint_conn *conn);
-
-/**
- * Call `method` (NUL-terminated) with `params`: one encoded MessagePack array (or a map, for
- * servers that take keyword params); `(NULL, 0)` sends `[]`. Both are copied.
- * `timeout_ms` > 0 fails the call with `JOINT_E_TIMEOUT` after that long; 0 or -1 means no
- * timeout. `cb` (may be NULL: the result is discarded) runs exactly once, inside
- * `joint_ctx_process` or `joint_ctx_free`. If this returns an error, `cb` never runs.
- * `call_id_out` (may be NULL) receives an id for `joint_conn_cancel`.
- */
-JOINT_API
-joint_status joint_conn_call(joint_conn *conn,
-                             const char *method,
-                             const uint8_t *params,
-                             size_t params_len,
-                             int32_t timeout_ms,
-                             joint_response_cb cb,
-                             void *user_data,
-                             uint64_t *call_id_out);
-
-/**
- * Cancel a pending call: it completes with `JOINT_E_CANCELLED` during the next
- * `joint_ctx_process`; a late response is ignored. `JOINT_E_STATE` if it is not pending.
- */
-JOINT_API joint_status joint_conn_cancel(joint_conn *conn, uint64_t call_id);
-
-/**
- * Send a notification (no response). `params` as for `joint_conn_call`.
- */
-JOINT_API
-joint_status joint_conn_notify(joint_conn *conn,
-                               const char *method,
-                               const uint8_t *params,
-                               size_t params_len);
-
-/**
- * Call and wait (running `joint_ctx_process` meanwhile, so other callbacks run too).
- * On `JOINT_OK`, `*result_out` receives the result. On `JOINT_E_REMOTE`, `*error_out` (if
- * not NULL) receives the peer's error object. Both are owned by the caller
- * (`joint_buf_free`). Other errors are described by `joint_ctx_last_error`.
- * `timeout_ms` as for `joint_conn_call`. From a callback: `JOINT_E_RECURSIVE`.
- */
-JOINT_API
-joint_status joint_conn_call_sync(joint_conn *conn,
-                                  const char *method,
-                                  const uint8_t *params,
-                                  size_t params_len,
-                                  int32_t timeout_ms,
-                                  joint_buf **result_out,
-                                  joint_buf **error_out);
-
-/**
- * `JOINT_OK` with a result; `JOINT_E_REMOTE` when the peer answered with an error object;
- * otherwise why the call failed (`JOINT_E_TIMEOUT`, `JOINT_E_CLOSED`, `JOINT_E_CANCELLED`,
- * `JOINT_E_CONNREFUSED`, `JOINT_E_TOO_LARGE`, `JOINT_E_PROTOCOL`, ...).
- */
-JOINT_API joint_status joint_response_status(const joint_response *resp);
-
-/**
- * The result object (MessagePack; nil unless the status is `JOINT_OK`). Borrowed until the
- * callback returns.
- */
-JOINT_API
-joint_status joint_response_result(const joint_response *resp,
-                                   const uint8_t **data_out,
-                                   size_t *len_out);
-
-/**
- * The peer's error object as sent (MessagePack; nil unless the status is
- * `JOINT_E_REMOTE`). Borrowed until the callback returns. See `joint_error_message`.
- */
-JOINT_API
-joint_status joint_response_error(const joint_response *resp,
-                                  const uint8_t **data_out,
-                                  size_t *len_out);
-
-/**
- * A readable description of a failure (for `JOINT_E_REMOTE`, the message found in the
- * error object), "" on success. Borrowed until the callback returns.
- */
-JOINT_API const char *joint_response_message(const joint_response *resp);
-
-/**
- * The id `joint_conn_call` returned for this call.
- */
-JOINT_API uint64_t joint_response_call_id(const joint_response *resp);
-
-/**
- * The bytes of a buffer, borrowed until `joint_buf_free`.
- */
-JOINT_API
-joint_status joint_buf_data(const joint_buf *buf,
-                            const uint8_t **data_out,
-                            size_t *len_out);
-
-/**
- * Free a buffer. NULL is a no-op.
- */
-JOINT_API void joint_buf_free(joint_buf *buf);
-
-/**
  * Create a configuration with the defaults: 64 MiB maximum message size, nesting depth 128,
  * 65536 calls in flight per connection and direction, 10 s connect timeout, a 256 MiB
  * memory budget, a 1 MiB output high-water mark, 4096 connections, a 30 s message timeout,
- * no idle timeout, a 5 s linger, a listen backlog of 1024, no logging (unless the JOINT_LOG
- * environment variable is set).
- * On success `*config_out` is owned by the caller.
+ * no idle timeout, a 5 s linger, a listen backlog of 1024, the joint extension on with a
+ * window of 64 items, 4 worker threads, no logging (unless the JOINT_LOG environment
+ * variable is set). On success `*config_out` is owned by the caller.
  */
 JOINT_API joint_status joint_config_new(joint_config **config_out);
 
@@ -773,7 +609,8 @@ JOINT_API joint_status joint_config_set_max_depth(joint_config *config, uint32_t
 JOINT_API joint_status joint_config_set_max_inflight(joint_config *config, uint32_t calls);
 
 /**
- * Connect timeout in milliseconds; -1 leaves it to the operating system.
+ * Connect timeout in milliseconds (default 10000; -1: as long as the operating system
+ * tries; 0 is `JOINT_E_INVAL`).
  */
 JOINT_API
 joint_status joint_config_set_connect_timeout_ms(joint_config *config,
@@ -791,8 +628,9 @@ JOINT_API joint_status joint_config_set_memory_budget(joint_config *config, size
 
 /**
  * Output high-water mark, in bytes (at least 1; default 1 MiB): while more than this is
- * queued for a connection, its requests are not read or dispatched, until the output drains
- * to half of it. A peer that does not read is slowed down, not buffered for.
+ * queued for a connection, its requests are not read or dispatched, and `joint_conn_send`
+ * returns `JOINT_WOULD_BLOCK`, until the output drains to half of it. A peer that does not
+ * read is slowed down, not buffered for.
  */
 JOINT_API joint_status joint_config_set_output_high_water(joint_config *config, size_t bytes);
 
@@ -803,25 +641,26 @@ JOINT_API joint_status joint_config_set_output_high_water(joint_config *config, 
 JOINT_API joint_status joint_config_set_max_connections(joint_config *config, uint32_t connections);
 
 /**
- * Message timeout in milliseconds (default 30000; -1: none): a message must arrive whole
- * within this long of its first byte, and queued output must make progress within it, or
- * the connection closes (`JOINT_E_TIMEOUT` / `JOINT_E_LIMIT` in its close event).
+ * Message timeout in milliseconds (default 30000; -1: none; 0 is `JOINT_E_INVAL`): a
+ * message must arrive whole within this long of its first byte, and queued output must make
+ * progress within it, or the connection closes (`JOINT_E_TIMEOUT` / `JOINT_E_LIMIT` in its
+ * close event).
  */
 JOINT_API
 joint_status joint_config_set_message_timeout_ms(joint_config *config,
                                                  int32_t timeout_ms);
 
 /**
- * Idle timeout in milliseconds (default -1: none): a connection with no traffic either way,
- * no unanswered requests and no pending calls for this long is closed.
+ * Idle timeout in milliseconds (default -1: none; 0 is `JOINT_E_INVAL`): a connection with
+ * no traffic either way, no unanswered requests and no pending calls for this long is closed.
  */
 JOINT_API joint_status joint_config_set_idle_timeout_ms(joint_config *config, int32_t timeout_ms);
 
 /**
- * Linger in milliseconds (default 5000; 0: none): after a peer closed its end, how long the
- * requests it sent may still be answered; then they are cancelled
+ * Linger in milliseconds (default 5000; 0: don't wait): after a peer closed its end, how
+ * long the requests it sent may still be answered; then they are cancelled
  * (`joint_request_is_cancelled` says so, answering does nothing) and the connection is
- * freed.
+ * freed. -1 is `JOINT_E_INVAL`: a peer that left may not hold the context's memory forever.
  */
 JOINT_API joint_status joint_config_set_linger_ms(joint_config *config, int32_t linger_ms);
 
@@ -830,6 +669,26 @@ JOINT_API joint_status joint_config_set_linger_ms(joint_config *config, int32_t 
  * default 1024, capped by the system's `net.core.somaxconn`).
  */
 JOINT_API joint_status joint_config_set_listen_backlog(joint_config *config, uint32_t backlog);
+
+/**
+ * Offer the joint extension on connections this context opens and accept it on
+ * connections it accepts (default: true). Stock peers are unaffected either way: the offer
+ * is one ordinary request to the reserved method "joint.hello", answered by them with an
+ * ordinary error.
+ */
+JOINT_API joint_status joint_config_set_extension(joint_config *config, bool enabled);
+
+/**
+ * Flow-control window: items a peer may stream into (or out of) one call before it must
+ * wait for credit (default 64; at least 1).
+ */
+JOINT_API joint_status joint_config_set_window(joint_config *config, uint32_t items);
+
+/**
+ * Threads of the worker pool for methods registered with `joint_ctx_register_pool`
+ * (default 4; at least 1; started on first use).
+ */
+JOINT_API joint_status joint_config_set_workers(joint_config *config, uint32_t threads);
 
 /**
  * Send log lines up to `level` (`JOINT_LOG_*`) to `cb`, which runs on the thread calling
@@ -852,17 +711,17 @@ JOINT_API joint_status joint_ctx_new(const joint_config *config, joint_ctx **ctx
 /**
  * Free a context. Every pending call completes with `JOINT_E_CANCELLED`, open connections
  * get a CLOSED event, registered `free_user_data` functions run, and every fd is closed.
- * Every connection and listener handle of the context becomes invalid: free your
- * connections before the context, not after.
- * Child processes get 0.5 s to exit after their stdin closes, then are killed. Requests
- * still held by the application stay valid; answering them does nothing. NULL is a no-op.
- * Must not be called from a callback of this context (such a call is ignored).
+ * Handles the application still holds (connections it made, listeners, streams, requests)
+ * stay valid to free: from now on their other functions return `JOINT_E_STATE` (and
+ * `joint_conn_is_open` false); requests may still be answered, which does nothing.
+ * Child processes get 0.5 s to exit after their stdin closes, then are killed. NULL is a
+ * no-op. Must not be called from a callback of this context (such a call is ignored).
  */
 JOINT_API void joint_ctx_free(joint_ctx *ctx);
 
 /**
- * Detail of the last error on this context (or on one of its connections), NUL-terminated,
- * "" if none. Owned by the context; valid until the next call on it.
+ * Detail of the last error on this context (or on one of its handles), NUL-terminated, ""
+ * if none. Owned by the context; valid until the next call on it.
  */
 JOINT_API const char *joint_ctx_last_error(const joint_ctx *ctx);
 
@@ -875,7 +734,8 @@ JOINT_API int32_t joint_ctx_fd(const joint_ctx *ctx);
 
 /**
  * Milliseconds until `joint_ctx_process` must run even if the fd stays quiet: -1 no
- * deadline, 0 now. Rounded up. Query again after every `joint_ctx_process`.
+ * deadline, 0 now. Rounded up. Query again after every `joint_ctx_process`. -1 if `ctx` is
+ * NULL.
  */
 JOINT_API int32_t joint_ctx_timeout_ms(const joint_ctx *ctx);
 
@@ -888,7 +748,8 @@ JOINT_API joint_status joint_ctx_process(joint_ctx *ctx);
 
 /**
  * Wait until the fd is readable or `timeout_ms` passes (-1: no limit other than the next
- * timer), then run `joint_ctx_process`. For programs without their own event loop.
+ * timer; 0: don't wait), then run `joint_ctx_process`. For programs without their own
+ * event loop.
  */
 JOINT_API joint_status joint_ctx_wait(joint_ctx *ctx, int32_t timeout_ms);
 
@@ -899,22 +760,10 @@ JOINT_API joint_status joint_ctx_wait(joint_ctx *ctx, int32_t timeout_ms);
 JOINT_API joint_status joint_ctx_wakeup(const joint_ctx *ctx);
 
 /**
- * Listen on `uri`: `tcp://HOST:PORT` (port 0 picks a free port; IPv6 as `tcp://[::1]:PORT`),
- * `unix:///path` (the socket file must not exist; it is removed when the listener closes),
- * or `udp://HOST:PORT` (one message per datagram, at most 65507 bytes; each remote address
- * becomes a connection, forgotten after 60 s idle). Accepted connections are served by the registered handlers and reported to the
- * connection callback. `listener_out` may be NULL; the listener is owned by the context.
- */
-JOINT_API
-joint_status joint_ctx_listen(joint_ctx *ctx,
-                              const char *uri,
-                              joint_listener **listener_out);
-
-/**
- * Begin a graceful shutdown: every listener closes (their handles are freed), and requests
- * that arrive from now on are answered with a `JOINT_RPC_SHUTTING_DOWN` error. Requests
- * already received, calls, and open connections are unaffected: keep processing until
- * `joint_ctx_unanswered` is 0, then free the context.
+ * Begin a graceful shutdown: every listener closes (their handles stay valid until
+ * `joint_listener_free`), and requests that arrive from now on are answered with a
+ * `JOINT_RPC_SHUTTING_DOWN` error. Requests already received, calls, and open connections
+ * are unaffected: keep processing until `joint_ctx_unanswered` is 0, then free the context.
  */
 JOINT_API joint_status joint_ctx_shutdown(joint_ctx *ctx);
 
@@ -923,17 +772,6 @@ JOINT_API joint_status joint_ctx_shutdown(joint_ctx *ctx);
  * shutdown: process until it is 0).
  */
 JOINT_API size_t joint_ctx_unanswered(const joint_ctx *ctx);
-
-/**
- * The listener's address as a URI, with the real port (for example "tcp://127.0.0.1:41234").
- * Owned by the listener. "" if `listener` is NULL.
- */
-JOINT_API const char *joint_listener_uri(const joint_listener *listener);
-
-/**
- * Stop listening and free the listener (connections it accepted stay open). NULL is a no-op.
- */
-JOINT_API joint_status joint_listener_close(joint_listener *listener);
 
 /**
  * Serve `method` (NUL-terminated) with `cb` on every connection of this context. Replaces
@@ -961,6 +799,21 @@ joint_status joint_ctx_set_fallback(joint_ctx *ctx,
                                     joint_request_cb cb,
                                     void *user_data,
                                     joint_free_fn free_user_data);
+
+/**
+ * Serve `method` on the worker pool (`joint_config_set_workers` threads) instead of the loop
+ * thread, for handlers that block or compute. `cb` runs on a worker thread and owns the
+ * request as usual (reply, yield with `joint_request_wait_writable`, pull inputs with
+ * `joint_request_next_input` — not `joint_request_set_event_cb` or `joint_request_conn`).
+ * `user_data` must be usable from any thread; `free_user_data` runs when the registration
+ * is replaced or the context freed (after the workers stop).
+ */
+JOINT_API
+joint_status joint_ctx_register_pool(joint_ctx *ctx,
+                                     const char *method,
+                                     joint_request_cb cb,
+                                     void *user_data,
+                                     joint_free_fn free_user_data);
 
 /**
  * Receive notifications (from every connection). A NULL `cb` ignores them.
@@ -999,6 +852,499 @@ joint_status joint_ctx_add_timer(joint_ctx *ctx,
  * already fired or was cancelled.
  */
 JOINT_API joint_status joint_ctx_cancel_timer(joint_ctx *ctx, uint64_t timer_id);
+
+/**
+ * Listen on `uri`: `tcp://HOST:PORT` (port 0 picks a free port; IPv6 as `tcp://[::1]:PORT`),
+ * `unix:///path` (the socket file must not exist; it is removed when the listener closes),
+ * or `udp://HOST:PORT` (one message per datagram, at most 65507 bytes; each remote address
+ * becomes a connection, forgotten after 60 s idle). Accepted connections are served by the
+ * registered handlers and reported to the connection callback. With `listener_out`, the
+ * caller gets a handle it owns (`joint_listener_free`); with NULL, the listener runs until
+ * `joint_ctx_shutdown` or `joint_ctx_free`.
+ */
+JOINT_API
+joint_status joint_ctx_listen(joint_ctx *ctx,
+                              const char *uri,
+                              joint_listener **listener_out);
+
+/**
+ * The listener's address as a URI, with the real port (for example "tcp://127.0.0.1:41234").
+ * Owned by the listener; valid until `joint_listener_free`. "" if `listener` is NULL.
+ */
+JOINT_API const char *joint_listener_uri(const joint_listener *listener);
+
+/**
+ * Stop listening (connections it accepted stay open). Closing a closed listener does
+ * nothing. The handle stays valid until `joint_listener_free`.
+ */
+JOINT_API joint_status joint_listener_close(joint_listener *listener);
+
+/**
+ * Close the listener if it is open, and free its handle. NULL is a no-op. Works after
+ * `joint_ctx_free` too.
+ */
+JOINT_API void joint_listener_free(joint_listener *listener);
+
+/**
+ * Connect to `uri` (`tcp://HOST:PORT`, `tcp://[::1]:PORT`, `unix:///path`, or
+ * `udp://HOST:PORT`: one message per datagram, at most 65507 bytes, no delivery guarantee —
+ * use call timeouts) without blocking (host names are resolved with the system resolver,
+ * which may block). Calls may be made at once; they are sent when the connection is up.
+ * Errors known at once (bad address, missing Unix socket) are returned; later ones
+ * (refused, timeout) close the connection: its calls fail and the connection callback gets
+ * CLOSED. On success `*conn_out` is owned by the caller (`joint_conn_free`).
+ */
+JOINT_API joint_status joint_ctx_connect(joint_ctx *ctx, const char *uri, joint_conn **conn_out);
+
+/**
+ * Start `argv[0]` (searched in PATH) with the NULL-terminated arguments `argv`, and talk
+ * MessagePack-RPC over its stdin and stdout (its stderr is inherited), as `nvim --embed`
+ * needs. On success `*conn_out` is owned by the caller; freeing it closes the child's
+ * stdin, and the child is reaped when it exits.
+ */
+JOINT_API
+joint_status joint_ctx_spawn(joint_ctx *ctx,
+                             const char *const *argv,
+                             joint_conn **conn_out);
+
+/**
+ * Talk MessagePack-RPC over this process's stdin and stdout (for a server started by its
+ * client, as Neovim starts plugins). The fds are duplicated; O_NONBLOCK is set on them.
+ * On success `*conn_out` is owned by the caller.
+ */
+JOINT_API joint_status joint_ctx_open_stdio(joint_ctx *ctx, joint_conn **conn_out);
+
+/**
+ * Release a connection the caller owns (from `joint_ctx_connect`, `joint_ctx_spawn` or
+ * `joint_ctx_open_stdio`). If it is open it is closed: its pending calls complete with
+ * `JOINT_E_CANCELLED` during the next `joint_ctx_process` (no CLOSED event follows).
+ * Works before or after `joint_ctx_free`. NULL, and connections a listener accepted (the
+ * context frees those), are ignored.
+ */
+JOINT_API void joint_conn_free(joint_conn *conn);
+
+/**
+ * Close a connection (any kind) without freeing its handle: pending calls complete with
+ * `JOINT_E_CANCELLED` and the CLOSED event follows, both during the next
+ * `joint_ctx_process`.
+ */
+JOINT_API joint_status joint_conn_close(joint_conn *conn);
+
+/**
+ * Whether new calls can be made on the connection (it is connecting or open, and its
+ * context is alive).
+ */
+JOINT_API bool joint_conn_is_open(const joint_conn *conn);
+
+/**
+ * Attach application data to a connection (joint never touches it). Works after
+ * `joint_ctx_free` too.
+ */
+JOINT_API joint_status joint_conn_set_user_data(joint_conn *conn, void *user_data);
+
+/**
+ * The data attached with `joint_conn_set_user_data` (NULL if none).
+ */
+JOINT_API void *joint_conn_user_data(const joint_conn *conn);
+
+/**
+ * Where the joint extension stands on a connection: `JOINT_EXT_OFF`, `JOINT_EXT_PENDING`,
+ * `JOINT_EXT_ON` or `JOINT_EXT_REFUSED` (a stock peer). -1 if `conn` is NULL or its context
+ * is gone.
+ */
+JOINT_API int32_t joint_conn_extension(const joint_conn *conn);
+
+/**
+ * Call `method` (NUL-terminated) with `params`: one encoded MessagePack array (or a map, for
+ * servers that take keyword params); `(NULL, 0)` sends `[]`. Both are copied.
+ * `timeout_ms`: -1 no timeout, > 0 fail the call with `JOINT_E_TIMEOUT` after that long (0
+ * is `JOINT_E_INVAL`). `cb` (may be NULL: the result is discarded) runs exactly once,
+ * inside `joint_ctx_process` or `joint_ctx_free`. If this returns an error, `cb` never
+ * runs. `call_id_out` (may be NULL) receives an id for `joint_conn_cancel`.
+ */
+JOINT_API
+joint_status joint_conn_call(joint_conn *conn,
+                             const char *method,
+                             const uint8_t *params,
+                             size_t params_len,
+                             int32_t timeout_ms,
+                             joint_response_cb cb,
+                             void *user_data,
+                             uint64_t *call_id_out);
+
+/**
+ * Call with options: to a joint peer this is an extended call (keyword params, deadline,
+ * streamed items through the options' event callback, values sent in with
+ * `joint_conn_send`); to a stock peer a stock request. `opts` may be NULL (defaults).
+ * Completion as for `joint_conn_call`: `cb` runs exactly once; on an error return never.
+ */
+JOINT_API
+joint_status joint_conn_call_opts(joint_conn *conn,
+                                  const char *method,
+                                  const uint8_t *params,
+                                  size_t params_len,
+                                  const joint_call_opts *opts,
+                                  joint_response_cb cb,
+                                  void *user_data,
+                                  uint64_t *call_id_out);
+
+/**
+ * Cancel a pending call: it completes with `JOINT_E_CANCELLED` during the next
+ * `joint_ctx_process`; a late response is ignored. `JOINT_E_STATE` if it is not pending.
+ */
+JOINT_API joint_status joint_conn_cancel(joint_conn *conn, uint64_t call_id);
+
+/**
+ * Send a notification (no response). `params` as for `joint_conn_call`.
+ */
+JOINT_API
+joint_status joint_conn_notify(joint_conn *conn,
+                               const char *method,
+                               const uint8_t *params,
+                               size_t params_len);
+
+/**
+ * Call and wait (running `joint_ctx_process` meanwhile, so other callbacks run too).
+ * `JOINT_OK`: `*result_out` receives the result. `JOINT_E_REMOTE`: `*error_out` (if not
+ * NULL) receives the peer's error object. Both are owned by the caller (`joint_buf_free`).
+ * Other errors are described by `joint_ctx_last_error`. `timeout_ms` as for
+ * `joint_conn_call`. From a callback: `JOINT_E_RECURSIVE`.
+ */
+JOINT_API
+joint_status joint_conn_call_sync(joint_conn *conn,
+                                  const char *method,
+                                  const uint8_t *params,
+                                  size_t params_len,
+                                  int32_t timeout_ms,
+                                  joint_buf **result_out,
+                                  joint_buf **error_out);
+
+/**
+ * Send `item` (one encoded object, copied) into our running call `call_id` (made with
+ * client streaming). `JOINT_WOULD_BLOCK`: no credit yet, or the connection's output holds
+ * its high-water mark of unsent bytes (`joint_config_set_output_high_water`) — wait for
+ * `JOINT_CALL_WRITABLE` and try again. `JOINT_E_UNSUPPORTED`: the peer is a stock peer (or
+ * the call takes no input, or its input has ended).
+ */
+JOINT_API
+joint_status joint_conn_send(joint_conn *conn,
+                             uint64_t call_id,
+                             const uint8_t *item,
+                             size_t len);
+
+/**
+ * No more values will be sent into `call_id`.
+ */
+JOINT_API joint_status joint_conn_end_input(joint_conn *conn, uint64_t call_id);
+
+/**
+ * Throw `error` (one encoded object, copied) into the running call `call_id`; the callee's
+ * handler gets it (`JOINT_INPUT_THROW`) and decides how the call ends.
+ */
+JOINT_API
+joint_status joint_conn_throw(joint_conn *conn,
+                              uint64_t call_id,
+                              const uint8_t *error,
+                              size_t len);
+
+/**
+ * With manual credit: `items` more may be streamed to us on `call_id`.
+ */
+JOINT_API joint_status joint_conn_grant(joint_conn *conn, uint64_t call_id, uint32_t items);
+
+/**
+ * Create call options (no timeout, no kwargs, no streaming input, the context's window).
+ * On success `*opts_out` is owned by the caller.
+ */
+JOINT_API joint_status joint_call_opts_new(joint_call_opts **opts_out);
+
+/**
+ * Free call options. NULL is a no-op. Calls made with them are not affected.
+ */
+JOINT_API void joint_call_opts_free(joint_call_opts *opts);
+
+/**
+ * Timeout in milliseconds (-1: none, the default; 0 is `JOINT_E_INVAL`). The call fails
+ * with `JOINT_E_TIMEOUT` after it; a joint callee gets it as its deadline and stops too.
+ */
+JOINT_API joint_status joint_call_opts_set_timeout_ms(joint_call_opts *opts, int32_t timeout_ms);
+
+/**
+ * Keyword params: one encoded MessagePack map (copied); `(NULL, 0)` removes them. To a
+ * stock peer they travel as the last positional param (or as the params, if there are no
+ * positional ones).
+ */
+JOINT_API
+joint_status joint_call_opts_set_kwargs(joint_call_opts *opts,
+                                        const uint8_t *kwargs,
+                                        size_t len);
+
+/**
+ * The call takes values sent into it with `joint_conn_send`, then `joint_conn_end_input`.
+ */
+JOINT_API joint_status joint_call_opts_set_client_stream(joint_call_opts *opts, bool enabled);
+
+/**
+ * Items the callee may stream before we grant more (0: the context's window).
+ */
+JOINT_API joint_status joint_call_opts_set_window(joint_call_opts *opts, uint32_t items);
+
+/**
+ * Receive items and send credit of calls made with these options as they come (inside
+ * `joint_ctx_process`). Replaces an earlier callback; a NULL `cb` removes it.
+ * `free_user_data` runs once the options are freed or given another callback, and every
+ * call made with this one has completed.
+ */
+JOINT_API
+joint_status joint_call_opts_set_event_cb(joint_call_opts *opts,
+                                          joint_call_event_cb cb,
+                                          void *user_data,
+                                          joint_free_fn free_user_data);
+
+/**
+ * Grant credit with `joint_conn_grant` instead of after each item callback returns (for
+ * consumers slower than the loop: the callee then waits instead of us buffering).
+ */
+JOINT_API joint_status joint_call_opts_set_manual_credit(joint_call_opts *opts, bool enabled);
+
+/**
+ * `JOINT_OK` with a result; `JOINT_E_REMOTE` when the peer answered with an error object;
+ * otherwise why the call failed (`JOINT_E_TIMEOUT`, `JOINT_E_CLOSED`, `JOINT_E_CANCELLED`,
+ * `JOINT_E_CONNREFUSED`, `JOINT_E_TOO_LARGE`, `JOINT_E_PROTOCOL`, ...).
+ */
+JOINT_API joint_status joint_response_status(const joint_response *resp);
+
+/**
+ * The result object (MessagePack; nil unless the status is `JOINT_OK`). Borrowed until the
+ * callback returns.
+ */
+JOINT_API
+joint_status joint_response_result(const joint_response *resp,
+                                   const uint8_t **data_out,
+                                   size_t *len_out);
+
+/**
+ * The peer's error object as sent (MessagePack; nil unless the status is
+ * `JOINT_E_REMOTE`). Borrowed until the callback returns. See `joint_error_message`.
+ */
+JOINT_API
+joint_status joint_response_error(const joint_response *resp,
+                                  const uint8_t **data_out,
+                                  size_t *len_out);
+
+/**
+ * A readable description of a failure (for `JOINT_E_REMOTE`, the message found in the
+ * error object), "" on success. Borrowed until the callback returns.
+ */
+JOINT_API const char *joint_response_message(const joint_response *resp);
+
+/**
+ * The id `joint_conn_call` gave this call (0 if `resp` is NULL).
+ */
+JOINT_API uint64_t joint_response_call_id(const joint_response *resp);
+
+/**
+ * The bytes of a buffer, borrowed until `joint_buf_free`.
+ */
+JOINT_API
+joint_status joint_buf_data(const joint_buf *buf,
+                            const uint8_t **data_out,
+                            size_t *len_out);
+
+/**
+ * Free a buffer. NULL is a no-op.
+ */
+JOINT_API void joint_buf_free(joint_buf *buf);
+
+/**
+ * Call and pull the streamed items one at a time with `joint_stream_next` (a blocking
+ * helper: not from a callback). Credit is granted as items are pulled, so a slow consumer
+ * slows the producer instead of buffering. `opts` may be NULL; its event callback and
+ * manual-credit setting are ignored. On success `*stream_out` is owned by the caller.
+ */
+JOINT_API
+joint_status joint_conn_call_stream(joint_conn *conn,
+                                    const char *method,
+                                    const uint8_t *params,
+                                    size_t params_len,
+                                    const joint_call_opts *opts,
+                                    joint_stream **stream_out);
+
+/**
+ * Pull the next item, waiting up to `timeout_ms` (-1: no limit; 0: don't wait), running
+ * `joint_ctx_process` meanwhile. `JOINT_OK`: `*item_out` holds an item. `JOINT_DONE`: the
+ * call finished; `*item_out` holds its result (the stream is over). `JOINT_WOULD_BLOCK`:
+ * no item yet, nothing written. `JOINT_E_REMOTE`: the peer answered with an error object,
+ * written to `*error_out` if it is not NULL. Other errors: why the call failed (after the
+ * end: `JOINT_E_STATE`). Buffers are owned by the caller (`joint_buf_free`).
+ */
+JOINT_API
+joint_status joint_stream_next(joint_stream *stream,
+                               int32_t timeout_ms,
+                               joint_buf **item_out,
+                               joint_buf **error_out);
+
+/**
+ * The id of the stream's call (for `joint_conn_send`, `joint_conn_cancel`, ...). 0 if
+ * `stream` is NULL.
+ */
+JOINT_API uint64_t joint_stream_call_id(const joint_stream *stream);
+
+/**
+ * Free a stream; a call still running is cancelled. NULL is a no-op. Works before or after
+ * `joint_ctx_free`.
+ */
+JOINT_API void joint_stream_free(joint_stream *stream);
+
+/**
+ * The method name as the peer sent it (str or bin; not NUL-terminated). Borrowed from the
+ * request.
+ */
+JOINT_API
+joint_status joint_request_method(const joint_request *req,
+                                  const uint8_t **data_out,
+                                  size_t *len_out);
+
+/**
+ * The positional params: one MessagePack array (`[]` when the peer sent a map or nil).
+ * Borrowed from the request.
+ */
+JOINT_API
+joint_status joint_request_params(const joint_request *req,
+                                  const uint8_t **data_out,
+                                  size_t *len_out);
+
+/**
+ * The keyword params: the MessagePack map the peer sent as params. `JOINT_E_STATE` (and
+ * nothing written) when the params were not a map. Borrowed from the request.
+ */
+JOINT_API
+joint_status joint_request_kwargs(const joint_request *req,
+                                  const uint8_t **data_out,
+                                  size_t *len_out);
+
+/**
+ * The msgid the peer chose for this request (0 if `req` is NULL).
+ */
+JOINT_API uint32_t joint_request_msgid(const joint_request *req);
+
+/**
+ * Whether the call ended without its handler: the caller cancelled it, its deadline passed,
+ * or its connection is gone (the peer went away, or closed its end and the linger passed,
+ * or the context was freed). Answering it then does nothing, so long work for it can stop
+ * early. Any thread.
+ */
+JOINT_API bool joint_request_is_cancelled(const joint_request *req);
+
+/**
+ * Whether an answer of `bytes` would fit in the context's memory budget now. An answer
+ * larger than 64 KiB that does not fit is replaced by a `JOINT_RPC_RESOURCE_EXHAUSTED` error,
+ * so a handler about to build a big answer can refuse before doing the work. Any thread.
+ */
+JOINT_API bool joint_request_fits(const joint_request *req, size_t bytes);
+
+/**
+ * The connection the request came on, to call the peer back over it (lent like the
+ * connection it names); NULL if it has closed or the context is gone. Only on the thread
+ * that runs `joint_ctx_process`.
+ */
+JOINT_API joint_conn *joint_request_conn(const joint_request *req);
+
+/**
+ * Answer with `result` (one encoded MessagePack object, copied; `(NULL, 0)` answers nil).
+ * Consumes `req` on every return path. If `result` is not one valid object within the size
+ * limit, the peer gets an error instead and this returns `JOINT_E_INVAL` or
+ * `JOINT_E_TOO_LARGE`. Any thread.
+ */
+JOINT_API
+joint_status joint_request_reply(joint_request *req,
+                                 const uint8_t *result,
+                                 size_t result_len);
+
+/**
+ * Answer with an error object (one encoded MessagePack object, copied; peers expect a
+ * string or `[code, message]`). Consumes `req` on every return path. Any thread.
+ */
+JOINT_API
+joint_status joint_request_reply_error(joint_request *req,
+                                       const uint8_t *error,
+                                       size_t error_len);
+
+/**
+ * Answer with joint's error object `[code, message]` (`message` NUL-terminated UTF-8, NULL
+ * for ""; codes: `JOINT_RPC_*` or the application's own). Consumes `req`. Any thread.
+ */
+JOINT_API
+joint_status joint_request_reply_error_msg(joint_request *req,
+                                           int64_t code,
+                                           const char *message);
+
+/**
+ * Release a request. If it was not answered, the peer gets a `JOINT_RPC_NOT_ANSWERED` error
+ * so it never waits forever. NULL is a no-op. Any thread.
+ */
+JOINT_API void joint_request_free(joint_request *req);
+
+/**
+ * Whether the request is an extended call (so it can stream, be cancelled, have a deadline).
+ */
+JOINT_API bool joint_request_is_extended(const joint_request *req);
+
+/**
+ * The flags of an extended call (`JOINT_CALL_FLAG_*`); 0 for a stock request.
+ */
+JOINT_API uint32_t joint_request_flags(const joint_request *req);
+
+/**
+ * The milliseconds the caller allowed the call (its deadline, from when it arrived); 0 for
+ * none or a stock request.
+ */
+JOINT_API uint32_t joint_request_deadline_ms(const joint_request *req);
+
+/**
+ * Stream one item (one encoded object, copied) to the caller. `JOINT_WOULD_BLOCK`: no
+ * credit — wait for `JOINT_INPUT_WRITABLE` (or `joint_request_wait_writable`) and try
+ * again. `JOINT_E_CANCELLED` / `JOINT_E_TIMEOUT` / `JOINT_E_CLOSED`: the call ended; stop
+ * and free the request. A stock caller gets all items as one array when the request is
+ * answered (the answer's own value is then not sent). Any thread.
+ */
+JOINT_API joint_status joint_request_yield(joint_request *req, const uint8_t *item, size_t len);
+
+/**
+ * Wait until `joint_request_yield` has credit (`JOINT_OK`), up to `timeout_ms` (-1: no
+ * limit; 0: don't wait): `JOINT_WOULD_BLOCK` if none came in time; `JOINT_E_CANCELLED`,
+ * `JOINT_E_TIMEOUT` (its deadline) or `JOINT_E_CLOSED` if the call ended. For handlers on
+ * their own threads (never on the loop thread: credit arrives through it).
+ */
+JOINT_API joint_status joint_request_wait_writable(const joint_request *req, int32_t timeout_ms);
+
+/**
+ * Pull the next event of an extended call (`JOINT_INPUT_*`), waiting up to `timeout_ms`
+ * (-1: no limit; 0: don't wait): `JOINT_OK` with `*event_out` set and, for VALUE and
+ * THROW, `*data_out` holding the value (owned by the caller; NULL otherwise);
+ * `JOINT_WOULD_BLOCK` if nothing came in time. For handlers without an event callback; any
+ * thread. Values pulled are credited back to the caller. A stock request has no input: it
+ * reports `JOINT_INPUT_END` at once.
+ */
+JOINT_API
+joint_status joint_request_next_input(const joint_request *req,
+                                      int32_t timeout_ms,
+                                      int32_t *event_out,
+                                      joint_buf **data_out);
+
+/**
+ * Receive the call's events (`JOINT_INPUT_*`) through `cb` on the loop thread, inside
+ * `joint_ctx_process`, instead of pulling them. Values delivered are credited back to the
+ * caller when the callback returns. Only for extended calls (`JOINT_E_UNSUPPORTED`
+ * otherwise), only on the loop thread, and a request with an event callback must also be
+ * consumed on the loop thread. A NULL `cb` removes it. `free_user_data` runs when the call
+ * ends or the callback is replaced.
+ */
+JOINT_API
+joint_status joint_request_set_event_cb(joint_request *req,
+                                        joint_request_event_cb cb,
+                                        void *user_data,
+                                        joint_free_fn free_user_data);
 
 /**
  * Create a writer. On success `*writer_out` is owned by the caller.
@@ -1188,325 +1534,6 @@ JOINT_API
 joint_status joint_read_raw(joint_reader *reader,
                             const uint8_t **data_out,
                             size_t *len_out);
-
-/**
- * The method name as the peer sent it (str or bin; not NUL-terminated). Borrowed from the
- * request.
- */
-JOINT_API
-joint_status joint_request_method(const joint_request *req,
-                                  const uint8_t **data_out,
-                                  size_t *len_out);
-
-/**
- * The positional params: one MessagePack array (`[]` when the peer sent a map or nil).
- * Borrowed from the request.
- */
-JOINT_API
-joint_status joint_request_params(const joint_request *req,
-                                  const uint8_t **data_out,
-                                  size_t *len_out);
-
-/**
- * The keyword params: the MessagePack map the peer sent as params. `JOINT_E_STATE` (and
- * nothing written) when the params were not a map. Borrowed from the request.
- */
-JOINT_API
-joint_status joint_request_kwargs(const joint_request *req,
-                                  const uint8_t **data_out,
-                                  size_t *len_out);
-
-/**
- * The msgid the peer chose for this request.
- */
-JOINT_API uint32_t joint_request_msgid(const joint_request *req);
-
-/**
- * Whether the call ended without its handler: the caller cancelled it, its deadline passed,
- * or its connection is gone (the peer went away, or closed its end and the linger passed).
- * Answering it then does nothing, so long work for it can stop early. Any thread.
- */
-JOINT_API bool joint_request_is_cancelled(const joint_request *req);
-
-/**
- * Whether an answer of `bytes` would fit in the context's memory budget now. An answer
- * larger than 64 KiB that does not fit is replaced by a `JOINT_RPC_RESOURCE_EXHAUSTED` error,
- * so a handler about to build a big answer can refuse before doing the work. Any thread.
- */
-JOINT_API bool joint_request_fits(const joint_request *req, size_t bytes);
-
-/**
- * The connection the request came on, to call the peer back over it; NULL if it has closed.
- * Only on the thread that runs `joint_ctx_process`, and only while the context lives.
- */
-JOINT_API joint_conn *joint_request_conn(const joint_request *req);
-
-/**
- * Answer with `result` (one encoded MessagePack object, copied; `(NULL, 0)` answers nil).
- * Consumes `req` on every return path. If `result` is not one valid object within the size limit, the peer gets an
- * error instead and this returns `JOINT_E_INVAL` or `JOINT_E_TOO_LARGE`. Any thread.
- */
-JOINT_API
-joint_status joint_request_reply(joint_request *req,
-                                 const uint8_t *result,
-                                 size_t result_len);
-
-/**
- * Answer with an error object (one encoded MessagePack object, copied; peers expect a
- * string or `[code, message]`). Consumes `req` on every return path. Any thread.
- */
-JOINT_API
-joint_status joint_request_reply_error(joint_request *req,
-                                       const uint8_t *error,
-                                       size_t error_len);
-
-/**
- * Answer with joint's error object `[code, message]` (`message` NUL-terminated UTF-8, NULL
- * for ""; codes: `JOINT_RPC_*` or the application's own). Consumes `req`. Any thread.
- */
-JOINT_API
-joint_status joint_request_reply_error_msg(joint_request *req,
-                                           int64_t code,
-                                           const char *message);
-
-/**
- * Release a request. If it was not answered, the peer gets a `JOINT_RPC_NOT_ANSWERED` error
- * so it never waits forever. NULL is a no-op. Any thread.
- */
-JOINT_API void joint_request_free(joint_request *req);
-
-/**
- * Offer the joint extension on connections this context opens and accept it on
- * connections it accepts (default: true). Stock peers are unaffected either way: the offer
- * is one ordinary request to the reserved method "joint.hello", answered by them with an
- * ordinary error.
- */
-JOINT_API joint_status joint_config_set_extension(joint_config *config, bool enabled);
-
-/**
- * Flow-control window: items a peer may stream into (or out of) one call before it must
- * wait for credit (default 64; at least 1).
- */
-JOINT_API joint_status joint_config_set_window(joint_config *config, uint32_t items);
-
-/**
- * Threads of the worker pool for methods registered with `joint_ctx_register_pool`
- * (default 4; started on first use).
- */
-JOINT_API joint_status joint_config_set_workers(joint_config *config, uint32_t threads);
-
-/**
- * Create call options (no timeout, no kwargs, no streaming input, the context's window).
- */
-JOINT_API joint_status joint_call_opts_new(joint_call_opts **opts_out);
-
-/**
- * Free call options. NULL is a no-op.
- */
-JOINT_API void joint_call_opts_free(joint_call_opts *opts);
-
-/**
- * Timeout in milliseconds (-1 or 0: none). The call fails with `JOINT_E_TIMEOUT` after it;
- * a joint callee gets it as its deadline and stops too.
- */
-JOINT_API joint_status joint_call_opts_set_timeout_ms(joint_call_opts *opts, int32_t timeout_ms);
-
-/**
- * Keyword params: one encoded MessagePack map (copied); `(NULL, 0)` removes them. To a
- * stock peer they travel as the last positional param (or as the params, if there are no
- * positional ones).
- */
-JOINT_API
-joint_status joint_call_opts_set_kwargs(joint_call_opts *opts,
-                                        const uint8_t *kwargs,
-                                        size_t len);
-
-/**
- * The call takes values sent into it with `joint_conn_send`, then `joint_conn_end_input`.
- */
-JOINT_API joint_status joint_call_opts_set_client_stream(joint_call_opts *opts, bool enabled);
-
-/**
- * Items the callee may stream before we grant more (0: the context's window).
- */
-JOINT_API joint_status joint_call_opts_set_window(joint_call_opts *opts, uint32_t items);
-
-/**
- * Receive items and send credit as they come (runs inside `joint_ctx_process`, with the
- * call's user data).
- */
-JOINT_API joint_status joint_call_opts_set_event_cb(joint_call_opts *opts, joint_call_event_cb cb);
-
-/**
- * Grant credit with `joint_conn_grant` instead of after each item callback returns (for
- * consumers slower than the loop: the callee then waits instead of us buffering).
- */
-JOINT_API joint_status joint_call_opts_set_manual_credit(joint_call_opts *opts, bool enabled);
-
-/**
- * Call with options: to a joint peer this is an extended call (keyword params, deadline,
- * streamed items through the options' event callback, values sent in with
- * `joint_conn_send`); to a stock peer a stock request. `opts` may be NULL (defaults).
- * Completion as for `joint_conn_call`: `cb` runs exactly once; on an error return never.
- */
-JOINT_API
-joint_status joint_conn_call_opts(joint_conn *conn,
-                                  const char *method,
-                                  const uint8_t *params,
-                                  size_t params_len,
-                                  const joint_call_opts *opts,
-                                  joint_response_cb cb,
-                                  void *user_data,
-                                  uint64_t *call_id_out);
-
-/**
- * Send `item` (one encoded object, copied) into our running call `call_id` (made with
- * client streaming). `JOINT_WOULD_BLOCK`: no credit yet, or the connection's output holds
- * its high-water mark of unsent bytes (`joint_config_set_output_high_water`) — wait for
- * `JOINT_CALL_WRITABLE` and try again. `JOINT_E_UNSUPPORTED`: the peer is a stock peer (or the call takes no
- * input, or its input has ended).
- */
-JOINT_API
-joint_status joint_conn_send(joint_conn *conn,
-                             uint64_t call_id,
-                             const uint8_t *item,
-                             size_t len);
-
-/**
- * No more values will be sent into `call_id`.
- */
-JOINT_API joint_status joint_conn_end_input(joint_conn *conn, uint64_t call_id);
-
-/**
- * Throw `error` (one encoded object, copied) into the running call `call_id`; the callee's
- * handler gets it (`JOINT_INPUT_THROW`) and decides how the call ends.
- */
-JOINT_API
-joint_status joint_conn_throw(joint_conn *conn,
-                              uint64_t call_id,
-                              const uint8_t *error,
-                              size_t len);
-
-/**
- * With manual credit: `items` more may be streamed to us on `call_id`.
- */
-JOINT_API joint_status joint_conn_grant(joint_conn *conn, uint64_t call_id, uint32_t items);
-
-/**
- * Where the joint extension stands on a connection: `JOINT_EXT_OFF`, `JOINT_EXT_PENDING`,
- * `JOINT_EXT_ON` or `JOINT_EXT_REFUSED` (a stock peer). -1 if `conn` is NULL.
- */
-JOINT_API int32_t joint_conn_extension(const joint_conn *conn);
-
-/**
- * Call and pull the streamed items one at a time with `joint_stream_next` (a blocking
- * helper: not from a callback). Credit is granted as items are pulled, so a slow consumer
- * slows the producer instead of buffering. `opts` may be NULL; its event callback and
- * manual-credit setting are ignored. On success `*stream_out` is owned by the caller.
- */
-JOINT_API
-joint_status joint_conn_call_stream(joint_conn *conn,
-                                    const char *method,
-                                    const uint8_t *params,
-                                    size_t params_len,
-                                    const joint_call_opts *opts,
-                                    joint_stream **stream_out);
-
-/**
- * Pull the next item, waiting up to `timeout_ms` (-1: as long as it takes), running
- * `joint_ctx_process` meanwhile. `JOINT_OK`: `*item_out` holds an item. `JOINT_DONE`: the
- * call finished; `*item_out` holds its result (then the stream is over). `JOINT_E_TIMEOUT`
- * with nothing written: no item yet. `JOINT_E_REMOTE`: `*item_out` holds the peer's error
- * object. Other errors: why the call failed. Buffers are owned by the caller.
- */
-JOINT_API
-joint_status joint_stream_next(joint_stream *stream,
-                               int32_t timeout_ms,
-                               joint_buf **item_out);
-
-/**
- * The id of the stream's call (for `joint_conn_send`, `joint_conn_cancel`, ...).
- */
-JOINT_API uint64_t joint_stream_call_id(const joint_stream *stream);
-
-/**
- * Free a stream; a call still running is cancelled. NULL is a no-op. Before the context.
- */
-JOINT_API void joint_stream_free(joint_stream *stream);
-
-/**
- * Whether the request is an extended call (so it can stream, be cancelled, have a deadline).
- */
-JOINT_API bool joint_request_is_extended(const joint_request *req);
-
-/**
- * The flags of an extended call (`JOINT_CALL_FLAG_*`); 0 for a stock request.
- */
-JOINT_API uint32_t joint_request_flags(const joint_request *req);
-
-/**
- * The milliseconds the caller allowed the call (its deadline, from when it arrived); 0 for
- * none or a stock request.
- */
-JOINT_API uint32_t joint_request_deadline_ms(const joint_request *req);
-
-/**
- * Stream one item (one encoded object, copied) to the caller. `JOINT_WOULD_BLOCK`: no
- * credit — wait for `JOINT_INPUT_WRITABLE` (or `joint_request_wait_writable`) and try
- * again. `JOINT_E_CANCELLED` / `JOINT_E_TIMEOUT` / `JOINT_E_CLOSED`: the call ended; stop
- * and free the request. A stock caller gets all items as one array when the request is
- * answered (the answer's own value is then not sent). Any thread.
- */
-JOINT_API joint_status joint_request_yield(joint_request *req, const uint8_t *item, size_t len);
-
-/**
- * Block until `joint_request_yield` has credit (`JOINT_OK`), `timeout_ms` passes without
- * any (`JOINT_WOULD_BLOCK`; -1: no limit), or the call ends (`JOINT_E_CANCELLED`,
- * `JOINT_E_TIMEOUT` for its deadline, `JOINT_E_CLOSED`). For handlers on their own threads
- * (never on the loop thread: credit arrives through it).
- */
-JOINT_API joint_status joint_request_wait_writable(const joint_request *req, int32_t timeout_ms);
-
-/**
- * Pull the next event of an extended call (`JOINT_INPUT_*`), waiting up to `timeout_ms`
- * (-1: no limit): `JOINT_OK` with `*event_out` set and, for VALUE and THROW, `*data_out`
- * holding the value (owned by the caller; NULL otherwise); `JOINT_E_TIMEOUT` if nothing came.
- * For handlers without an event callback; any thread. Values pulled are credited back to
- * the caller. A stock request has no input: it reports `JOINT_INPUT_END` at once.
- */
-JOINT_API
-joint_status joint_request_next_input(const joint_request *req,
-                                      int32_t timeout_ms,
-                                      int32_t *event_out,
-                                      joint_buf **data_out);
-
-/**
- * Receive the call's events (`JOINT_INPUT_*`) through `cb` on the loop thread, inside
- * `joint_ctx_process`, instead of pulling them. Values delivered are credited back to the
- * caller when the callback returns. Only for extended calls (`JOINT_E_UNSUPPORTED`
- * otherwise), only on the loop thread, and a request with an event callback must also be
- * consumed on the loop thread. `free_user_data` runs when the call ends.
- */
-JOINT_API
-joint_status joint_request_set_event_cb(joint_request *req,
-                                        joint_request_event_cb cb,
-                                        void *user_data,
-                                        joint_free_fn free_user_data);
-
-/**
- * Serve `method` on the worker pool (`joint_config_set_workers` threads) instead of the loop
- * thread, for handlers that block or compute. `cb` runs on a worker thread and owns the
- * request as usual (reply, yield with `joint_request_wait_writable`, pull inputs with
- * `joint_request_next_input` — not `joint_request_set_event_cb` or `joint_request_conn`).
- * `user_data` must be usable from any thread; `free_user_data` runs when the registration
- * is replaced or the context freed (after the workers stop).
- */
-JOINT_API
-joint_status joint_ctx_register_pool(joint_ctx *ctx,
-                                     const char *method,
-                                     joint_request_cb cb,
-                                     void *user_data,
-                                     joint_free_fn free_user_data);
 
 #ifdef __cplusplus
 }  // extern "C"

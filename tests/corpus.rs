@@ -1208,7 +1208,7 @@ impl RawPeer {
 }
 
 struct ClientRig {
-    ctx: Box<Context>,
+    ctx: Context,
     good: Rc<Good>,
     _good_server: ServerThread,
 }
@@ -1271,7 +1271,7 @@ fn check_call(file: &str, msgid: u32, kind: CallKind, r: &CallResult) {
 
 fn replay_against_client(rig: &ClientRig, file: &str, bytes: &[u8]) {
     let e = parse_expectation(file).unwrap();
-    let ctx = &*rig.ctx;
+    let ctx = &rig.ctx;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let conn = ctx.connect(&format!("tcp://{}", listener.local_addr().unwrap())).unwrap();

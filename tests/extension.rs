@@ -20,7 +20,7 @@ fn first_int(args: &[u8]) -> i64 {
 }
 
 /// A server with streaming methods.
-fn server(config: Config) -> (Box<Context>, String) {
+fn server(config: Config) -> (Context, String) {
     let ctx = Context::new(config).unwrap();
     let l = ctx.listen("tcp://127.0.0.1:0").unwrap();
     let uri = ctx.listener_uri(l).unwrap();
@@ -137,7 +137,7 @@ fn collect_items(items: &Rc<RefCell<Vec<i64>>>) -> joint::reactor::CallEventHand
     })
 }
 
-fn connect(srv: &Context, uri: &str) -> (Box<Context>, joint::reactor::ConnId) {
+fn connect(srv: &Context, uri: &str) -> (Context, joint::reactor::ConnId) {
     let cli = Context::new(Config::default()).unwrap();
     let conn = cli.connect(uri).unwrap();
     // Let the negotiation finish (not required: extended calls wait for it).
@@ -245,7 +245,7 @@ fn throw_into_a_call() {
 }
 
 /// A handler that never answers: cancellation and deadlines end it on both sides.
-fn hold_server() -> (Box<Context>, String, Rc<RefCell<Vec<(Request, Rc<RefCell<Vec<StreamEvent>>>)>>>) {
+fn hold_server() -> (Context, String, Rc<RefCell<Vec<(Request, Rc<RefCell<Vec<StreamEvent>>>)>>>) {
     let (srv, uri) = server(Config::default());
     let held = Rc::new(RefCell::new(Vec::new()));
     let h = held.clone();
@@ -433,7 +433,7 @@ fn extension_traffic_never_reaches_a_stock_peer() {
 /// memory budget on both ends.
 type Answered = Rc<std::cell::Cell<Option<Instant>>>;
 
-fn big_pair(extension: bool) -> (Box<Context>, Box<Context>, joint::reactor::ConnId, Answered) {
+fn big_pair(extension: bool) -> (Context, Context, joint::reactor::ConnId, Answered) {
     let mut config = Config::default();
     config.limits.frame.max_message_size = 300 << 20;
     config.memory_budget = 1 << 30;
@@ -525,7 +525,7 @@ fn small_calls_finish_long_before_a_256_mib_result() {
 
 /// A server whose `upload()` checks that every value is a 512 KiB bin of its index's byte and
 /// answers with the count; a client of it that has negotiated the extension.
-fn upload_pair() -> (Box<Context>, Box<Context>, joint::reactor::ConnId) {
+fn upload_pair() -> (Context, Context, joint::reactor::ConnId) {
     let srv = Context::new(Config::default()).unwrap();
     let l = srv.listen("tcp://127.0.0.1:0").unwrap();
     let uri = srv.listener_uri(l).unwrap();
@@ -587,8 +587,8 @@ fn sends_wait_for_the_output_to_drain_not_only_for_credit() {
     *writable.borrow_mut() = 0; // the first credit
     let outside = cli.send_bin_shared(call, std::sync::Arc::new(vec![0; 4]), 2..9);
     assert_eq!(outside.unwrap_err().kind, ErrorKind::InvalidArgument, "a range outside the buffer");
-                                // Values sent through `send` (copied) and `send_bin_shared` (written from one buffer),
-                                // alternately. The server is not run: what the kernel does not take stays in our output.
+    // Values sent through `send` (copied) and `send_bin_shared` (written from one buffer),
+    // alternately. The server is not run: what the kernel does not take stays in our output.
     let value = |i: usize| {
         let mut item = Vec::new();
         codec::write_bin(&mut item, &vec![i as u8; UPLOAD_ITEM]);

@@ -8,7 +8,7 @@ use joint::codec;
 use joint::error::ErrorKind;
 use joint::reactor::{Config, ConnEvent, Context, Response};
 
-fn server() -> (Box<Context>, String) {
+fn server() -> (Context, String) {
     let ctx = Context::new(Config::default()).unwrap();
     let l = ctx.listen("tcp://127.0.0.1:0").unwrap();
     let uri = ctx.listener_uri(l).unwrap();

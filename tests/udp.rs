@@ -13,7 +13,7 @@ use joint::reactor::{Config, Context};
 
 type Outcome = Result<Vec<u8>, (ErrorKind, Vec<u8>)>;
 
-fn server() -> (Box<Context>, String) {
+fn server() -> (Context, String) {
     let ctx = Context::new(Config::default()).unwrap();
     let l = ctx.listen("udp://127.0.0.1:0").unwrap();
     let uri = ctx.listener_uri(l).unwrap();

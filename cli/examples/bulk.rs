@@ -123,7 +123,7 @@ fn stock_blob(addr: &str, n: usize, times: usize) -> Duration {
     start.elapsed()
 }
 
-fn connect(uri: &str) -> (Box<Context>, ConnId) {
+fn connect(uri: &str) -> (Context, ConnId) {
     let mut config = Config::default();
     config.memory_budget = 1 << 30;
     let ctx = Context::new(config).unwrap();

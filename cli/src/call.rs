@@ -127,7 +127,7 @@ pub struct Options {
 }
 
 /// A context that serves `echo` and `add` (for callbacks), connected to the target.
-pub(crate) fn connect(options: &Options) -> Result<(Box<Context>, ConnId), ExitCode> {
+pub(crate) fn connect(options: &Options) -> Result<(Context, ConnId), ExitCode> {
     let config = Config { connect_timeout: options.timeout, ..Config::default() };
     let ctx = Context::new(config).map_err(|e| fail(&e.to_string()))?;
     methods::register_echo_add(&ctx);

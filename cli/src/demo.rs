@@ -88,7 +88,7 @@ enum Outcome {
 }
 
 struct Client {
-    ctx: Box<Context>,
+    ctx: Context,
     conn: ConnId,
 }
 

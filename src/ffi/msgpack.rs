@@ -1,8 +1,12 @@
-//! A small MessagePack writer and reader, so C programs need no other MessagePack library.
+//! `joint_writer` and `joint_reader`: a small MessagePack writer and reader, so C programs
+//! need no other MessagePack library. Their value functions are named `joint_write_*` and
+//! `joint_read_*` (the one exception to `joint_<object>_<verb>`, for brevity).
 
 use std::ffi::c_char;
 
-use super::*;
+use super::args::{c_str, put, put_slice, slice};
+use super::handle::{guard, into_handle, take_handle, with_object, with_ref, Boxed, Castable};
+use super::status::*;
 use crate::codec::{self, read};
 
 /// Builds MessagePack bytes. `joint_writer_new`, then `joint_write_*` in order (containers
@@ -19,6 +23,14 @@ pub struct joint_reader {
     data: *const u8,
     len: usize,
     pos: usize,
+}
+
+impl Castable for joint_writer {
+    type Ownership = Boxed;
+}
+
+impl Castable for joint_reader {
+    type Ownership = Boxed;
 }
 
 /// Value types reported by `joint_reader_type`.
@@ -46,25 +58,24 @@ pub const JOINT_TYPE_EXT: i32 = 9;
 /// Create a writer. On success `*writer_out` is owned by the caller.
 #[no_mangle]
 pub unsafe extern "C" fn joint_writer_new(writer_out: *mut *mut joint_writer) -> joint_status {
-    guard(JOINT_E_PANIC, || {
-        if writer_out.is_null() {
-            return JOINT_E_NULL;
-        }
-        // SAFETY: checked non-NULL.
-        unsafe { *writer_out = Box::into_raw(Box::new(joint_writer { buf: Vec::with_capacity(256) })) };
-        JOINT_OK
-    })
+    guard(
+        || JOINT_E_PANIC,
+        || {
+            if writer_out.is_null() {
+                return JOINT_E_NULL;
+            }
+            // SAFETY: checked non-NULL.
+            unsafe { *writer_out = into_handle(joint_writer { buf: Vec::with_capacity(256) }) };
+            JOINT_OK
+        },
+    )
 }
 
 /// Free a writer. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn joint_writer_free(writer: *mut joint_writer) {
-    guard((), || {
-        if !writer.is_null() {
-            // SAFETY: created by joint_writer_new, freed once.
-            drop(unsafe { Box::from_raw(writer) });
-        }
-    })
+    // SAFETY: NULL or made by joint_writer_new, freed once (caller's promise).
+    guard(|| (), || drop(unsafe { take_handle(writer) }))
 }
 
 /// Empty the writer, keeping its memory.
@@ -77,26 +88,27 @@ pub unsafe extern "C" fn joint_writer_reset(writer: *mut joint_writer) -> joint_
 /// The bytes written so far, borrowed until the next call on the writer.
 #[no_mangle]
 pub unsafe extern "C" fn joint_writer_data(writer: *const joint_writer, data_out: *mut *const u8, len_out: *mut usize) -> joint_status {
-    guard(JOINT_E_PANIC, || {
-        // SAFETY: NULL or a live writer.
-        let Some(w) = (unsafe { writer.as_ref() }) else { return JOINT_E_NULL };
-        // SAFETY: out-params may be NULL.
-        unsafe { put_slice(&w.buf, data_out, len_out) };
-        JOINT_OK
-    })
+    // SAFETY: NULL or a live writer; out-params may be NULL.
+    unsafe {
+        with_ref(writer, |w| {
+            put_slice(&w.buf, data_out, len_out);
+            JOINT_OK
+        })
+    }
 }
 
+/// Append to a writer's buffer.
+///
+/// # Safety
+/// `writer` is NULL or a live writer.
 unsafe fn with_writer(writer: *mut joint_writer, f: impl FnOnce(&mut Vec<u8>)) -> joint_status {
-    guard(JOINT_E_PANIC, || {
-        // SAFETY: NULL or a live writer (caller's promise).
-        match unsafe { writer.as_mut() } {
-            Some(w) => {
-                f(&mut w.buf);
-                JOINT_OK
-            }
-            None => JOINT_E_NULL,
-        }
-    })
+    // SAFETY: forwarded caller promise.
+    unsafe {
+        with_object(writer, |w| {
+            f(&mut w.buf);
+            JOINT_OK
+        })
+    }
 }
 
 /// Append nil.
@@ -228,46 +240,46 @@ pub unsafe extern "C" fn joint_write_raw(writer: *mut joint_writer, data: *const
 /// valid while the reader is used. On success `*reader_out` is owned by the caller.
 #[no_mangle]
 pub unsafe extern "C" fn joint_reader_new(data: *const u8, len: usize, reader_out: *mut *mut joint_reader) -> joint_status {
-    guard(JOINT_E_PANIC, || {
-        if reader_out.is_null() || (data.is_null() && len > 0) {
-            return JOINT_E_NULL;
-        }
-        // SAFETY: checked non-NULL.
-        unsafe { *reader_out = Box::into_raw(Box::new(joint_reader { data, len, pos: 0 })) };
-        JOINT_OK
-    })
+    guard(
+        || JOINT_E_PANIC,
+        || {
+            if reader_out.is_null() || (data.is_null() && len > 0) {
+                return JOINT_E_NULL;
+            }
+            // SAFETY: checked non-NULL.
+            unsafe { *reader_out = into_handle(joint_reader { data, len, pos: 0 }) };
+            JOINT_OK
+        },
+    )
 }
 
 /// Point the reader at new data (no allocation).
 #[no_mangle]
 pub unsafe extern "C" fn joint_reader_reset(reader: *mut joint_reader, data: *const u8, len: usize) -> joint_status {
-    guard(JOINT_E_PANIC, || {
-        // SAFETY: NULL or a live reader.
-        let Some(r) = (unsafe { reader.as_mut() }) else { return JOINT_E_NULL };
-        if data.is_null() && len > 0 {
-            return JOINT_E_NULL;
-        }
-        *r = joint_reader { data, len, pos: 0 };
-        JOINT_OK
-    })
+    // SAFETY: NULL or a live reader.
+    unsafe {
+        with_object(reader, |r| {
+            if data.is_null() && len > 0 {
+                return JOINT_E_NULL;
+            }
+            *r = joint_reader { data, len, pos: 0 };
+            JOINT_OK
+        })
+    }
 }
 
 /// Free a reader (not the data). NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn joint_reader_free(reader: *mut joint_reader) {
-    guard((), || {
-        if !reader.is_null() {
-            // SAFETY: created by joint_reader_new, freed once.
-            drop(unsafe { Box::from_raw(reader) });
-        }
-    })
+    // SAFETY: NULL or made by joint_reader_new, freed once (caller's promise).
+    guard(|| (), || drop(unsafe { take_handle(reader) }))
 }
 
 /// Bytes not read yet.
 #[no_mangle]
 pub unsafe extern "C" fn joint_reader_remaining(reader: *const joint_reader) -> usize {
     // SAFETY: NULL or a live reader.
-    guard(0, || unsafe { reader.as_ref() }.map_or(0, |r| r.len - r.pos))
+    unsafe { with_ref(reader, |r| r.len - r.pos) }
 }
 
 impl joint_reader {
@@ -295,29 +307,32 @@ unsafe fn with_reader<'a, T>(
     f: impl FnOnce(&'a [u8], &mut usize) -> Result<T, read::ReadError>,
     out: impl FnOnce(T),
 ) -> joint_status {
-    guard(JOINT_E_PANIC, || {
-        // SAFETY: NULL or a live reader (caller's promise).
-        let Some(r) = (unsafe { reader.as_mut() }) else { return JOINT_E_NULL };
-        let mut pos = r.pos;
-        match f(r.bytes(), &mut pos) {
-            Ok(v) => {
-                r.pos = pos;
-                out(v);
-                JOINT_OK
+    // SAFETY: NULL or a live reader (caller's promise).
+    unsafe {
+        with_object(reader, |r| {
+            let mut pos = r.pos;
+            match f(r.bytes(), &mut pos) {
+                Ok(v) => {
+                    r.pos = pos;
+                    out(v);
+                    JOINT_OK
+                }
+                Err(e) => read_status(e),
             }
-            Err(e) => read_status(e),
-        }
-    })
+        })
+    }
 }
 
 /// The type of the next value (`JOINT_TYPE_*`); `JOINT_TYPE_NONE` at the end or on
 /// malformed data.
 #[no_mangle]
 pub unsafe extern "C" fn joint_reader_type(reader: *const joint_reader) -> i32 {
-    guard(JOINT_TYPE_NONE, || {
-        // SAFETY: NULL or a live reader.
-        let Some(r) = (unsafe { reader.as_ref() }) else { return JOINT_TYPE_NONE };
-        match read::kind(r.bytes(), r.pos) {
+    if reader.is_null() {
+        return JOINT_TYPE_NONE;
+    }
+    // SAFETY: a live reader.
+    unsafe {
+        with_ref(reader, |r| match read::kind(r.bytes(), r.pos) {
             Ok(read::Kind::Nil) => JOINT_TYPE_NIL,
             Ok(read::Kind::Bool) => JOINT_TYPE_BOOL,
             Ok(read::Kind::Int) => JOINT_TYPE_INT,
@@ -328,8 +343,8 @@ pub unsafe extern "C" fn joint_reader_type(reader: *const joint_reader) -> i32 {
             Ok(read::Kind::Map) => JOINT_TYPE_MAP,
             Ok(read::Kind::Ext) => JOINT_TYPE_EXT,
             Err(_) => JOINT_TYPE_NONE,
-        }
-    })
+        })
+    }
 }
 
 /// Read nil.

@@ -81,7 +81,7 @@ impl Context {
                     self.log_peer(LogLevel::Warn, "connection limit", || format!("connection refused: already {max} connections (max_connections)"));
                     return Accepted::Refused;
                 }
-                match inner.add_conn(stream, ConnState::Open, false, &self.handle_base()) {
+                match inner.add_conn(stream, ConnState::Open, false) {
                     Ok(id) => Accepted::Conn(id),
                     Err(e) => {
                         drop(guard);

@@ -24,7 +24,6 @@ mod udp;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::hash::BuildHasherDefault;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -75,22 +74,6 @@ pub struct CallId {
     pub conn: ConnId,
     pub msgid: u32,
     pub seq: u64,
-}
-
-impl CallId {
-    /// One integer for the C API: msgid in the high half, the low 32 bits of seq below.
-    pub fn to_u64(self) -> u64 {
-        ((self.msgid as u64) << 32) | (self.seq & 0xffff_ffff)
-    }
-}
-
-/// A stable address for each connection, for the C API (`joint_conn *`). It lives as long as
-/// the connection's entry in its context.
-pub struct ConnHandle {
-    pub ctx: *const Context,
-    pub id: ConnId,
-    /// Application data attached to the connection (the C API's user data pointer).
-    pub user_data: Cell<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -213,7 +196,6 @@ enum ConnState {
 
 struct Conn {
     id: ConnId,
-    handle: Box<ConnHandle>,
     stream: Option<Stream>,
     state: ConnState,
     /// Remaining connect targets after the one in progress.
@@ -356,25 +338,21 @@ pub struct Context {
     log_level: LogLevel,
     /// Lines caused by peers, counted per kind so a flood of them is summarised.
     peer_log: RefCell<log::RateLimit>,
-    /// Detail of the last failure reported through the C API.
-    last_error: RefCell<CString>,
-    /// A panic crossed a C API call: the state may be torn, refuse further use.
-    poisoned: Cell<bool>,
     /// `shutdown()` was called: new requests are refused with SHUTTING_DOWN.
     shutting_down: Cell<bool>,
     pool: Arc<std::sync::Mutex<pool::Pool>>,
 }
 
 impl Context {
-    /// Create a context. It is boxed because connection handles point back at it.
-    pub fn new(config: Config) -> Result<Box<Context>> {
+    /// Create a context.
+    pub fn new(config: Config) -> Result<Context> {
         let poll = Poll::new().map_err(|e| Error::io("create epoll instance", &e))?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN).map_err(|e| Error::io("create waker", &e))?;
         let log = config.log.clone().or_else(log::env_sink);
         let log_level = log::env_level().unwrap_or(config.log_level);
         let workers = config.workers;
         let shared = Arc::new(Shared::new(waker, config.memory_budget));
-        Ok(Box::new(Context {
+        Ok(Context {
             inner: RefCell::new(Inner {
                 config,
                 poll,
@@ -414,11 +392,9 @@ impl Context {
             log,
             log_level,
             peer_log: RefCell::new(log::RateLimit::default()),
-            last_error: RefCell::new(CString::default()),
-            poisoned: Cell::new(false),
             shutting_down: Cell::new(false),
             pool: Arc::new(std::sync::Mutex::new(pool::Pool::new(workers))),
-        }))
+        })
     }
 
     /// The fd to watch for readability. Stable for the context's lifetime.
@@ -450,25 +426,6 @@ impl Context {
             Some(at) => timers::millis_until(at, Instant::now()),
             None => -1,
         }
-    }
-
-    /// Remember `message` as the detail of the last failure (for `joint_ctx_last_error`).
-    pub fn set_last_error(&self, message: &str) {
-        let clean: Vec<u8> = message.bytes().filter(|&b| b != 0).collect();
-        *self.last_error.borrow_mut() = CString::new(clean).unwrap_or_default();
-    }
-
-    /// The last failure's detail, NUL-terminated; valid until the next `set_last_error`.
-    pub fn last_error_ptr(&self) -> *const std::os::raw::c_char {
-        self.last_error.borrow().as_ptr()
-    }
-
-    pub fn poison(&self) {
-        self.poisoned.set(true);
-    }
-
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned.get()
     }
 
     pub(crate) fn log(&self, level: LogLevel, message: impl FnOnce() -> String) {
@@ -600,10 +557,6 @@ impl Context {
         for id in opened {
             self.emit_conn_event(id, ConnEvent::Open);
         }
-    }
-
-    fn handle_base(&self) -> *const Context {
-        self
     }
 
     fn dispatch_event(&self, id: ConnId, event: Event<'_, PendingCall>) {
@@ -1011,7 +964,7 @@ impl Context {
                     let is_tcp = matches!(stream, Stream::Tcp(_));
                     let mut inner = self.inner.borrow_mut();
                     let state = if is_tcp { ConnState::Connecting } else { ConnState::Open };
-                    let id = inner.add_conn(stream, state, true, &self.handle_base()).map_err(|e| Error::io("register connection", &e))?;
+                    let id = inner.add_conn(stream, state, true).map_err(|e| Error::io("register connection", &e))?;
                     if let Some(conn) = inner.conn_mut(id) {
                         conn.targets = targets;
                         conn.describe = uri.to_string();
@@ -1051,7 +1004,7 @@ impl Context {
 
     fn add_owned_open(&self, stream: Stream, describe: String, offer_extension: bool) -> Result<ConnId> {
         let mut inner = self.inner.borrow_mut();
-        let id = inner.add_conn(stream, ConnState::Open, true, &self.handle_base()).map_err(|e| Error::io("register connection", &e))?;
+        let id = inner.add_conn(stream, ConnState::Open, true).map_err(|e| Error::io("register connection", &e))?;
         if let Some(conn) = inner.conn_mut(id) {
             conn.describe = describe;
             if offer_extension {
@@ -1113,10 +1066,9 @@ impl Context {
         }
     }
 
-    /// The stable handle of a connection, for the C API.
-    pub fn conn_handle(&self, id: ConnId) -> Option<*const ConnHandle> {
-        let inner = self.inner.borrow();
-        inner.conns.get(id.index as usize).filter(|c| c.id == id).map(|c| &*c.handle as *const ConnHandle)
+    /// Whether the context still has this connection and its owner has not released it.
+    pub fn has_conn(&self, id: ConnId) -> bool {
+        self.inner.borrow_mut().conn_mut(id).is_some_and(|c| !c.released)
     }
 
     /// Whether the connection is usable for new calls (connecting or open).
@@ -1268,9 +1220,11 @@ impl Context {
         true
     }
 
-    /// Look up the full id of a pending call from its C form ([`CallId::to_u64`]).
-    pub fn call_from_u64(&self, id: ConnId, value: u64) -> CallId {
-        CallId { conn: id, msgid: (value >> 32) as u32, seq: value & 0xffff_ffff }
+    /// The id of the call pending on `conn` under `msgid`, if there is one.
+    pub fn pending_call(&self, conn: ConnId, msgid: u32) -> Option<CallId> {
+        let mut inner = self.inner.borrow_mut();
+        let seq = inner.conn_mut(conn)?.session.pending_call(msgid)?.seq;
+        Some(CallId { conn, msgid, seq })
     }
 
     /// Call and wait for the result, running `process()` meanwhile (other callbacks run
@@ -1420,7 +1374,7 @@ impl Inner {
         }
     }
 
-    fn add_conn(&mut self, mut stream: Stream, state: ConnState, owned: bool, ctx: &*const Context) -> io::Result<ConnId> {
+    fn add_conn(&mut self, mut stream: Stream, state: ConnState, owned: bool) -> io::Result<ConnId> {
         let entry = self.conns.vacant_entry();
         let index = entry.key();
         stream.register(self.poll.registry(), conn_token(index))?;
@@ -1438,7 +1392,6 @@ impl Inner {
         self.open_conns += 1;
         self.conns.insert(Conn {
             id,
-            handle: Box::new(ConnHandle { ctx: *ctx, id, user_data: Cell::new(0) }),
             stream: Some(stream),
             state,
             targets: Vec::new(),

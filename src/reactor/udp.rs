@@ -131,7 +131,7 @@ impl Context {
                     None => {
                         let evicted = (inner.udp_peers.len() >= MAX_PEERS).then(|| inner.evict_udp_peer()).flatten();
                         let stream = Stream::UdpPeer { socket, peer, listener: lid };
-                        match inner.add_conn(stream, ConnState::Open, false, &(self as *const Context)) {
+                        match inner.add_conn(stream, ConnState::Open, false) {
                             Ok(id) => {
                                 inner.udp_peers.insert((lid, peer), id);
                                 (id, true, evicted)
