@@ -190,6 +190,16 @@
 #define JOINT_RPC_NOT_ANSWERED 7
 
 /**
+ * The caller cancelled the call.
+ */
+#define JOINT_RPC_CANCELLED 8
+
+/**
+ * The call's deadline passed.
+ */
+#define JOINT_RPC_DEADLINE_EXCEEDED 9
+
+/**
  * Error code in joint's error objects: the answer did not fit in the answering end's memory
  * budget (`joint_config_set_memory_budget`); try again later or ask for less.
  */

@@ -399,6 +399,7 @@ out:
     for (i = 0; i < srv.nworkers; i++)
         pthread_join(srv.workers[i], NULL);
     joint_ctx_free(srv.ctx);
+    joint_listener_free(listener);
     if (rc == 0)
         printf("epoll_loop: ok\n");
     return rc;

@@ -366,6 +366,7 @@ int main(void)
     for (i = 0; i < srv.nworkers; i++)
         pthread_join(srv.workers[i], NULL);
     joint_ctx_free(srv.ctx);
+    joint_listener_free(listener);
     if (rc == 0)
         printf("libev_loop: ok\n");
     return rc;

@@ -360,6 +360,7 @@ int main(void)
     }
     joint_ctx_free(client);
     joint_ctx_free(server);
+    joint_listener_free(listener);
     if (rc == 0)
         printf("libuv_loop: ok\n");
     return rc;

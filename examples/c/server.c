@@ -269,5 +269,6 @@ int main(int argc, char **argv)
 
     /* Frees the listener and every connection; pending sleep timers run sleep_free. */
     joint_ctx_free(srv.ctx);
+    joint_listener_free(listener);
     return st == JOINT_OK ? 0 : 1;
 }

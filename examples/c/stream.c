@@ -245,9 +245,10 @@ static void pull_squares(joint_ctx *ctx, joint_conn *conn)
         return;
     }
     printf("squares(10) streams:");
-    /* JOINT_OK: an item; JOINT_DONE: the result (the stream is over); anything else: the
-     * call failed (JOINT_E_REMOTE: the buffer holds the peer's error object). */
-    while ((st = joint_stream_next(stream, 5000, &buf)) == JOINT_OK) {
+    /* JOINT_OK: an item; JOINT_DONE: the result (the stream is over); JOINT_WOULD_BLOCK:
+     * nothing within 5 s; anything else: the call failed (for JOINT_E_REMOTE the peer's
+     * error object would go to the last argument, here NULL). */
+    while ((st = joint_stream_next(stream, 5000, &buf, NULL)) == JOINT_OK) {
         joint_buf_data(buf, &data, &len);
         printf(" %lld", (long long)decode_int(data, len));
         if (decode_int(data, len) != i * i)
@@ -264,8 +265,6 @@ static void pull_squares(joint_ctx *ctx, joint_conn *conn)
     } else {
         printf("\n");
         FAIL("squares: %s (%s)", joint_status_str(st), joint_ctx_last_error(ctx));
-        if (st == JOINT_E_REMOTE)
-            joint_buf_free(buf);
     }
     joint_stream_free(stream); /* would cancel the call if it were still running */
 }
@@ -321,7 +320,7 @@ static void send_total(joint_ctx *ctx, joint_conn *conn)
 
     joint_call_opts_new(&opts);
     joint_call_opts_set_client_stream(opts, true);            /* we will send values in */
-    joint_call_opts_set_event_cb(opts, total_call_event);     /* ... and want to hear of credit */
+    joint_call_opts_set_event_cb(opts, total_call_event, &c, NULL); /* ... and hear of credit */
     joint_call_opts_set_timeout_ms(opts, 5000);               /* also the server's deadline */
     if (joint_conn_call_opts(conn, "total", NULL, 0, opts, total_call_done, &c, &call) != JOINT_OK) {
         FAIL("total: %s", joint_ctx_last_error(ctx));
@@ -400,6 +399,7 @@ int main(void)
     joint_ctx_wakeup(srv.ctx);
     pthread_join(thread, NULL);
     joint_ctx_free(srv.ctx);
+    joint_listener_free(listener);
     pthread_mutex_destroy(&srv.mu);
 
     printf(failures ? "stream: %d failure(s)\n" : "stream: all as expected\n", failures);

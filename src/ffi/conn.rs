@@ -388,7 +388,7 @@ pub unsafe extern "C" fn joint_conn_call_sync(
                     JOINT_OK
                 }
                 Err((e, error_obj)) => {
-                    if e.kind == ErrorKind::Remote {
+                    if e.kind == ErrorKind::Remote && !error_out.is_null() {
                         put(error_out, into_handle(joint_buf { data: error_obj }));
                     }
                     live.fail(&e)

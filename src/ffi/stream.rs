@@ -95,7 +95,11 @@ pub unsafe extern "C" fn joint_stream_next(
                 Ok(t) => t,
                 Err(st) => return live.refuse(st, "timeout_ms must be -1, 0 or positive"),
             };
-            let give = |out: *mut *mut joint_buf, data: Vec<u8>| put(out, into_handle(joint_buf { data }));
+            let give = |out: *mut *mut joint_buf, data: Vec<u8>| {
+                if !out.is_null() {
+                    put(out, into_handle(joint_buf { data }));
+                }
+            };
             match s.stream.next(live.ctx, timeout) {
                 Ok(Some(StreamItem::Item(v))) => {
                     give(item_out, v);

@@ -185,7 +185,7 @@ static void test_tcp_life_cycle(void)
         CHECK(s->conn_user_data == &tag); /* still attached in the CLOSED event */
     }
     /* our connection stays valid (closed) until we free it; calls on it fail at once */
-    CHECK(joint_conn_call(conn, "ping", NULL, 0, 0, on_response, &after_close, &id) < 0);
+    CHECK(joint_conn_call(conn, "ping", NULL, 0, -1, on_response, &after_close, &id) < 0);
     CHECK(joint_conn_notify(conn, "ping", NULL, 0) < 0);
     CHECK(id == 77);
     CHECK_OK(joint_ctx_wait(client, 5));
@@ -195,6 +195,7 @@ static void test_tcp_life_cycle(void)
 
     joint_ctx_free(client);
     joint_ctx_free(server);
+    joint_listener_free(listener);
 }
 
 static void test_server_closes(void)
@@ -214,7 +215,7 @@ static void test_server_closes(void)
     CHECK_OK(joint_ctx_listen(server, "tcp://127.0.0.1:0", &listener));
     CHECK_OK(joint_ctx_connect(client, joint_listener_uri(listener), &conn));
     held = NULL;
-    CHECK_OK(joint_conn_call(conn, "hold", NULL, 0, 0, on_response, &pending, NULL));
+    CHECK_OK(joint_conn_call(conn, "hold", NULL, 0, -1, on_response, &pending, NULL));
     DRIVE2(server, client, held != NULL && count(&sev, JOINT_CONN_OPEN) == 1);
     CHECK_OK(joint_conn_close(sev.e[0].conn));
     DRIVE2(server, client, pending.done && count(&cev, JOINT_CONN_CLOSED) == 1);
@@ -226,6 +227,7 @@ static void test_server_closes(void)
     joint_conn_free(conn);
     joint_ctx_free(client);
     joint_ctx_free(server);
+    joint_listener_free(listener);
 }
 
 static void test_refused(void)
@@ -245,7 +247,7 @@ static void test_refused(void)
     snprintf(uri, sizeof uri, "%s", joint_listener_uri(listener));
     CHECK_OK(joint_listener_close(listener));
     CHECK_OK(joint_ctx_connect(ctx, uri, &conn));
-    CHECK_OK(joint_conn_call(conn, "anything", NULL, 0, 0, on_response, &r, NULL));
+    CHECK_OK(joint_conn_call(conn, "anything", NULL, 0, -1, on_response, &r, NULL));
     TU_WAIT_FOR(ctx, r.done && count(&cev, JOINT_CONN_CLOSED) == 1, 5000);
     CHECK_ST(r.status, JOINT_E_CONNREFUSED);
     CHECK(count(&cev, JOINT_CONN_OPEN) == 0);
@@ -254,6 +256,7 @@ static void test_refused(void)
     CHECK(!joint_conn_is_open(conn));
     joint_conn_free(conn);
     joint_ctx_free(ctx);
+    joint_listener_free(listener);
 }
 
 static void test_unix_socket(void)
@@ -294,6 +297,7 @@ static void test_unix_socket(void)
 
     joint_conn_free(p.client);
     joint_ctx_free(p.ctx);
+    joint_listener_free(p.listener);
     joint_writer_free(w);
     CHECK(rmdir(dir) == 0);
 }
@@ -316,7 +320,7 @@ static void test_shutdown(void)
     CHECK_OK(joint_ctx_register(p.ctx, "sum", tu_handle_sum, NULL, NULL));
     held = NULL;
     CHECK(joint_ctx_unanswered(p.ctx) == 0);
-    CHECK_OK(joint_conn_call(p.client, "hold", NULL, 0, 0, on_response, &r, NULL));
+    CHECK_OK(joint_conn_call(p.client, "hold", NULL, 0, -1, on_response, &r, NULL));
     TU_WAIT_FOR(p.ctx, held != NULL, 5000);
     CHECK(joint_ctx_unanswered(p.ctx) == 1);
 
@@ -331,7 +335,7 @@ static void test_shutdown(void)
     CHECK_OK(joint_ctx_connect(p.ctx, uri, &late));
     {
         struct response lr = {0, 0, 0};
-        CHECK_OK(joint_conn_call(late, "sum", NULL, 0, 0, on_response, &lr, NULL));
+        CHECK_OK(joint_conn_call(late, "sum", NULL, 0, -1, on_response, &lr, NULL));
         TU_WAIT_FOR(p.ctx, lr.done, 5000);
         CHECK(lr.status == JOINT_E_CONNREFUSED || lr.status == JOINT_E_CLOSED);
     }
@@ -345,6 +349,7 @@ static void test_shutdown(void)
     CHECK(joint_ctx_unanswered(p.ctx) == 0);
     joint_conn_free(p.client);
     joint_ctx_free(p.ctx);
+    joint_listener_free(p.listener);
 }
 
 int main(void)

@@ -64,7 +64,7 @@ int main(void)
     CHECK_ST(big_status, JOINT_E_LIMIT);
 
     /* A kept request learns that its caller is gone. */
-    CHECK_OK(joint_conn_call(p.client, "keep", NULL, 0, 0, NULL, NULL, NULL));
+    CHECK_OK(joint_conn_call(p.client, "keep", NULL, 0, -1, NULL, NULL, NULL));
     TU_WAIT_FOR(p.ctx, kept != NULL, 5000);
     CHECK(!joint_request_is_cancelled(kept));
     joint_conn_free(p.client);
@@ -72,6 +72,7 @@ int main(void)
     CHECK_OK(joint_request_reply(kept, NULL, 0)); /* harmless: nobody to tell */
 
     joint_ctx_free(p.ctx);
+    joint_listener_free(p.listener);
     puts("api_limits: ok");
     return 0;
 }

@@ -131,6 +131,7 @@ int main(void)
     CHECK(joint_ctx_fd(ctx) == fd);
     joint_conn_free(conn);
     joint_ctx_free(ctx);
+    joint_listener_free(listener);
     printf("api_loop: ok\n");
     return 0;
 }

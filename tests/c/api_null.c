@@ -41,7 +41,8 @@ static void test_free_null(void)
     joint_writer_free(NULL);
     joint_reader_free(NULL);
     joint_request_free(NULL);
-    CHECK_OK(joint_listener_close(NULL)); /* documented: NULL is a no-op */
+    joint_listener_free(NULL);
+    CHECK_ST(joint_listener_close(NULL), JOINT_E_NULL);
 }
 
 static void test_config(void)
@@ -72,7 +73,7 @@ static void test_config(void)
     CHECK_OK(joint_config_set_max_inflight(cfg, 1));
     CHECK_ST(joint_config_set_connect_timeout_ms(cfg, -2), JOINT_E_INVAL);
     CHECK_OK(joint_config_set_connect_timeout_ms(cfg, -1));
-    CHECK_OK(joint_config_set_connect_timeout_ms(cfg, 0));
+    CHECK_ST(joint_config_set_connect_timeout_ms(cfg, 0), JOINT_E_INVAL); /* 0 ("don't wait") cannot be a connect timeout */
     CHECK_ST(joint_config_set_memory_budget(cfg, (1 << 20) - 1), JOINT_E_INVAL);
     CHECK_OK(joint_config_set_memory_budget(cfg, 1 << 20));
     CHECK_ST(joint_config_set_output_high_water(cfg, 0), JOINT_E_INVAL);
@@ -174,26 +175,26 @@ static void test_conn_null(void)
     CHECK(!joint_conn_is_open(NULL));
     CHECK_ST(joint_conn_set_user_data(NULL, SENTINEL), JOINT_E_NULL);
     CHECK(joint_conn_user_data(NULL) == NULL);
-    CHECK_ST(joint_conn_call(NULL, "m", NULL, 0, 0, never_response, NULL, &id), JOINT_E_NULL);
+    CHECK_ST(joint_conn_call(NULL, "m", NULL, 0, -1, never_response, NULL, &id), JOINT_E_NULL);
     CHECK_ST(joint_conn_cancel(NULL, 1), JOINT_E_NULL);
     CHECK_ST(joint_conn_notify(NULL, "m", NULL, 0), JOINT_E_NULL);
-    CHECK_ST(joint_conn_call_sync(NULL, "m", NULL, 0, 0, &result, &error), JOINT_E_NULL);
+    CHECK_ST(joint_conn_call_sync(NULL, "m", NULL, 0, -1, &result, &error), JOINT_E_NULL);
     CHECK(id == 77 && result == SENTINEL && error == SENTINEL);
 
     tu_pair_open(&p, NULL);
     CHECK(joint_conn_is_open(p.client));
     CHECK(joint_conn_user_data(p.client) == NULL);
-    CHECK_ST(joint_conn_call(p.client, NULL, NULL, 0, 0, never_response, NULL, &id), JOINT_E_NULL);
-    CHECK_ST(joint_conn_call(p.client, "m", NULL, 3, 0, never_response, NULL, &id), JOINT_E_NULL);
-    CHECK_ST(joint_conn_call(p.client, "m", (const uint8_t *)"\xc1", 1, 0, never_response, NULL, &id),
+    CHECK_ST(joint_conn_call(p.client, NULL, NULL, 0, -1, never_response, NULL, &id), JOINT_E_NULL);
+    CHECK_ST(joint_conn_call(p.client, "m", NULL, 3, -1, never_response, NULL, &id), JOINT_E_NULL);
+    CHECK_ST(joint_conn_call(p.client, "m", (const uint8_t *)"\xc1", 1, -1, never_response, NULL, &id),
              JOINT_E_INVAL); /* not valid MessagePack */
-    CHECK_ST(joint_conn_call(p.client, "m", (const uint8_t *)"\x91\x01\x02", 3, 0, never_response, NULL, &id),
+    CHECK_ST(joint_conn_call(p.client, "m", (const uint8_t *)"\x91\x01\x02", 3, -1, never_response, NULL, &id),
              JOINT_E_INVAL); /* trailing bytes: not exactly one object */
     CHECK_ST(joint_conn_notify(p.client, NULL, NULL, 0), JOINT_E_NULL);
     CHECK_ST(joint_conn_notify(p.client, "m", NULL, 1), JOINT_E_NULL);
-    CHECK_ST(joint_conn_call_sync(p.client, NULL, NULL, 0, 0, &result, &error), JOINT_E_NULL);
-    CHECK_ST(joint_conn_call_sync(p.client, "m", NULL, 2, 0, &result, &error), JOINT_E_NULL);
-    CHECK_ST(joint_conn_call_sync(p.client, "m", NULL, 0, 0, NULL, &error), JOINT_E_NULL);
+    CHECK_ST(joint_conn_call_sync(p.client, NULL, NULL, 0, -1, &result, &error), JOINT_E_NULL);
+    CHECK_ST(joint_conn_call_sync(p.client, "m", NULL, 2, -1, &result, &error), JOINT_E_NULL);
+    CHECK_ST(joint_conn_call_sync(p.client, "m", NULL, 0, -1, NULL, &error), JOINT_E_NULL);
     CHECK_ST(joint_conn_cancel(p.client, 999999), JOINT_E_STATE);
     CHECK(id == 77 && result == SENTINEL && error == SENTINEL);
 
@@ -203,7 +204,7 @@ static void test_conn_null(void)
     CHECK(callbacks_run == 0);
 
     /* cb may be NULL (result discarded); error_out may be NULL */
-    CHECK_OK(joint_conn_call(p.client, "nothing_here", NULL, 0, 0, NULL, NULL, NULL));
+    CHECK_OK(joint_conn_call(p.client, "nothing_here", NULL, 0, -1, NULL, NULL, NULL));
     CHECK_ST(joint_conn_call_sync(p.client, "nothing_here", NULL, 0, 5000, &result, NULL), JOINT_E_REMOTE);
     CHECK(result == SENTINEL);
 
@@ -211,6 +212,7 @@ static void test_conn_null(void)
     CHECK(joint_conn_user_data(p.client) == SENTINEL);
     joint_conn_free(p.client);
     joint_ctx_free(p.ctx);
+    joint_listener_free(p.listener);
 }
 
 static void test_response_request_null(void)
@@ -369,6 +371,7 @@ static void test_consuming_replies(void)
     CHECK(joint_ctx_unanswered(p.ctx) == 0);
     joint_conn_free(p.client);
     joint_ctx_free(p.ctx);
+    joint_listener_free(p.listener);
 }
 
 int main(void)

@@ -144,6 +144,8 @@ int main(void)
     joint_ctx_free(p.ctx);
     joint_conn_free(other_conn);
     joint_ctx_free(g_other);
+    joint_listener_free(other_listener);
+    joint_listener_free(p.listener);
     printf("api_recursive: ok\n");
     return 0;
 }

@@ -5,7 +5,7 @@
  *     joint_conn_grant;
  *   - a pulled stream (joint_conn_call_stream / joint_stream_next, client on its own
  *     thread): items, JOINT_DONE with the result, then JOINT_E_STATE; a remote error;
- *     JOINT_E_TIMEOUT with nothing written; joint_stream_free cancelling a running call;
+ *     JOINT_WOULD_BLOCK with nothing written; joint_stream_free cancelling a running call;
  *   - client streaming: joint_conn_send until JOINT_WOULD_BLOCK, JOINT_CALL_WRITABLE,
  *     joint_conn_end_input (after which send and end_input are refused);
  *   - joint_conn_throw reaching the handler as JOINT_INPUT_THROW;
@@ -210,12 +210,13 @@ static void call_reset(struct call *c)
     c->done.status = 12345;
 }
 
-static joint_call_opts *opts_new(void)
+/* Options whose event callback reports to `c` (its user data). */
+static joint_call_opts *opts_new(struct call *c)
 {
     joint_call_opts *o = SENTINEL;
     CHECK_OK(joint_call_opts_new(&o));
     CHECK(o != SENTINEL && o != NULL);
-    CHECK_OK(joint_call_opts_set_event_cb(o, on_call_event));
+    CHECK_OK(joint_call_opts_set_event_cb(o, on_call_event, c, NULL));
     return o;
 }
 
@@ -508,6 +509,8 @@ static void pool_free(void *user_data)
 static joint_ctx *srv;
 static const char *srv_uri;
 
+static joint_listener *srv_listener;
+
 static void server_open(void)
 {
     joint_config *cfg;
@@ -518,6 +521,7 @@ static void server_open(void)
     joint_config_free(cfg);
     CHECK_OK(joint_ctx_listen(srv, "tcp://127.0.0.1:0", &l));
     srv_uri = joint_listener_uri(l);
+    srv_listener = l;
     CHECK_OK(joint_ctx_register(srv, "count", handle_count, NULL, NULL));
     CHECK_OK(joint_ctx_register(srv, "sum", handle_sum, NULL, NULL));
     CHECK_OK(joint_ctx_register(srv, "hold", handle_hold, NULL, NULL));
@@ -561,7 +565,7 @@ static void client_close(joint_ctx *ctx, joint_conn *conn)
 static void test_server_streaming(joint_conn *conn)
 {
     static struct call c;
-    joint_call_opts *o = opts_new();
+    joint_call_opts *o = opts_new(&c);
     const uint8_t *params;
     size_t len;
     int64_t n = 500;
@@ -612,7 +616,7 @@ static void test_server_streaming(joint_conn *conn)
 static void test_client_streaming(joint_conn *conn)
 {
     static struct call c;
-    joint_call_opts *o = opts_new();
+    joint_call_opts *o = opts_new(&c);
     int64_t v;
     int would_block = 0, freed_before = accs_freed;
     size_t len;
@@ -674,7 +678,7 @@ static void test_client_streaming(joint_conn *conn)
 static void test_cancel_and_deadline(joint_conn *conn)
 {
     static struct call c;
-    joint_call_opts *o = opts_new();
+    joint_call_opts *o = opts_new(&c);
     struct held *h;
     int64_t t0;
     const uint8_t *item;
@@ -731,7 +735,7 @@ static void test_cancel_and_deadline(joint_conn *conn)
 static void test_kwargs_and_callbacks(joint_conn *conn)
 {
     static struct call c;
-    joint_call_opts *o = opts_new();
+    joint_call_opts *o = opts_new(&c);
     static const uint8_t kw[] = {0x81, 0xa1, 'x', 0x07}; /* {"x": 7} */
     static const uint8_t one[] = {0x91, 0x01};           /* [1] */
 
@@ -767,7 +771,7 @@ static void test_kwargs_and_callbacks(joint_conn *conn)
 static void test_pool(joint_conn *conn)
 {
     static struct call c;
-    joint_call_opts *o = opts_new();
+    joint_call_opts *o = opts_new(&c);
     int64_t v;
     int i;
     size_t len;
@@ -811,7 +815,7 @@ static void test_stock_server(void)
     joint_listener *l;
     joint_conn *conn;
     static struct call c;
-    joint_call_opts *o = opts_new();
+    joint_call_opts *o = opts_new(&c);
     static const uint8_t kw[] = {0x81, 0xa1, 'x', 0x07};
     static const uint8_t one[] = {0x91, 0x01};
     static const uint8_t one_kw[] = {0x92, 0x01, 0x81, 0xa1, 'x', 0x07};
@@ -863,6 +867,7 @@ static void test_stock_server(void)
     client_close(cli, conn);
     loop_remove(stock);
     joint_ctx_free(stock);
+    joint_listener_free(l);
 }
 
 /* ---- the pulled stream, on its own thread ----------------------------------------------- */
@@ -896,7 +901,7 @@ static void *pull_thread(void *arg)
     CHECK(joint_stream_call_id(s) != 0);
     for (i = 0;; i++) {
         buf = NULL;
-        st = joint_stream_next(s, WAIT_MS, &buf);
+        st = joint_stream_next(s, WAIT_MS, &buf, NULL);
         CHECK(buf != NULL);
         if (st == JOINT_DONE) {
             CHECK_EQ_I64(i, 100);
@@ -909,14 +914,18 @@ static void *pull_thread(void *arg)
         joint_buf_free(buf);
     }
     buf = SENTINEL;
-    CHECK_ST(joint_stream_next(s, 0, &buf), JOINT_E_STATE);
+    CHECK_ST(joint_stream_next(s, 0, &buf, NULL), JOINT_E_STATE);
     CHECK(buf == SENTINEL);
     joint_stream_free(s);
 
     /* a remote error: its error object */
     CHECK_OK(joint_conn_call_stream(conn, "fail", NULL, 0, NULL, &s));
     buf = NULL;
-    CHECK_ST(joint_stream_next(s, WAIT_MS, &buf), JOINT_E_REMOTE);
+    {
+        joint_buf *item = SENTINEL;
+        CHECK_ST(joint_stream_next(s, WAIT_MS, &item, &buf), JOINT_E_REMOTE);
+        CHECK(item == SENTINEL); /* out-params only on success; the error object in error_out */
+    }
     CHECK(buf != NULL);
     CHECK_OK(joint_buf_data(buf, &data, &len));
     CHECK_OK(joint_error_code(data, len, &code));
@@ -924,10 +933,10 @@ static void *pull_thread(void *arg)
     joint_buf_free(buf);
     joint_stream_free(s);
 
-    /* nothing comes: JOINT_E_TIMEOUT, nothing written; freeing the stream cancels the call */
+    /* nothing comes: JOINT_WOULD_BLOCK, nothing written; freeing the stream cancels the call */
     CHECK_OK(joint_conn_call_stream(conn, "hold", NULL, 0, o, &s));
     buf = SENTINEL;
-    CHECK_ST(joint_stream_next(s, 50, &buf), JOINT_E_TIMEOUT);
+    CHECK_ST(joint_stream_next(s, 50, &buf, NULL), JOINT_WOULD_BLOCK);
     CHECK(buf == SENTINEL);
     joint_stream_free(s);
     /* a call after it: answered after the server has seen the cancellation */
@@ -1039,11 +1048,11 @@ static void test_null(joint_conn *conn)
     CHECK_ST(joint_call_opts_set_kwargs(NULL, NULL, 0), JOINT_E_NULL);
     CHECK_ST(joint_call_opts_set_client_stream(NULL, true), JOINT_E_NULL);
     CHECK_ST(joint_call_opts_set_window(NULL, 1), JOINT_E_NULL);
-    CHECK_ST(joint_call_opts_set_event_cb(NULL, on_call_event), JOINT_E_NULL);
+    CHECK_ST(joint_call_opts_set_event_cb(NULL, on_call_event, NULL, NULL), JOINT_E_NULL);
     CHECK_ST(joint_call_opts_set_manual_credit(NULL, true), JOINT_E_NULL);
     CHECK_OK(joint_call_opts_new(&o));
     CHECK_ST(joint_call_opts_set_kwargs(o, NULL, 4), JOINT_E_NULL);
-    CHECK_OK(joint_call_opts_set_event_cb(o, NULL)); /* NULL: no events */
+    CHECK_OK(joint_call_opts_set_event_cb(o, NULL, NULL, NULL)); /* NULL: no events */
     CHECK_OK(joint_call_opts_set_timeout_ms(o, -1));
 
     /* calls that fail never run their callback nor write their out-params */
@@ -1057,7 +1066,7 @@ static void test_null(joint_conn *conn)
     CHECK_ST(joint_conn_call_stream(conn, NULL, NULL, 0, o, &s), JOINT_E_NULL);
     CHECK_ST(joint_conn_call_stream(conn, "kw", NULL, 0, o, NULL), JOINT_E_NULL);
     CHECK(s == SENTINEL);
-    CHECK_ST(joint_stream_next(NULL, 0, &buf), JOINT_E_NULL);
+    CHECK_ST(joint_stream_next(NULL, 0, &buf, NULL), JOINT_E_NULL);
     CHECK(buf == SENTINEL);
     CHECK(joint_stream_call_id(NULL) == 0);
 
@@ -1124,6 +1133,7 @@ int main(void)
     loop_remove(srv);
     CHECK(pool_freed == 0);
     joint_ctx_free(srv); /* stops the workers, then frees the pool's user data */
+    joint_listener_free(srv_listener);
     CHECK(pool_freed == 1);
     CHECK(producers_freed == 3 && accs_freed == 2); /* count: 500, manual credit, pulled */
     joint_writer_free(w);

@@ -50,6 +50,7 @@ int main(void)
     joint_buf_free(result);
     joint_conn_free(p.client);
     joint_ctx_free(p.ctx);
+    joint_listener_free(p.listener);
     printf("build_link: ok\n");
     return 0;
 }

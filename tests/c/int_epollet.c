@@ -88,7 +88,7 @@ int main(void)
         CHECK_OK(joint_write_array(w, 1));
         CHECK_OK(joint_write_bin(w, payload, PAYLOAD));
         CHECK_OK(joint_writer_data(w, &params, &len));
-        CHECK_OK(joint_conn_call(conn, "echo", params, len, 0, on_response, (void *)(uintptr_t)i, NULL));
+        CHECK_OK(joint_conn_call(conn, "echo", params, len, -1, on_response, (void *)(uintptr_t)i, NULL));
     }
     joint_writer_free(w);
 
@@ -147,6 +147,7 @@ int main(void)
     joint_conn_free(conn);
     joint_ctx_free(ctx[1]);
     joint_ctx_free(ctx[0]);
+    joint_listener_free(listener);
     printf("int_epollet: ok\n");
     return 0;
 }

@@ -1,31 +1,18 @@
-/* api_stream_known_bugs: library bugs in the joint extension's C API, one minimal repro per
- * case, selected by argv[1]. Each is registered as a DISABLED ctest (label known-bug, see
- * JOINT_KNOWN_BUG_TESTS); enable a case when its bug is fixed. Each exits 0 once the
- * library behaves as documented.
+/* api_stream_regressions: one minimal repro per bug found and fixed in the joint
+ * extension's C API, selected by argv[1]; each exits 0 while the library behaves as
+ * documented.
  *
  *   send_early      joint_conn_send / joint_conn_end_input on an extended call made while
- *                   the extension offer is unanswered return JOINT_E_UNSUPPORTED ("the peer
- *                   is a stock peer") although the peer is a joint peer. Expected: the call
- *                   has no credit yet (JOINT_WOULD_BLOCK, then JOINT_CALL_WRITABLE when it
- *                   starts), and end_input is accepted (or WOULD_BLOCK too). Today a C
- *                   client must poll joint_conn_extension for JOINT_EXT_ON first (the Rust
- *                   API has Context::is_extended_call; C has no per-call equivalent).
+ *                   the extension offer is unanswered: the call has no credit yet
+ *                   (JOINT_WOULD_BLOCK, then JOINT_CALL_WRITABLE when it starts), not
+ *                   JOINT_E_UNSUPPORTED.
  *   closed_event    the caller closes its connection while an extended call with an event
- *                   callback is running: the handler never gets JOINT_INPUT_CLOSED (the
- *                   reactor keeps the connection half-open until every request is answered,
- *                   and on_eof leaves extended calls Active). A producer waiting for credit
- *                   or a consumer waiting for JOINT_INPUT_END then waits forever, and the
- *                   connection is never closed.
- *   deadline_status the client's loop runs late: the callee's DEADLINE_EXCEEDED error
- *                   arrives before the client's own timer runs, and the call completes with
- *                   JOINT_E_REMOTE [9, "the call's deadline passed"] instead of the
- *                   documented JOINT_E_TIMEOUT (process() reads before it runs timers).
+ *                   callback runs: the handler gets JOINT_INPUT_CLOSED.
+ *   deadline_status the client's loop runs late, so the callee's DEADLINE_EXCEEDED error
+ *                   arrives before the client's own timer runs: the call still completes
+ *                   with JOINT_E_TIMEOUT.
  *   free_after_ctx  (run under valgrind) a held request whose event callback is set, freed
- *                   after joint_ctx_free: joint_request_free -> take() calls
- *                   set_stream_handler on the freed context (use after free). joint_ctx_free
- *                   documents that held requests stay valid and can be freed. Context drop
- *                   ends every stream as Closed, so take() could skip set_stream_handler
- *                   unless the request's state is still Active. */
+ *                   after joint_ctx_free, touches no freed memory. */
 #include "testutil.h"
 
 #include <poll.h>
@@ -125,7 +112,7 @@ static int send_early(void)
     open_pair();
     CHECK_OK(joint_call_opts_new(&o));
     CHECK_OK(joint_call_opts_set_client_stream(o, true));
-    CHECK_OK(joint_call_opts_set_event_cb(o, on_event));
+    CHECK_OK(joint_call_opts_set_event_cb(o, on_event, &d, NULL));
     CHECK_OK(joint_conn_call_opts(conn, "sum", NULL, 0, o, on_done, &d, &id));
     CHECK(joint_conn_extension(conn) == JOINT_EXT_PENDING);
     st = joint_conn_send(conn, id, (const uint8_t *)"\x01", 1);
@@ -134,7 +121,7 @@ static int send_early(void)
         CHECK(d.writable > 0); /* the call started: credit */
         st = joint_conn_send(conn, id, (const uint8_t *)"\x01", 1);
     }
-    CHECK_OK(st); /* today: JOINT_E_UNSUPPORTED */
+    CHECK_OK(st);
     st = joint_conn_end_input(conn, id);
     while (st == JOINT_WOULD_BLOCK) {
         pump(10);
@@ -159,7 +146,7 @@ static int closed_event(void)
     CHECK(held != NULL);
     joint_conn_free(conn); /* the caller goes away */
     PUMP_UNTIL(nheld_events > 0, 2000);
-    CHECK(nheld_events == 1); /* today: 0, and the server's connection stays open */
+    CHECK(nheld_events == 1);
     CHECK(held_events[0] == JOINT_INPUT_CLOSED);
     joint_request_free(held);
     joint_ctx_free(cli);
@@ -186,7 +173,7 @@ static int deadline_status(void)
         CHECK_OK(joint_ctx_wait(srv, 10));
     CHECK_OK(joint_ctx_process(cli)); /* now both the answer and the client's timer are due */
     CHECK(d.runs == 1);
-    CHECK_ST(d.status, JOINT_E_TIMEOUT); /* today: JOINT_E_REMOTE */
+    CHECK_ST(d.status, JOINT_E_TIMEOUT);
     joint_request_free(held);
     joint_call_opts_free(o);
     joint_conn_free(conn);
@@ -220,6 +207,6 @@ int main(int argc, char **argv)
         return deadline_status();
     if (strcmp(which, "free_after_ctx") == 0)
         return free_after_ctx();
-    fprintf(stderr, "usage: api_stream_known_bugs send_early|closed_event|deadline_status|free_after_ctx\n");
+    fprintf(stderr, "usage: api_stream_regressions send_early|closed_event|deadline_status|free_after_ctx\n");
     return 2;
 }
