@@ -79,8 +79,10 @@ joint_status jg_call(joint_conn *conn, const char *method, const uint8_t *params
     return joint_conn_call_opts(conn, method, params, len, opts, response_tramp, (void *)h, id_out);
 }
 
-joint_status jg_call_opts_set_event_cb(joint_call_opts *opts) {
-    return joint_call_opts_set_event_cb(opts, call_event_tramp);
+/* The call's handle is the event callback's user data too; the call's completion deletes
+ * it, so the options do not free it. */
+joint_status jg_call_opts_set_event_cb(joint_call_opts *opts, uintptr_t h) {
+    return joint_call_opts_set_event_cb(opts, call_event_tramp, (void *)h, NULL);
 }
 
 joint_status jg_request_set_event_cb(joint_request *req, uintptr_t h) {

@@ -21,7 +21,7 @@ joint_status jg_set_conn_cb(joint_ctx *ctx, uintptr_t h);
 joint_status jg_config_set_log_cb(joint_config *config, int32_t level, uintptr_t h);
 joint_status jg_call(joint_conn *conn, const char *method, const uint8_t *params, size_t len,
                      const joint_call_opts *opts, uintptr_t h, uint64_t *id_out);
-joint_status jg_call_opts_set_event_cb(joint_call_opts *opts);
+joint_status jg_call_opts_set_event_cb(joint_call_opts *opts, uintptr_t h);
 joint_status jg_request_set_event_cb(joint_request *req, uintptr_t h);
 joint_status jg_spawn(joint_ctx *ctx, char **argv, joint_conn **conn_out);
 

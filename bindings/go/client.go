@@ -337,11 +337,15 @@ func (c *Client) startOnDriver(pc *pendingCall, h cgo.Handle, params, kwargs []b
 		}
 		defer C.joint_call_opts_free(opts)
 		C.joint_call_opts_set_window(opts, C.uint32_t(spec.window))
-		C.jg_call_opts_set_event_cb(opts)
+		C.jg_call_opts_set_event_cb(opts, C.uintptr_t(h))
 		C.joint_call_opts_set_manual_credit(opts, true)
 		C.joint_call_opts_set_client_stream(opts, C.bool(spec.bidi))
 	}
-	C.joint_call_opts_set_timeout_ms(opts, C.int32_t(timeout))
+	limit := C.int32_t(-1) // no timeout (0 is not a timeout in the C API)
+	if timeout > 0 {
+		limit = C.int32_t(timeout)
+	}
+	C.joint_call_opts_set_timeout_ms(opts, limit)
 	if st := C.joint_call_opts_set_kwargs(opts, cPtr(kwargs), C.size_t(len(kwargs))); st < 0 {
 		h.Delete()
 		pc.fail(l.fail(st, op))

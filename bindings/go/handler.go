@@ -351,7 +351,7 @@ func (s *ServerStream) Recv() (Raw, error) {
 		var ev C.int32_t
 		var buf *C.joint_buf
 		st := C.joint_request_next_input(s.rs.req, waitSlice, &ev, &buf)
-		if st == C.JOINT_E_TIMEOUT {
+		if st == C.JOINT_WOULD_BLOCK { // the slice passed with nothing: look at ctx again
 			continue
 		}
 		if st < 0 {

@@ -65,6 +65,8 @@ func (s *Server) Listen(uri string) (string, error) {
 			return
 		}
 		bound = C.GoString(C.joint_listener_uri(lst))
+		// The loop frees the handle (and so closes the listener) when the server stops.
+		s.l.onStop = append(s.l.onStop, func() { C.joint_listener_free(lst) })
 	}); err != nil {
 		return "", ErrServerClosed
 	}
