@@ -4,11 +4,12 @@
 #   build_install.sh CMAKE BUILD_DIR SOURCE_DIR GENERATOR BUILD_TYPE LIBDIR VERSION SONAME CARGO_TARGET_DIR
 #
 #   1. cmake --install BUILD_DIR --prefix TMP/prefix, and check the installed files
-#      (header, libjoint.a, libjoint.so.VERSION + SONAME and dev links, CMake package,
-#      pkg-config file);
+#      (headers — joint.h, joint.hpp and its parts under joint/ —, libjoint.a,
+#      libjoint.so.VERSION + SONAME and dev links, CMake package, pkg-config file);
 #   2. a CMake project using find_package(joint) (tests/c/consumer): joint::shared,
 #      joint::static and joint::joint, plus SameMinorVersion checks;
-#   3. pkg-config: shared, and static through Libs.private;
+#   3. pkg-config: shared, static through Libs.private, and the C++ wrapper (consumer.cpp,
+#      when $CXX or c++ is there);
 #   4. a CMake project vendoring joint with add_subdirectory (tests/c/consumer_subdir),
 #      sharing this build's cargo target directory so nothing is recompiled.
 # Every program built is run and must report the expected linkage.
@@ -31,7 +32,7 @@ step "cmake --install into $prefix"
 "$cmake" --install "$build" --prefix "$prefix"
 
 step "installed files"
-for f in include/joint.h "$libdir/libjoint.a" "$libdir/libjoint.so.$version" \
+for f in include/joint.h include/joint.hpp "$libdir/libjoint.a" "$libdir/libjoint.so.$version" \
     "$libdir/cmake/joint/jointConfig.cmake" "$libdir/cmake/joint/jointConfigVersion.cmake" \
     "$libdir/pkgconfig/joint.pc"; do
     [ -f "$prefix/$f" ] || fail "missing $f"
@@ -41,6 +42,8 @@ done
 [ -L "$lib/libjoint.so" ] && [ "$(readlink "$lib/libjoint.so")" = "$soname" ] ||
     fail "libjoint.so must be a symlink to $soname"
 cmp -s "$src/include/joint.h" "$prefix/include/joint.h" || fail "installed joint.h differs"
+cmp -s "$src/include/joint.hpp" "$prefix/include/joint.hpp" || fail "installed joint.hpp differs"
+diff -r "$src/include/joint" "$prefix/include/joint" || fail "installed include/joint/ differs"
 grep -q "^prefix=$prefix\$" "$lib/pkgconfig/joint.pc" || fail "joint.pc: prefix is not $prefix"
 ls -l "$lib"
 
@@ -75,6 +78,16 @@ cc=${CC:-cc}
 "$cc" -o "$tmp/pc_static" "$src/tests/c/consumer/consumer.c" $(pkg-config --cflags joint) \
     $(pkg-config --static --libs joint | sed 's/-ljoint/-Wl,-Bstatic -ljoint -Wl,-Bdynamic/') -ldl
 "$tmp/pc_static" static
+# C++: the installed joint.hpp must find every part it includes in the prefix
+cxx=${CXX:-$(command -v c++ || true)}
+if [ -n "$cxx" ]; then
+    # shellcheck disable=SC2046
+    "$cxx" -std=c++17 -Wall -Wextra -Werror -o "$tmp/pc_cpp" "$src/tests/c/consumer/consumer.cpp" \
+        $(pkg-config --cflags --libs joint) -Wl,-rpath,"$lib"
+    "$tmp/pc_cpp"
+else
+    echo "build_install: no C++ compiler: the C++ consumer is not built"
+fi
 
 step "add_subdirectory consumer"
 "$cmake" -S "$src/tests/c/consumer_subdir" -B "$tmp/vendored" -G "$generator" \

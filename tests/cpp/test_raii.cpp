@@ -295,6 +295,17 @@ TEST_F(Loop, ConnectionOutlivingItsContextIsInert) {
     JT_EXPECT_ERR(late.notify("x"), JOINT_E_STATE);
     JT_EXPECT_ERR(late.call("add", {}, [](joint::Result<Bytes>) {}), JOINT_E_STATE);
     JT_EXPECT_ERR(late.close(), JOINT_E_STATE);
+    JT_EXPECT_ERR(late.cancel(1), JOINT_E_STATE);
+    JT_EXPECT_ERR(late.call("add", {}, nullptr), JOINT_E_STATE);
+    JT_EXPECT_ERR(late.call("add", {}, joint::CallOptions(), nullptr, nullptr), JOINT_E_STATE);
+    JT_EXPECT_ERR(late.call_stream("add"), JOINT_E_STATE);
+    JT_EXPECT_ERR(late.send(1, joint::pack_value(1)), JOINT_E_STATE);
+    JT_EXPECT_ERR(late.send_value(1, 1), JOINT_E_STATE);
+    JT_EXPECT_ERR(late.end_input(1), JOINT_E_STATE);
+    JT_EXPECT_ERR(late.throw_error(1, 1, "x"), JOINT_E_STATE);
+    JT_EXPECT_ERR(late.grant(1, 1), JOINT_E_STATE);
+    EXPECT_EQ(late.extension(), joint::Extension::Off);
+    EXPECT_EQ(late.user_data(), nullptr);
 } // `late` destroyed after its context: no joint_conn_free (ASan / valgrind would see it)
 
 TEST_F(Loop, ConnectionOwnedByACallbackDestroyedDuringContextDestruction) {

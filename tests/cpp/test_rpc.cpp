@@ -512,6 +512,25 @@ TEST_F(Rpc, InvalidArgumentsAreReportedWithDetail) {
     JT_EXPECT_ERR(ctx.connect("unix:///nonexistent/joint.sock"), JOINT_E_CONNREFUSED); // known at once
 }
 
+// Connection and ConnectionRef share their methods: a method name with a NUL byte is
+// refused by every one that takes a name, before anything is sent.
+template <class C>
+void expect_nul_names_refused(const C &c) {
+    std::string bad("a\0b", 3);
+    JT_EXPECT_ERR(c.call(bad, {}, [](joint::Result<Bytes>) { ADD_FAILURE() << "a refused call completed"; }), JOINT_E_INVAL);
+    JT_EXPECT_ERR(c.call(bad, {}, nullptr), JOINT_E_INVAL);
+    JT_EXPECT_ERR(c.call_sync(bad), JOINT_E_INVAL);
+    JT_EXPECT_ERR(c.notify(bad), JOINT_E_INVAL);
+    JT_EXPECT_ERR(c.call(bad, {}, joint::CallOptions(), nullptr, nullptr), JOINT_E_INVAL);
+    JT_EXPECT_ERR(c.call(bad, {}, joint::CallOptions().timeout_ms(1000), [](const joint::Response &) {}), JOINT_E_INVAL);
+    JT_EXPECT_ERR(c.call_stream(bad), JOINT_E_INVAL);
+}
+
+TEST_F(Rpc, MethodNamesWithANulAreRefusedByConnectionAndConnectionRef) {
+    expect_nul_names_refused(conn);
+    expect_nul_names_refused(conn.ref());
+}
+
 TEST(RpcConnect, RefusedConnectionFailsItsCalls) {
     Context ctx = Context::create().value();
     std::string uri;

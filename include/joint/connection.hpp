@@ -1,0 +1,187 @@
+// joint/connection.hpp — connections: ConnectionRef (not owned), Connection (owned), and
+// what their calls deliver (Response, CallEvent, ConnEvent). Part of joint.hpp.
+#ifndef JOINT_CONNECTION_HPP
+#define JOINT_CONNECTION_HPP
+
+#include <joint/base.hpp>
+#include <joint/detail/connection_ops.hpp>
+#include <joint/detail/ctx_life.hpp>
+#include <joint/msgpack.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace joint {
+
+/// A connection that is not owned: one accepted by a listener (valid until its CLOSED
+/// event returns), or one passed to a callback (valid during the callback), or a view of a
+/// Connection. Cheap to copy; empty when raw() is NULL. Its methods: detail::ConnectionOps.
+class ConnectionRef : public detail::ConnectionOps<ConnectionRef> {
+public:
+    ConnectionRef() = default;
+    /// `ctx` (optional) is the connection's context, used for error details.
+    explicit ConnectionRef(joint_conn *conn, joint_ctx *ctx = nullptr) noexcept : conn_(conn), ctx_(ctx) {}
+
+    joint_conn *raw() const noexcept { return conn_; }
+    explicit operator bool() const noexcept { return conn_ != nullptr; }
+
+    friend bool operator==(ConnectionRef a, ConnectionRef b) noexcept { return a.conn_ == b.conn_; }
+    friend bool operator!=(ConnectionRef a, ConnectionRef b) noexcept { return a.conn_ != b.conn_; }
+
+private:
+    friend class detail::ConnectionOps<ConnectionRef>;
+    joint_conn *conn_handle() const noexcept { return conn_; }
+    joint_ctx *ctx_handle() const noexcept { return ctx_; }
+    bool ctx_gone() const noexcept { return false; } // not tracked: valid while the context lives
+    std::shared_ptr<detail::CtxLife> stream_life() const noexcept { return nullptr; }
+
+    joint_conn *conn_ = nullptr;
+    joint_ctx *ctx_ = nullptr;
+};
+
+/// An owned connection (Context::connect, spawn, open_stdio): destroying it closes it (its
+/// pending calls complete with JOINT_E_CANCELLED on the next process; no CLOSED event) and
+/// frees it. It stays valid after the peer goes away (calls then fail with
+/// JOINT_E_CLOSED). If it outlives its Context it becomes inert (calls fail with
+/// JOINT_E_STATE, the destructor does nothing): the context freed it. Its methods:
+/// detail::ConnectionOps, as for ConnectionRef.
+class Connection : public detail::ConnectionOps<Connection> {
+public:
+    Connection() = default;
+    /// Takes ownership of `conn`, a connection of `ctx`. `life` is the context's liveness
+    /// token (from Context); without it the Connection must be destroyed before the context.
+    Connection(joint_conn *conn, joint_ctx *ctx, std::shared_ptr<detail::CtxLife> life = nullptr) noexcept
+        : c_(conn, Free{std::move(life)}), ctx_(ctx) {}
+
+    /// A non-owning view (for code that takes ConnectionRef).
+    ConnectionRef ref() const noexcept { return ConnectionRef(ctx_gone() ? nullptr : c_.get(), ctx_); }
+    operator ConnectionRef() const noexcept { return ref(); }
+
+    joint_conn *raw() const noexcept { return c_.get(); }
+    /// Give up ownership: the caller frees it with joint_conn_free, before the context.
+    joint_conn *release() noexcept { return c_.release(); }
+    explicit operator bool() const noexcept { return c_ != nullptr; }
+
+private:
+    friend class detail::ConnectionOps<Connection>;
+    struct Free {
+        std::shared_ptr<detail::CtxLife> life;
+        void operator()(joint_conn *c) const noexcept {
+            if (!life || life->alive)
+                joint_conn_free(c);
+        }
+    };
+    joint_conn *conn_handle() const noexcept { return c_.get(); }
+    joint_ctx *ctx_handle() const noexcept { return ctx_; }
+    bool ctx_gone() const noexcept {
+        const auto &life = c_.get_deleter().life;
+        return life && !life->alive;
+    }
+    std::shared_ptr<detail::CtxLife> stream_life() const noexcept { return c_.get_deleter().life; }
+
+    std::unique_ptr<joint_conn, Free> c_;
+    joint_ctx *ctx_ = nullptr;
+};
+
+/// The outcome of a call, borrowed by a completion callback until it returns.
+class Response {
+public:
+    explicit Response(const joint_response *resp, joint_conn *conn, joint_ctx *ctx) noexcept : r_(resp), conn_(conn), ctx_(ctx) {}
+
+    Status status() const noexcept { return joint_response_status(r_); }
+    bool ok() const noexcept { return status() == JOINT_OK; }
+    /// The result (MessagePack; nil unless ok()). Valid until the callback returns.
+    Bytes result() const noexcept {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        (void)joint_response_result(r_, &d, &n);
+        return Bytes(d, n);
+    }
+    /// The peer's error object (MessagePack; nil unless JOINT_E_REMOTE).
+    Bytes error_object() const noexcept {
+        const std::uint8_t *d = nullptr;
+        std::size_t n = 0;
+        (void)joint_response_error(r_, &d, &n);
+        return Bytes(d, n);
+    }
+    /// A description of the failure ("" on success); for JOINT_E_REMOTE the peer's message.
+    std::string_view message() const noexcept {
+        const char *m = joint_response_message(r_);
+        return m ? std::string_view(m) : std::string_view();
+    }
+    CallId call_id() const noexcept { return joint_response_call_id(r_); }
+    /// The connection the call was made on (valid during the callback).
+    ConnectionRef conn() const noexcept { return ConnectionRef(conn_, ctx_); }
+
+    /// The failure as an Error (copies); only when !ok().
+    Error error() const {
+        Status st = status();
+        std::string_view m = message();
+        return Error(st, m.empty() ? std::string(joint_status_str(st)) : std::string(m),
+                     st == JOINT_E_REMOTE ? error_object().to_vector() : std::vector<std::uint8_t>());
+    }
+    /// result() or error(); the bytes are valid until the callback returns.
+    Result<Bytes> to_result() const {
+        if (ok())
+            return result();
+        return error();
+    }
+    /// The result unpacked as T, or the failure.
+    template <class T>
+    Result<T> as() const {
+        if (!ok())
+            return error();
+        return unpack<T>(result());
+    }
+
+    const joint_response *raw() const noexcept { return r_; }
+
+private:
+    const joint_response *r_;
+    joint_conn *conn_;
+    joint_ctx *ctx_;
+};
+
+/// A connection opened (JOINT_CONN_OPEN) or closed (JOINT_CONN_CLOSED: status says why,
+/// reason describes it). Borrowed during the callback. `event` is kept as the C API's
+/// integer so that events added later reach you too.
+struct ConnEvent {
+    ConnectionRef conn;
+    std::int32_t event = 0;
+    Status status = JOINT_OK;
+    std::string_view reason;
+
+    bool opened() const noexcept { return event == JOINT_CONN_OPEN; }
+    bool closed() const noexcept { return event == JOINT_CONN_CLOSED; }
+};
+
+/// Something that happened to one of our calls before it completed: an item the callee
+/// streamed (Item: `data`, borrowed until the callback returns) or send credit (Writable:
+/// send() may be tried again). Borrowed during the callback.
+struct CallEvent {
+    enum class Kind : std::int32_t { Item = JOINT_CALL_ITEM, Writable = JOINT_CALL_WRITABLE };
+    Kind kind = Kind::Item;
+    Bytes data;
+    CallId call_id = 0;
+    /// The connection the call was made on (valid during the callback).
+    ConnectionRef conn;
+
+    bool is_item() const noexcept { return kind == Kind::Item; }
+    bool is_writable() const noexcept { return kind == Kind::Writable; }
+    /// The item unpacked as T.
+    template <class T>
+    Result<T> as() const {
+        return unpack<T>(data);
+    }
+};
+
+} // namespace joint
+
+// The callables' boxes need the classes above; they also define ConnectionOps' calls that
+// take callables.
+#include <joint/detail/call_box.hpp>
+
+#endif // JOINT_CONNECTION_HPP
