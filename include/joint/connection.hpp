@@ -52,7 +52,8 @@ class Connection : public detail::ConnectionOps<Connection> {
 public:
     Connection() = default;
     /// Takes ownership of `conn`, a connection of `ctx`. `life` is the context's liveness
-    /// token (from Context); without it the Connection must be destroyed before the context.
+    /// token (from Context); without it the Connection must not be used after the context is
+    /// destroyed (destroying it is always fine).
     Connection(joint_conn *conn, joint_ctx *ctx, std::shared_ptr<detail::CtxLife> life = nullptr) noexcept
         : c_(conn, Free{std::move(life)}), ctx_(ctx) {}
 
@@ -61,7 +62,8 @@ public:
     operator ConnectionRef() const noexcept { return ref(); }
 
     joint_conn *raw() const noexcept { return c_.get(); }
-    /// Give up ownership: the caller frees it with joint_conn_free, before the context.
+    /// Give up ownership: the caller frees it with joint_conn_free (before or after the
+    /// context).
     joint_conn *release() noexcept { return c_.release(); }
     explicit operator bool() const noexcept { return c_ != nullptr; }
 
@@ -69,10 +71,7 @@ private:
     friend class detail::ConnectionOps<Connection>;
     struct Free {
         std::shared_ptr<detail::CtxLife> life;
-        void operator()(joint_conn *c) const noexcept {
-            if (!life || life->alive)
-                joint_conn_free(c);
-        }
+        void operator()(joint_conn *c) const noexcept { joint_conn_free(c); } // also after the context
     };
     joint_conn *conn_handle() const noexcept { return c_.get(); }
     joint_ctx *ctx_handle() const noexcept { return ctx_; }

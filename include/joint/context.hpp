@@ -103,6 +103,7 @@ public:
             reset();
             c_ = std::move(o.c_);
             life_ = std::move(o.life_);
+            listeners_ = std::exchange(o.listeners_, {});
         }
         return *this;
     }
@@ -142,6 +143,7 @@ public:
         Status st = joint_ctx_listen(c_.get(), uri.c_str(), &l);
         if (st < 0)
             return detail::make_error(st, c_.get());
+        listeners_.push_back(l);
         return std::string(joint_listener_uri(l));
     }
     /// Connect to `uri` without blocking (calls may be made at once). Later failures
@@ -282,10 +284,14 @@ public:
     std::string_view last_error() const noexcept { return joint_ctx_last_error(c_.get()); }
 
     joint_ctx *raw() const noexcept { return c_.get(); }
-    /// Give up ownership: the caller frees it with joint_ctx_free — after destroying (or
-    /// releasing) the Connections and Streams made from it, which no longer track its life.
+    /// Give up ownership: the caller frees it with joint_ctx_free. The Connections and
+    /// Streams made from it no longer track its life: do not use them after that (destroying
+    /// them is fine). Its listeners are closed now.
     joint_ctx *release() noexcept {
         life_.reset();
+        for (joint_listener *l : listeners_)
+            joint_listener_free(l);
+        listeners_.clear();
         return c_.release();
     }
     explicit operator bool() const noexcept { return c_ != nullptr; }
@@ -304,17 +310,18 @@ private:
         return Connection(conn, c_.get(), life_);
     }
     void reset() noexcept {
-        if (life_) {
-            life_->alive = false; // Connections and Streams destroyed from here on leave the freeing to us
-            for (joint_stream *s : life_->streams) // before the context, as joint_stream_free requires
-                joint_stream_free(s);
-            life_->streams.clear();
-        }
+        if (life_)
+            life_->alive = false; // Connections and Streams no longer read its last error
         joint_ctx_free(c_.release());
         life_.reset();
+        for (joint_listener *l : listeners_) // the handles outlive the context
+            joint_listener_free(l);
+        listeners_.clear();
     }
     detail::Owned<joint_ctx, &joint_ctx_free> c_;
     std::shared_ptr<detail::CtxLife> life_;
+    /// The listeners' handles, freed with the context (freeing one closes it).
+    std::vector<joint_listener *> listeners_;
 };
 
 } // namespace joint

@@ -132,8 +132,9 @@ public:
             return detail::make_error(st);
         return st == JOINT_OK;
     }
-    /// Pull the next event, waiting up to `timeout_ms` (-1: no limit); JOINT_E_TIMEOUT if
-    /// nothing came in time (not to be confused with InputKind::Timeout, the call's deadline).
+    /// Pull the next event, waiting up to `timeout_ms` (-1: no limit, 0: don't wait); an
+    /// Error with JOINT_WOULD_BLOCK if nothing came in time (InputKind::Timeout is the call's
+    /// deadline).
     /// Values pulled are credited back to the caller. For requests without on_events; any
     /// thread (blocks: not on the loop thread unless timeout_ms is 0). A stock request
     /// reports End at once.
@@ -143,6 +144,8 @@ public:
         std::int32_t kind = 0;
         joint_buf *data = nullptr;
         Status st = joint_request_next_input(r_, timeout_ms, &kind, &data);
+        if (st == JOINT_WOULD_BLOCK)
+            return Error(st, "nothing came in time");
         if (st < 0)
             return detail::make_error(st);
         InputEvent ev;

@@ -51,7 +51,8 @@ public:
     /// Takes ownership of `opts` (freed with joint_call_opts_free).
     explicit CallOptions(joint_call_opts *opts) noexcept : o_(opts) {}
 
-    /// Fail the call with JOINT_E_TIMEOUT after `ms` (-1 or 0: none). A joint callee gets it
+    /// Fail the call with JOINT_E_TIMEOUT after `ms` (-1: none, the default; 0 is
+    /// JOINT_E_INVAL). A joint callee gets it
     /// as its deadline: its handler is told (InputKind::Timeout) and its answer dropped.
     CallOptions &timeout_ms(std::int32_t ms) { return step([&](joint_call_opts *o) { return joint_call_opts_set_timeout_ms(o, ms); }); }
     /// Keyword params: one encoded MessagePack map (copied); empty removes them. Not a map:
@@ -142,17 +143,13 @@ struct StreamItem {
 /// as items are pulled, so a slow consumer slows the producer instead of buffering.
 /// Destroying a Stream whose call still runs cancels the call (the cancellation goes out
 /// when the context next runs). Move-only. A Stream made
-/// from a Connection may outlive its Context (the Context frees it first; next() then fails
-/// with JOINT_E_STATE); one made from a ConnectionRef must be destroyed before the Context.
+/// may outlive its Context (next() then fails with JOINT_E_STATE).
 class Stream {
 public:
     Stream() = default;
     /// Takes ownership of `stream`, a stream of `ctx`; `life` as for Connection.
     Stream(joint_stream *stream, joint_ctx *ctx, std::shared_ptr<detail::CtxLife> life = nullptr)
-        : s_(stream), ctx_(ctx), life_(std::move(life)) {
-        if (s_ && life_)
-            life_->streams.push_back(s_);
-    }
+        : s_(stream), ctx_(ctx), life_(std::move(life)) {}
     Stream(Stream &&o) noexcept : s_(std::exchange(o.s_, nullptr)), ctx_(o.ctx_), life_(std::move(o.life_)), finished_(o.finished_) {}
     Stream &operator=(Stream &&o) noexcept {
         if (this != &o) {
@@ -178,16 +175,10 @@ public:
             return Error(JOINT_E_NULL, "empty joint::Stream");
         if (!usable())
             return Error(JOINT_E_STATE, "the stream's context was destroyed");
-        joint_buf *buf = nullptr;
-        Status st = joint_stream_next(s_, timeout_ms, &buf);
-        if (st == JOINT_E_TIMEOUT && !buf) {
-            // "Nothing within timeout_ms" and "the call's own timeout passed" look alike in C
-            // (JOINT_E_TIMEOUT, nothing written); only a finished stream then answers
-            // JOINT_E_STATE. Look once more, without waiting.
-            st = joint_stream_next(s_, 0, &buf);
-            if (st == JOINT_E_TIMEOUT && !buf)
-                return StreamItem{}; // nothing yet
-        }
+        joint_buf *buf = nullptr, *error = nullptr;
+        Status st = joint_stream_next(s_, timeout_ms, &buf, &error);
+        if (st == JOINT_WOULD_BLOCK)
+            return StreamItem{}; // nothing yet
         StreamItem item;
         if (st == JOINT_OK || st == JOINT_DONE) {
             item.kind = st == JOINT_OK ? StreamItem::Kind::Item : StreamItem::Kind::Done;
@@ -195,15 +186,10 @@ public:
             finished_ = st == JOINT_DONE;
             return item;
         }
-        if (st == JOINT_E_STATE && !finished_) { // the call timed out (see above)
-            finished_ = true;
-            return Error(JOINT_E_TIMEOUT, "the call timed out");
-        }
         if (st != JOINT_E_RECURSIVE && st != JOINT_E_STATE)
             finished_ = true;
-        if (st == JOINT_E_REMOTE && buf)
-            return detail::remote_error(buf);
-        joint_buf_free(buf);
+        if (st == JOINT_E_REMOTE && error)
+            return detail::remote_error(error);
         if (st >= 0) // a status this version does not know
             return Error(JOINT_E_STATE, std::string("unexpected status from joint_stream_next: ") + joint_status_str(st));
         if (st == JOINT_E_STATE)
@@ -216,9 +202,9 @@ public:
     bool finished() const noexcept { return finished_; }
 
     joint_stream *raw() const noexcept { return usable() ? s_ : nullptr; }
-    /// Give up ownership: the caller frees it with joint_stream_free, before the context.
+    /// Give up ownership: the caller frees it with joint_stream_free (before or after the
+    /// context).
     joint_stream *release() noexcept {
-        forget();
         life_.reset();
         return std::exchange(s_, nullptr);
     }
@@ -226,23 +212,8 @@ public:
 
 private:
     bool usable() const noexcept { return s_ && (!life_ || life_->alive); }
-    void forget() noexcept {
-        if (!s_ || !life_)
-            return;
-        auto &v = life_->streams;
-        for (std::size_t i = 0; i < v.size(); i++) {
-            if (v[i] == s_) {
-                v[i] = v.back();
-                v.pop_back();
-                break;
-            }
-        }
-    }
     void reset() noexcept {
-        if (usable()) { // otherwise the context freed it already
-            forget();
-            joint_stream_free(s_);
-        }
+        joint_stream_free(s_); // also after the context: the handle outlives it
         s_ = nullptr;
         life_.reset();
     }

@@ -186,11 +186,15 @@ pub unsafe extern "C" fn joint_conn_free(conn: *mut joint_conn) {
     }
     // SAFETY: as above.
     unsafe {
-        with_handle(conn, |h: &joint_conn, live: Live<'_>| {
-            live.ctx.release(h.id);
-            live.jc.forget_conn(h.id);
-        })
-    };
+        with_handle(conn, |h: &joint_conn, live: Live<'_>| live.ctx.release(h.id));
+        // Also while the context is being freed (from one of its callbacks): it must not
+        // hand this pointer out again.
+        with_ref(conn, |h: &joint_conn| {
+            if let Some(home) = h.life.home() {
+                home.forget_conn(h.id);
+            }
+        });
+    }
     // SAFETY: a caller-owned handle, freed once (caller's promise).
     guard(|| (), || drop(unsafe { take_handle(conn) }))
 }

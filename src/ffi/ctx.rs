@@ -110,6 +110,9 @@ impl joint_ctx {
     fn conn_event(&self, ctx: &Context, id: ConnId, event: ConnEvent<'_>) {
         let conn = self.conn_handle(ctx, id);
         let cb = self.conn_cb.borrow().clone();
+        // Read before the callback, which may free a handle the application owns.
+        // SAFETY: handles in the map are live boxes.
+        let ours = !conn.is_null() && !unsafe { &*conn }.owned_by_caller();
         let closed = matches!(event, ConnEvent::Closed { .. });
         if let Some(c) = cb {
             match event {
@@ -122,13 +125,10 @@ impl joint_ctx {
                 }
             }
         }
-        if closed && !conn.is_null() {
-            // SAFETY: handles in the map are live boxes.
-            if !unsafe { &*conn }.owned_by_caller() {
-                self.conns.borrow_mut().remove(&id);
-                // SAFETY: a context-owned handle, removed from the map, so freed once.
-                drop(unsafe { take_handle(conn) });
-            }
+        if closed && ours {
+            self.conns.borrow_mut().remove(&id);
+            // SAFETY: a context-owned handle, removed from the map, so freed once.
+            drop(unsafe { take_handle(conn) });
         }
     }
 
@@ -192,7 +192,7 @@ pub unsafe extern "C" fn joint_ctx_new(config: *const joint_config, ctx_out: *mu
             let raw = into_handle(joint_ctx {
                 waker: ctx.waker(),
                 ctx: RefCell::new(None),
-                life: Life::new(std::ptr::null_mut()),
+                life: Life::new(),
                 last_error: RefCell::default(),
                 poisoned: Cell::new(false),
                 conns: RefCell::default(),
@@ -208,8 +208,8 @@ pub unsafe extern "C" fn joint_ctx_new(config: *const joint_config, ctx_out: *mu
             })));
             // SAFETY: just made.
             let jc = unsafe { &mut *raw };
-            jc.life = Life::new(raw);
             *jc.ctx.get_mut() = Some(ctx);
+            jc.life.start(raw);
             // SAFETY: checked non-NULL.
             unsafe { *ctx_out = raw };
             JOINT_OK
@@ -251,6 +251,7 @@ pub unsafe extern "C" fn joint_ctx_free(ctx: *mut joint_ctx) {
                     drop(unsafe { take_handle(h) });
                 }
             }
+            jc.life.end_home();
             // SAFETY: made by joint_ctx_new, freed once (caller's promise).
             drop(unsafe { take_handle(ctx) });
         },

@@ -56,14 +56,24 @@ unsafe fn as_ref<'a, T: Castable>(ptr: *const T) -> Option<&'a T> {
 }
 
 /// Whether a context is alive: shared by the context and every handle made from it. Only
-/// the loop thread (the one that frees the context) reads the pointer as a reference.
+/// the loop thread (the one that frees the context) reads the pointers as references.
 pub(crate) struct Life {
+    /// The context while it may be used; cleared when `joint_ctx_free` starts.
     ctx: AtomicPtr<joint_ctx>,
+    /// The context's box while it exists (also while it is being freed, when callbacks may
+    /// still free handles it keeps track of); cleared just before the box is freed.
+    home: AtomicPtr<joint_ctx>,
 }
 
 impl Life {
-    pub fn new(ctx: *mut joint_ctx) -> Arc<Life> {
-        Arc::new(Life { ctx: AtomicPtr::new(ctx) })
+    pub fn new() -> Arc<Life> {
+        Arc::new(Life { ctx: AtomicPtr::default(), home: AtomicPtr::default() })
+    }
+
+    /// The context's box exists at `ctx` and may be used.
+    pub fn start(&self, ctx: *mut joint_ctx) {
+        self.home.store(ctx, Ordering::Release);
+        self.ctx.store(ctx, Ordering::Release);
     }
 
     /// The context, unless it was freed (or is being freed).
@@ -73,9 +83,20 @@ impl Life {
         unsafe { self.ctx.load(Ordering::Acquire).as_ref() }
     }
 
+    /// The context's box, also while it is being freed: for bookkeeping only.
+    pub fn home(&self) -> Option<&joint_ctx> {
+        // SAFETY: as for `get`; cleared by `end_home` before the box is freed.
+        unsafe { self.home.load(Ordering::Acquire).as_ref() }
+    }
+
     /// The context is going: every handle now reports `JOINT_E_STATE`.
     pub fn end(&self) {
         self.ctx.store(std::ptr::null_mut(), Ordering::Release);
+    }
+
+    /// The context's box is about to be freed.
+    pub fn end_home(&self) {
+        self.home.store(std::ptr::null_mut(), Ordering::Release);
     }
 }
 

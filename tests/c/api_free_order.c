@@ -4,6 +4,7 @@
  * of freeing them:
  *   - once the context is freed, every remaining handle's functions return JOINT_E_STATE
  *     (joint_conn_is_open false, joint_request_conn NULL) and its _free still works;
+ *   - a connection freed by a callback that joint_ctx_free runs is not touched again;
  *   - nothing leaks and no freed memory is touched (run again under Valgrind as
  *     leak_free_order, and under ASan in the sanitizer build). */
 #include "testutil.h"
@@ -136,6 +137,33 @@ static void order_of(int n, int order[NTHINGS])
     }
 }
 
+/* A completion that runs while joint_ctx_free cancels its call frees the connection. */
+static void free_conn_on_done(joint_conn *conn, const joint_response *resp, void *user_data)
+{
+    CHECK_ST(joint_response_status(resp), JOINT_E_CANCELLED);
+    CHECK(conn == *(joint_conn **)user_data);
+    joint_conn_free(conn);
+    *(joint_conn **)user_data = NULL;
+}
+
+static void test_free_from_a_callback_of_ctx_free(void)
+{
+    joint_ctx *ctx;
+    joint_listener *l;
+    joint_conn *conn;
+    held = NULL;
+    CHECK_OK(joint_ctx_new(NULL, &ctx));
+    CHECK_OK(joint_ctx_register(ctx, "hold", keep, NULL, NULL));
+    CHECK_OK(joint_ctx_listen(ctx, "tcp://127.0.0.1:0", &l));
+    CHECK_OK(joint_ctx_connect(ctx, joint_listener_uri(l), &conn));
+    CHECK_OK(joint_conn_call(conn, "hold", NULL, 0, -1, free_conn_on_done, &conn, NULL));
+    TU_WAIT_FOR(ctx, held != NULL, 5000);
+    joint_ctx_free(ctx);
+    CHECK(conn == NULL); /* the completion ran, and freed it */
+    joint_request_free(held);
+    joint_listener_free(l);
+}
+
 int main(void)
 {
     int n, i, order[NTHINGS], seen = 0;
@@ -149,6 +177,7 @@ int main(void)
             free_thing(&t, order[i]);
     }
     CHECK(seen == (1 << (NTHINGS * NTHINGS)) - 1);
+    test_free_from_a_callback_of_ctx_free();
     printf("api_free_order: 120 orders ok\n");
     return 0;
 }

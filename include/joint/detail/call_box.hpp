@@ -175,13 +175,13 @@ Result<CallId> ConnectionOps<Derived>::call(CStr method, Bytes params, const Cal
     }
     CallBox *box = new CallBoxImpl<ED, FD>(std::forward<E>(on_event), std::forward<F>(on_done));
     box->ctx = ctx();
-    if (o)
-        (void)joint_call_opts_set_event_cb(o, events ? &joint_hpp_on_call_event : nullptr);
+    if (o) // the box is the event callback's user data too; the completion deletes it
+        (void)joint_call_opts_set_event_cb(o, events ? &joint_hpp_on_call_event : nullptr, to_user_data(box), nullptr);
     CallId id = 0;
     Status st = joint_conn_call_opts(conn(), method.c_str(), params.data(), params.size(), o, &joint_hpp_on_call_done,
                                      to_user_data(box), &id);
     if (o && events)
-        (void)joint_call_opts_set_event_cb(o, nullptr); // the options stay as they were
+        (void)joint_call_opts_set_event_cb(o, nullptr, nullptr, nullptr); // the options stay as they were
     if (st < 0) { // neither callable will run
         delete box;
         return make_error(st, ctx());

@@ -5,17 +5,14 @@
 
 #include <joint.h>
 
-#include <vector>
-
 namespace joint {
 namespace detail {
 
-/// Owns a joint_ctx's liveness, shared with the Connections and Streams made from it.
+/// Whether a joint_ctx is alive, shared with the Connections and Streams made from it. The
+/// C handles outlive their context by themselves (their functions then say JOINT_E_STATE);
+/// this only keeps the wrappers from reading the freed context's last error.
 struct CtxLife {
     bool alive = true;
-    /// The live Streams' handles: the Context frees them before itself (joint_stream_free
-    /// must come before joint_ctx_free), so that a Stream may outlive its Context.
-    std::vector<joint_stream *> streams;
 };
 
 } // namespace detail
