@@ -551,7 +551,7 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The library version as a static string, such as "0.1.0". Thread-safe.
+ * The library version as a static string, such as "0.2.0". Thread-safe.
  */
 JOINT_API const char *joint_version(void);
 

@@ -110,7 +110,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> joint_status {
 
 static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
-/// The library version as a static string, such as "0.1.0". Thread-safe.
+/// The library version as a static string, such as "0.2.0". Thread-safe.
 #[no_mangle]
 pub extern "C" fn joint_version() -> *const c_char {
     VERSION.as_ptr().cast()

@@ -55,7 +55,7 @@ __all__ = [
     'RPC_CANCELLED', 'RPC_DEADLINE_EXCEEDED',
 ]
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'
 
 # Codes of joint's [code, message] error objects (docs/PROTOCOL.md).
 RPC_HANDLER_FAILED = _ffi.lib.JOINT_RPC_HANDLER_FAILED
@@ -71,7 +71,7 @@ RPC_DEADLINE_EXCEEDED = _ffi.lib.JOINT_RPC_DEADLINE_EXCEEDED
 
 
 def library_version():
-    """The version of the loaded libjoint, such as "0.1.0"."""
+    """The version of the loaded libjoint, such as "0.2.0"."""
     return _ffi.ffi.string(_ffi.lib.joint_version()).decode()
 
 

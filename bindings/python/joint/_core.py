@@ -232,6 +232,8 @@ class Context:
         # conn address -> Peer, weakly: a Client is owned by the application, a peer of an
         # accepted connection by whoever holds it (joint.peer()); the library owns neither.
         self.peers = weakref.WeakValueDictionary()
+        # Listener handles (joint_listener *): freed with the context; freeing one closes it.
+        self.listeners = []
         self.methods = {}                  # name -> Handler (requests and notifications)
         self.fallback = None               # FallbackHandler (requests for unregistered methods)
         self.tasks = set()                 # asyncio tasks of async handlers
@@ -526,6 +528,9 @@ class Context:
             with self._free_lock:
                 ptr, self.ptr = self.ptr, NULL
                 lib.joint_ctx_free(ptr)      # runs completions (cancelled) and free_user_data
+            for listener in self.listeners:  # the handles outlive the context
+                lib.joint_listener_free(listener)
+            self.listeners = []
             self._deferred = []
             while self.queue:            # handlers that will never run: release their requests
                 _fn, req = self.queue.popleft()

@@ -47,6 +47,7 @@ class Server(Handlers):
             if st < 0:
                 raise make_error(st, ctx.last_error(), 'listen on %s' % uri)
             bound = ffi.string(lib.joint_listener_uri(out[0])).decode('utf-8')
+            ctx.listeners.append(out[0])
         self.uris.append(bound)
         return bound
 

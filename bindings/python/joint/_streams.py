@@ -156,10 +156,12 @@ class _StreamBase:
                               '%s: keyword params' % self.method)
                 lib.joint_call_opts_set_client_stream(opts, self._client_stream)
                 lib.joint_call_opts_set_window(opts, self._window)
-                lib.joint_call_opts_set_event_cb(opts, _ffi.call_event_trampoline)
                 lib.joint_call_opts_set_manual_credit(opts, True)
                 call = _StreamCall(ctx, self.method)
                 ud = _ffi.register(call)
+                # The call's registration is its event callback's user data too (released
+                # by its completion, so the options free nothing).
+                lib.joint_call_opts_set_event_cb(opts, _ffi.call_event_trampoline, ud, NULL)
                 cid = ffi.new('uint64_t *')
                 st = lib.joint_conn_call_opts(conn, self._name, self._params, len(self._params), opts,
                                               _ffi.response_trampoline, ud, cid)
@@ -625,7 +627,7 @@ def _pull(req, name, timeout_ms=0):
     ev = ffi.new('int32_t *')
     buf = ffi.new('joint_buf **')
     st = lib.joint_request_next_input(req, timeout_ms, ev, buf)
-    if st == E_TIMEOUT:
+    if st == lib.JOINT_WOULD_BLOCK:
         return 'next', None
     if st < 0:
         return 'ended', st
@@ -683,8 +685,7 @@ def _probe(req, info, inbox, name, timeout_ms=0):
     """``joint_request_wait_writable``, disambiguated: 0 (credit), WOULD_BLOCK (none yet) or
     a negative status (the call ended: cancelled, closed, or E_TIMEOUT for its deadline).
 
-    joint returns JOINT_E_TIMEOUT both when ``timeout_ms`` passes without credit and when the
-    call's deadline has passed. Once our own estimate of the deadline (from when the request
+    JOINT_E_TIMEOUT means the call's deadline passed. Once our own estimate of the deadline (from when the request
     reached Python, so never earlier than joint's) has passed, the events are pulled to tell:
     an end-of-call event settles it; values that come first are kept in ``inbox``."""
     st = lib.joint_request_wait_writable(req, timeout_ms)
