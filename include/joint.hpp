@@ -41,9 +41,11 @@
 //     joint_error_code                   Error::remote_code
 //     joint_error_message                Error::message of a JOINT_E_REMOTE error
 //     joint_status_is_fatal              Error::is_fatal
-//     joint_listener_close, joint_version_number, joint_write_cstr
-//                                        none (shutdown() closes the listeners; version();
-//                                        write_str)
+//     joint_listener_close, joint_listener_free
+//                                        none: shutdown() closes the listeners, the Context
+//                                        frees their handles
+//     joint_version_number, joint_write_cstr
+//                                        none (version(); write_str)
 //
 // A server and a client in one context:
 //

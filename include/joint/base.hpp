@@ -45,7 +45,7 @@ using TimerId = std::uint64_t;
 /// Timeouts are in milliseconds; this (or 0) means none.
 inline constexpr std::int32_t no_timeout = -1;
 
-/// The library's version, e.g. "0.1.0" (JOINT_VERSION_STRING is the header's).
+/// The library's version, e.g. "0.2.0" (JOINT_VERSION_STRING is the header's).
 inline std::string_view version() noexcept { return joint_version(); }
 /// The static description of a status code ("unknown status" for unknown codes).
 inline std::string_view status_str(Status status) noexcept { return joint_status_str(status); }
