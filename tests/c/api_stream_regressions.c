@@ -18,6 +18,7 @@
 #include <poll.h>
 
 static joint_ctx *srv, *cli;
+static joint_listener *srv_listener;
 static joint_conn *conn;
 
 static void pump(int ms)
@@ -98,6 +99,7 @@ static void open_pair(void)
     CHECK_OK(joint_ctx_new(NULL, &srv));
     CHECK_OK(joint_ctx_new(NULL, &cli));
     CHECK_OK(joint_ctx_listen(srv, "tcp://127.0.0.1:0", &l));
+    srv_listener = l;
     CHECK_OK(joint_ctx_register(srv, "sum", handle_sum, NULL, NULL));
     CHECK_OK(joint_ctx_register(srv, "hold", handle_hold, NULL, NULL));
     CHECK_OK(joint_ctx_connect(cli, joint_listener_uri(l), &conn));
@@ -134,6 +136,7 @@ static int send_early(void)
     joint_conn_free(conn);
     joint_ctx_free(cli);
     joint_ctx_free(srv);
+    joint_listener_free(srv_listener);
     return 0;
 }
 
@@ -151,6 +154,7 @@ static int closed_event(void)
     joint_request_free(held);
     joint_ctx_free(cli);
     joint_ctx_free(srv);
+    joint_listener_free(srv_listener);
     return 0;
 }
 
@@ -179,6 +183,7 @@ static int deadline_status(void)
     joint_conn_free(conn);
     joint_ctx_free(cli);
     joint_ctx_free(srv);
+    joint_listener_free(srv_listener);
     return 0;
 }
 
@@ -190,6 +195,7 @@ static int free_after_ctx(void)
     PUMP_UNTIL(held != NULL, 5000);
     CHECK(held != NULL);
     joint_ctx_free(srv);     /* the request stays valid (documented) */
+    joint_listener_free(srv_listener);
     joint_request_free(held); /* valgrind: invalid read in set_stream_handler */
     joint_conn_free(conn);
     joint_ctx_free(cli);
