@@ -39,9 +39,9 @@ array, dict <-> map, and msgpack.ExtType/Timestamp for ext values.
 """
 from ._errors import (ConnectionError, EndOfInput, Error, ProtocolError, RemoteError, TimeoutError,
                       UnsupportedError)
-from ._core import (AsyncClient, Client, ConnectTimeoutError, Peer, aconnect, connect,
-                    current_peer as peer, deadline)
+from ._core import current_peer as peer, deadline
 from ._streams import AsyncStream, Stream
+from ._client import AsyncClient, Client, ConnectTimeoutError, Peer, aconnect, connect
 from ._server import Server
 from . import _ffi
 

@@ -2,7 +2,8 @@
 import asyncio
 import weakref
 
-from ._core import Context, Handlers, _cstr, make_error
+from ._client import Handlers, Peer
+from ._core import Context, _cstr, make_error
 from ._ffi import ffi, lib
 
 
@@ -32,7 +33,7 @@ class Server(Handlers):
     """
 
     def __init__(self, **options):
-        self.ctx = Context(**options)
+        self.ctx = Context(Peer, **options)
         self.uris = []
         self._stop_event = None
 
