@@ -1,0 +1,162 @@
+//! One connection: its socket, protocol session, buffers and pending calls, and the mio
+//! tokens that name it.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::Token;
+
+use crate::error::ErrorKind;
+use crate::protocol::Session;
+
+use super::{streams, transport, udp, Completion, ConnAccount, ConnId, InBuf, SocketAddrOrPath, Stream};
+
+pub(super) struct PendingCall {
+    pub(super) seq: u64,
+    pub(super) timed: bool,
+    /// When the call's own timeout fires (to tell the callee's deadline reply from an
+    /// application error that happens to use the same code).
+    pub(super) deadline: Option<Instant>,
+    pub(super) done: Completion,
+    /// Items and send credit of an extended call (taken out while it runs).
+    pub(super) on_event: Option<streams::CallEventHandler>,
+    /// The application reports consumed items itself (`grant`), e.g. a pulling stream.
+    pub(super) manual_credit: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum ConnState {
+    Connecting,
+    Open,
+    /// Close requested; finished (pending calls failed, event delivered) in `process()`.
+    Closing,
+    Closed,
+}
+
+pub(super) struct Conn {
+    pub(super) id: ConnId,
+    pub(super) stream: Option<Stream>,
+    pub(super) state: ConnState,
+    /// Remaining connect targets after the one in progress.
+    pub(super) targets: Vec<SocketAddrOrPath>,
+    pub(super) session: Session<PendingCall>,
+    pub(super) inbuf: InBuf,
+    /// Created by connect/spawn/stdio: the application releases it; accepted ones are ours.
+    pub(super) owned: bool,
+    pub(super) released: bool,
+    /// The peer finished sending; close once our answers are out.
+    pub(super) read_eof: bool,
+    /// A readiness event said the peer closed its end: read on until EOF is seen (data and
+    /// the hang-up can arrive in one edge-triggered event).
+    pub(super) peer_closed: bool,
+    pub(super) in_ready: bool,
+    pub(super) dirty: bool,
+    /// Why the connection closes, and whether to try writing what is queued first.
+    pub(super) close_reason: Option<(ErrorKind, String)>,
+    pub(super) flush_before_close: bool,
+    pub(super) describe: String,
+    /// When bytes last came from or went to this peer (idle timeout; UDP peers expire).
+    pub(super) last_active: Instant,
+    /// What the loop charged the budget for this connection's input buffer and session.
+    pub(super) charged: usize,
+    /// What its requests hold (charged by them, from any thread), and whether it is gone.
+    pub(super) account: Arc<ConnAccount>,
+    /// Not read for now, and why.
+    pub(super) pause: Pause,
+    /// A pause stopped dispatching with complete messages still buffered.
+    pub(super) undispatched: bool,
+    /// When the first bytes of the message now arriving came (message timeout).
+    pub(super) message_started: Option<Instant>,
+    /// The oldest unfinished reassembly and when it was first seen (message timeout).
+    pub(super) reassembly_watch: Option<(u64, Instant)>,
+    /// When output last made progress, while some is waiting.
+    pub(super) output_since: Option<Instant>,
+    /// When the peer closed its end while requests were unanswered (linger).
+    pub(super) eof_at: Option<Instant>,
+    /// Its key in the UDP peers' LRU order (a listener's peer).
+    pub(super) udp_lru: Option<u64>,
+    /// TCP_NOTSENT_LOWAT is set (once the extension is on: only then does joint reorder).
+    pub(super) lowat_set: bool,
+    /// Our calls whose `send` was refused because the output was full: they hear
+    /// `CallEvent::Writable` once it drains.
+    pub(super) send_blocked: Vec<u32>,
+}
+
+/// Why a connection is not being read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Pause {
+    None,
+    /// Its output is over the high-water mark: read again once it drains to half.
+    Output,
+    /// The budget had no room (when it stood at `used_at` bytes): read again once memory
+    /// has been given back.
+    Budget {
+        used_at: usize,
+    },
+}
+
+pub(super) const WAKER_TOKEN: Token = Token(0);
+
+pub(super) const CONN_TOKEN_BASE: usize = 2;
+
+pub(super) const LISTENER_BIT: usize = 1 << (usize::BITS - 1);
+
+pub(super) const EVENTS_CAPACITY: usize = 1024;
+
+pub(super) fn conn_token(index: usize) -> Token {
+    Token(CONN_TOKEN_BASE + index * 2)
+}
+
+impl Conn {
+    /// Whether new calls may be made on it (connecting or open, peer still sending).
+    pub(super) fn is_usable(&self) -> bool {
+        matches!(self.state, ConnState::Open | ConnState::Connecting) && !self.read_eof
+    }
+
+    /// Write as much queued output as the stream takes now (several chunks per `writev`),
+    /// and keep the clock of output waiting for the peer.
+    pub(super) fn flush(&mut self) -> io::Result<()> {
+        let Some(stream) = self.stream.as_mut() else { return Ok(()) };
+        if !self.lowat_set && self.session.fragment_size().is_some() {
+            stream.set_notsent_lowat(transport::NOTSENT_LOWAT);
+            stream.set_recv_buffer_if_loopback(transport::EXT_RECV_BUFFER);
+            self.lowat_set = true;
+        }
+        let before = self.session.output_len();
+        let result = if stream.is_datagram() {
+            udp::flush_datagrams(stream, &mut self.session, &mut self.last_active)
+        } else {
+            write_out(stream, &mut self.session)
+        };
+        let after = self.session.output_len();
+        if after < before {
+            self.last_active = Instant::now();
+        }
+        self.output_since = match (after, self.output_since) {
+            (0, _) => None,
+            (_, Some(since)) if after >= before => Some(since),
+            _ => Some(Instant::now()),
+        };
+        result
+    }
+}
+
+/// `writev` queued output until it is all written or the stream would block.
+pub(super) fn write_out(stream: &mut Stream, session: &mut Session<PendingCall>) -> io::Result<()> {
+    while session.has_output() {
+        let written = {
+            let mut slices = [io::IoSlice::new(&[]); crate::protocol::output::MAX_IOVECS];
+            let n = session.output_slices(&mut slices);
+            stream.write_vectored(&slices[..n])
+        };
+        match written {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote 0 bytes")),
+            Ok(n) => session.consume_output(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
