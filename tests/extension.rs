@@ -632,3 +632,36 @@ fn sends_wait_for_the_output_to_drain_not_only_for_credit() {
     assert_eq!(done.borrow().clone().unwrap(), Ok(int(TOTAL as i64)));
     assert!(*writable.borrow() > 0, "the sender was told when to go on");
 }
+
+#[test]
+fn finding_no_credit_makes_writable_due() {
+    let (srv, uri) = server(Config::default());
+    let events = Rc::new(RefCell::new(Vec::new()));
+    let held = Rc::new(RefCell::new(None));
+    let (ev, h) = (events.clone(), held.clone());
+    srv.register(
+        b"probe",
+        Rc::new(move |ctx: &Context, mut req: Request| {
+            let ev = ev.clone();
+            ctx.set_stream_handler(req.conn(), req.msgid(), Some(Rc::new(move |_c: &Context, e: &StreamEvent| ev.borrow_mut().push(e.clone()))))
+                .unwrap();
+            assert_eq!(req.yield_item(&int(1)).unwrap(), YieldStatus::Sent);
+            // The window (1) is spent. Asking, without a failed yield, makes Writable due: an
+            // event-driven handler need not produce an item before it knows there is room.
+            assert!(!req.wait_writable(Some(Duration::ZERO)).unwrap());
+            *h.borrow_mut() = Some(req);
+        }),
+    );
+    let (cli, conn) = connect(&srv, &uri);
+    let items = Rc::new(RefCell::new(Vec::new()));
+    let done: Outcome = Rc::default();
+    let opts = CallOptions { window: 1, on_event: Some(collect_items(&items)), ..Default::default() };
+    cli.call_with(conn, b"probe", &[0x90], opts, completion(&done)).unwrap();
+    run_until(&srv, &cli, || events.borrow().contains(&StreamEvent::Writable));
+    assert_eq!(*items.borrow(), vec![1]);
+    let req = held.borrow_mut().take().unwrap();
+    assert!(req.wait_writable(Some(Duration::ZERO)).unwrap());
+    req.reply(&int(0)).unwrap();
+    run_until(&srv, &cli, || done.borrow().is_some());
+    assert_eq!(done.borrow().clone().unwrap(), Ok(int(0)));
+}

@@ -647,7 +647,9 @@ impl Request {
     }
 
     /// Block until `yield_item` may send again (credit), the call ends, or `timeout` passes.
-    /// Returns whether there is credit. For handlers on their own threads.
+    /// Returns whether there is credit. Finding none makes a `Writable` due when credit comes,
+    /// as a `WouldBlock` from `yield_item` does, so an event handler can ask before it produces
+    /// an item. For handlers on their own threads, or with a zero timeout on the loop thread.
     pub fn wait_writable(&self, timeout: Option<Duration>) -> Result<bool> {
         let Some(stream) = &self.stream else { return Ok(true) };
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -659,6 +661,7 @@ impl Request {
             if f.yield_credit > 0 {
                 return Ok(true);
             }
+            f.want_writable = true;
             let Some(next) = stream.wait(f, deadline) else { return Ok(false) };
             f = next;
         }
