@@ -1353,7 +1353,8 @@ joint_status joint_request_next_input(const joint_request *req,
 /**
  * Receive the call's events (`JOINT_INPUT_*`) through `cb` on the loop thread, inside
  * `joint_ctx_process`, instead of pulling them. Values delivered are credited back to the
- * caller when the callback returns. Only for extended calls (`JOINT_E_UNSUPPORTED`
+ * caller when the callback returns (or, with `joint_request_set_manual_credit`, when you
+ * call `joint_request_grant`). Only for extended calls (`JOINT_E_UNSUPPORTED`
  * otherwise), only on the loop thread, and a request with an event callback must also be
  * consumed on the loop thread. A NULL `cb` removes it. `free_user_data` runs when the call
  * ends or the callback is replaced.
@@ -1363,6 +1364,23 @@ joint_status joint_request_set_event_cb(joint_request *req,
                                         joint_request_event_cb cb,
                                         void *user_data,
                                         joint_free_fn free_user_data);
+
+/**
+ * Credit the values delivered to the event callback with `joint_request_grant` instead of
+ * when the callback returns (for consumers slower than the loop: the caller then waits
+ * instead of you buffering). Set it before `joint_request_set_event_cb`, which delivers the
+ * values already queued at once. Values pulled with `joint_request_next_input` are credited
+ * as they are pulled either way. Only for extended calls (`JOINT_E_UNSUPPORTED` otherwise)
+ * and only on the loop thread; `JOINT_E_STATE` once the call ended.
+ */
+JOINT_API joint_status joint_request_set_manual_credit(joint_request *req, bool enabled);
+
+/**
+ * With manual credit: `n` values sent into the call were consumed, the caller may send that
+ * many more. Only for extended calls (`JOINT_E_UNSUPPORTED` otherwise) and only on the loop
+ * thread; `JOINT_E_STATE` once the call ended.
+ */
+JOINT_API joint_status joint_request_grant(joint_request *req, uint32_t n);
 
 /**
  * Create a writer. On success `*writer_out` is owned by the caller.

@@ -633,6 +633,119 @@ fn sends_wait_for_the_output_to_drain_not_only_for_credit() {
     assert!(*writable.borrow() > 0, "the sender was told when to go on");
 }
 
+/// A served call that takes manual input credit: the values its handler gets are held, as by
+/// a consumer slower than the loop, and credited with `grant_inputs` only as the test takes
+/// them. The caller, sending as fast as it can, never gets more than the window ahead.
+#[test]
+fn manual_input_credit_bounds_what_a_slow_consumer_holds() {
+    const WINDOW: u32 = 8;
+    const TOTAL: i64 = 200;
+    let mut config = Config::default();
+    config.limits.ext.window = WINDOW;
+    let srv = Context::new(config).unwrap();
+    let l = srv.listen("tcp://127.0.0.1:0").unwrap();
+    let uri = srv.listener_uri(l).unwrap();
+    let held: Rc<RefCell<Option<Request>>> = Rc::default();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let input_ended = Rc::new(RefCell::new(false));
+    let (h, g, e) = (held.clone(), got.clone(), input_ended.clone());
+    srv.register(
+        b"slow",
+        Rc::new(move |ctx: &Context, req: Request| {
+            ctx.set_manual_input_credit(&req, true).unwrap();
+            let (g, e) = (g.clone(), e.clone());
+            ctx.set_stream_handler(
+                req.conn(),
+                req.msgid(),
+                Some(Rc::new(move |_c: &Context, ev: &StreamEvent| match ev {
+                    StreamEvent::Input(v) => g.borrow_mut().push(codec::int_value(v).unwrap()),
+                    StreamEvent::InputEnd => *e.borrow_mut() = true,
+                    _ => {}
+                })),
+            )
+            .unwrap();
+            *h.borrow_mut() = Some(req);
+        }),
+    );
+    let (cli, conn) = connect(&srv, &uri);
+    let done: Outcome = Rc::default();
+    let call = cli.call_with(conn, b"slow", &[0x90], CallOptions { client_stream: true, ..Default::default() }, completion(&done)).unwrap();
+    run_until(&srv, &cli, || cli.is_extended_call(call) && held.borrow().is_some());
+
+    let mut next = 0i64;
+    let mut granted = 0u32;
+    let mut pump = |cli: &Context, granted: u32| {
+        // Send whatever credit allows, then run both ends a little.
+        while next < TOTAL && cli.send(call, &int(next)).unwrap() == SendStatus::Sent {
+            next += 1;
+        }
+        for _ in 0..5 {
+            srv.process().unwrap();
+            cli.wait(Some(Duration::from_millis(1))).unwrap();
+        }
+        assert!(got.borrow().len() as u32 <= granted + WINDOW, "{} values held with {granted} granted", got.borrow().len());
+    };
+    // Nothing granted: the caller stops at the window.
+    for _ in 0..20 {
+        pump(&cli, granted);
+    }
+    assert_eq!(got.borrow().len() as u32, WINDOW);
+    // Taking values one at a time lets the rest through, never more than the window ahead.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (granted as i64) < TOTAL {
+        assert!(Instant::now() < deadline, "timed out with {granted} granted");
+        if (granted as usize) < got.borrow().len() {
+            srv.grant_inputs(held.borrow().as_ref().unwrap(), 1).unwrap();
+            granted += 1;
+        }
+        pump(&cli, granted);
+    }
+    assert_eq!(*got.borrow(), (0..TOTAL).collect::<Vec<i64>>());
+    cli.end_input(call).unwrap();
+    run_until(&srv, &cli, || *input_ended.borrow());
+    let req = held.borrow_mut().take().unwrap();
+    srv.grant_inputs(&req, 0).unwrap(); // still running: grants nothing
+    req.reply(&int(TOTAL)).unwrap();
+    run_until(&srv, &cli, || done.borrow().is_some());
+    assert_eq!(done.borrow().clone().unwrap(), Ok(int(TOTAL)));
+}
+
+/// `grant_inputs` and `set_manual_input_credit` once the served call ended, and on a stock
+/// request.
+#[test]
+fn manual_input_credit_after_the_call_and_on_a_stock_request() {
+    let (srv, uri, held) = hold_server();
+    let stock_result = Rc::new(RefCell::new(None));
+    let s = stock_result.clone();
+    srv.register(
+        b"stock",
+        Rc::new(move |ctx: &Context, req: Request| {
+            *s.borrow_mut() = Some((ctx.set_manual_input_credit(&req, true).unwrap_err().kind, ctx.grant_inputs(&req, 1).unwrap_err().kind));
+        }),
+    );
+    let (cli, conn) = connect(&srv, &uri);
+    let done: Outcome = Rc::default();
+    let call = cli.call_with(conn, b"hold", &[0x90], CallOptions::default(), completion(&done)).unwrap();
+    run_until(&srv, &cli, || held.borrow().len() == 1);
+    srv.set_manual_input_credit(&held.borrow()[0].0, true).unwrap();
+    srv.grant_inputs(&held.borrow()[0].0, 1).unwrap();
+    assert!(cli.cancel(call));
+    run_until(&srv, &cli, || done.borrow().is_some() && !held.borrow()[0].1.borrow().is_empty());
+    let (req, _) = held.borrow_mut().pop().unwrap();
+    assert_eq!(srv.grant_inputs(&req, 1).unwrap_err().kind, ErrorKind::State);
+    assert_eq!(srv.set_manual_input_credit(&req, false).unwrap_err().kind, ErrorKind::State);
+    drop(req);
+
+    let mut stock = Config::default();
+    stock.limits.ext.enabled = false;
+    let plain = Context::new(stock).unwrap();
+    let pconn = plain.connect(&uri).unwrap();
+    let done: Outcome = Rc::default();
+    plain.call_with(pconn, b"stock", &[0x90], CallOptions::default(), completion(&done)).unwrap();
+    run_until(&srv, &plain, || done.borrow().is_some());
+    assert_eq!(*stock_result.borrow(), Some((ErrorKind::Unsupported, ErrorKind::Unsupported)));
+}
+
 #[test]
 fn finding_no_credit_makes_writable_due() {
     let (srv, uri) = server(Config::default());

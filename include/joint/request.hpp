@@ -158,8 +158,8 @@ public:
     /// is it (answer it there, or move it out, e.g. into a timer). The box — and the Request,
     /// if still unanswered — is destroyed when the call ends: answered, cancelled, past its
     /// deadline, closed, or the context destroyed. Values are credited back to the caller
-    /// when fn returns. Inputs that arrived before registration are delivered right after
-    /// on_events returns success.
+    /// when fn returns (with set_manual_credit: when you call grant). Inputs that arrived
+    /// before registration are delivered right after on_events returns success.
     ///
     /// The loop-thread rule: only on the loop thread (in a handler, a loop callback or a
     /// timer; never in an on_pool handler or another thread: JOINT_E_STATE there); fn runs
@@ -169,6 +169,29 @@ public:
     /// holds the request answers it [JOINT_RPC_HANDLER_FAILED, what()].
     template <class F>
     Result<void> on_events(F &&fn);
+
+    /// Credit the values on_events delivers with grant() instead of when fn returns (for
+    /// consumers slower than the loop: the caller then waits instead of you buffering). Set
+    /// it before on_events, which delivers the values already queued at once. Values pulled
+    /// with next_input are credited as they are pulled either way. The loop-thread rule as
+    /// for on_events; JOINT_E_UNSUPPORTED for a stock request, JOINT_E_STATE once the call
+    /// ended.
+    Result<void> set_manual_credit(bool enabled = true) {
+        if (!r_)
+            return answered();
+        if (detail::pool_thread())
+            return Error(JOINT_E_STATE, "Request::set_manual_credit is for the loop thread");
+        return credit_status(joint_request_set_manual_credit(r_, enabled));
+    }
+    /// With set_manual_credit: `n` values sent in were consumed, the caller may send that
+    /// many more. As set_manual_credit otherwise.
+    Result<void> grant(std::uint32_t n) {
+        if (!r_)
+            return answered();
+        if (detail::pool_thread())
+            return Error(JOINT_E_STATE, "Request::grant is for the loop thread");
+        return credit_status(joint_request_grant(r_, n));
+    }
 
     /// Answer with `result`: one encoded MessagePack value (empty answers nil). If it is
     /// not one valid value within the size limit, the peer gets an error instead and this
@@ -209,6 +232,12 @@ public:
 
 private:
     joint_request *take() noexcept { return std::exchange(r_, nullptr); }
+    // Not the context's last error: the context may be gone (that is one JOINT_E_STATE).
+    static Result<void> credit_status(Status st) {
+        if (st == JOINT_E_UNSUPPORTED)
+            return Error(st, "not an extended call (the caller is a stock peer, or made a plain call)");
+        return detail::check(st, nullptr, "the call ended, or its context is gone");
+    }
     static Error answered() { return Error(JOINT_E_STATE, "the request was already answered or released"); }
     Result<void> consumed(Status st) {
         if (st == JOINT_E_NULL)

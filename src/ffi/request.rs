@@ -342,7 +342,8 @@ pub unsafe extern "C" fn joint_request_next_input(
 
 /// Receive the call's events (`JOINT_INPUT_*`) through `cb` on the loop thread, inside
 /// `joint_ctx_process`, instead of pulling them. Values delivered are credited back to the
-/// caller when the callback returns. Only for extended calls (`JOINT_E_UNSUPPORTED`
+/// caller when the callback returns (or, with `joint_request_set_manual_credit`, when you
+/// call `joint_request_grant`). Only for extended calls (`JOINT_E_UNSUPPORTED`
 /// otherwise), only on the loop thread, and a request with an event callback must also be
 /// consumed on the loop thread. A NULL `cb` removes it. `free_user_data` runs when the call
 /// ends or the callback is replaced.
@@ -377,6 +378,41 @@ pub unsafe extern "C" fn joint_request_set_event_cb(
                 }
                 Err(e) => live.fail(&e),
             }
+        })
+    }
+}
+
+/// Credit the values delivered to the event callback with `joint_request_grant` instead of
+/// when the callback returns (for consumers slower than the loop: the caller then waits
+/// instead of you buffering). Set it before `joint_request_set_event_cb`, which delivers the
+/// values already queued at once. Values pulled with `joint_request_next_input` are credited
+/// as they are pulled either way. Only for extended calls (`JOINT_E_UNSUPPORTED` otherwise)
+/// and only on the loop thread; `JOINT_E_STATE` once the call ended.
+#[no_mangle]
+pub unsafe extern "C" fn joint_request_set_manual_credit(req: *mut joint_request, enabled: bool) -> joint_status {
+    // SAFETY: NULL or a live request.
+    unsafe {
+        with_handle(req, |r: &joint_request, live: Live<'_>| {
+            if r.req.ext().is_none() {
+                return live.refuse(JOINT_E_UNSUPPORTED, "not an extended call");
+            }
+            live.status(live.ctx.set_manual_input_credit(&r.req, enabled))
+        })
+    }
+}
+
+/// With manual credit: `n` values sent into the call were consumed, the caller may send that
+/// many more. Only for extended calls (`JOINT_E_UNSUPPORTED` otherwise) and only on the loop
+/// thread; `JOINT_E_STATE` once the call ended.
+#[no_mangle]
+pub unsafe extern "C" fn joint_request_grant(req: *mut joint_request, n: u32) -> joint_status {
+    // SAFETY: NULL or a live request.
+    unsafe {
+        with_handle(req, |r: &joint_request, live: Live<'_>| {
+            if r.req.ext().is_none() {
+                return live.refuse(JOINT_E_UNSUPPORTED, "not an extended call");
+            }
+            live.status(live.ctx.grant_inputs(&r.req, n))
         })
     }
 }

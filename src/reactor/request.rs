@@ -529,6 +529,11 @@ impl Request {
         self.ext
     }
 
+    /// The state shared with the loop thread; `None` for a stock request.
+    pub(super) fn stream_shared(&self) -> Option<&Arc<StreamShared>> {
+        self.stream.as_ref()
+    }
+
     /// Where the extended call stands (`Active` for a stock request until answered).
     pub fn state(&self) -> StreamState {
         match &self.stream {

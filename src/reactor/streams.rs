@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::request::{StreamEvent, StreamShared, StreamState};
+use super::request::{Request, StreamEvent, StreamShared, StreamState};
 use super::timers::{self, TimerKind};
 use super::{send_error, CallId, Completion, ConnId, Context, LogLevel, PendingCall, Response};
 use crate::codec::call_flags;
@@ -62,6 +62,9 @@ pub enum SendStatus {
 pub(super) struct StreamEntry {
     pub(super) shared: Arc<StreamShared>,
     handler: Option<StreamHandler>,
+    /// Values delivered to `handler` are credited by [`Context::grant_inputs`], not when it
+    /// returns.
+    manual_credit: bool,
 }
 
 impl Context {
@@ -69,7 +72,7 @@ impl Context {
     pub(super) fn open_stream(&self, conn: ConnId, msgid: u32, ext: ExtCall) -> Arc<StreamShared> {
         let shared = StreamShared::new(ext.window);
         let mut inner = self.inner.borrow_mut();
-        inner.streams.insert((conn, msgid), StreamEntry { shared: shared.clone(), handler: None });
+        inner.streams.insert((conn, msgid), StreamEntry { shared: shared.clone(), handler: None, manual_credit: false });
         if ext.deadline_ms > 0 {
             inner.timers.add(timers::after(Duration::from_millis(ext.deadline_ms as u64)), TimerKind::Deadline { conn, msgid });
         }
@@ -93,14 +96,50 @@ impl Context {
         Ok(())
     }
 
+    /// Credit the values delivered to a served call's stream handler with
+    /// [`grant_inputs`](Self::grant_inputs) instead of when the handler returns (for consumers
+    /// slower than the loop: the caller then waits instead of the application buffering).
+    /// Values pulled with `Request::next_input` are credited as they are pulled either way.
+    /// Set it before [`set_stream_handler`](Self::set_stream_handler), which delivers the
+    /// inputs already queued at once. `State` once the call ended; `Unsupported` for a stock
+    /// request.
+    pub fn set_manual_input_credit(&self, req: &Request, enabled: bool) -> Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        running_stream(&mut inner, req)?.manual_credit = enabled;
+        Ok(())
+    }
+
+    /// With manual input credit: `n` values sent into the served call `req` were consumed,
+    /// its caller may send that many more (credit goes out once half the window is consumed,
+    /// as for [`grant`](Self::grant)). `State` once the call ended; `Unsupported` for a stock
+    /// request.
+    pub fn grant_inputs(&self, req: &Request, n: u32) -> Result<()> {
+        let (conn, msgid) = (req.conn(), req.msgid());
+        {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            running_stream(inner, req)?;
+            if let Some(c) = inner.conn_mut(conn) {
+                c.session.inputs_consumed(msgid, n);
+            }
+            inner.mark_dirty(conn);
+        }
+        self.wake_if_outside();
+        Ok(())
+    }
+
     /// Run the handler on `event`; an input's buffer is kept for the next big message the
-    /// connection receives (the handler only borrowed it).
+    /// connection receives (the handler only borrowed it). The input is credited back to the
+    /// caller unless the call takes manual credit (the flag as the handler left it).
     fn deliver_input(&self, conn: ConnId, msgid: u32, handler: &StreamHandler, event: StreamEvent) {
         handler(self, &event);
         if let StreamEvent::Input(value) = event {
             let mut inner = self.inner.borrow_mut();
+            let manual = inner.streams.get(&(conn, msgid)).is_some_and(|e| e.manual_credit);
             if let Some(c) = inner.conn_mut(conn) {
-                c.session.inputs_consumed(msgid, 1);
+                if !manual {
+                    c.session.inputs_consumed(msgid, 1);
+                }
                 c.session.recycle(value.into_buffer());
             }
             inner.mark_dirty(conn);
@@ -379,6 +418,16 @@ impl Context {
             }),
         )?;
         Ok(CallStream { call, state })
+    }
+}
+
+/// The entry of the served call `req` while it runs (not one that reuses its msgid after it
+/// ended).
+fn running_stream<'a>(inner: &'a mut super::Inner, req: &Request) -> Result<&'a mut StreamEntry> {
+    let Some(shared) = req.stream_shared() else { return Err(Error::new(ErrorKind::Unsupported, "not an extended call")) };
+    match inner.streams.get_mut(&(req.conn(), req.msgid())) {
+        Some(e) if Arc::ptr_eq(&e.shared, shared) && shared.state() == StreamState::Active => Ok(e),
+        _ => Err(Error::new(ErrorKind::State, "the call is not running")),
     }
 }
 

@@ -1090,6 +1090,8 @@ static void test_null(joint_conn *conn)
     CHECK_ST(joint_request_next_input(NULL, 0, &event, &buf), JOINT_E_NULL);
     CHECK(event == 12345 && buf == SENTINEL);
     CHECK_ST(joint_request_set_event_cb(NULL, never_event, SENTINEL, null_free), JOINT_E_NULL);
+    CHECK_ST(joint_request_set_manual_credit(NULL, true), JOINT_E_NULL);
+    CHECK_ST(joint_request_grant(NULL, 1), JOINT_E_NULL);
 
     CHECK_ST(joint_ctx_register_pool(NULL, "p", never_request, SENTINEL, null_free), JOINT_E_NULL);
     CHECK_ST(joint_ctx_register_pool(srv, NULL, never_request, SENTINEL, null_free), JOINT_E_NULL);

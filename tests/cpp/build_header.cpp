@@ -63,12 +63,14 @@ int main() {
         (void)req.deadline_ms();
         (void)req.yield_value(Point{1, 2});
         (void)req.yield(joint::Bytes());
+        (void)req.set_manual_credit();
         (void)req.on_events([n = 0](joint::Request &r, const joint::RequestEvent &ev) mutable {
             n++;
             if (ev.kind == joint::InputKind::Value)
                 (void)ev.as<Point>();
             if (ev.ended())
                 return;
+            (void)r.grant(1);
             (void)r.reply_value(n);
         });
     });

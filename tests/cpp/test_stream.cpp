@@ -3,6 +3,8 @@
 // on its own thread (pulled streams: Stream::next runs only the client's context). Covers:
 //   - server streaming with credit: window 2, 500 items, a handler that yields until
 //     WouldBlock and resumes on Writable (Request::on_events); manual credit with grant();
+//   - manual credit for a served call (Request::set_manual_credit, Request::grant): the
+//     client never gets more than the window beyond what the server granted;
 //   - a pulled Stream (call_stream / next) with a slow consumer: the producer never gets more
 //     than the window ahead; Done, then JOINT_E_STATE; a remote error; Timeout; destroying a
 //     running Stream cancels the call; the call's own timeout is an error, not Timeout;
@@ -398,6 +400,74 @@ TEST_F(Streaming, ManualCredit) {
     EXPECT_EQ(c.status, JOINT_OK);
     EXPECT_EQ(c.items.size(), 20u);
     EXPECT_EQ(joint::unpack<int64_t>(c.result).value(), 20);
+}
+
+TEST_F(Streaming, ManualInputCredit) {
+    // A served call whose values wait for Request::grant: the client, sending as fast as it
+    // can, never gets more than the server's window (4) beyond what was granted.
+    Rec c;
+    jt::Defer end{[this] { finish(); }};
+    auto id = conn.call("late", {}, CallOptions().client_stream(), on_event(c), on_done(c));
+    JT_ASSERT_OK(id);
+    ASSERT_TRUE(run_until([&] { return late.size() == 1; }));
+    Request req = std::move(late.back());
+    late.pop_back();
+    JT_ASSERT_OK(req.set_manual_credit());
+    struct Slow {
+        std::vector<int64_t> got;
+        Request *req = nullptr; // the box's Request, while the call runs
+    };
+    auto s = std::make_shared<Slow>();
+    JT_ASSERT_OK(req.on_events([s, p = box_probe](Request &r, const RequestEvent &ev) {
+        (void)p;
+        s->req = &r;
+        if (ev.kind == InputKind::Value) {
+            s->got.push_back(ev.as<int64_t>().value_or(-1));
+        } else if (ev.kind == InputKind::End) {
+            (void)r.reply_value(static_cast<int64_t>(s->got.size()));
+            s->req = nullptr;
+        }
+    }));
+    EXPECT_FALSE(req); // moved into the box
+    const int64_t total = 40;
+    int64_t next = 0;
+    size_t granted = 0;
+    auto send_some = [&] {
+        while (next < total) {
+            auto st = conn.send_value(*id, next);
+            ASSERT_TRUE(st.ok()) << st.error().to_string();
+            if (*st == SendStatus::WouldBlock)
+                return;
+            next++;
+        }
+    };
+    for (int i = 0; i < 20; i++) {
+        send_some();
+        pump(2);
+    }
+    EXPECT_EQ(s->got.size(), 4u); // nothing granted: the window, and the client waits
+    EXPECT_EQ(next, 4);
+    int64_t deadline = jt::now_ms() + 10000;
+    while (granted < static_cast<size_t>(total)) {
+        ASSERT_LT(jt::now_ms(), deadline);
+        if (s->got.size() > granted) {
+            ASSERT_TRUE(s->req);
+            JT_ASSERT_OK(s->req->grant(1));
+            granted++;
+        }
+        send_some();
+        pump(s->got.size() > granted ? 0 : 5);
+        ASSERT_LE(s->got.size(), granted + 4);
+    }
+    for (int64_t i = 0; i < total; i++)
+        ASSERT_EQ(s->got[static_cast<size_t>(i)], i);
+    JT_ASSERT_OK(conn.end_input(*id));
+    ASSERT_TRUE(run_until([&] { return c.runs == 1; }));
+    ASSERT_EQ(c.status, JOINT_OK) << c.message;
+    EXPECT_EQ(joint::unpack<int64_t>(c.result).value(), total);
+    JT_EXPECT_ERR(Request().grant(1), JOINT_E_STATE);
+    JT_EXPECT_ERR(Request().set_manual_credit(), JOINT_E_STATE);
+    EXPECT_TRUE(server_boxes_gone());
 }
 
 TEST_F(Streaming, ClientStreamingSum) {
