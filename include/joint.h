@@ -536,7 +536,9 @@ typedef void (*joint_call_event_cb)(joint_conn *conn,
  * What happens to a running extended call we serve (see `joint_request_set_event_cb`):
  * `JOINT_INPUT_VALUE` (a value sent in: `data`/`len`, borrowed until the callback returns),
  * `JOINT_INPUT_END`, `JOINT_INPUT_THROW` (the error object thrown in), `JOINT_INPUT_WRITABLE`
- * (`joint_request_yield` may be tried again), or the end of the call without the handler:
+ * (`joint_request_yield` may be tried again: sent once credit comes after a yield returned
+ * `JOINT_WOULD_BLOCK` or `joint_request_wait_writable` found none), or the end of the call
+ * without the handler:
  * `JOINT_INPUT_CANCELLED`, `JOINT_INPUT_TIMEOUT`, `JOINT_INPUT_CLOSED` (answering then does
  * nothing; the request must still be consumed).
  */
@@ -1331,8 +1333,10 @@ JOINT_API joint_status joint_request_yield(joint_request *req, const uint8_t *it
 /**
  * Wait until `joint_request_yield` has credit (`JOINT_OK`), up to `timeout_ms` (-1: no
  * limit; 0: don't wait): `JOINT_WOULD_BLOCK` if none came in time; `JOINT_E_CANCELLED`,
- * `JOINT_E_TIMEOUT` (its deadline) or `JOINT_E_CLOSED` if the call ended. For handlers on
- * their own threads (never on the loop thread: credit arrives through it).
+ * `JOINT_E_TIMEOUT` (its deadline) or `JOINT_E_CLOSED` if the call ended. Finding no
+ * credit makes a `JOINT_INPUT_WRITABLE` event due when it comes, so an event-driven handler
+ * can ask with `timeout_ms` 0 before it produces an item. Waiting (`timeout_ms` other than
+ * 0) is for handlers on their own threads, never the loop thread: credit arrives through it.
  */
 JOINT_API joint_status joint_request_wait_writable(const joint_request *req, int32_t timeout_ms);
 
