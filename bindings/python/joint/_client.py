@@ -354,7 +354,7 @@ class Handler:
         ctx.tasks.add(task)
         task.add_done_callback(ctx.tasks.discard)
         if req is not None and info is not None and info.extended:
-            _streams.watch_task(ctx, req, task)   # cancelled when the caller cancels or the deadline passes
+            _streams.watch_task(self, req, task)   # cancelled when the caller cancels or the deadline passes
 
 
 class PoolHandler(Handler):

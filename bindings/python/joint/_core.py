@@ -212,8 +212,8 @@ class Context:
         self.fd = lib.joint_ctx_fd(self.ptr)
         self.extension = bool(extension)
         self.window = window or DEFAULT_WINDOW
-        # Streaming handlers (and async handlers of extended calls) being served: polled after
-        # every joint_ctx_process for credit, input and cancellation (see _streams).
+        # Served extended calls whose handlers are running (_streams drivers): they go on when
+        # their call's event callback wakes them; abandoned if the context closes first.
         self.streams = set()
         # asyncio futures of stream operations waiting for something: woken after each process.
         self.after_process = set()
@@ -221,7 +221,6 @@ class Context:
         # (their __del__ may run on any thread).
         self.cancels = collections.deque()
         self.stats = collections.Counter()
-        self.poll_at = None       # monotonic time the streams must be polled at (deadlines)
         self._stats_lock = threading.Lock()
         self.closing = False
         self.lock = threading.RLock()
@@ -286,6 +285,12 @@ class Context:
         with self._stats_lock:
             self.stats[what] += n
 
+    def peak(self, what, value):
+        """Keep the highest value seen of a statistic (any thread)."""
+        with self._stats_lock:
+            if value > self.stats[what]:
+                self.stats[what] = value
+
     def _raise_deferred(self):
         if self._deferred:
             excs, self._deferred = self._deferred, []
@@ -333,8 +338,6 @@ class Context:
                 raise make_error(st, self.last_error(), 'joint_ctx_process')
             try:
                 self._run_queue()
-                if self.streams:
-                    self._poll_streams()
             finally:
                 if self.after_process:
                     self._wake_after_process()
@@ -342,26 +345,9 @@ class Context:
                     self.close()
             self._raise_deferred()
 
-    def _poll_streams(self):
-        """Served extended calls: resume those that have credit or input, end those the caller
-        cancelled or whose deadline passed (joint's request state, read without blocking)."""
-        self._draining += 1
-        try:
-            for driver in list(self.streams):
-                if driver in self.streams:
-                    driver.poll()
-        finally:
-            self._draining -= 1
-            times = [t for t in (d.wake_at() for d in self.streams) if t is not None]
-            self.poll_at = min(times) if times else None
-
     def timeout_ms(self):
-        """``joint_ctx_timeout_ms``, shortened to the next time the streams need a poll."""
-        ms = lib.joint_ctx_timeout_ms(self.ptr)
-        if self.poll_at is not None and self.streams:
-            p = max(0, int(math.ceil((self.poll_at - time.monotonic()) * 1000)))
-            ms = p if ms < 0 else min(ms, p)
-        return ms
+        """``joint_ctx_timeout_ms``: the library's timers are the only deadlines."""
+        return lib.joint_ctx_timeout_ms(self.ptr)
 
     def _wake_after_process(self):
         futures, self.after_process = self.after_process, set()

@@ -131,6 +131,16 @@ def _on_call_event(conn, call_id, event, data, length, user_data):
         _report(obj, e)
 
 
+def _on_request_event(req, event, data, length, user_data):
+    obj = lookup(user_data)       # a served call's driver: released when the call ends
+    if obj is None:
+        return
+    try:
+        obj.on_event(event, ffi.buffer(data, length) if length else b'')
+    except BaseException as e:  # noqa: B902
+        _report(obj, e)
+
+
 def _on_request(req, user_data):
     obj = lookup(user_data)
     if obj is None:
@@ -195,6 +205,7 @@ response_trampoline = ffi.callback('joint_response_cb', _on_response)
 request_trampoline = ffi.callback('joint_request_cb', _on_request)
 pool_request_trampoline = ffi.callback('joint_request_cb', _on_pool_request)
 call_event_trampoline = ffi.callback('joint_call_event_cb', _on_call_event)
+request_event_trampoline = ffi.callback('joint_request_event_cb', _on_request_event)
 notification_trampoline = ffi.callback('joint_notification_cb', _on_notification)
 conn_trampoline = ffi.callback('joint_conn_cb', _on_conn)
 log_trampoline = ffi.callback('joint_log_cb', _on_log)

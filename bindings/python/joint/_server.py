@@ -151,7 +151,9 @@ class Server(Handlers):
     @property
     def stats(self):
         """Counters (a dict): ``would_block`` is how many times a streaming handler had to wait
-        because its caller had granted no credit (flow control pausing the producer)."""
+        because its caller had granted no credit (flow control pausing the producer);
+        ``inputs_held`` the most values sent into one call that waited for its handler at
+        once (at most the window: they are credited back only as the handler takes them)."""
         with self.ctx._stats_lock:
             return dict(self.ctx.stats)
 

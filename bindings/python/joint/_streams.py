@@ -11,21 +11,23 @@ The wait logic is written once, as step generators that yield "wait until this i
 conditions; ``Stream`` runs them by driving the context in a poll loop, ``AsyncStream`` by
 awaiting the asyncio loop that drives it (``Context.after_process``).
 
-Serving: a generator handler of an extended call becomes a driver that owns the request. It
-resumes the generator only when the caller has room for its next item (a non-blocking
-``joint_request_wait_writable(req, 0)``), with the value the caller sent if one is waiting
-(``joint_request_next_input(req, 0)``: inputs are pulled, so they are credited back to the
-caller only as the generator takes them), and yields the item with ``joint_request_yield``.
-Drivers are polled after every ``joint_ctx_process``: credit, input, cancellation and
-deadlines all arrive through it. Async generators get a task; pool handlers block on a worker
-thread. A stock request is served by running the generator to the end, the library
-collecting the yielded items into the one array a stock caller gets.
+Serving: a generator handler of an extended call becomes a driver that owns the request and
+receives the call's events (``joint_request_set_event_cb`` with manual credit, inside
+``joint_ctx_process``): values sent in wait in its inbox and are credited back to the caller
+(``joint_request_grant``) only as the generator takes them, so at most a window of them is
+ever held; the end of the call (cancelled, deadline, connection closed) ends the generator.
+After each event the driver runs from the context's queue (outside the C call, so the
+generator may make blocking calls): it resumes the generator only when the caller has room for
+its next item (``joint_request_wait_writable(req, 0)``; the library then says WRITABLE when
+credit comes), with the value the caller sent if one is waiting, and yields the item with
+``joint_request_yield``. Async generators get a task woken by the same events; pool handlers
+block on a worker thread and pull instead. A stock request is served by running the generator
+to the end, the library collecting the yielded items into the one array a stock caller gets.
 """
 import asyncio
 import collections
 import collections.abc
 import inspect
-import time
 import weakref
 
 from . import _ffi
@@ -621,18 +623,9 @@ def _yield_error(name, status):
             % (name, _ffi.status_name(status))]
 
 
-def _pull(req, name, timeout_ms=0):
-    """The caller's next event (waiting up to ``timeout_ms``): ('next', None) when there is
-    none, ('send', value), ('throw', exception) or ('ended', status)."""
-    ev = ffi.new('int32_t *')
-    buf = ffi.new('joint_buf **')
-    st = lib.joint_request_next_input(req, timeout_ms, ev, buf)
-    if st == lib.JOINT_WOULD_BLOCK:
-        return 'next', None
-    if st < 0:
-        return 'ended', st
-    data = _ffi.take_buf(buf[0])
-    code = ev[0]
+def _input(code, data, name):
+    """One event of a served call (``JOINT_INPUT_*`` and its data) as (kind, value): ('send',
+    value), ('throw', exception), ('ended', status), or ('next', None) for WRITABLE."""
     if code == lib.JOINT_INPUT_VALUE:
         try:
             return 'send', unpackb(data)
@@ -654,6 +647,19 @@ def _pull(req, name, timeout_ms=0):
     return 'next', None
 
 
+def _pull(req, name, timeout_ms=0):
+    """The caller's next event, pulled (pool threads), waiting up to ``timeout_ms``: as
+    ``_input``, ('next', None) when there is none."""
+    ev = ffi.new('int32_t *')
+    buf = ffi.new('joint_buf **')
+    st = lib.joint_request_next_input(req, timeout_ms, ev, buf)
+    if st == lib.JOINT_WOULD_BLOCK:
+        return 'next', None
+    if st < 0:
+        return 'ended', st
+    return _input(ev[0], _ffi.take_buf(buf[0]), name)
+
+
 _CLIENT_STREAM = 4       # the CALL flag: the caller will send values (docs/PROTOCOL.md)
 
 if hasattr(lib, 'joint_request_flags'):
@@ -665,42 +671,6 @@ else:
         # The C API does not expose the CALL's flags (yet): a generator is resumed whenever
         # the caller has room for an item, with the value waiting or None (see the README).
         return False
-
-
-def _deadline_at(info):
-    return info.arrival + info.deadline_ms / 1000.0 if info is not None and info.deadline_ms else None
-
-
-def _wake_at(info):
-    """When a driver must be polled even if nothing arrives: just after our estimate of its
-    deadline (so that ``_probe`` can tell), once; None when it has none or it has passed."""
-    at = _deadline_at(info)
-    if at is None:
-        return None
-    at += 0.001
-    return at if at > time.monotonic() else None
-
-
-def _probe(req, info, inbox, name, timeout_ms=0):
-    """``joint_request_wait_writable``, disambiguated: 0 (credit), WOULD_BLOCK (none yet) or
-    a negative status (the call ended: cancelled, closed, or E_TIMEOUT for its deadline).
-
-    JOINT_E_TIMEOUT means the call's deadline passed. Once our own estimate of the deadline (from when the request
-    reached Python, so never earlier than joint's) has passed, the events are pulled to tell:
-    an end-of-call event settles it; values that come first are kept in ``inbox``."""
-    st = lib.joint_request_wait_writable(req, timeout_ms)
-    if st != E_TIMEOUT:
-        return st
-    at = _deadline_at(info)
-    if at is not None and time.monotonic() >= at:
-        while True:
-            kind, value = _pull(req, name)
-            if kind == 'ended':
-                return value
-            if kind == 'next':
-                break
-            inbox.append((kind, value))
-    return WOULD_BLOCK
 
 
 def _resume(gen, kind, value, peer, info):
@@ -760,52 +730,119 @@ def _serve_stock(handler, req, gen, peer, info):
     _reply(req, name, None if count else [])
 
 
+class _ServedCall:
+    """The events of one served extended call, from its request event callback (inside
+    joint_ctx_process) with manual credit: the values, end and throws of its input wait in
+    ``inbox`` — at most a window of them, as credit goes back only when the handler takes one
+    (``_take_input``) — and the end of the call (cancelled, deadline, connection closed) is
+    ``ended``. After each event ``_wake`` lets the driver go on; credit for the next item comes
+    as an event too (JOINT_INPUT_WRITABLE, due once ``joint_request_wait_writable`` or
+    ``joint_request_yield`` found none)."""
+
+    def _listen(self, ctx, req):
+        self._ctx = weakref.ref(ctx)
+        self.req = req
+        self.inbox = collections.deque()
+        self.values_held = 0       # VALUE events in the inbox: at most the window
+        self.ended = None
+        self.done = False
+        # Manual credit first: registering the callback delivers the values already queued.
+        ctx.check(lib.joint_request_set_manual_credit(req, True), 'joint_request_set_manual_credit')
+        ud = _ffi.register(self)
+        st = lib.joint_request_set_event_cb(req, _ffi.request_event_trampoline, ud, _ffi.free_trampoline)
+        if st < 0:
+            _ffi.unregister(ud)
+            raise make_error(st, ctx.last_error(), 'joint_request_set_event_cb')
+        ctx.streams.add(self)
+
+    @property
+    def ctx(self):
+        return self._ctx()
+
+    def on_event(self, event, data):
+        kind, value = _input(event, data, self.handler.name)
+        if kind == 'ended':
+            if self.ended is None:
+                self.ended = value
+        elif kind != 'next':
+            credited = event == lib.JOINT_INPUT_VALUE
+            self.inbox.append((kind, value, credited))
+            if credited:
+                self.values_held += 1
+                ctx = self._ctx()
+                if ctx is not None:
+                    ctx.peak('inputs_held', self.values_held)
+        if not self.done:
+            self._wake()
+
+    def _take_input(self):
+        """The next event sent in, as (kind, value); ('next', None) if none is waiting."""
+        if not self.inbox:
+            return 'next', None
+        kind, value, credited = self.inbox.popleft()
+        if credited:
+            self.values_held -= 1
+            lib.joint_request_grant(self.req, 1)
+        return kind, value
+
+    def _finish(self):
+        self.done = True
+        ctx = self._ctx()
+        if ctx is not None:
+            ctx.streams.discard(self)
+
+
 def serve_generator(handler, req, gen, peer, info):
     """Serve a generator handler's result (loop thread)."""
     if info is None or not info.extended:
         _serve_stock(handler, req, gen, peer, info)
         return
-    ctx = handler.ctx
-    driver = _GeneratorDriver(ctx, handler, req, gen, peer, info)
-    ctx.streams.add(driver)
+    driver = _GeneratorDriver(handler, gen, peer, info)
+    driver._listen(handler.ctx, req)
     driver.pump()
 
 
-class _GeneratorDriver:
-    """A generator handler of an extended call, on the loop thread (see the module docstring)."""
+class _GeneratorDriver(_ServedCall):
+    """A generator handler of an extended call, on the loop thread (see the module docstring):
+    run from the context's queue after each event of its call."""
 
-    __slots__ = ('_ctx', 'handler', 'req', 'gen', 'peer', 'info', 'started', 'waiting', 'running',
-                 'done', 'pending', 'inbox', 'input_open', '__weakref__')
-
-    def __init__(self, ctx, handler, req, gen, peer, info):
-        self._ctx = weakref.ref(ctx)
+    def __init__(self, handler, gen, peer, info):
         self.handler = handler
-        self.req = req
         self.gen = gen
         self.peer = peer
         self.info = info
         self.started = False
         self.waiting = False
         self.running = False
-        self.done = False
+        self.again = False
+        self.scheduled = False
         self.pending = None        # an encoded item that met WOULD_BLOCK
-        self.inbox = collections.deque()   # events pulled while probing for the deadline
-        # A client-streaming call: each resume after the first waits for the caller's next
-        # event (a value, the end of input, a throw), so values never race the credit.
-        self.input_open = takes_input(req)
+        self.input_open = None
 
-    def poll(self):
-        self.pump()
-
-    def wake_at(self):
-        return None if self.running or self.done else _wake_at(self.info)
+    def _wake(self):
+        if self.running:
+            self.again = True      # an event during a nested drive inside the generator
+        elif not self.scheduled:
+            ctx = self._ctx()
+            if ctx is not None:
+                self.scheduled = True
+                ctx.queue.append((self.pump, None))
 
     def pump(self):
+        self.scheduled = False
         if self.running or self.done:
-            return                 # (re-entered from a nested drive inside the generator)
+            return
+        if self.input_open is None:
+            # A client-streaming call: each resume after the first waits for the caller's next
+            # event (a value, the end of input, a throw), so values never race the credit.
+            self.input_open = takes_input(self.req)
         self.running = True
         try:
-            self._pump()
+            while True:
+                self.again = False
+                self._pump()
+                if self.done or not self.again:
+                    break
         finally:
             self.running = False
 
@@ -813,8 +850,11 @@ class _GeneratorDriver:
         req = self.req
         name = self.handler.name
         while True:
-            st = _probe(req, self.info, self.inbox, name)
-            if st == WOULD_BLOCK:              # no credit: the producer waits (polled again)
+            if self.ended is not None:
+                self._ended(self.ended)
+                return
+            st = lib.joint_request_wait_writable(req, 0)
+            if st == WOULD_BLOCK:              # no credit: the producer waits for WRITABLE
                 if not self.waiting:
                     self.waiting = True
                     ctx = self._ctx()
@@ -827,15 +867,11 @@ class _GeneratorDriver:
                 return
             if self.pending is None:
                 if self.started:
-                    kind, value = self.inbox.popleft() if self.inbox else _pull(req, name)
-                    if kind == 'ended':
-                        self._ended(value)
-                        return
-                    if self.input_open:
-                        if kind == 'next':
-                            return             # wait for the caller's next event (polled)
-                        if isinstance(value, EndOfInput):
-                            self.input_open = False
+                    if self.input_open and not self.inbox:
+                        return                 # wait for the caller's next event
+                    kind, value = self._take_input()
+                    if isinstance(value, EndOfInput):
+                        self.input_open = False
                 else:
                     kind, value = 'next', None
                     self.started = True
@@ -850,6 +886,8 @@ class _GeneratorDriver:
                     self.handler._failed(req, e)
                     if not isinstance(e, Exception):
                         raise
+                    return
+                if self.done:                  # ended during a nested drive inside the generator
                     return
                 try:
                     self.pending = _pack_item(name, item)
@@ -872,12 +910,6 @@ class _GeneratorDriver:
             _close_generator(self.gen, name, self.peer, self.info)
             _reply_error(req, _yield_error(name, st))
             return
-
-    def _finish(self):
-        self.done = True
-        ctx = self._ctx()
-        if ctx is not None:
-            ctx.streams.discard(self)
 
     def _ended(self, status):
         """The call ended without the handler (cancelled, deadline, connection closed)."""
@@ -908,6 +940,8 @@ def serve_async_generator(handler, req, agen, peer, info):
                                    '(server.serve(), await server.aserve() or client.acall())' % handler.name))
         return
     driver = _AsyncGeneratorDriver(ctx, handler, req, agen, peer, info)
+    if driver.extended:
+        driver._listen(ctx, req)
     token = _current_peer.set(peer)
     ctoken = _current_call.set(info)
     try:
@@ -917,12 +951,11 @@ def serve_async_generator(handler, req, agen, peer, info):
         _current_peer.reset(token)
     ctx.tasks.add(task)
     task.add_done_callback(ctx.tasks.discard)
-    if req is not None and info is not None and info.extended:
-        ctx.streams.add(driver)
 
 
-class _AsyncGeneratorDriver:
-    """An async generator handler: stock callers get the list, extended calls stream."""
+class _AsyncGeneratorDriver(_ServedCall):
+    """An async generator handler: stock callers get the list, extended calls stream; the
+    task waits for its call's events on ``waiter``."""
 
     def __init__(self, ctx, handler, req, agen, peer, info):
         self._ctx = weakref.ref(ctx)
@@ -935,45 +968,33 @@ class _AsyncGeneratorDriver:
         self.ended = None
         self.done = False
         self.inbox = collections.deque()
-        self.input_open = req is not None and info is not None and info.extended and takes_input(req)
+        self.extended = req is not None and info is not None and info.extended
+        self.input_open = self.extended and takes_input(req)
         self.wants_input = False
+        self.cancelled = False
 
-    def wake_at(self):
-        return None if self.done else _wake_at(self.info)
-
-    def poll(self):
-        if self.done or self.task is None or self.task.done():
+    def _wake(self):
+        task = self.task
+        if task is None or task.done():
             return
-        st = _probe(self.req, self.info, self.inbox, self.handler.name)
-        if st < 0:
-            if self.ended is None:
-                self.ended = st
-                self.task.cancel()        # at whatever the generator awaits, or its yield
-        elif st == 0 and self.waiter is not None and not self.waiter.done():
-            if self.wants_input and not self.inbox:
-                kind, value = _pull(self.req, self.handler.name)
-                if kind == 'next':
-                    return
-                self.inbox.append((kind, value))
+        if self.ended is not None:
+            if not self.cancelled:
+                self.cancelled = True
+                task.cancel()             # at whatever the generator awaits, or its yield
+        elif self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
     def abandon(self):
         if self.task is not None and not self.task.done():
             self.ended = E_CLOSED
+            self.cancelled = True
             self.task.cancel()
 
-    def _finish(self):
-        self.done = True
-        ctx = self._ctx()
-        if ctx is not None:
-            ctx.streams.discard(self)
-
     async def run(self):
-        req = self.req
-        if req is None or not self.info.extended:
-            await self._run_stock()
-        else:
+        if self.extended:
             await self._run_extended()
+        else:
+            await self._run_stock()
 
     async def _run_stock(self):
         req, name, agen = self.req, self.handler.name, self.agen
@@ -1006,19 +1027,16 @@ class _AsyncGeneratorDriver:
             _reply(req, name, None if count else [])
 
     async def _credit(self):
+        """Wait until the caller has room for an item (and, with ``wants_input``, until it
+        has sent something)."""
         ctx = self._ctx()
         while True:
-            st = _probe(self.req, self.info, self.inbox, self.handler.name)
+            st = lib.joint_request_wait_writable(self.req, 0)
+            if st < 0:
+                raise _Ended(st)
             if st == 0 and not (self.wants_input and not self.inbox):
                 return
-            if st == 0:
-                kind, value = _pull(self.req, self.handler.name)
-                if kind != 'next':
-                    self.inbox.append((kind, value))
-                    return
-            elif st < 0:
-                raise _Ended(st)
-            elif ctx is not None:
+            if st == WOULD_BLOCK and ctx is not None:
                 ctx.count('would_block')
             self.waiter = asyncio.get_running_loop().create_future()
             try:
@@ -1036,16 +1054,13 @@ class _AsyncGeneratorDriver:
                     kind, value = 'next', None
                     first = False
                 else:
-                    kind, value = self.inbox.popleft() if self.inbox else _pull(req, name)
-                    while self.input_open and kind == 'next':     # wait for the caller's next event
+                    while self.input_open and not self.inbox:     # wait for the caller's next event
                         self.wants_input = True
                         try:
                             await self._credit()
                         finally:
                             self.wants_input = False
-                        kind, value = self.inbox.popleft() if self.inbox else _pull(req, name)
-                    if kind == 'ended':
-                        raise _Ended(value)
+                    kind, value = self._take_input()
                     if isinstance(value, EndOfInput):
                         self.input_open = False
                 try:
@@ -1103,41 +1118,29 @@ class _AsyncGeneratorDriver:
         lib.joint_request_free(self.req)
 
 
-class _TaskWatch:
+class _TaskWatch(_ServedCall):
     """An async (coroutine) handler of an extended call: its task is cancelled when the caller
-    cancels or the deadline passes (joint has answered the call by then)."""
+    cancels, the deadline passes or the connection closes (joint has answered the call by
+    then). Values sent in are not taken: they wait, within the window."""
 
-    __slots__ = ('_ctx', 'req', 'task', '__weakref__')
-
-    def __init__(self, ctx, req, task):
-        self._ctx = weakref.ref(ctx)
-        self.req = req
+    def __init__(self, handler, task):
+        self.handler = handler
         self.task = task
 
-    def wake_at(self):
-        return None
-
-    def poll(self):
-        if self.task.done():           # it consumed the request: never touch it again
-            self.abandon()
-            return
-        # It never yields, so it never runs out of credit: any error (E_TIMEOUT included) is
-        # the end of the call.
-        st = lib.joint_request_wait_writable(self.req, 0)
-        if st < 0:
-            self.task.cancel()
-            self.abandon()
+    def _wake(self):
+        if self.ended is not None:
+            if not self.task.done():
+                self.task.cancel()
+            self._finish()
 
     def abandon(self):
-        ctx = self._ctx()
-        if ctx is not None:
-            ctx.streams.discard(self)
+        self._finish()
 
 
-def watch_task(ctx, req, task):
-    watch = _TaskWatch(ctx, req, task)
-    ctx.streams.add(watch)
-    task.add_done_callback(lambda _t: watch.abandon())
+def watch_task(handler, req, task):
+    watch = _TaskWatch(handler, task)
+    watch._listen(handler.ctx, req)
+    task.add_done_callback(lambda _t: watch._finish())
 
 
 # ---- the worker pool ---------------------------------------------------------------------------
@@ -1190,23 +1193,22 @@ def _serve_blocking(ctx, handler, req, gen, info):
     the value waiting, if any."""
     name = handler.name
     started = False
-    inbox = collections.deque()
     input_open = takes_input(req)
     while True:
-        st = _probe(req, info, inbox, name)
+        st = lib.joint_request_wait_writable(req, 0)
         if st == WOULD_BLOCK:
             ctx.count('would_block')
             while st == WOULD_BLOCK:
                 if ctx.closing:
                     st = E_CLOSED
                     break
-                st = _probe(req, info, inbox, name, _POOL_WAIT_MS)
+                st = lib.joint_request_wait_writable(req, _POOL_WAIT_MS)
         if st < 0:
             _close_generator(gen, name, None, info)
             lib.joint_request_free(req)
             return
         if started:
-            kind, value = inbox.popleft() if inbox else _pull(req, name)
+            kind, value = _pull(req, name)
             if input_open:
                 while kind == 'next':             # block (GIL released) for the caller's next event
                     if ctx.closing:
