@@ -747,7 +747,13 @@ class _ServedCall:
         self.ended = None
         self.done = False
         # Manual credit first: registering the callback delivers the values already queued.
-        ctx.check(lib.joint_request_set_manual_credit(req, True), 'joint_request_set_manual_credit')
+        st = lib.joint_request_set_manual_credit(req, True)
+        if st == E_STATE:
+            self.ended = E_CANCELLED   # ended before its handler ran: the driver ends at once
+            ctx.streams.add(self)
+            return
+        if st < 0:
+            raise make_error(st, ctx.last_error(), 'joint_request_set_manual_credit')
         ud = _ffi.register(self)
         st = lib.joint_request_set_event_cb(req, _ffi.request_event_trampoline, ud, _ffi.free_trampoline)
         if st < 0:

@@ -774,3 +774,21 @@ def test_foreign_client_streaming_into_generators(served, cli, monkeypatch):
         s = c.call_stream('pool_echo', client_stream=True)
         assert next(s) == 'ready' and s.send(3)[0] == 3
         s.close()
+
+
+def test_calls_that_end_before_their_generator_runs(serve_in_thread):
+    # Callers that start a streaming call and cancel it at once: the call ends (cancelled) in
+    # the same process as it arrives, before the server runs its handler. The server ends
+    # those quietly and keeps serving.
+    probe = Probe()
+    server = make_server(probe, window=4)
+    uri = serve_in_thread(server)
+    for _ in range(40):
+        c = joint.connect(uri, timeout=10)
+        assert c.call('empty') == [] and c.extension == 'on'
+        s = c.call_stream('forever', window=4)
+        s.close()                # the call and its cancel leave in one write
+        c.close()
+    with joint.connect(uri, timeout=10) as c:
+        assert list(c.call_stream('count', 3)) == [0, 1, 2]
+    assert wait_for(lambda: server.ctx.streams == set())
