@@ -392,12 +392,8 @@ pub unsafe extern "C" fn joint_request_set_event_cb(
 pub unsafe extern "C" fn joint_request_set_manual_credit(req: *mut joint_request, enabled: bool) -> joint_status {
     // SAFETY: NULL or a live request.
     unsafe {
-        with_handle(req, |r: &joint_request, live: Live<'_>| {
-            if r.req.ext().is_none() {
-                return live.refuse(JOINT_E_UNSUPPORTED, "not an extended call");
-            }
-            live.status(live.ctx.set_manual_input_credit(&r.req, enabled))
-        })
+        // A stock request is refused by the reactor (Unsupported), like a call that ended (State).
+        with_handle(req, |r: &joint_request, live: Live<'_>| live.status(live.ctx.set_manual_input_credit(&r.req, enabled)))
     }
 }
 
@@ -408,11 +404,7 @@ pub unsafe extern "C" fn joint_request_set_manual_credit(req: *mut joint_request
 pub unsafe extern "C" fn joint_request_grant(req: *mut joint_request, n: u32) -> joint_status {
     // SAFETY: NULL or a live request.
     unsafe {
-        with_handle(req, |r: &joint_request, live: Live<'_>| {
-            if r.req.ext().is_none() {
-                return live.refuse(JOINT_E_UNSUPPORTED, "not an extended call");
-            }
-            live.status(live.ctx.grant_inputs(&r.req, n))
-        })
+        // A stock request is refused by the reactor (Unsupported), like a call that ended (State).
+        with_handle(req, |r: &joint_request, live: Live<'_>| live.status(live.ctx.grant_inputs(&r.req, n)))
     }
 }

@@ -24,17 +24,6 @@ static joint_conn *conn;
 static joint_writer *w;     /* the test's encoder */
 static joint_writer *srv_w; /* the handlers' encoder (they run inside joint_ctx_process) */
 
-static int64_t dec_int(const uint8_t *data, size_t len)
-{
-    joint_reader *r;
-    int64_t v = 0;
-    CHECK_OK(joint_reader_new(data, len, &r));
-    CHECK_OK(joint_read_int(r, &v));
-    CHECK(joint_reader_remaining(r) == 0);
-    joint_reader_free(r);
-    return v;
-}
-
 static void reply_int(joint_request *req, int64_t v)
 {
     const uint8_t *data;
@@ -66,7 +55,7 @@ static void on_done(joint_conn *c, const joint_response *resp, void *user_data)
     call->status = joint_response_status(resp);
     if (call->status == JOINT_OK) {
         CHECK_OK(joint_response_result(resp, &data, &len));
-        call->result = dec_int(data, len);
+        call->result = tu_dec_int(data, len);
     }
 }
 
@@ -124,7 +113,7 @@ static void served_event(joint_request *req, int32_t event, const uint8_t *data,
     switch (event) {
     case JOINT_INPUT_VALUE:
         CHECK(s->n < TOTAL);
-        s->got[s->n++] = dec_int(data, len);
+        s->got[s->n++] = tu_dec_int(data, len);
         if (s->n - s->granted > s->max_ahead)
             s->max_ahead = s->n - s->granted;
         break;

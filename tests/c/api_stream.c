@@ -46,17 +46,6 @@ static const uint8_t *enc_int(int64_t v, size_t *len)
     return data;
 }
 
-static int64_t dec_int(const uint8_t *data, size_t len)
-{
-    joint_reader *r;
-    int64_t v = 0;
-    CHECK_OK(joint_reader_new(data, len, &r));
-    CHECK_OK(joint_read_int(r, &v));
-    CHECK(joint_reader_remaining(r) == 0);
-    joint_reader_free(r);
-    return v;
-}
-
 /* The first integer of a params array. */
 static int64_t first_param(const joint_request *req)
 {
@@ -196,7 +185,7 @@ static void on_call_event(joint_conn *conn, uint64_t call_id, int32_t event, con
         CHECK(call_id == it->call_id);
     if (event == JOINT_CALL_ITEM) {
         CHECK(it->n < MAX_ITEMS);
-        it->v[it->n++] = dec_int(data, len);
+        it->v[it->n++] = tu_dec_int(data, len);
     } else {
         CHECK(event == JOINT_CALL_WRITABLE);
         CHECK(len == 0);
@@ -328,7 +317,7 @@ static void sum_event(joint_request *req, int32_t event, const uint8_t *data, si
     struct acc *a = user_data;
     switch (event) {
     case JOINT_INPUT_VALUE:
-        a->total += dec_int(data, len);
+        a->total += tu_dec_int(data, len);
         a->values++;
         break;
     case JOINT_INPUT_END:
@@ -480,7 +469,7 @@ static void pool_echo(joint_request *req, void *user_data)
         CHECK(event == JOINT_INPUT_VALUE);
         CHECK(buf != NULL && buf != SENTINEL);
         CHECK_OK(joint_buf_data(buf, &data, &len));
-        CHECK(dec_int(data, len) == n);
+        CHECK(tu_dec_int(data, len) == n);
         while ((st = joint_request_yield(req, data, len)) == JOINT_WOULD_BLOCK) {
             waits++;
             CHECK_OK(joint_request_wait_writable(req, WAIT_MS));
@@ -579,7 +568,7 @@ static void test_server_streaming(joint_conn *conn)
     CHECK(c.items.call_id != 0);
     LOOP_UNTIL(c.done.runs == 1);
     CHECK_OK(c.done.status);
-    CHECK(dec_int(c.done.result, c.done.result_len) == 500);
+    CHECK(tu_dec_int(c.done.result, c.done.result_len) == 500);
     CHECK(c.items.n == 500);
     for (i = 0; i < 500; i++)
         CHECK_EQ_I64(c.items.v[i], i);
@@ -607,7 +596,7 @@ static void test_server_streaming(joint_conn *conn)
     }
     CHECK_OK(c.done.status);
     CHECK(c.items.n == 20);
-    CHECK(dec_int(c.done.result, c.done.result_len) == 20);
+    CHECK(tu_dec_int(c.done.result, c.done.result_len) == 20);
     CHECK_ST(joint_conn_grant(conn, c.items.call_id, 1), JOINT_E_STATE); /* no longer running */
     joint_call_opts_free(o);
     LOOP_UNTIL(producers_freed == freed_before + 2);
@@ -645,7 +634,7 @@ static void test_client_streaming(joint_conn *conn)
     CHECK_ST(joint_conn_end_input(conn, c.items.call_id), JOINT_E_UNSUPPORTED);
     LOOP_UNTIL(c.done.runs == 1);
     CHECK_OK(c.done.status);
-    CHECK(dec_int(c.done.result, c.done.result_len) == 300 * 301 / 2);
+    CHECK(tu_dec_int(c.done.result, c.done.result_len) == 300 * 301 / 2);
     CHECK(would_block > 0 && c.items.writable > 0);
     LOOP_UNTIL(accs_freed == freed_before + 1);
     /* the call is over */
@@ -796,7 +785,7 @@ static void test_pool(joint_conn *conn)
     CHECK_OK(joint_conn_end_input(conn, c.items.call_id));
     LOOP_UNTIL(c.done.runs == 1);
     CHECK_OK(c.done.status);
-    CHECK_EQ_I64(dec_int(c.done.result, c.done.result_len), 200);
+    CHECK_EQ_I64(tu_dec_int(c.done.result, c.done.result_len), 200);
     CHECK(c.items.n == 200);
     for (i = 0; i < 200; i++)
         CHECK_EQ_I64(c.items.v[i], i);

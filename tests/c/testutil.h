@@ -55,6 +55,18 @@
         }                                                                                     \
     } while (0)
 
+/* One MessagePack integer that is all of `data`. */
+static inline int64_t tu_dec_int(const uint8_t *data, size_t len)
+{
+    joint_reader *r;
+    int64_t v = 0;
+    CHECK_OK(joint_reader_new(data, len, &r));
+    CHECK_OK(joint_read_int(r, &v));
+    CHECK(joint_reader_remaining(r) == 0);
+    joint_reader_free(r);
+    return v;
+}
+
 static inline int64_t tu_now_ms(void)
 {
     struct timespec ts;

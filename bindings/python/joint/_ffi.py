@@ -121,24 +121,24 @@ def _on_response(conn, resp, user_data):
         _report(obj, e)
 
 
-def _on_call_event(conn, call_id, event, data, length, user_data):
-    obj = lookup(user_data)       # the call's key: dropped by its completion, which runs last
+def _deliver_event(event, data, length, user_data):
+    obj = lookup(user_data)
     if obj is None:
         return
     try:
         obj.on_event(event, ffi.buffer(data, length) if length else b'')
     except BaseException as e:  # noqa: B902
         _report(obj, e)
+
+
+def _on_call_event(conn, call_id, event, data, length, user_data):
+    # The call's key: dropped by its completion, which runs last.
+    _deliver_event(event, data, length, user_data)
 
 
 def _on_request_event(req, event, data, length, user_data):
-    obj = lookup(user_data)       # a served call's driver: released when the call ends
-    if obj is None:
-        return
-    try:
-        obj.on_event(event, ffi.buffer(data, length) if length else b'')
-    except BaseException as e:  # noqa: B902
-        _report(obj, e)
+    # A served call's driver: released when the call ends.
+    _deliver_event(event, data, length, user_data)
 
 
 def _on_request(req, user_data):
