@@ -132,6 +132,13 @@
 #define JOINT_E_ADDRINUSE -105
 
 /**
+ * TLS failed: the peer's certificate was not trusted (unknown issuer, name mismatch,
+ * expired), a client certificate was missing or refused, or the peer does not speak TLS.
+ * The context's last error (or the response's message) names the cause.
+ */
+#define JOINT_E_TLS -106
+
+/**
  * The peer broke the protocol (malformed message).
  */
 #define JOINT_E_PROTOCOL -200
@@ -267,6 +274,21 @@
  * The peer is a stock MessagePack-RPC peer.
  */
 #define JOINT_EXT_REFUSED 3
+
+/**
+ * Client certificates (`joint_tls_config_set_client_auth`): not asked for (the default).
+ */
+#define JOINT_TLS_CLIENT_AUTH_NONE 0
+
+/**
+ * Asked for: a client without one is served, one with an invalid one is refused.
+ */
+#define JOINT_TLS_CLIENT_AUTH_OPTIONAL 1
+
+/**
+ * Required: a client without a valid certificate is refused during the handshake.
+ */
+#define JOINT_TLS_CLIENT_AUTH_REQUIRED 2
 
 /**
  * Call event: an item.
@@ -449,6 +471,17 @@ typedef struct joint_response joint_response;
  * `joint_stream_free`, before or after `joint_ctx_free`.
  */
 typedef struct joint_stream joint_stream;
+
+/**
+ * TLS settings: for a listener, its certificate chain and key, and optionally the CA that
+ * client certificates must be signed by; for a client, the CA to trust instead of the
+ * system's roots, a certificate for servers that ask for one, and the server name to
+ * verify. Certificates and keys are read and checked by the setters (a failing setter
+ * leaves the settings as they were; `joint_tls_config_error` says why). Read (copied) by
+ * `joint_ctx_listen_tls` and `joint_ctx_connect_tls`, so it may be freed or changed right
+ * after. Create with `joint_tls_config_new`, free with `joint_tls_config_free`.
+ */
+typedef struct joint_tls_config joint_tls_config;
 
 /**
  * Builds MessagePack bytes. `joint_writer_new`, then `joint_write_*` in order (containers
@@ -877,7 +910,8 @@ JOINT_API joint_status joint_ctx_cancel_timer(joint_ctx *ctx, uint64_t timer_id)
  * Listen on `uri`: `tcp://HOST:PORT` (port 0 picks a free port; IPv6 as `tcp://[::1]:PORT`),
  * `unix:///path` (the socket file must not exist; it is removed when the listener closes),
  * or `udp://HOST:PORT` (one message per datagram, at most 65507 bytes; each remote address
- * becomes a connection, forgotten after 60 s idle). Accepted connections are served by the
+ * becomes a connection, forgotten after 60 s idle); `tls://HOST:PORT` needs
+ * `joint_ctx_listen_tls`. Accepted connections are served by the
  * registered handlers and reported to the connection callback. With `listener_out`, the
  * caller gets a handle it owns (`joint_listener_free`); with NULL, the listener runs until
  * `joint_ctx_shutdown` or `joint_ctx_free`.
@@ -906,15 +940,19 @@ JOINT_API joint_status joint_listener_close(joint_listener *listener);
 JOINT_API void joint_listener_free(joint_listener *listener);
 
 /**
- * Connect to `uri` (`tcp://HOST:PORT`, `tcp://[::1]:PORT`, `unix:///path`, or
- * `udp://HOST:PORT`: one message per datagram, at most 65507 bytes, no delivery guarantee —
- * use call timeouts) without blocking (host names are resolved with the system resolver,
- * which may block). Calls may be made at once; they are sent when the connection is up.
+ * Connect to `uri` without blocking (host names are resolved with the system resolver,
+ * which may block): `tcp://HOST:PORT`, `tcp://[::1]:PORT`, `unix:///path`,
+ * `udp://HOST:PORT` (one message per datagram, at most 65507 bytes, no delivery guarantee:
+ * use call timeouts) or `tls://HOST:PORT` (verified against the system's trusted roots; see
+ * `joint_ctx_connect_tls` for other settings). Calls may be made at once; they are sent when the connection is up.
  * Errors known at once (bad address, missing Unix socket) are returned; later ones
  * (refused, timeout) close the connection: its calls fail and the connection callback gets
  * CLOSED. On success `*conn_out` is owned by the caller (`joint_conn_free`).
  */
-JOINT_API joint_status joint_ctx_connect(joint_ctx *ctx, const char *uri, joint_conn **conn_out);
+JOINT_API
+joint_status joint_ctx_connect(joint_ctx *ctx,
+                               const char *uri,
+                               joint_conn **conn_out);
 
 /**
  * Start `argv[0]` (searched in PATH) with the NULL-terminated arguments `argv`, and talk
@@ -1071,6 +1109,126 @@ joint_status joint_conn_throw(joint_conn *conn,
  * With manual credit: `items` more may be streamed to us on `call_id`.
  */
 JOINT_API joint_status joint_conn_grant(joint_conn *conn, uint64_t call_id, uint32_t items);
+
+/**
+ * Create empty TLS settings. On success `*tls_out` is owned by the caller.
+ */
+JOINT_API joint_status joint_tls_config_new(joint_tls_config **tls_out);
+
+/**
+ * Free TLS settings. NULL is a no-op. Listeners and connections made with them keep theirs.
+ */
+JOINT_API void joint_tls_config_free(joint_tls_config *tls);
+
+/**
+ * Why the last failing setter failed ("" if none failed). Owned by the settings; valid until
+ * the next setter call or `joint_tls_config_free`.
+ */
+JOINT_API const char *joint_tls_config_error(const joint_tls_config *tls);
+
+/**
+ * The certificate chain (leaf first) and its private key, from PEM files (PKCS#8, PKCS#1 or
+ * SEC1 keys). A listener needs one; a client presents it when the server asks. Fails with
+ * `JOINT_E_INVAL` if a file cannot be read, holds no certificate or key, or the key is not
+ * the certificate's.
+ */
+JOINT_API
+joint_status joint_tls_config_set_certificate_files(joint_tls_config *tls,
+                                                    const char *chain_path,
+                                                    const char *key_path);
+
+/**
+ * `joint_tls_config_set_certificate_files` from PEM bytes in memory (copied).
+ */
+JOINT_API
+joint_status joint_tls_config_set_certificate_pem(joint_tls_config *tls,
+                                                  const uint8_t *chain,
+                                                  size_t chain_len,
+                                                  const uint8_t *key,
+                                                  size_t key_len);
+
+/**
+ * Trust the CA certificates in this PEM file: a client verifies servers against them
+ * instead of the system's roots; a listener verifies client certificates against them.
+ */
+JOINT_API joint_status joint_tls_config_set_ca_file(joint_tls_config *tls, const char *path);
+
+/**
+ * `joint_tls_config_set_ca_file` from PEM bytes in memory (copied).
+ */
+JOINT_API
+joint_status joint_tls_config_set_ca_pem(joint_tls_config *tls,
+                                         const uint8_t *pem,
+                                         size_t len);
+
+/**
+ * Listener side: `JOINT_TLS_CLIENT_AUTH_NONE`, `_OPTIONAL` or `_REQUIRED` (the last two need
+ * a CA set with `joint_tls_config_set_ca_*`, checked by `joint_ctx_listen_tls`).
+ */
+JOINT_API joint_status joint_tls_config_set_client_auth(joint_tls_config *tls, int32_t mode);
+
+/**
+ * Client side: the DNS name (or IP address) the server's certificate must carry, instead of
+ * the host in the URI.
+ */
+JOINT_API joint_status joint_tls_config_set_server_name(joint_tls_config *tls, const char *name);
+
+/**
+ * Listen on `tls://HOST:PORT` (port 0 picks one): as `joint_ctx_listen`, each accepted
+ * connection served over TLS 1.3 or 1.2 with `tls`, which needs a certificate and key. The
+ * handshake runs inside `joint_ctx_process` without blocking; the connection callback gets
+ * OPEN once it is done. A client that fails it (untrusted or missing certificate, not
+ * speaking TLS) or does not finish it within the message timeout is closed without any
+ * event, and logged at info level.
+ */
+JOINT_API
+joint_status joint_ctx_listen_tls(joint_ctx *ctx,
+                                  const char *uri,
+                                  const joint_tls_config *tls,
+                                  joint_listener **listener_out);
+
+/**
+ * Connect to `tls://HOST:PORT` with these settings (NULL: verify against the system's
+ * roots, as `joint_ctx_connect` does). The server's certificate must be signed by a trusted
+ * CA and carry the URI's host (or the server name set). Calls may be made at once; they
+ * are sent once the handshake is done. A failed handshake closes the connection within the
+ * connect timeout: its calls fail with `JOINT_E_TLS` and a message naming the cause, and
+ * the connection callback gets CLOSED with it.
+ */
+JOINT_API
+joint_status joint_ctx_connect_tls(joint_ctx *ctx,
+                                   const char *uri,
+                                   const joint_tls_config *tls,
+                                   joint_conn **conn_out);
+
+/**
+ * "TLSv1.3" or "TLSv1.2" once a TLS connection's handshake is done; NULL before, and for
+ * other transports. Owned by the handle.
+ */
+JOINT_API const char *joint_conn_tls_version(const joint_conn *conn);
+
+/**
+ * The certificate the peer presented and the handshake verified (DER), lent until the
+ * handle is freed (for accepted connections: until their CLOSED callback returns).
+ * `JOINT_E_STATE` if there is none: not TLS, the handshake is not done, or a client sent
+ * none.
+ */
+JOINT_API
+joint_status joint_conn_peer_certificate(const joint_conn *conn,
+                                         const uint8_t **der_out,
+                                         size_t *len_out);
+
+/**
+ * The subject of the peer's verified certificate, attributes in certificate order (for
+ * example "O=example, CN=alice"); "" if there is none. Owned by the handle.
+ */
+JOINT_API const char *joint_conn_peer_subject(const joint_conn *conn);
+
+/**
+ * The SHA-256 fingerprint of the peer's verified certificate, into `sha256_out` (32 bytes).
+ * `JOINT_E_STATE` if there is none.
+ */
+JOINT_API joint_status joint_conn_peer_sha256(const joint_conn *conn, uint8_t *sha256_out);
 
 /**
  * Create call options (no timeout, no kwargs, no streaming input, the context's window).

@@ -23,6 +23,9 @@ pub enum ErrorKind {
     Closed,
     Timeout,
     Cancelled,
+    /// The TLS handshake failed (certificate not trusted, name mismatch, expired, missing
+    /// client certificate, a peer not speaking TLS), or a TLS record was bad.
+    Tls,
     /// The peer broke the protocol.
     Protocol,
     /// A message or payload is larger than the size limit.

@@ -23,6 +23,9 @@ pub struct joint_conn {
     id: ConnId,
     user_data: Cell<*mut c_void>,
     owned_by_caller: bool,
+    /// What its TLS handshake settled, with the version and the peer's subject as C
+    /// strings, cached on first use so what is lent out lives as long as the handle.
+    pub(super) tls: std::cell::OnceCell<(crate::reactor::TlsSession, std::ffi::CString, std::ffi::CString)>,
 }
 
 impl Castable for joint_conn {
@@ -37,7 +40,7 @@ impl InContext for joint_conn {
 
 impl joint_conn {
     pub(crate) fn new(life: Arc<Life>, id: ConnId, owned_by_caller: bool) -> Self {
-        joint_conn { life, id, user_data: Cell::new(std::ptr::null_mut()), owned_by_caller }
+        joint_conn { life, id, user_data: Cell::new(std::ptr::null_mut()), owned_by_caller, tls: Default::default() }
     }
 
     pub(crate) fn owned_by_caller(&self) -> bool {
@@ -95,7 +98,7 @@ fn completion(jc: &joint_ctx, cb: joint_response_cb, user_data: *mut c_void) -> 
 ///
 /// # Safety
 /// `ctx` is NULL or a live context; `conn_out` is NULL or writable.
-unsafe fn open_conn(
+pub(super) unsafe fn open_conn(
     ctx: *mut joint_ctx,
     conn_out: *mut *mut joint_conn,
     open: impl FnOnce(&Live<'_>) -> Result<ConnId, joint_status>,
@@ -117,10 +120,11 @@ unsafe fn open_conn(
     }
 }
 
-/// Connect to `uri` (`tcp://HOST:PORT`, `tcp://[::1]:PORT`, `unix:///path`, or
-/// `udp://HOST:PORT`: one message per datagram, at most 65507 bytes, no delivery guarantee —
-/// use call timeouts) without blocking (host names are resolved with the system resolver,
-/// which may block). Calls may be made at once; they are sent when the connection is up.
+/// Connect to `uri` without blocking (host names are resolved with the system resolver,
+/// which may block): `tcp://HOST:PORT`, `tcp://[::1]:PORT`, `unix:///path`,
+/// `udp://HOST:PORT` (one message per datagram, at most 65507 bytes, no delivery guarantee:
+/// use call timeouts) or `tls://HOST:PORT` (verified against the system's trusted roots; see
+/// `joint_ctx_connect_tls` for other settings). Calls may be made at once; they are sent when the connection is up.
 /// Errors known at once (bad address, missing Unix socket) are returned; later ones
 /// (refused, timeout) close the connection: its calls fail and the connection callback gets
 /// CLOSED. On success `*conn_out` is owned by the caller (`joint_conn_free`).

@@ -7,6 +7,7 @@ use super::args::{c_str, put};
 use super::ctx::joint_ctx;
 use super::handle::{guard, into_handle, take_handle, with_handle, with_ref, Boxed, Castable, InContext, Life, Live};
 use super::status::*;
+use crate::reactor::TlsConfig;
 
 /// A listening socket, owned by the caller that asked for its handle. `joint_listener_close`
 /// stops listening; `joint_listener_free` (closing first if needed) releases the handle, in
@@ -34,12 +35,27 @@ pub const JOINT_UDP_MAX_MESSAGE: usize = 65507;
 /// Listen on `uri`: `tcp://HOST:PORT` (port 0 picks a free port; IPv6 as `tcp://[::1]:PORT`),
 /// `unix:///path` (the socket file must not exist; it is removed when the listener closes),
 /// or `udp://HOST:PORT` (one message per datagram, at most 65507 bytes; each remote address
-/// becomes a connection, forgotten after 60 s idle). Accepted connections are served by the
+/// becomes a connection, forgotten after 60 s idle); `tls://HOST:PORT` needs
+/// `joint_ctx_listen_tls`. Accepted connections are served by the
 /// registered handlers and reported to the connection callback. With `listener_out`, the
 /// caller gets a handle it owns (`joint_listener_free`); with NULL, the listener runs until
 /// `joint_ctx_shutdown` or `joint_ctx_free`.
 #[no_mangle]
 pub unsafe extern "C" fn joint_ctx_listen(ctx: *mut joint_ctx, uri: *const c_char, listener_out: *mut *mut joint_listener) -> joint_status {
+    // SAFETY: forwarded caller promise.
+    unsafe { listen(ctx, uri, None, listener_out) }
+}
+
+/// `joint_ctx_listen`, and `joint_ctx_listen_tls` with its settings.
+///
+/// # Safety
+/// `ctx` is NULL or a live context; `uri` NULL or a C string; `listener_out` NULL or writable.
+pub(super) unsafe fn listen(
+    ctx: *mut joint_ctx,
+    uri: *const c_char,
+    tls: Option<&TlsConfig>,
+    listener_out: *mut *mut joint_listener,
+) -> joint_status {
     // SAFETY: forwarded caller promise.
     unsafe {
         with_handle(ctx, |jc: &joint_ctx, live: Live<'_>| {
@@ -47,7 +63,11 @@ pub unsafe extern "C" fn joint_ctx_listen(ctx: *mut joint_ctx, uri: *const c_cha
                 Ok(u) => String::from_utf8_lossy(u).into_owned(),
                 Err(s) => return s,
             };
-            match live.ctx.listen(&uri) {
+            let listened = match tls {
+                Some(tls) => live.ctx.listen_tls(&uri, tls),
+                None => live.ctx.listen(&uri),
+            };
+            match listened {
                 Ok(id) => {
                     if !listener_out.is_null() {
                         let bound = live.ctx.listener_uri(id).unwrap_or_default();

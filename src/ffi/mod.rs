@@ -30,6 +30,8 @@ mod listener;
 
 mod conn;
 
+mod tls;
+
 mod call_opts;
 
 mod response;
@@ -51,3 +53,4 @@ pub use request::*;
 pub use response::*;
 pub use status::*;
 pub use stream::*;
+pub use tls::*;

@@ -52,6 +52,10 @@ pub const JOINT_E_TIMEOUT: i32 = -103;
 pub const JOINT_E_CANCELLED: i32 = -104;
 /// The address is already in use.
 pub const JOINT_E_ADDRINUSE: i32 = -105;
+/// TLS failed: the peer's certificate was not trusted (unknown issuer, name mismatch,
+/// expired), a client certificate was missing or refused, or the peer does not speak TLS.
+/// The context's last error (or the response's message) names the cause.
+pub const JOINT_E_TLS: i32 = -106;
 /// The peer broke the protocol (malformed message).
 pub const JOINT_E_PROTOCOL: i32 = -200;
 /// A message or payload is larger than the size limit.
@@ -98,6 +102,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> joint_status {
         ErrorKind::Io => JOINT_E_IO,
         ErrorKind::ConnectionRefused => JOINT_E_CONNREFUSED,
         ErrorKind::AddressInUse => JOINT_E_ADDRINUSE,
+        ErrorKind::Tls => JOINT_E_TLS,
         ErrorKind::Closed => JOINT_E_CLOSED,
         ErrorKind::Timeout => JOINT_E_TIMEOUT,
         ErrorKind::Cancelled => JOINT_E_CANCELLED,
@@ -147,6 +152,7 @@ pub extern "C" fn joint_status_str(status: joint_status) -> *const c_char {
         JOINT_E_TIMEOUT => "timeout or deadline passed\0",
         JOINT_E_CANCELLED => "cancelled\0",
         JOINT_E_ADDRINUSE => "address in use\0",
+        JOINT_E_TLS => "TLS failure\0",
         JOINT_E_PROTOCOL => "protocol error\0",
         JOINT_E_TOO_LARGE => "message too large\0",
         JOINT_E_REMOTE => "the peer returned an error\0",

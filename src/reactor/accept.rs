@@ -29,6 +29,8 @@ fn out_of_fds(e: &io::Error) -> bool {
 
 enum Accepted {
     Conn(super::ConnId),
+    /// A TLS connection: announced when its handshake is done.
+    Handshaking,
     Refused,
     Drained,
     Retry,
@@ -49,7 +51,7 @@ impl Context {
                         self.log(LogLevel::Debug, || format!("accepted {id}"));
                         self.emit_conn_event(id, ConnEvent::Open);
                     }
-                    Accepted::Refused | Accepted::Retry => {}
+                    Accepted::Refused | Accepted::Retry | Accepted::Handshaking => {}
                     Accepted::Drained => {
                         drained = true;
                         break;
@@ -81,7 +83,20 @@ impl Context {
                     self.log_peer(LogLevel::Warn, "connection limit", || format!("connection refused: already {max} connections (max_connections)"));
                     return Accepted::Refused;
                 }
-                match inner.add_conn(stream, ConnState::Open, false) {
+                let tls = stream.is_tls();
+                let state = if tls { ConnState::Connecting } else { ConnState::Open };
+                match inner.add_conn(stream, state, false) {
+                    Ok(id) if tls => {
+                        // Announced once the handshake is done (`deliver_opened`); one that
+                        // does not finish in time is closed like a message that stalls.
+                        if let Some(conn) = inner.conn_mut(id) {
+                            conn.unannounced = true;
+                        }
+                        if let Some(t) = inner.config.message_timeout.or(inner.config.connect_timeout) {
+                            inner.timers.add(super::timers::after(t), TimerKind::ConnectTimeout { conn: id });
+                        }
+                        Accepted::Handshaking
+                    }
                     Ok(id) => Accepted::Conn(id),
                     Err(e) => {
                         drop(guard);

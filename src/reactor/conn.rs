@@ -81,6 +81,11 @@ pub(super) struct Conn {
     /// Our calls whose `send` was refused because the output was full: they hear
     /// `CallEvent::Writable` once it drains.
     pub(super) send_blocked: Vec<u32>,
+    /// What its TLS handshake settled (kept after the stream is closed).
+    pub(super) tls: Option<super::TlsSession>,
+    /// Accepted, and not announced to the application yet (its TLS handshake is running):
+    /// a failure closes it without a `Closed` event.
+    pub(super) unannounced: bool,
 }
 
 /// Why a connection is not being read.
@@ -123,13 +128,15 @@ impl Conn {
             stream.set_recv_buffer_if_loopback(transport::EXT_RECV_BUFFER);
             self.lowat_set = true;
         }
+        // Records the stream queued itself (TLS) go before anything new.
+        stream.send_pending()?;
         let before = self.session.output_len();
         let result = if stream.is_datagram() {
             udp::flush_datagrams(stream, &mut self.session, &mut self.last_active)
         } else {
             write_out(stream, &mut self.session)
         };
-        let after = self.session.output_len();
+        let after = self.session.output_len() + usize::from(stream.has_pending_output());
         if after < before {
             self.last_active = Instant::now();
         }

@@ -170,16 +170,23 @@ impl Context {
                     }
                 }
                 TimerKind::ConnectTimeout { conn } => {
-                    let connecting = {
+                    let reason = {
                         let mut inner = self.inner.borrow_mut();
-                        let connecting = inner.conn_mut(conn).is_some_and(|c| c.state == ConnState::Connecting);
-                        if connecting {
+                        let reason = inner.conn_mut(conn).filter(|c| c.state == ConnState::Connecting).map(|c| {
+                            let stream = c.stream.as_ref();
+                            if stream.is_some_and(|s| s.is_tls() && s.connect_result().is_ok_and(|up| up)) {
+                                "TLS handshake did not finish in time (connect timeout; message timeout for accepted connections)"
+                            } else {
+                                "connect timed out"
+                            }
+                        });
+                        if reason.is_some() {
                             inner.timers.fired();
                         }
-                        connecting
+                        reason
                     };
-                    if connecting {
-                        self.close_conn(conn, ErrorKind::Timeout, "connect timed out".into(), false);
+                    if let Some(reason) = reason {
+                        self.close_conn(conn, ErrorKind::Timeout, reason.into(), false);
                     }
                 }
                 TimerKind::Deadline { conn, msgid } => {
@@ -269,7 +276,12 @@ impl Context {
             }
             let Some(conn) = inner.conns.get_mut(id.index as usize).filter(|c| c.id == id) else { return };
             let pending = conn.session.take_pending();
-            let notify = notify && !conn.released;
+            let unannounced = std::mem::replace(&mut conn.unannounced, false);
+            let notify = notify && !conn.released && !unannounced;
+            if unannounced {
+                drop(guard);
+                self.log_peer(LogLevel::Info, "TLS handshake failed", || format!("{id}: {reason}"));
+            }
             (pending, kind, reason, notify)
         };
         let call_kind = if kind == ErrorKind::Protocol || kind == ErrorKind::Limit { ErrorKind::Closed } else { kind };

@@ -179,6 +179,8 @@ impl Inner {
             udp_lru: None,
             lowat_set: false,
             send_blocked: Vec::new(),
+            tls: None,
+            unannounced: false,
         });
         if always_ready {
             self.ready.push(id);
@@ -199,8 +201,28 @@ impl Inner {
             Ok(false) => {}
             Ok(true) => {
                 stream.set_nodelay();
+                match stream.handshake() {
+                    Ok(false) => return,
+                    Ok(true) => {}
+                    Err(e) => {
+                        // The same certificate fails at every address: no other target.
+                        conn.state = ConnState::Closing;
+                        let kind = if super::tls::is_tls_failure(&e) { ErrorKind::Tls } else { ErrorKind::Io };
+                        conn.close_reason = Some((kind, format!("{}: {e}", conn.describe)));
+                        self.closing.push(conn.id);
+                        return;
+                    }
+                }
+                conn.tls = stream.tls_session().cloned();
                 conn.state = ConnState::Open;
-                self.opened.push(conn.id);
+                let id = conn.id;
+                self.opened.push(id);
+                // Data may have come with the handshake's last flight, already taken off
+                // the socket.
+                if conn.tls.is_some() {
+                    self.mark_ready(id);
+                    self.mark_dirty(id);
+                }
             }
             Err(e) => {
                 stream.deregister(registry);

@@ -296,6 +296,10 @@ impl Context {
                     return;
                 }
                 ReadOutcome::Failed(e) => {
+                    if super::tls::is_tls_failure(&e) {
+                        self.close_conn(id, ErrorKind::Tls, e.to_string(), false);
+                        return;
+                    }
                     let kind = if e.kind() == io::ErrorKind::ConnectionRefused { ErrorKind::ConnectionRefused } else { ErrorKind::Closed };
                     self.close_conn(id, kind, format!("read failed: {e}"), false);
                     return;
@@ -441,6 +445,13 @@ impl Context {
                         self.reset_datagram_input(id);
                         break Dispatched::All;
                     }
+                    let reason = match buf.filled() {
+                        // A TLS record header (handshake or alert, TLS 1.0 to 1.3).
+                        [0x15 | 0x16, 0x03, 0x00..=0x04, ..] => {
+                            format!("{reason} (the peer speaks TLS on a plaintext connection: use tls:// on both ends, or tcp:// on both)")
+                        }
+                        _ => reason,
+                    };
                     self.log_peer(LogLevel::Warn, "protocol error", || format!("{id}: {reason}; closing it"));
                     self.close_conn(id, ErrorKind::Protocol, reason, true);
                     break Dispatched::Closed;

@@ -23,6 +23,8 @@ pub mod request;
 mod spares;
 mod streams;
 pub mod timers;
+pub mod tls;
+pub mod tls_config;
 pub mod transport;
 mod types;
 mod udp;
@@ -49,6 +51,8 @@ pub use request::{InputValue, Request, Shared, StreamEvent, StreamState, YieldSt
 use request::{QueuedKind, ReplyBody, ReplyQueue, RequestBytes};
 pub use streams::{CallEvent, CallEventHandler, CallOptions, CallStream, SendStatus, StreamHandler, StreamItem};
 use timers::{TimerKind, Timers};
+pub use tls::{PeerCertificate, TlsSession};
+pub use tls_config::{ClientAuth, TlsConfig};
 use transport::{Listener, SocketAddrOrPath, Stream};
 pub use types::{
     CallError, CallId, Completion, Config, ConnEvent, ConnEventHandler, ConnId, ListenerId, LogLevel, NotificationHandler, RequestHandler, Response,
@@ -196,14 +200,29 @@ impl Context {
     /// Failures that are known at once (bad address, Unix socket missing) are returned; later
     /// ones close the connection (its calls fail, a `Closed` event is emitted).
     pub fn connect(&self, uri: &str) -> Result<ConnId> {
+        self.connect_with(uri, None)
+    }
+
+    /// `connect`, with TLS settings for a `tls://` URI (trusted CAs, a client certificate, a
+    /// server name). Without them a `tls://` server is verified against the system's roots.
+    /// The connection opens once the handshake is done; a failed handshake closes it with
+    /// an `ErrorKind::Tls` reason that names the cause, within the connect timeout.
+    pub fn connect_tls(&self, uri: &str, tls: &TlsConfig) -> Result<ConnId> {
+        self.connect_with(uri, Some(tls))
+    }
+
+    fn connect_with(&self, uri: &str, tls: Option<&TlsConfig>) -> Result<ConnId> {
         let address = transport::parse_uri(uri)?;
-        let mut targets = address.targets();
+        if tls.is_some() && !matches!(address, transport::Address::Tls(..)) {
+            return Err(Error::new(ErrorKind::InvalidArgument, format!("TLS settings given for {uri:?}, which is not a tls:// address")));
+        }
+        let mut targets = address.targets(tls)?;
         targets.reverse();
         let mut last_error = None;
         while let Some(target) = targets.pop() {
             match transport::connect(&target) {
                 Ok(stream) => {
-                    let is_tcp = matches!(stream, Stream::Tcp(_));
+                    let is_tcp = matches!(stream, Stream::Tcp(_) | Stream::Tls(_));
                     let mut inner = self.inner.borrow_mut();
                     let state = if is_tcp { ConnState::Connecting } else { ConnState::Open };
                     let id = inner.add_conn(stream, state, true).map_err(|e| Error::io("register connection", &e))?;
@@ -328,6 +347,14 @@ impl Context {
         self.inner.borrow_mut().conn_mut(id).map(|c| c.session.extension())
     }
 
+    /// What the TLS handshake of a connection settled: version, cipher suite, and the peer's
+    /// verified certificate if it sent one. None for other transports, or before it is done.
+    pub fn tls_session(&self, id: ConnId) -> Option<TlsSession> {
+        let inner = self.inner.borrow();
+        let conn = inner.conns.get(id.index as usize).filter(|c| c.id == id)?;
+        conn.tls.clone()
+    }
+
     /// A short description of the peer (address or process), for logs.
     pub fn describe(&self, id: ConnId) -> String {
         let inner = self.inner.borrow();
@@ -357,8 +384,23 @@ impl Context {
 
     /// Listen on `uri` (`tcp://HOST:PORT`, port 0 picks one; `unix:///path`).
     pub fn listen(&self, uri: &str) -> Result<ListenerId> {
+        self.listen_with(uri, None)
+    }
+
+    /// Listen on `tls://HOST:PORT`: each accepted connection is served over TLS with these
+    /// settings (a certificate and key; a CA and `ClientAuth` for client certificates). A
+    /// connection opens (the `Open` event) once its handshake is done; one that fails or
+    /// does not finish within the message timeout is closed without an event, and logged.
+    pub fn listen_tls(&self, uri: &str, tls: &TlsConfig) -> Result<ListenerId> {
+        self.listen_with(uri, Some(tls))
+    }
+
+    fn listen_with(&self, uri: &str, tls: Option<&TlsConfig>) -> Result<ListenerId> {
         let address = transport::parse_uri(uri)?;
-        let mut listener = Listener::bind(&address)?;
+        if tls.is_some() && !matches!(address, transport::Address::Tls(..)) {
+            return Err(Error::new(ErrorKind::InvalidArgument, format!("TLS settings given for {uri:?}, which is not a tls:// address")));
+        }
+        let mut listener = Listener::bind(&address, tls)?;
         let mut inner = self.inner.borrow_mut();
         listener.set_backlog(inner.config.listen_backlog).map_err(|e| Error::io("set the listen backlog", &e))?;
         let entry = inner.listeners.vacant_entry();

@@ -88,8 +88,13 @@ impl Context {
                 inner.ready.push(id);
             }
             let writable = if is_pipe { write_end } else { event.is_writable() || event.is_write_closed() || event.is_error() };
+            // A TLS handshake moves on whichever way the socket became ready.
+            let handshaking = conn.state == ConnState::Connecting && conn.stream.as_ref().is_some_and(Stream::is_tls);
+            if handshaking && !writable {
+                inner.check_connect(index);
+            }
             if writable {
-                if conn.state == ConnState::Connecting {
+                if inner.conns.get(index).is_some_and(|c| c.state == ConnState::Connecting) {
                     inner.check_connect(index);
                 }
                 if let Some(conn) = inner.conns.get_mut(index) {
@@ -108,6 +113,14 @@ impl Context {
     pub(super) fn deliver_opened(&self) {
         let opened = std::mem::take(&mut self.inner.borrow_mut().opened);
         for id in opened {
+            let accepted = {
+                let mut inner = self.inner.borrow_mut();
+                let Some(conn) = inner.conn_mut(id) else { continue };
+                std::mem::replace(&mut conn.unannounced, false)
+            };
+            if accepted {
+                self.log(LogLevel::Debug, || format!("accepted {id} (TLS)"));
+            }
             self.emit_conn_event(id, ConnEvent::Open);
         }
     }

@@ -1,7 +1,7 @@
 //! Byte streams the reactor drives: TCP, Unix domain sockets, and pipes (a child process's
 //! stdin/stdout, or our own); and UDP, one message per datagram. Addresses are URIs:
 //! `tcp://127.0.0.1:7000`, `tcp://[::1]:7000`, `tcp://localhost:7000`, `unix:///path/to.sock`,
-//! `udp://127.0.0.1:7000`.
+//! `udp://127.0.0.1:7000`; and TLS over TCP (`tls://HOST:PORT`, see `tls.rs`).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use mio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use mio::unix::{pipe, SourceFd};
@@ -16,12 +17,17 @@ use mio::{Interest, Registry, Token};
 
 use crate::error::{Error, ErrorKind, Result};
 
+use super::tls::TlsStream;
+use super::tls_config::TlsConfig;
+
 /// A parsed address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Address {
     Tcp(Vec<SocketAddr>),
     Unix(PathBuf),
     Udp(Vec<SocketAddr>),
+    /// TLS over TCP; the host as written (the name the server's certificate must carry).
+    Tls(Vec<SocketAddr>, String),
 }
 
 /// The largest MessagePack-RPC message that fits in one UDP datagram (65535 minus the IPv4
@@ -32,6 +38,14 @@ pub const UDP_MAX_MESSAGE: usize = 65507;
 /// system resolver; IP literals never block).
 pub fn parse_uri(uri: &str) -> Result<Address> {
     let bad = |why: &str| Error::new(ErrorKind::Address, format!("invalid address {uri:?}: {why}"));
+    if let Some(rest) = uri.strip_prefix("tls://") {
+        let host = rest.trim_end_matches('/').rsplit_once(':').map(|(h, _)| h).unwrap_or("");
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host).to_string();
+        return match parse_uri(&format!("tcp://{rest}"))? {
+            Address::Tcp(addrs) => Ok(Address::Tls(addrs, host)),
+            _ => Err(bad("expected tls://HOST:PORT")),
+        };
+    }
     if let Some(rest) = uri.strip_prefix("udp://") {
         return match parse_uri(&format!("tcp://{rest}"))? {
             Address::Tcp(addrs) => Ok(Address::Udp(addrs)),
@@ -64,7 +78,7 @@ pub fn parse_uri(uri: &str) -> Result<Address> {
         }
         Ok(Address::Unix(PathBuf::from(path)))
     } else {
-        Err(bad("expected tcp://HOST:PORT, unix:///PATH or udp://HOST:PORT"))
+        Err(bad("expected tcp://HOST:PORT, tls://HOST:PORT, unix:///PATH or udp://HOST:PORT"))
     }
 }
 
@@ -76,6 +90,7 @@ pub fn tcp_uri(addr: SocketAddr) -> String {
 /// A connected byte stream.
 pub enum Stream {
     Tcp(TcpStream),
+    Tls(Box<TlsStream>),
     Unix(UnixStream),
     Pipe(PipePair),
     /// A connected UDP socket (our client side): each read is one datagram.
@@ -121,6 +136,7 @@ impl Stream {
         let both = Interest::READABLE | Interest::WRITABLE;
         match self {
             Stream::Tcp(s) => registry.register(s, base, both),
+            Stream::Tls(s) => registry.register(&mut s.tcp, base, both),
             Stream::Unix(s) => registry.register(s, base, both),
             Stream::Udp(s) => registry.register(s, base, both),
             Stream::UdpPeer { .. } => Ok(()),
@@ -144,6 +160,10 @@ impl Stream {
         // Errors only mean it was never registered; the fds are closed right after anyway.
         let _ = match self {
             Stream::Tcp(s) => registry.deregister(s),
+            Stream::Tls(s) => {
+                s.close_notify();
+                registry.deregister(&mut s.tcp)
+            }
             Stream::Unix(s) => registry.deregister(s),
             Stream::Udp(s) => registry.deregister(s),
             Stream::UdpPeer { .. } => Ok(()),
@@ -162,6 +182,7 @@ impl Stream {
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
             Stream::Pipe(p) => p.reader.read(buf),
             Stream::Udp(s) => s.recv(buf),
@@ -174,6 +195,7 @@ impl Stream {
         match self {
             // std sends with MSG_NOSIGNAL on sockets, so a closed peer gives EPIPE, not SIGPIPE.
             Stream::Tcp(s) => s.write(buf),
+            Stream::Tls(s) => s.write_vectored(&[io::IoSlice::new(buf)]),
             Stream::Unix(s) => s.write(buf),
             Stream::Pipe(p) => write_pipe_nosigpipe(p.writer.as_raw_fd(), buf),
             Stream::Udp(s) => s.send(buf),
@@ -185,6 +207,7 @@ impl Stream {
     pub fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Tls(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
             _ => self.write(bufs.first().map_or(&[][..], |b| &b[..])),
         }
@@ -195,6 +218,44 @@ impl Stream {
         matches!(self, Stream::Udp(_) | Stream::UdpPeer { .. })
     }
 
+    /// Write what the stream itself queued (TLS records: handshake messages, or encrypted
+    /// output the socket did not take); `Ok` also when the socket is full.
+    pub fn send_pending(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tls(s) => match s.send_records() {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Output queued inside the stream (TLS records) that the socket has not taken yet.
+    pub fn has_pending_output(&self) -> bool {
+        matches!(self, Stream::Tls(s) if s.has_pending_records())
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// For a TLS stream whose TCP connection is up: drive the handshake (`Ok(true)` when
+    /// done). Other streams have none.
+    pub fn handshake(&mut self) -> io::Result<bool> {
+        match self {
+            Stream::Tls(s) => s.handshake(),
+            _ => Ok(true),
+        }
+    }
+
+    /// What the TLS handshake settled (None for other streams, or before it is done).
+    pub fn tls_session(&self) -> Option<&super::tls::TlsSession> {
+        match self {
+            Stream::Tls(s) => s.session.as_ref(),
+            _ => None,
+        }
+    }
+
     pub fn reader_always_ready(&self) -> bool {
         matches!(self, Stream::Pipe(p) if p.reader_always_ready)
     }
@@ -202,8 +263,13 @@ impl Stream {
     /// For an outgoing TCP connect: `Ok(true)` once established, `Ok(false)` while in
     /// progress, or the connect error.
     pub fn connect_result(&self) -> io::Result<bool> {
-        match self {
-            Stream::Tcp(s) => {
+        let tcp = match self {
+            Stream::Tcp(s) => Some(s),
+            Stream::Tls(s) => Some(&s.tcp),
+            _ => None,
+        };
+        match tcp {
+            Some(s) => {
                 if let Some(e) = s.take_error()? {
                     return Err(e);
                 }
@@ -214,12 +280,20 @@ impl Stream {
                     Err(e) => Err(e),
                 }
             }
-            _ => Ok(true),
+            None => Ok(true),
+        }
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Tcp(s) => Some(s),
+            Stream::Tls(s) => Some(&s.tcp),
+            _ => None,
         }
     }
 
     pub fn set_nodelay(&self) {
-        if let Stream::Tcp(s) = self {
+        if let Some(s) = self.tcp() {
             // Latency matters more than segment count for RPC; writes are batched already.
             let _ = s.set_nodelay(true);
         }
@@ -239,10 +313,7 @@ impl Stream {
     /// Only on loopback: across a network the buffer must hold the path's bandwidth times its
     /// delay, which the kernel's autotuning finds and a fixed cap would defeat.
     pub fn set_recv_buffer_if_loopback(&self, bytes: usize) {
-        let loopback = match self {
-            Stream::Tcp(s) => s.peer_addr().is_ok_and(|a| a.ip().is_loopback()),
-            _ => false,
-        };
+        let loopback = self.tcp().is_some_and(|s| s.peer_addr().is_ok_and(|a| a.ip().is_loopback()));
         if !loopback {
             return;
         }
@@ -251,10 +322,7 @@ impl Stream {
     }
 
     fn set_int_option(&self, level: libc::c_int, name: libc::c_int, value: usize) {
-        let fd = match self {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            _ => return,
-        };
+        let Some(fd) = self.tcp().map(|s| s.as_raw_fd()) else { return };
         let value = value.min(i32::MAX as usize) as libc::c_int;
         // SAFETY: setsockopt on a valid socket fd with a pointer to a c_int of the size given.
         unsafe {
@@ -277,6 +345,10 @@ impl Stream {
                 Ok(a) => format!("tcp://{a}"),
                 Err(_) => "tcp".into(),
             },
+            Stream::Tls(s) => match s.tcp.peer_addr() {
+                Ok(a) => format!("tls://{a}"),
+                Err(_) => "tls".into(),
+            },
             Stream::Unix(_) => "unix".into(),
             Stream::Udp(s) => s.peer_addr().map(|a| format!("udp://{a}")).unwrap_or_else(|_| "udp".into()),
             Stream::UdpPeer { peer, .. } => format!("udp://{peer}"),
@@ -293,6 +365,7 @@ impl Stream {
 pub fn connect(addr: &SocketAddrOrPath) -> io::Result<Stream> {
     match addr {
         SocketAddrOrPath::Tcp(a) => Ok(Stream::Tcp(TcpStream::connect(*a)?)),
+        SocketAddrOrPath::Tls(a, tls) => Ok(Stream::Tls(Box::new(TlsStream::client(TcpStream::connect(*a)?, tls.config.clone(), tls.name.clone())?))),
         SocketAddrOrPath::Unix(p) => Ok(Stream::Unix(UnixStream::connect(p)?)),
         SocketAddrOrPath::Udp(a) => {
             let any: SocketAddr = if a.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
@@ -309,16 +382,31 @@ pub enum SocketAddrOrPath {
     Tcp(SocketAddr),
     Unix(PathBuf),
     Udp(SocketAddr),
+    Tls(SocketAddr, TlsClient),
+}
+
+/// What a TLS client needs for each connect attempt.
+#[derive(Clone, Debug)]
+pub struct TlsClient {
+    config: Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
 }
 
 impl Address {
-    /// Destinations to try in order.
-    pub fn targets(&self) -> Vec<SocketAddrOrPath> {
-        match self {
+    /// Destinations to try in order. A `tls://` address takes its settings from `tls` (the
+    /// system's roots when None).
+    pub fn targets(&self, tls: Option<&TlsConfig>) -> Result<Vec<SocketAddrOrPath>> {
+        Ok(match self {
+            Address::Tls(v, host) => {
+                let default = TlsConfig::new();
+                let tls = tls.unwrap_or(&default);
+                let client = TlsClient { config: tls.client_config()?, name: tls.server_name_for(host)? };
+                v.iter().map(|a| SocketAddrOrPath::Tls(*a, client.clone())).collect()
+            }
             Address::Tcp(v) => v.iter().map(|a| SocketAddrOrPath::Tcp(*a)).collect(),
             Address::Unix(p) => vec![SocketAddrOrPath::Unix(p.clone())],
             Address::Udp(v) => v.iter().map(|a| SocketAddrOrPath::Udp(*a)).collect(),
-        }
+        })
     }
 }
 
@@ -397,25 +485,38 @@ fn write_pipe_nosigpipe(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 /// A listening socket.
 pub enum Listener {
     Tcp(TcpListener),
+    /// TCP, each accepted connection served over TLS with this configuration.
+    Tls(TcpListener, Arc<rustls::ServerConfig>),
     /// The path is removed when the listener is dropped.
     Unix(UnixListener, PathBuf),
     /// A bound UDP socket, shared with the peers it has heard from.
     Udp(Rc<UdpSocket>),
 }
 
+/// Bind the first of `addrs` that can be bound.
+fn bind_tcp(addrs: &[SocketAddr], scheme: &str) -> Result<TcpListener> {
+    let mut last = None;
+    for a in addrs {
+        match TcpListener::bind(*a) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(Error::io(&format!("listen on {scheme}://{a}"), &e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::new(ErrorKind::Address, "no address to listen on")))
+}
+
 impl Listener {
-    pub fn bind(address: &Address) -> Result<Listener> {
+    /// Bind `address`; a `tls://` one needs the server's settings.
+    pub fn bind(address: &Address, tls: Option<&TlsConfig>) -> Result<Listener> {
         match address {
-            Address::Tcp(addrs) => {
-                let mut last = None;
-                for a in addrs {
-                    match TcpListener::bind(*a) {
-                        Ok(l) => return Ok(Listener::Tcp(l)),
-                        Err(e) => last = Some(Error::io(&format!("listen on tcp://{a}"), &e)),
-                    }
-                }
-                Err(last.unwrap_or_else(|| Error::new(ErrorKind::Address, "no address to listen on")))
+            Address::Tls(addrs, _) => {
+                let tls = tls.ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidArgument, "a tls:// listener needs a certificate and key (listen with TLS settings)")
+                })?;
+                let config = tls.server_config()?;
+                Ok(Listener::Tls(bind_tcp(addrs, "tls")?, config))
             }
+            Address::Tcp(addrs) => Ok(Listener::Tcp(bind_tcp(addrs, "tcp")?)),
             Address::Unix(path) => match UnixListener::bind(path) {
                 Ok(l) => Ok(Listener::Unix(l, path.clone())),
                 Err(e) => Err(Error::io(&format!("listen on unix://{}", path.display()), &e)),
@@ -437,7 +538,7 @@ impl Listener {
     /// on a listening socket only changes its backlog).
     pub fn set_backlog(&self, backlog: u32) -> io::Result<()> {
         let fd = match self {
-            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.as_raw_fd(),
             Listener::Unix(l, _) => l.as_raw_fd(),
             Listener::Udp(_) => return Ok(()),
         };
@@ -451,7 +552,7 @@ impl Listener {
 
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         match self {
-            Listener::Tcp(l) => registry.register(l, token, Interest::READABLE),
+            Listener::Tcp(l) | Listener::Tls(l, _) => registry.register(l, token, Interest::READABLE),
             Listener::Unix(l, _) => registry.register(l, token, Interest::READABLE),
             // Writable too: answers to peers wait for it when the socket buffer is full.
             Listener::Udp(s) => registry.register(&mut SourceFd(&s.as_raw_fd()), token, Interest::READABLE | Interest::WRITABLE),
@@ -460,7 +561,7 @@ impl Listener {
 
     pub fn deregister(&mut self, registry: &Registry) {
         let _ = match self {
-            Listener::Tcp(l) => registry.deregister(l),
+            Listener::Tcp(l) | Listener::Tls(l, _) => registry.deregister(l),
             Listener::Unix(l, _) => registry.deregister(l),
             Listener::Udp(s) => registry.deregister(&mut SourceFd(&s.as_raw_fd())),
         };
@@ -469,6 +570,10 @@ impl Listener {
     pub fn accept(&self) -> io::Result<Stream> {
         match self {
             Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+            Listener::Tls(l, config) => {
+                let (s, _) = l.accept()?;
+                Ok(Stream::Tls(Box::new(TlsStream::server(s, config.clone())?)))
+            }
             Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
             Listener::Udp(_) => Err(io::ErrorKind::Unsupported.into()),
         }
@@ -478,6 +583,7 @@ impl Listener {
     pub fn uri(&self) -> String {
         match self {
             Listener::Tcp(l) => l.local_addr().map(tcp_uri).unwrap_or_else(|_| "tcp://?".into()),
+            Listener::Tls(l, _) => l.local_addr().map(|a| format!("tls://{a}")).unwrap_or_else(|_| "tls://?".into()),
             Listener::Unix(_, p) => format!("unix://{}", p.display()),
             Listener::Udp(s) => s.local_addr().map(|a| format!("udp://{a}")).unwrap_or_else(|_| "udp://?".into()),
         }
@@ -503,8 +609,11 @@ mod tests {
         assert_eq!(parse_uri("unix:///tmp/x.sock").unwrap(), Address::Unix("/tmp/x.sock".into()));
         assert_eq!(parse_uri("unix:rel.sock").unwrap(), Address::Unix("rel.sock".into()));
         assert_eq!(parse_uri("udp://127.0.0.1:9").unwrap(), Address::Udp(vec!["127.0.0.1:9".parse().unwrap()]));
+        assert_eq!(parse_uri("tls://127.0.0.1:9").unwrap(), Address::Tls(vec!["127.0.0.1:9".parse().unwrap()], "127.0.0.1".into()));
+        assert_eq!(parse_uri("tls://[::1]:9").unwrap(), Address::Tls(vec!["[::1]:9".parse().unwrap()], "::1".into()));
+        assert!(matches!(parse_uri("tls://localhost:9").unwrap(), Address::Tls(v, h) if !v.is_empty() && h == "localhost"));
         assert!(matches!(parse_uri("tcp://localhost:1").unwrap(), Address::Tcp(v) if !v.is_empty()));
-        for bad in ["", "http://x:1", "tcp://", "tcp://1.2.3.4", "tcp://1.2.3.4:99999", "tcp://:80", "unix://"] {
+        for bad in ["", "http://x:1", "tcp://", "tcp://1.2.3.4", "tcp://1.2.3.4:99999", "tcp://:80", "unix://", "tls://", "tls://1.2.3.4"] {
             let e = parse_uri(bad).unwrap_err();
             assert_eq!(e.kind, ErrorKind::Address, "{bad}");
         }
