@@ -13,7 +13,7 @@ static const struct code codes[] = {
     CODE(JOINT_E_RECURSIVE), CODE(JOINT_E_STATE),       CODE(JOINT_E_LIMIT),
     CODE(JOINT_E_ADDRESS),   CODE(JOINT_E_TYPE),        CODE(JOINT_E_EOF),
     CODE(JOINT_E_IO),        CODE(JOINT_E_CONNREFUSED), CODE(JOINT_E_CLOSED),
-    CODE(JOINT_E_TIMEOUT),   CODE(JOINT_E_CANCELLED),   CODE(JOINT_E_ADDRINUSE),
+    CODE(JOINT_E_TIMEOUT),   CODE(JOINT_E_CANCELLED),   CODE(JOINT_E_ADDRINUSE),   CODE(JOINT_E_TLS),
     CODE(JOINT_E_PROTOCOL),  CODE(JOINT_E_TOO_LARGE),   CODE(JOINT_E_REMOTE),
     CODE(JOINT_E_PANIC),     CODE(JOINT_E_POISONED),    CODE(JOINT_E_UNSUPPORTED),
     CODE(JOINT_WOULD_BLOCK), CODE(JOINT_DONE),
@@ -22,7 +22,7 @@ static const struct code codes[] = {
 
 int main(void)
 {
-    static const joint_status unknown[] = {3, 100, -10, -99, -106, -199, -202, -299, -301,
+    static const joint_status unknown[] = {3, 100, -10, -99, -107, -199, -202, -299, -301,
                                            -899, -902, INT32_MAX, INT32_MIN + 1};
     const char *unknown_str = joint_status_str(12345);
     size_t i, j;
