@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use joint::error::{Error, ErrorKind};
-use joint::reactor::{Config, ConnId, Context};
+use joint::reactor::{Config, ConnId, Context, TlsConfig};
 use rmpv::Value;
 
 use crate::{json, methods, EXIT_FAILED, EXIT_REMOTE};
@@ -15,6 +15,8 @@ use crate::{json, methods, EXIT_FAILED, EXIT_REMOTE};
 pub enum Target {
     /// `tcp://HOST:PORT` or `unix:///path`, as the library parses it.
     Socket(String),
+    /// `tls://HOST:PORT`.
+    Tls(String),
     /// `exec:PROGRAM ARG...`: a child process spoken to over its stdin/stdout.
     Exec(Vec<String>),
 }
@@ -29,16 +31,50 @@ impl Target {
             Ok(Target::Exec(argv))
         } else if uri.starts_with("tcp://") || uri.starts_with("unix:") {
             Ok(Target::Socket(uri.to_string()))
+        } else if uri.starts_with("tls://") {
+            Ok(Target::Tls(uri.to_string()))
         } else {
-            Err(format!("unsupported address {uri:?}: expected tcp://HOST:PORT, unix:///PATH or exec:PROGRAM ARG..."))
+            Err(format!("unsupported address {uri:?}: expected tcp://HOST:PORT, tls://HOST:PORT, unix:///PATH or exec:PROGRAM ARG..."))
         }
     }
 
-    fn open(&self, ctx: &Context) -> joint::error::Result<ConnId> {
+    fn open(&self, ctx: &Context, tls: &TlsOptions) -> joint::error::Result<ConnId> {
         match self {
             Target::Socket(uri) => ctx.connect(uri),
+            Target::Tls(uri) => ctx.connect_tls(uri, &tls.config()?),
             Target::Exec(argv) => ctx.spawn(argv),
         }
+    }
+}
+
+/// `--tls-ca`, `--tls-cert`/`--tls-key` and `--tls-server-name`, for `tls://` targets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Trust these CAs instead of the system's.
+    pub ca: Option<String>,
+    /// A client certificate chain and its key, for servers that ask for one.
+    pub cert: Option<(String, String)>,
+    /// The name the server's certificate must carry, instead of the URI's host.
+    pub server_name: Option<String>,
+}
+
+impl TlsOptions {
+    pub fn is_empty(&self) -> bool {
+        *self == TlsOptions::default()
+    }
+
+    fn config(&self) -> joint::error::Result<TlsConfig> {
+        let mut tls = TlsConfig::new();
+        if let Some(ca) = &self.ca {
+            tls.set_ca_file(ca)?;
+        }
+        if let Some((cert, key)) = &self.cert {
+            tls.set_certificate_files(cert, key)?;
+        }
+        if let Some(name) = &self.server_name {
+            tls.set_server_name(name)?;
+        }
+        Ok(tls)
     }
 }
 
@@ -124,6 +160,7 @@ pub struct Options {
     pub send_lines: Option<String>,
     /// `--output FILE`: the bytes of streamed bin items go to FILE.
     pub output: Option<String>,
+    pub tls: TlsOptions,
 }
 
 /// A context that serves `echo` and `add` (for callbacks), connected to the target.
@@ -131,7 +168,7 @@ pub(crate) fn connect(options: &Options) -> Result<(Context, ConnId), ExitCode> 
     let config = Config { connect_timeout: options.timeout, ..Config::default() };
     let ctx = Context::new(config).map_err(|e| fail(&e.to_string()))?;
     methods::register_echo_add(&ctx);
-    let conn = options.target.open(&ctx).map_err(|e| fail(&e.message))?;
+    let conn = options.target.open(&ctx, &options.tls).map_err(|e| fail(&e.message))?;
     Ok((ctx, conn))
 }
 
@@ -148,7 +185,7 @@ fn describe_failure(options: &Options, e: &Error) -> String {
             format!("no answer to {} from {} within {ms} ms (timed out)", options.method, options.uri)
         }
         // These messages name the address already.
-        ErrorKind::ConnectionRefused | ErrorKind::Address | ErrorKind::Io => e.message.clone(),
+        ErrorKind::ConnectionRefused | ErrorKind::Address | ErrorKind::Io | ErrorKind::Tls => e.message.clone(),
         _ => format!("{} on {}: {}", options.method, options.uri, e.message),
     }
 }

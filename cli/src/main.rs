@@ -36,6 +36,8 @@ USAGE:
 
 ADDRESSES (URI):
     tcp://HOST:PORT      e.g. tcp://127.0.0.1:6000, tcp://[::1]:6000, tcp://localhost:6000
+    tls://HOST:PORT      TCP with TLS 1.2/1.3; the server's certificate must name HOST
+                         (see --tls-* in `joint help serve` and `joint help call`)
     unix:///PATH         a Unix domain socket
     exec:PROGRAM ARG...  (call/notify) run a program and talk over its stdin/stdout, e.g.
                          'exec:nvim --embed --headless --clean'; words are split on blanks,
@@ -65,7 +67,7 @@ Set JOINT_LOG=debug (or info, warn, error) to see the library's log on stderr.
 ";
 
 const SERVE_HELP: &str = "\
-joint serve [--listen URI]... [--stdio] [LIMITS]
+joint serve [--listen URI]... [--stdio] [--tls-cert FILE --tls-key FILE] [LIMITS]
 
 Run the demo server until SIGINT or SIGTERM. Then it stops listening (removing its Unix
 socket files), refuses new requests, gives those already received up to 2 s to be answered
@@ -74,9 +76,18 @@ socket files), refuses new requests, gives those already received up to 2 s to b
 picks a free one).
 
 OPTIONS:
-    --listen URI   listen on URI (tcp://HOST:PORT or unix:///PATH); may be repeated;
-                   default tcp://127.0.0.1:6000 (unless --stdio is given alone)
+    --listen URI   listen on URI (tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH);
+                   may be repeated; default tcp://127.0.0.1:6000 (unless --stdio is
+                   given alone)
     --stdio        also serve one connection over stdin/stdout, and exit when it closes
+
+TLS (for tls://HOST:PORT listeners):
+    --tls-cert FILE       the certificate chain (PEM, leaf first) the server presents
+    --tls-key FILE        its private key (PEM: PKCS#8, PKCS#1 or SEC1)
+    --tls-client-ca FILE  require a client certificate signed by a CA in FILE (PEM);
+                          clients without one are closed after a failed handshake
+    A connection whose handshake fails, or that sends plaintext, is closed alone; the
+    cause is logged at info level (JOINT_LOG=info).
 
 LIMITS (every byte and fd the server holds for its peers is bounded by one of these):
     --memory-budget-mib N     memory all connections together may make it hold: input,
@@ -122,7 +133,7 @@ Errors are [code, message]: 1 invalid params, 2 no such method, 4 too large.
 
 const CALL_HELP: &str = "\
 joint call URI METHOD [ARG]... [--timeout MS] [--kw KEY=JSON]... [--stream]
-                               [--output FILE] [--send-json-lines FILE]
+                               [--output FILE] [--send-json-lines FILE] [--tls-*]
 
 Call METHOD with the ARGs as its params array and print the result as one line of JSON on
 stdout. A remote error is printed on stderr (a readable message, then the error object as
@@ -135,6 +146,17 @@ OPTIONS:
     --kw KEY=JSON   send keyword params (a map) instead of an array; may be repeated;
                     cannot be mixed with ARGs
     --              every word after this is an ARG (for ARGs that begin with -)
+
+TLS (for tls://HOST:PORT addresses):
+    --tls-ca FILE            trust the CA certificates in FILE (PEM) instead of the
+                             system's
+    --tls-cert FILE, --tls-key FILE
+                             present this certificate chain and key when the server
+                             asks for one (mutual TLS)
+    --tls-server-name NAME   the name the server's certificate must carry, instead of
+                             HOST
+    A failed handshake exits 2 with its cause, e.g. \"the server's certificate is not
+    signed by a trusted CA (unknown issuer)\".
 
 STREAMING (the joint extension, spoken by `joint serve` and other joint peers):
     --stream        print each item the method streams as one line of JSON as it arrives,
@@ -170,7 +192,7 @@ See `joint help` for addresses and how JSON maps to MessagePack.
 ";
 
 const NOTIFY_HELP: &str = "\
-joint notify URI METHOD [ARG]... [--timeout MS] [--kw KEY=JSON]...
+joint notify URI METHOD [ARG]... [--timeout MS] [--kw KEY=JSON]... [--tls-*]
 
 Send a notification, then make sure the peer has read it: joint sends a `joint.sync`
 request after it and waits for any answer (\"no such method\" will do), which the peer
@@ -279,6 +301,7 @@ fn looks_like_option(arg: &str) -> bool {
 
 fn parse_serve(args: &[String]) -> Result<serve::Options, String> {
     let mut options = serve::Options::default();
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut iter = args.iter();
     fn number<T>(name: &str, v: &str, min: T) -> Result<T, String>
     where
@@ -304,9 +327,15 @@ fn parse_serve(args: &[String]) -> Result<serve::Options, String> {
             options.linger_ms = Some(number("--linger-ms", v, 0u64)?);
         } else if let Some(v) = option_value("--listen-backlog", arg, &mut iter)? {
             options.listen_backlog = Some(number("--listen-backlog", v, 1u32)?);
+        } else if let Some(file) = option_value("--tls-cert", arg, &mut iter)? {
+            tls_cert = Some(file.to_string());
+        } else if let Some(file) = option_value("--tls-key", arg, &mut iter)? {
+            tls_key = Some(file.to_string());
+        } else if let Some(file) = option_value("--tls-client-ca", arg, &mut iter)? {
+            options.tls_client_ca = Some(file.to_string());
         } else if let Some(uri) = option_value("--listen", arg, &mut iter)? {
-            if !(uri.starts_with("tcp://") || uri.starts_with("unix:")) {
-                return Err(format!("cannot listen on {uri:?}: expected tcp://HOST:PORT or unix:///PATH"));
+            if !(uri.starts_with("tcp://") || uri.starts_with("unix:") || uri.starts_with("tls://")) {
+                return Err(format!("cannot listen on {uri:?}: expected tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH"));
             }
             options.listen.push(uri.to_string());
         } else if looks_like_option(arg) {
@@ -314,6 +343,18 @@ fn parse_serve(args: &[String]) -> Result<serve::Options, String> {
         } else {
             return Err(format!("unexpected argument {arg:?}"));
         }
+    }
+    let tls_listeners = options.listen.iter().any(|uri| uri.starts_with("tls://"));
+    options.tls_cert = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    match (tls_listeners, options.tls_cert.is_some()) {
+        (true, false) => return Err("a tls:// listener needs --tls-cert FILE and --tls-key FILE".into()),
+        (false, true) => return Err("--tls-cert is for tls:// listeners, and no --listen is one".into()),
+        _ if options.tls_client_ca.is_some() && !tls_listeners => return Err("--tls-client-ca is for tls:// listeners, and no --listen is one".into()),
+        _ => {}
     }
     Ok(options)
 }
@@ -325,6 +366,8 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
     let mut stream = false;
     let mut send_lines: Option<String> = None;
     let mut output: Option<String> = None;
+    let mut tls = call::TlsOptions::default();
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         if arg == "--" {
@@ -344,6 +387,14 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
                 return Err("--output needs a FILE".into());
             }
             output = Some(file.to_string());
+        } else if let Some(file) = option_value("--tls-ca", arg, &mut iter)? {
+            tls.ca = Some(file.to_string());
+        } else if let Some(file) = option_value("--tls-cert", arg, &mut iter)? {
+            tls_cert = Some(file.to_string());
+        } else if let Some(file) = option_value("--tls-key", arg, &mut iter)? {
+            tls_key = Some(file.to_string());
+        } else if let Some(name) = option_value("--tls-server-name", arg, &mut iter)? {
+            tls.server_name = Some(name.to_string());
         } else if let Some(ms) = option_value("--timeout", arg, &mut iter)? {
             timeout_ms = ms.parse().map_err(|_| format!("--timeout needs a whole number of milliseconds, not {ms:?}"))?;
         } else if let Some(kw) = option_value("--kw", arg, &mut iter)? {
@@ -366,6 +417,14 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
         return Err("needs a URI and a METHOD".into());
     };
     let target = Target::parse(uri)?;
+    tls.cert = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    if !tls.is_empty() && !matches!(target, Target::Tls(_)) {
+        return Err(format!("the --tls-* options are for tls:// addresses, not {uri:?}"));
+    }
     let params = if kwargs.is_empty() {
         let values = rest.iter().enumerate().map(|(i, a)| json::parse_arg(a).map_err(|e| format!("argument {}: {e}", i + 1)));
         CallParams::Positional(values.collect::<Result<_, _>>()?)
@@ -378,7 +437,7 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
     if output.is_some() && !stream {
         return Err("--output needs --stream (it receives the streamed bin items)".into());
     }
-    Ok(call::Options { target, uri: uri.to_string(), method: method.to_string(), params, timeout, stream, send_lines, output })
+    Ok(call::Options { target, uri: uri.to_string(), method: method.to_string(), params, timeout, stream, send_lines, output, tls })
 }
 
 #[cfg(test)]
@@ -410,6 +469,9 @@ mod tests {
         // After --, --stream is an ARG.
         let o = parse_call(&strings(&["tcp://h:1", "m", "--", "--stream"])).unwrap();
         assert!(!o.stream);
+        let o = parse_call(&strings(&["tls://h:1", "m", "--tls-ca", "ca.pem", "--tls-server-name=x", "--tls-cert", "c", "--tls-key", "k"])).unwrap();
+        assert_eq!(o.target, Target::Tls("tls://h:1".into()));
+        assert_eq!(o.tls, call::TlsOptions { ca: Some("ca.pem".into()), cert: Some(("c".into(), "k".into())), server_name: Some("x".into()) });
     }
 
     #[test]
@@ -429,6 +491,8 @@ mod tests {
             &["tcp://h:1", "m", "-x"],
             &["ftp://h:1", "m"],
             &["tcp://h:1", "m", r#"{"$bin":"!"}"#],
+            &["tcp://h:1", "m", "--tls-ca", "ca.pem"],
+            &["tls://h:1", "m", "--tls-cert", "c.pem"],
         ] {
             assert!(parse_call(&strings(bad)).is_err(), "{bad:?}");
         }
@@ -448,5 +512,9 @@ mod tests {
         assert!(parse_serve(&strings(&["--max-connections", "x"])).is_err());
         assert!(parse_serve(&strings(&["--listen", "http://x"])).is_err());
         assert!(parse_serve(&strings(&["extra"])).is_err());
+        let o = parse_serve(&strings(&["--listen", "tls://[::1]:0", "--tls-cert", "c.pem", "--tls-key=k.pem", "--tls-client-ca", "ca.pem"])).unwrap();
+        assert_eq!(o.tls_cert, Some(("c.pem".into(), "k.pem".into())));
+        assert_eq!(o.tls_client_ca.as_deref(), Some("ca.pem"));
+        assert!(parse_serve(&strings(&["--listen", "tls://[::1]:0", "--tls-key", "k.pem"])).is_err());
     }
 }

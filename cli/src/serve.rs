@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use joint::codec::Params;
 use joint::protocol::rpc_error;
-use joint::reactor::{Config, ConnEvent, ConnId, Context, Request, Response};
+use joint::reactor::{ClientAuth, Config, ConnEvent, ConnId, Context, Request, Response, TlsConfig};
 use rmpv::Value;
 
 use crate::methods::{self, invalid_params, params, reply};
@@ -36,6 +36,10 @@ pub struct Options {
     pub idle_timeout_ms: Option<u64>,
     pub linger_ms: Option<u64>,
     pub listen_backlog: Option<u32>,
+    /// `--tls-cert`/`--tls-key`: the certificate chain and key `tls://` listeners present.
+    pub tls_cert: Option<(String, String)>,
+    /// `--tls-client-ca`: clients must present a certificate signed by a CA in this file.
+    pub tls_client_ca: Option<String>,
 }
 
 impl Options {
@@ -62,6 +66,18 @@ impl Options {
             c.listen_backlog = n;
         }
         c
+    }
+
+    /// The TLS settings of the `tls://` listeners, if any are asked for.
+    pub fn tls_config(&self) -> Result<Option<TlsConfig>, String> {
+        let Some((cert, key)) = &self.tls_cert else { return Ok(None) };
+        let mut tls = TlsConfig::new();
+        tls.set_certificate_files(cert, key).map_err(|e| e.message)?;
+        if let Some(ca) = &self.tls_client_ca {
+            tls.set_ca_file(ca).map_err(|e| e.message)?;
+            tls.set_client_auth(ClientAuth::Required);
+        }
+        Ok(Some(tls))
     }
 }
 
@@ -224,8 +240,14 @@ fn serve(options: &Options) -> Result<(), String> {
     if listen.is_empty() && !options.stdio {
         listen.push(DEFAULT_LISTEN.to_string());
     }
+    let tls = options.tls_config()?;
     for uri in &listen {
-        let id = ctx.listen(uri).map_err(|e| e.to_string())?;
+        let id = match (&tls, uri.starts_with("tls://")) {
+            (Some(tls), true) => ctx.listen_tls(uri, tls),
+            // parse_serve makes sure a tls:// listener has its certificate.
+            _ => ctx.listen(uri),
+        };
+        let id = id.map_err(|e| e.to_string())?;
         let actual = ctx.listener_uri(id).unwrap_or_else(|| uri.clone());
         eprintln!("listening on {actual}");
     }

@@ -832,3 +832,134 @@ fn streaming_options_against_neovim() {
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("needs the joint extension"), "{out:?}");
 }
+
+/// PEM files for the TLS tests: a CA, a server certificate for localhost and 127.0.0.1
+/// signed by it, a client certificate signed by it, and a second CA nothing trusts.
+struct TlsFiles {
+    dir: PathBuf,
+}
+
+impl TlsFiles {
+    fn new(name: &str) -> TlsFiles {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let dir = temp_path(name);
+        std::fs::create_dir_all(&dir).expect("create the certificate directory");
+        let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).expect("write a PEM file");
+        let ca = |cn: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, cn);
+            let key = KeyPair::generate().unwrap();
+            (params.self_signed(&key).unwrap(), key)
+        };
+        let (ca_cert, ca_key) = ca("joint test CA");
+        let (other_cert, _) = ca("another CA");
+        write("ca.pem", &ca_cert.pem());
+        write("ca-key.pem", &ca_key.serialize_pem());
+        write("other-ca.pem", &other_cert.pem());
+        for (file, cn, names) in [("server", "server", vec!["localhost".to_string(), "127.0.0.1".to_string()]), ("client", "alice", vec![])] {
+            let mut params = CertificateParams::new(names).unwrap();
+            params.distinguished_name.push(DnType::CommonName, cn);
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+            write(&format!("{file}.pem"), &cert.pem());
+            write(&format!("{file}-key.pem"), &key.serialize_pem());
+        }
+        TlsFiles { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn tls_calls_and_the_failures_they_name() {
+    let files = TlsFiles::new("tls");
+    let (cert, key, ca) = (files.path("server.pem"), files.path("server-key.pem"), files.path("ca.pem"));
+    let server = Server::start(&["--listen", "tls://127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key, "--listen", "tcp://127.0.0.1:0"]);
+    let (tls_uri, tcp_uri) = (server.uris[0].clone(), server.uris[1].clone());
+    assert!(tls_uri.starts_with("tls://127.0.0.1:"), "{tls_uri}");
+
+    assert_eq!(joint(&["call", &tls_uri, "echo", r#"{"a":[1,"x"]}"#, "--tls-ca", &ca]).json(), json!({"a": [1, "x"]}));
+    // By name, and streaming over the same kind of connection.
+    let localhost = tls_uri.replace("127.0.0.1", "localhost");
+    let out = joint(&["call", "--stream", &localhost, "count", "3", "--tls-ca", &ca]);
+    assert_eq!(out.json_lines(), vec![json!(0), json!(1), json!(2), json!({"result": 3})]);
+    let out = joint(&["notify", &tls_uri, "note", "1", "--tls-ca", &ca]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(joint(&["call", &tls_uri, "last_notification", "--tls-ca", &ca]).json(), json!(["note", [1]]));
+
+    // Each failure exits 2 and says why.
+    let failures: [(&[&str], &str); 4] = [
+        (&["call", &tls_uri, "echo", "1"], "unknown issuer"),
+        (&["call", &tls_uri, "echo", "1", "--tls-ca", &files.path("other-ca.pem")], "unknown issuer"),
+        (&["call", &tls_uri, "echo", "1", "--tls-ca", &ca, "--tls-server-name", "elsewhere.example"], "elsewhere.example"),
+        (&["call", &tls_uri, "echo", "1", "--tls-ca", &files.path("missing.pem")], "missing.pem"),
+    ];
+    for (args, cause) in failures {
+        let out = joint(args);
+        assert_eq!(out.code, Some(2), "joint {args:?}: {out:?}");
+        assert!(out.stderr.contains(cause), "joint {args:?} should name {cause:?}: {out:?}");
+    }
+    // Plaintext to the TLS port, and TLS to the plaintext one: exit 2, no hang.
+    let out = joint(&["call", &tls_uri.replace("tls://", "tcp://"), "echo", "1", "--timeout", "5000"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    let out = joint(&["call", &tcp_uri.replace("tcp://", "tls://"), "echo", "1", "--tls-ca", &ca, "--timeout", "5000"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("TLS"), "{out:?}");
+    // None of that disturbed the server.
+    assert_eq!(joint(&["call", &tls_uri, "add", "2", "3", "--tls-ca", &ca]).json(), json!(5));
+    assert_eq!(call(&tcp_uri, "add", &["2", "3"]).json(), json!(5));
+
+    // A server presenting its CA's own certificate (a common mistake with self-signed ones).
+    let ca_as_server = Server::start(&["--listen", "tls://127.0.0.1:0", "--tls-cert", &ca, "--tls-key", &files.path("ca-key.pem")]);
+    let out = joint(&["call", ca_as_server.uri(), "echo", "1", "--tls-ca", &ca, "--tls-server-name", "joint-test-ca"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("is a CA certificate"), "{out:?}");
+}
+
+#[test]
+fn tls_client_certificates() {
+    let files = TlsFiles::new("mtls");
+    let (cert, key, ca) = (files.path("server.pem"), files.path("server-key.pem"), files.path("ca.pem"));
+    let server = Server::start(&["--listen", "tls://127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key, "--tls-client-ca", &ca]);
+    let uri = server.uri();
+    let out = joint(&["call", uri, "echo", "1", "--tls-ca", &ca]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("client certificate"), "{out:?}");
+    let with_cert = ["call", uri, "echo", "1", "--tls-ca", &ca, "--tls-cert", &files.path("client.pem"), "--tls-key", &files.path("client-key.pem")];
+    assert_eq!(joint(&with_cert).json(), json!(1));
+    // A key that is not the certificate's is refused before connecting.
+    let out = joint(&["call", uri, "echo", "1", "--tls-ca", &ca, "--tls-cert", &files.path("client.pem"), "--tls-key", &files.path("server-key.pem")]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("not the key of the certificate"), "{out:?}");
+}
+
+#[test]
+fn tls_usage_errors() {
+    let files = TlsFiles::new("tls-usage");
+    let (cert, key) = (files.path("server.pem"), files.path("server-key.pem"));
+    for args in [
+        &["serve", "--listen", "tls://127.0.0.1:0"][..],
+        &["serve", "--listen", "tls://127.0.0.1:0", "--tls-cert", &cert],
+        &["serve", "--listen", "tcp://127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key],
+        &["serve", "--listen", "tcp://127.0.0.1:0", "--tls-client-ca", &cert],
+        &["call", "tcp://127.0.0.1:1", "echo", "--tls-ca", &cert],
+        &["call", "tls://127.0.0.1:1", "echo", "--tls-key", &key],
+    ] {
+        let out = joint(args);
+        assert_eq!(out.code, Some(64), "joint {args:?}: {out:?}");
+        assert!(out.stderr.contains("tls"), "{out:?}");
+    }
+    // A certificate file that is not PEM stops the server at start, naming the file.
+    let out = joint(&["serve", "--listen", "tls://127.0.0.1:0", "--tls-cert", &key, "--tls-key", &key]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("server-key.pem"), "{out:?}");
+}

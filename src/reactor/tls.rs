@@ -300,6 +300,11 @@ fn describe_error(e: &rustls::Error, is_client: bool, handshaking: bool) -> Stri
         E::InvalidCertificate(c @ (C::NotValidForName | C::NotValidForNameContext { .. })) => format!("TLS: name mismatch: {c}"),
         E::InvalidCertificate(c @ (C::Expired | C::ExpiredContext { .. })) => format!("TLS: {whose} has expired ({c})"),
         E::InvalidCertificate(c @ (C::NotValidYet | C::NotValidYetContext { .. })) => format!("TLS: {whose} is not valid yet ({c})"),
+        // webpki's error is wrapped as `Other`; its Debug text is all that names it.
+        E::InvalidCertificate(C::Other(o)) if format!("{o:?}").contains("CaUsedAsEndEntity") => format!(
+            "TLS: {whose} is a CA certificate (basicConstraints CA:TRUE), which cannot identify a peer: \
+             use a certificate signed by that CA, or a self-signed one with CA:FALSE"
+        ),
         E::InvalidCertificate(c) => format!("TLS: {whose} was refused: {c}"),
         E::NoCertificatesPresented if !is_client => "TLS: the client sent no certificate, and this server requires one".into(),
         E::AlertReceived(A::CertificateRequired) => "TLS: the server requires a client certificate".into(),
