@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The interop matrix: joint against third-party MessagePack-RPC implementations (Python
 # aio-msgpack-rpc, msgpack-rpc-python and pynvim, Node msgpack-rpc-lite, Go neovim/go-client,
-# Java msgpack-rpc), both directions, TCP and Unix sockets. See tests/interop/harness.py.
+# Java msgpack-rpc), both directions, TCP, Unix sockets and TLS (plain and mutual). See tests/interop/harness.py.
 #
 #   scripts/interop.sh                    set up, run everything, rewrite docs/INTEROP.md
 #   scripts/interop.sh --peers aio,go     a subset (docs/INTEROP.md is left alone)
@@ -9,7 +9,7 @@
 #
 # Idempotent: peers install into tests/interop/.cache (venvs, pip/npm/Go/Maven caches;
 # gitignored) and are reinstalled only when their pinned versions change, so a second run
-# needs no network. Needs python3, node/npm, go, java/mvn, cc and cargo. A peer whose setup
+# needs no network. Needs python3, node/npm, go, java/mvn, cc, cargo and openssl. A peer whose setup
 # fails makes its cells fail (the run exits non-zero), it does not silently drop out.
 # Exit status: 0 every expected cell passed; 1 a cell failed; 2 joint or the harness could
 # not be built.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """joint's interop matrix: joint against MessagePack-RPC implementations nobody on this
-project wrote, in both directions, over TCP and Unix sockets.
+project wrote, in both directions, over TCP, Unix sockets and TLS.
 
 Run it through scripts/interop.sh (which installs the peers and builds joint first):
 
@@ -20,6 +20,12 @@ Checks (each a separate connection for joint->peer)
   big       16 MiB of bin each way (old-spec peers: bytes in the raw/str type)
   callback  the server calls its client while the client's call is pending (nested), for
             libraries that can (only a few: see EXPECTED_UNSUPPORTED)
+Transports
+  tcp, unix  plaintext
+  tls        TLS over TCP, the server verified against a test CA (certificates made with the
+             openssl command at the start of the run); the peer's own TLS stack (Python's ssl,
+             Go's crypto/tls) on its side, rustls on joint's
+  mtls       the same, and the server requires a client certificate signed by that CA
 Cells that cannot work (a peer without a Unix transport, a type a peer cannot represent) are
 listed with their reasons in EXPECTED_UNSUPPORTED / the peers' `exclude`; everything else must
 pass, so a regression fails the run.
@@ -30,6 +36,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -49,7 +56,9 @@ JOINT = os.path.join(ROOT, "target", "release", "joint")
 BATCH = os.path.join(CACHE, "bin", "joint_batch")
 CHECKS = ["types", "error", "notify", "pipeline", "big", "callback"]
 DIRECTIONS = ["joint->peer", "peer->joint"]
-TRANSPORTS = ["tcp", "unix"]
+TRANSPORTS = ["tcp", "unix", "tls", "mtls"]
+TLS_TRANSPORTS = ("tls", "mtls")
+CERTS = None  # the directory of the TLS test certificates, made by make_certs() in main()
 JOINT_OK, JOINT_E_REMOTE, JOINT_E_CLOSED, JOINT_E_TIMEOUT = 0, -300, -102, -103
 JOINT_ENV = dict(os.environ, JOINT_LOG="info")  # joint's own log goes to the cell's log file
 PROBE_TIMEOUT_MS = 3000
@@ -315,6 +324,65 @@ EXPECTED_UNSUPPORTED.update({
     ("mrp", "joint->peer", "unix", None): "msgpack-rpc-python has a TCP transport only",
     ("mrp", "peer->joint", "unix", None): "msgpack-rpc-python has a TCP transport only",
 })
+NO_TLS = {
+    "mrp": "msgpack-rpc-python's transport is a plain Tornado TCP stream (no TLS option)",
+    "pynvim": "pynvim's msgpack_rpc connects over TCP, Unix sockets, stdio or a child process: no TLS",
+    "node": "msgpack-rpc-lite opens its own plain `net` sockets (no TLS option)",
+    "java": "msgpack-rpc-java's Netty 3 transport has no TLS option",
+    "java0612": "msgpack-rpc-java's Netty 3 transport has no TLS option",
+}
+EXPECTED_UNSUPPORTED.update({(p, d, t, None): reason for p, reason in NO_TLS.items()
+                             for d in DIRECTIONS for t in TLS_TRANSPORTS})
+EXPECTED_UNSUPPORTED.update({("pynvim", "joint->peer", t, None): "pynvim's msgpack_rpc is a client only"
+                             for t in TLS_TRANSPORTS})
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS certificates
+
+def make_certs(d):
+    """A test CA, a server certificate for 127.0.0.1 and localhost and a client certificate,
+    both signed by it (openssl; EC P-256): ca.pem, server.pem, server-key.pem, client.pem,
+    client-key.pem in `d`."""
+    def openssl(*args):
+        subprocess.run(["openssl"] + list(args), check=True, cwd=d, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=joint interop CA")
+    for name, san in (("server", "subjectAltName=DNS:localhost,IP:127.0.0.1"), ("client", None)):
+        openssl("req", *ec, "-keyout", name + "-key.pem", "-out", name + ".csr", "-subj", "/CN=" + name)
+        ext = os.path.join(d, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("basicConstraints=CA:FALSE\n" + (san + "\n" if san else ""))
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+                "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", ext)
+    return d
+
+
+def mtls_refuses_j2p(uri, log):
+    """joint_batch without a client certificate against the peer's mtls server: its call must
+    fail. Returns (ok, detail)."""
+    saved, BATCH_TLS[uri] = BATCH_TLS[uri], BATCH_TLS[uri][:1]
+    try:
+        [(_, st, data)] = run_batch(uri, call("echo", pack(["x"])), log, PROBE_TIMEOUT_MS)
+    finally:
+        BATCH_TLS[uri] = saved
+    return st != JOINT_OK, "without a client certificate: joint status %d (%s)" % (st, data.decode("utf-8", "replace"))
+
+
+def mtls_refuses_p2j(port):
+    """Python's ssl, without a client certificate, against joint serve's mtls listener: the
+    request must get no answer. Returns (ok, detail)."""
+    ctx = ssl.create_default_context(cafile=os.path.join(CERTS, "ca.pem"))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(pack([0, 1, "echo", ["x"]]))
+                got = tls.recv(1 << 16)
+        return got == b"", "without a client certificate: %s" % ("connection closed" if got == b"" else "answered %r" % got)
+    except (ssl.SSLError, OSError) as e:
+        return True, "without a client certificate: refused (%s)" % e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,6 +403,10 @@ class Address:
             self.host, self.port = "127.0.0.1", free_port()
             self.uri = "tcp://127.0.0.1:%d" % self.port
             self.args = [self.host, str(self.port)]
+        elif transport in TLS_TRANSPORTS:
+            self.host, self.port = "127.0.0.1", free_port()
+            self.uri = "tls://127.0.0.1:%d" % self.port
+            self.args = [self.host, str(self.port), CERTS]
         else:
             self.path = os.path.join(tmpdir, tag + ".sock")
             self.uri = "unix://" + self.path
@@ -406,10 +478,16 @@ def unpack(b):
                            ext_hook=lambda code, data: C.Ext(code, data))
 
 
+BATCH_TLS = {}  # tls:// URI -> joint_batch's CA_FILE [CERT_FILE KEY_FILE] arguments
+
+
 def run_batch(uri, script, log, timeout_ms=CALL_TIMEOUT_MS):
     """Run joint_batch; returns [(index, status, bytes)] in completion order."""
+    argv = [BATCH, uri, str(timeout_ms)]
+    if uri.startswith("tls://"):
+        argv += BATCH_TLS[uri]
     with open(log, "ab") as err:
-        p = subprocess.run([BATCH, uri, str(timeout_ms)], input=script, stdout=subprocess.PIPE,
+        p = subprocess.run(argv, input=script, stdout=subprocess.PIPE,
                            stderr=err, timeout=STEP_TIMEOUT, env=JOINT_ENV)
     if p.returncode != 0:
         raise RuntimeError("joint_batch exited %d (see %s)" % (p.returncode, log))
@@ -568,6 +646,9 @@ P2J_SKIPPED = {}  # peer -> {item: reason} reported by its client
 def run_j2p(name, peer, transport, tmp):
     tag = "%s-j2p-%s" % (name, transport)
     addr = Address(transport, tmp, tag)
+    if transport in TLS_TRANSPORTS:
+        BATCH_TLS[addr.uri] = [os.path.join(CERTS, "ca.pem")] + (
+            [os.path.join(CERTS, "client.pem"), os.path.join(CERTS, "client-key.pem")] if transport == "mtls" else [])
     log = os.path.join(LOGS, tag + ".log")
     open(log, "wb").close()
     results = {}
@@ -606,6 +687,11 @@ def run_j2p(name, peer, transport, tmp):
                 for c in CHECKS:
                     results.setdefault(c, ("fail", detail))
                 break
+        if transport == "mtls" and "types" in results:
+            ok, detail = mtls_refuses_j2p(addr.uri, log)
+            print("  mtls      %-4s %s" % ("ok" if ok else "FAIL", detail), flush=True)
+            st, d = results["types"]
+            results["types"] = ("pass" if st == "pass" and ok else "fail", d + "; " + detail)
         # What the left-out items actually do to this peer (recorded, not judged): each item
         # alone on its own connection; the items left out for one reason go concurrently.
         values = dict(C.items())
@@ -638,7 +724,12 @@ def run_p2j(name, peer, transport, tmp):
     addr = Address(transport, tmp, tag)
     results = {}
     try:
-        srv = Server([JOINT, "serve", "--listen", addr.uri], b"listening on",
+        argv = [JOINT, "serve", "--listen", addr.uri]
+        if transport in TLS_TRANSPORTS:
+            argv += ["--tls-cert", os.path.join(CERTS, "server.pem"), "--tls-key", os.path.join(CERTS, "server-key.pem")]
+        if transport == "mtls":
+            argv += ["--tls-client-ca", os.path.join(CERTS, "ca.pem")]
+        srv = Server(argv, b"listening on",
                      os.path.join(LOGS, tag + "-joint.log"), env=JOINT_ENV)
     except Exception as e:
         return {c: ("fail", str(e)) for c in CHECKS}
@@ -659,6 +750,7 @@ def run_p2j(name, peer, transport, tmp):
             reports[r["check"]] = r
         except (ValueError, KeyError):
             pass
+    refused = mtls_refuses_p2j(addr.port) if transport == "mtls" else None
     if "types" in reports:
         P2J_SKIPPED.setdefault(name, {}).update(reports["types"].get("skipped") or {})
     joint_alive = srv.alive()
@@ -678,6 +770,8 @@ def run_p2j(name, peer, transport, tmp):
                 ok, detail = False, detail + "; completions came in order (joint serve answers out of order)"
             elif "reordered" in r:
                 detail += "; completions %s" % ("out of order" if r["reordered"] else "in order")
+        if check == "types" and refused is not None:
+            ok, detail = ok and refused[0], detail + "; " + refused[1]
         results[check] = ("pass" if ok else "fail", detail)
     if not joint_alive or status not in (0, None):
         for c in CHECKS:
@@ -716,7 +810,7 @@ def write_doc(path, results, peers):
     add("")
     add("joint against MessagePack-RPC implementations that nobody on this project wrote, installed "
         "from the public registries (PyPI, npm, the Go module proxy, Maven Central), in both "
-        "directions, over TCP and Unix sockets. `scripts/interop.sh` installs the peers into "
+        "directions, over TCP, Unix sockets and TLS. `scripts/interop.sh` installs the peers into "
         "`tests/interop/.cache`, builds joint, runs every cell below and rewrites this file; it "
         "exits non-zero when a cell that is expected to pass fails. Run it again after changing "
         "the codec, the protocol state machine or the transports.")
@@ -755,7 +849,11 @@ def write_doc(path, results, peers):
         "`callback(method, params)` calls the peer client's `twice` and `fail_cb`). Few "
         "libraries can be called by their server or call their client |")
     add("")
-    add("\u2713 pass, \u2717 fail, \u2014 the peer does not support it (expected; reasons below).")
+    add("\u2713 pass, \u2717 fail, \u2014 the peer does not support it (expected; reasons below). "
+        "A transport or direction a peer cannot do at all has no row; its reason is below. "
+        "tls: TLS over TCP, the server verified against a test CA; mtls: and the server "
+        "requires a client certificate. The peer's side uses its own TLS stack (Python's "
+        "`ssl`, Go's `crypto/tls`).")
     add("")
     add("| peer | direction | transport | " + " | ".join(CHECKS) + " |")
     add("|---|---|---|" + "---|" * len(CHECKS))
@@ -763,7 +861,7 @@ def write_doc(path, results, peers):
         for direction in DIRECTIONS:
             for transport in TRANSPORTS:
                 row = results.get((name, direction, transport))
-                if row:
+                if row and not all(r[0] == "n/a" for r in row.values()):
                     add("| %s | %s | %s | %s |" % (PEERS[name]["label"], ARROW[direction], transport,
                                                    " | ".join(MARK[row[c][0]] for c in CHECKS)))
     add("")
@@ -844,7 +942,10 @@ def main():
     os.makedirs(LOGS, exist_ok=True)
     results = {}
     t_all = time.monotonic()
+    global CERTS
     with tempfile.TemporaryDirectory(prefix="joint-interop-") as tmp:
+        os.makedirs(os.path.join(tmp, "certs"))
+        CERTS = make_certs(os.path.join(tmp, "certs"))
         for name in peers:
             peer = PEERS[name]
             for direction in DIRECTIONS:

@@ -5,7 +5,10 @@
  * this program only moves bytes through joint, so it exercises joint's real client path
  * (connect, pipelined calls, notifications, msgid matching, out-of-order completion).
  *
- *   joint_batch URI [TIMEOUT_MS] < script > results
+ *   joint_batch URI [TIMEOUT_MS [CA_FILE [CERT_FILE KEY_FILE]]] < script > results
+ *
+ * A tls:// URI connects with TLS, trusting the CAs in CA_FILE (the system's without one) and
+ * presenting CERT_FILE/KEY_FILE when the server asks for a client certificate.
  *
  * script: records back to back
  *   'C' u32 method_len, method, u32 params_len, params   issue a call now (do not wait)
@@ -109,11 +112,11 @@ static void wait_all(joint_ctx *ctx) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: joint_batch URI [TIMEOUT_MS] < script > results\n");
+    if (argc < 2 || argc > 6 || argc == 5) {
+        fprintf(stderr, "usage: joint_batch URI [TIMEOUT_MS [CA_FILE [CERT_FILE KEY_FILE]]] < script > results\n");
         return 3;
     }
-    int32_t timeout_ms = argc == 3 ? atoi(argv[2]) : 60000;
+    int32_t timeout_ms = argc >= 3 ? atoi(argv[2]) : 60000;
     out = stdout;
     static char outbuf[1 << 16];
     setvbuf(out, outbuf, _IOFBF, sizeof outbuf);
@@ -124,8 +127,23 @@ int main(int argc, char **argv) {
     st = joint_ctx_register(ctx, "echo", serve_echo, NULL, NULL);
     if (st) die("joint_ctx_register", st, ctx);
     joint_conn *conn;
-    st = joint_ctx_connect(ctx, argv[1], &conn);
-    if (st) die("joint_ctx_connect", st, ctx);
+    if (strncmp(argv[1], "tls://", 6) == 0) {
+        joint_tls_config *tls;
+        st = joint_tls_config_new(&tls);
+        if (st) die("joint_tls_config_new", st, ctx);
+        if (st == JOINT_OK && argc >= 4) st = joint_tls_config_set_ca_file(tls, argv[3]);
+        if (st == JOINT_OK && argc == 6) st = joint_tls_config_set_certificate_files(tls, argv[4], argv[5]);
+        if (st) {
+            fprintf(stderr, "joint_batch: TLS settings: %s\n", joint_tls_config_error(tls));
+            return 3;
+        }
+        st = joint_ctx_connect_tls(ctx, argv[1], tls, &conn);
+        joint_tls_config_free(tls);
+        if (st) die("joint_ctx_connect_tls", st, ctx);
+    } else {
+        st = joint_ctx_connect(ctx, argv[1], &conn);
+        if (st) die("joint_ctx_connect", st, ctx);
+    }
 
     uint32_t next_index = 0;
     int kind;

@@ -2,12 +2,17 @@
 // endpoint) as a server and as a client, for joint's interop matrix.
 //
 //	gopeer server tcp HOST PORT | server unix PATH   serve; prints READY when listening
+//	gopeer server|client tls|mtls HOST PORT DIR      the same over TLS (Go's crypto/tls): DIR
+//	    holds ca.pem, server.pem/server-key.pem and client.pem/client-key.pem; with mtls the
+//	    server requires a client certificate signed by ca.pem and the client presents one
 //	gopeer client tcp HOST PORT | client unix PATH   run the checks against joint serve,
 //	                                                 one JSON line per check on stdout
 package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -15,6 +20,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -47,16 +53,59 @@ func extensions() msgpack.ExtensionMap {
 	return m
 }
 
+// tlsConfig is the crypto/tls configuration of the tls and mtls transports.
+func tlsConfig(args []string, side string) (*tls.Config, error) {
+	dir, mutual := args[3], args[0] == "mtls"
+	pem, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificate in ca.pem")
+	}
+	cfg := &tls.Config{RootCAs: roots, ClientCAs: roots}
+	if side == "server" || mutual {
+		cert, err := tls.LoadX509KeyPair(filepath.Join(dir, side+".pem"), filepath.Join(dir, side+"-key.pem"))
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if mutual {
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
 func listen(args []string) (net.Listener, error) {
-	if args[0] == "tcp" {
+	switch args[0] {
+	case "tcp":
 		return net.Listen("tcp", net.JoinHostPort(args[1], args[2]))
+	case "tls", "mtls":
+		cfg, err := tlsConfig(args, "server")
+		if err != nil {
+			return nil, err
+		}
+		return tls.Listen("tcp", net.JoinHostPort(args[1], args[2]), cfg)
 	}
 	return net.Listen("unix", args[1])
 }
 
 func dial(args []string) (net.Conn, error) {
-	if args[0] == "tcp" {
+	switch args[0] {
+	case "tcp":
 		return net.Dial("tcp", net.JoinHostPort(args[1], args[2]))
+	case "tls", "mtls":
+		cfg, err := tlsConfig(args, "client")
+		if err != nil {
+			return nil, err
+		}
+		conn, err := tls.Dial("tcp", net.JoinHostPort(args[1], args[2]), cfg)
+		if err == nil {
+			err = conn.Handshake()
+		}
+		return conn, err
 	}
 	return net.Dial("unix", args[1])
 }

@@ -3,12 +3,16 @@
     aio_peer.py server tcp HOST PORT | server unix PATH    serve; prints READY when listening
     aio_peer.py client tcp HOST PORT | client unix PATH    run the checks against joint serve,
                                                            one JSON line per check on stdout
+    aio_peer.py server|client tls|mtls HOST PORT DIR       the same over TLS (Python's ssl):
+        DIR holds ca.pem, server.pem/server-key.pem and client.pem/client-key.pem; with mtls the
+        server requires a client certificate signed by ca.pem and the client presents one
 Both sides pass msgpack's strict_map_key=False through the library's own unpacker hooks
 (its default unpacker refuses maps with non-str keys and then stops reading the connection).
 """
 import asyncio
 import os
 import signal
+import ssl
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -44,11 +48,29 @@ class Handler:
         return tag
 
 
+def tls_context(args, side):
+    """The ssl context for `tls`/`mtls` transports: a verifying server or client."""
+    mutual, d = args[0] == "mtls", args[3]
+    if side == "server":
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(d, "server.pem"), os.path.join(d, "server-key.pem"))
+        if mutual:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(os.path.join(d, "ca.pem"))
+    else:
+        ctx = ssl.create_default_context(cafile=os.path.join(d, "ca.pem"))
+        if mutual:
+            ctx.load_cert_chain(os.path.join(d, "client.pem"), os.path.join(d, "client-key.pem"))
+    return ctx
+
+
 async def serve(args):
     server = aio_msgpack_rpc.Server(
         Handler(), unpacker_factory=lambda: msgpack.Unpacker(raw=False, strict_map_key=False))
     if args[0] == "tcp":
         srv = await asyncio.start_server(server, args[1], int(args[2]))
+    elif args[0] in ("tls", "mtls"):
+        srv = await asyncio.start_server(server, args[1], int(args[2]), ssl=tls_context(args, "server"))
     else:
         srv = await asyncio.start_unix_server(server, args[1])
     stop = asyncio.Event()
@@ -61,6 +83,8 @@ async def serve(args):
 async def client(args):
     if args[0] == "tcp":
         r, w = await asyncio.open_connection(args[1], int(args[2]))
+    elif args[0] in ("tls", "mtls"):
+        r, w = await asyncio.open_connection(args[1], int(args[2]), ssl=tls_context(args, "client"))
     else:
         r, w = await asyncio.open_unix_connection(args[1])
     c = aio_msgpack_rpc.Client(r, w, unpacker=msgpack.Unpacker(raw=False, strict_map_key=False),
