@@ -130,6 +130,7 @@
 #include <joint/base.hpp>
 #include <joint/msgpack.hpp>
 #include <joint/streaming.hpp>
+#include <joint/tls.hpp>
 #include <joint/connection.hpp>
 #include <joint/request.hpp>
 #include <joint/context.hpp>

@@ -129,6 +129,8 @@ public:
     bool is_timeout() const noexcept { return code_ == JOINT_E_TIMEOUT; }
     bool is_cancelled() const noexcept { return code_ == JOINT_E_CANCELLED; }
     bool is_closed() const noexcept { return code_ == JOINT_E_CLOSED; }
+    /// A TLS handshake failed (the message names why: unknown issuer, name mismatch, ...).
+    bool is_tls() const noexcept { return code_ == JOINT_E_TLS; }
     /// The context is unusable (only destroying it remains valid).
     bool is_fatal() const noexcept { return joint_status_is_fatal(code_); }
 

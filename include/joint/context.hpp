@@ -5,6 +5,7 @@
 
 #include <joint/base.hpp>
 #include <joint/connection.hpp>
+#include <joint/tls.hpp>
 #include <joint/detail/box.hpp>
 #include <joint/detail/context_callbacks.hpp>
 #include <joint/detail/ctx_life.hpp>
@@ -155,6 +156,25 @@ public:
         Status st = joint_ctx_connect(c_.get(), uri.c_str(), &conn);
         return owned(st, conn);
     }
+    /// Listen on tls://HOST:PORT with `tls` (which needs a certificate and key); returns the
+    /// real address. Accepted connections get on_connection's OPEN once their handshake is
+    /// done; a client that fails it is closed without any event (logged at info level).
+    Result<std::string> listen_tls(detail::CStr uri, const TlsConfig &tls) {
+        if (uri.bad())
+            return detail::embedded_nul();
+        joint_listener *l = nullptr;
+        Status st = joint_ctx_listen_tls(c_.get(), uri.c_str(), tls.raw(), &l);
+        if (st < 0)
+            return detail::make_error(st, c_.get());
+        listeners_.push_back(l);
+        return std::string(joint_listener_uri(l));
+    }
+    /// Connect to tls://HOST:PORT, verifying the server against `tls`'s CAs (the system's
+    /// roots without them, or with the overload without settings). A failed handshake
+    /// closes the connection: its calls fail with JOINT_E_TLS (Error::is_tls) and a message
+    /// naming the cause.
+    Result<Connection> connect_tls(detail::CStr uri, const TlsConfig &tls) { return connect_tls_with(uri, tls.raw()); }
+    Result<Connection> connect_tls(detail::CStr uri) { return connect_tls_with(uri, nullptr); }
     /// Start argv[0] (searched in PATH) and talk over its stdin/stdout (e.g. nvim --embed).
     Result<Connection> spawn(const std::vector<std::string> &argv) {
         std::vector<const char *> args;
@@ -303,6 +323,13 @@ private:
         if (st < 0)
             return detail::make_error(st);
         return Context(ctx);
+    }
+    Result<Connection> connect_tls_with(detail::CStr &uri, const joint_tls_config *tls) {
+        if (uri.bad())
+            return detail::embedded_nul();
+        joint_conn *conn = nullptr;
+        Status st = joint_ctx_connect_tls(c_.get(), uri.c_str(), tls, &conn);
+        return owned(st, conn);
     }
     Result<Connection> owned(Status st, joint_conn *conn) {
         if (st < 0)

@@ -7,9 +7,11 @@
 #include <joint/msgpack.hpp>
 #include <joint/streaming.hpp>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <tuple>
 #include <utility>
@@ -151,6 +153,34 @@ public:
     Extension extension() const noexcept {
         std::int32_t e = joint_conn_extension(live());
         return e < 0 ? Extension::Off : static_cast<Extension>(e);
+    }
+
+    // -- TLS (connections made by connect_tls or accepted by listen_tls) --
+    /// "TLSv1.3" or "TLSv1.2" once the handshake is done; empty before and for other transports.
+    std::string_view tls_version() const noexcept {
+        const char *v = joint_conn_tls_version(live());
+        return v ? std::string_view(v) : std::string_view();
+    }
+    /// The certificate the peer presented and the handshake verified (DER); empty if none.
+    /// Valid while the connection is (for an accepted one: until its CLOSED event returns).
+    Bytes peer_certificate() const noexcept {
+        const std::uint8_t *der = nullptr;
+        std::size_t len = 0;
+        if (joint_conn_peer_certificate(live(), &der, &len) != JOINT_OK)
+            return Bytes();
+        return Bytes(der, len);
+    }
+    /// The subject of that certificate, e.g. "O=example, CN=alice"; empty if none.
+    std::string_view peer_subject() const noexcept {
+        const char *s = joint_conn_peer_subject(live());
+        return s ? std::string_view(s) : std::string_view();
+    }
+    /// Its SHA-256 fingerprint, if there is one.
+    std::optional<std::array<std::uint8_t, 32>> peer_sha256() const noexcept {
+        std::array<std::uint8_t, 32> digest{};
+        if (joint_conn_peer_sha256(live(), digest.data()) != JOINT_OK)
+            return std::nullopt;
+        return digest;
     }
 
     /// Send a notification (no response).
