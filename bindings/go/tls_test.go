@@ -263,6 +263,13 @@ func tlsFailure(t *testing.T, uri string, opts ...joint.Option) *joint.Error {
 		if !errors.As(c.Err(), &ce) || ce.Status != joint.StatusTLS {
 			t.Fatalf("Err() = %v, want StatusTLS", c.Err())
 		}
+		// Calls and notifications on the closed connection say why it closed.
+		if _, err := c.Call(ctx, "add", 1, 2); !errors.Is(err, joint.ErrTLS) || !strings.Contains(err.Error(), ce.Detail) {
+			t.Fatalf("a later call: %v", err)
+		}
+		if err := c.Notify("n"); !errors.Is(err, joint.ErrTLS) {
+			t.Fatalf("a later notification: %v", err)
+		}
 	}
 	t.Logf("failed on %s: %v", where, err)
 	var e *joint.Error
