@@ -23,7 +23,8 @@ type Client struct {
 
 	conn     *C.joint_conn // driver-owned
 	opened   chan error
-	openSent bool // driver-owned
+	openSent bool     // driver-owned
+	tls      TLSState // set on the driver before opened is sent, then read-only
 
 	closeOnce sync.Once
 	closedCh  chan struct{}
@@ -31,17 +32,37 @@ type Client struct {
 	stopOnce  sync.Once
 }
 
-// Dial connects to uri: tcp://HOST:PORT, tcp://[::1]:PORT, unix:///path, or udp://HOST:PORT
-// (one message per datagram; use timeouts). It returns once the connection is open.
+// Dial connects to uri: tcp://HOST:PORT, tcp://[::1]:PORT, unix:///path, udp://HOST:PORT
+// (one message per datagram; use timeouts), or tls://HOST:PORT (TLS over TCP: the server
+// is verified against the system's trusted roots, or as WithTLS says). It returns once the
+// connection is open; for tls://, once the TLS handshake is done.
+//
+// A TLS failure that the client detects during the handshake (the server's certificate is
+// not signed by a trusted CA, does not carry the host or ServerName, has expired; the peer
+// does not speak TLS) fails Dial with an *Error of StatusTLS (errors.Is(err, ErrTLS))
+// whose Detail names the cause. With TLS 1.3 a server checks the client's certificate
+// after the client's side of the handshake is done, so a refusal of ours (none presented
+// to a server that requires one, or one its CA did not sign) closes the connection just
+// after Dial returns: the calls then fail with StatusTLS naming the cause, and Err reports
+// it.
 func Dial(uri string, opts ...Option) (*Client, error) {
 	return DialContext(context.Background(), uri, opts...)
 }
 
 // DialContext is Dial with a context that bounds the connection attempt.
 func DialContext(ctx context.Context, uri string, opts ...Option) (*Client, error) {
-	return dial(ctx, "dial "+uri, opts, func(l *loop, out **C.joint_conn) C.joint_status {
+	op := "dial " + uri
+	return dial(ctx, op, opts, func(l *loop, cfg *config, out **C.joint_conn) error {
 		u := cString(uri)
-		return C.joint_ctx_connect(l.ctx, cChars(u), out)
+		if cfg.tls == nil {
+			return l.fail(C.joint_ctx_connect(l.ctx, cChars(u), out), op)
+		}
+		tc, err := cfg.tls.newC(op)
+		if err != nil {
+			return err
+		}
+		defer C.joint_tls_config_free(tc)
+		return l.fail(C.joint_ctx_connect_tls(l.ctx, cChars(u), tc, out), op)
 	})
 }
 
@@ -52,7 +73,11 @@ func DialCommand(ctx context.Context, argv []string, opts ...Option) (*Client, e
 	if len(argv) == 0 {
 		return nil, &Error{Status: StatusInvalid, Op: "spawn", Detail: "empty argv"}
 	}
-	return dial(ctx, "spawn "+argv[0], opts, func(l *loop, out **C.joint_conn) C.joint_status {
+	op := "spawn " + argv[0]
+	return dial(ctx, op, opts, func(l *loop, cfg *config, out **C.joint_conn) error {
+		if cfg.tls != nil {
+			return &Error{Status: StatusInvalid, Op: op, Detail: "WithTLS is for tls:// connections, not for a command"}
+		}
 		ptrSize := unsafe.Sizeof((*C.char)(nil))
 		arr := (**C.char)(C.malloc(C.size_t(uintptr(len(argv)+1) * ptrSize)))
 		slots := unsafe.Slice(arr, len(argv)+1)
@@ -65,11 +90,11 @@ func DialCommand(ctx context.Context, argv []string, opts ...Option) (*Client, e
 			C.free(unsafe.Pointer(slots[i]))
 		}
 		C.free(unsafe.Pointer(arr))
-		return st
+		return l.fail(st, op)
 	})
 }
 
-func dial(ctx context.Context, op string, opts []Option, connect func(*loop, **C.joint_conn) C.joint_status) (*Client, error) {
+func dial(ctx context.Context, op string, opts []Option, connect func(*loop, *config, **C.joint_conn) error) (*Client, error) {
 	cfg := buildConfig(opts)
 	l, err := newLoop(cfg)
 	if err != nil {
@@ -85,8 +110,8 @@ func dial(ctx context.Context, op string, opts []Option, connect func(*loop, **C
 			return
 		}
 		var conn *C.joint_conn
-		if st := connect(l, &conn); st < 0 {
-			derr = l.fail(st, op)
+		if err := connect(l, cfg, &conn); err != nil {
+			derr = err
 			return
 		}
 		c.conn = conn
@@ -125,6 +150,7 @@ func (c *Client) connEvent(conn *C.joint_conn, event C.int32_t, status C.joint_s
 	case C.JOINT_CONN_OPEN:
 		if !c.openSent {
 			c.openSent = true
+			c.tls = tlsState(conn)
 			c.opened <- nil
 		}
 	case C.JOINT_CONN_CLOSED:
@@ -147,6 +173,27 @@ func (c *Client) setClosed(err error) {
 		close(c.closedCh)
 	})
 }
+
+// tlsFailure is the error of a call or notification op on a connection that a TLS failure
+// closed (the server refused our certificate after Dial returned): that failure, so that
+// the caller learns why rather than just ErrClosed. nil otherwise.
+func (c *Client) tlsFailure(op string) error {
+	select {
+	case <-c.closedCh:
+	default:
+		return nil
+	}
+	if e, ok := c.closeErr.(*Error); ok && e.Status == StatusTLS {
+		cp := *e
+		cp.Op = op
+		return &cp
+	}
+	return nil
+}
+
+// TLS is what the TLS handshake of the connection settled: its version and the server's
+// certificate (subject, SHA-256, DER). The zero TLSState if the connection is not TLS.
+func (c *Client) TLS() TLSState { return c.tls }
 
 // Done is closed when the connection closes (the peer went away, or Close).
 func (c *Client) Done() <-chan struct{} { return c.closedCh }
@@ -231,6 +278,9 @@ func (c *Client) Notify(method string, args ...any) error {
 	}
 	var nerr error
 	if err := c.l.do(func() {
+		if nerr = c.tlsFailure("notify " + method); nerr != nil {
+			return
+		}
 		if c.conn == nil {
 			nerr = &Error{Status: StatusClosed, Op: "notify " + method}
 			return
@@ -323,6 +373,11 @@ func (c *Client) start(ctx context.Context, method string, params, kwargs []byte
 func (c *Client) startOnDriver(pc *pendingCall, h cgo.Handle, params, kwargs []byte, timeout int32, spec *streamSpec) {
 	l := c.l
 	op := "call " + pc.method
+	if err := c.tlsFailure(op); err != nil {
+		h.Delete()
+		pc.fail(err)
+		return
+	}
 	if c.conn == nil || l.stopping {
 		h.Delete()
 		pc.fail(&Error{Status: StatusClosed, Op: op})

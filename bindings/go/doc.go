@@ -30,6 +30,19 @@
 // Each call runs its handler on a new goroutine. Streaming handlers (HandleStream) Send
 // items within the caller's credit and Recv the values it sends in.
 //
+// # TLS
+//
+// tls://HOST:PORT is TLS over TCP (1.3 or 1.2), with settings given by WithTLS to Dial and
+// to NewServer: a server's certificate and key, the CA to trust instead of the system's
+// roots, client certificates (ClientAuthRequired for mutual TLS), the server name to
+// verify. Handshake failures are *Error values with StatusTLS (errors.Is(err, ErrTLS))
+// whose Detail names the cause. Client.TLS and Request.TLS tell the TLS version and the
+// peer's certificate.
+//
+//	s, _ := joint.NewServer(joint.WithTLS(joint.TLSConfig{CertFile: "server.pem", KeyFile: "server.key"}))
+//	uri, err := s.Listen("tls://0.0.0.0:6443")
+//	c, err := joint.Dial("tls://server.example:6443", joint.WithTLS(joint.TLSConfig{CAFile: "ca.pem"}))
+//
 // # Threading
 //
 // A C context is single-threaded, so each Client and Server owns one and drives it from a

@@ -31,6 +31,7 @@ const (
 	StatusTimeout     Status = C.JOINT_E_TIMEOUT
 	StatusCancelled   Status = C.JOINT_E_CANCELLED
 	StatusAddrInUse   Status = C.JOINT_E_ADDRINUSE
+	StatusTLS         Status = C.JOINT_E_TLS
 	StatusProtocol    Status = C.JOINT_E_PROTOCOL
 	StatusTooLarge    Status = C.JOINT_E_TOO_LARGE
 	StatusRemote      Status = C.JOINT_E_REMOTE
@@ -63,6 +64,10 @@ var (
 	ErrLimit error = StatusLimit
 	// ErrProtocol: the peer broke the protocol.
 	ErrProtocol error = StatusProtocol
+	// ErrTLS: the TLS handshake failed: the peer's certificate was not trusted (unknown
+	// issuer, name mismatch, expired), a client certificate was missing or refused, or the
+	// peer does not speak TLS. The *Error's Detail names the cause.
+	ErrTLS error = StatusTLS
 )
 
 func (s Status) Error() string { return C.GoString(C.joint_status_str(C.joint_status(s))) }

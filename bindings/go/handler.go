@@ -34,6 +34,10 @@ type Request struct {
 	MsgID    uint32        // the msgid the caller chose
 	Extended bool          // a joint extended call (can stream, be cancelled, have a deadline)
 	Deadline time.Duration // the time the caller allowed, from arrival; 0 for none
+	// TLS is what the TLS handshake of the connection the call came on settled: the
+	// version and the client's certificate (PeerSubject, PeerSHA256, PeerCertificate),
+	// if it presented one. The zero TLSState if the connection is not TLS.
+	TLS TLSState
 }
 
 // Args decodes the positional params into dst (pointers), exactly one per param. The error
@@ -124,6 +128,7 @@ func (l *loop) dispatch(req *C.joint_request, e *handlerEntry) {
 	r.MsgID = uint32(C.joint_request_msgid(req))
 	r.Extended = bool(C.joint_request_is_extended(req))
 	r.Deadline = time.Duration(C.joint_request_deadline_ms(req)) * time.Millisecond
+	r.TLS = tlsState(C.joint_request_conn(req))
 
 	rs := &reqState{l: l, req: req}
 	rs.cond.L = &rs.mu

@@ -29,6 +29,7 @@ type config struct {
 	// Timeouts: set (has*) to a positive duration, or to 0 or less for none.
 	messageTimeout, idleTimeout, linger time.Duration
 	hasMessage, hasIdle, hasLinger      bool
+	tls                                 *TLSConfig // WithTLS
 }
 
 // WithWindow sets the flow-control window: items a peer may stream into (or out of) one call

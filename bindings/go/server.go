@@ -16,21 +16,24 @@ func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 // ErrServerClosed is returned by Serve after Close or Shutdown.
 var ErrServerClosed = errors.New("joint: server closed")
 
-// Server serves methods on any number of listeners (tcp://, unix://, udp://), from its own
-// event-loop goroutine. Each call runs its handler on a new goroutine. Its methods are safe
-// for concurrent use.
+// Server serves methods on any number of listeners (tcp://, unix://, udp://, or tls:// with
+// WithTLS), from its own event-loop goroutine. Each call runs its handler on a new
+// goroutine. Its methods are safe for concurrent use.
 type Server struct {
 	l         *loop
+	tls       *TLSConfig // WithTLS: the settings of tls:// listeners
 	closeOnce sync.Once
 }
 
-// NewServer makes a server; register handlers, then Listen or Serve.
+// NewServer makes a server; register handlers, then Listen or Serve. With WithTLS, its
+// listeners are tls:// ones.
 func NewServer(opts ...Option) (*Server, error) {
-	l, err := newLoop(buildConfig(opts))
+	cfg := buildConfig(opts)
+	l, err := newLoop(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Server{l: l}, nil
+	return &Server{l: l, tls: cfg.tls}, nil
 }
 
 // Handle serves method with h (replacing an earlier handler of that name).
@@ -53,16 +56,41 @@ func (s *Server) HandleFallback(h HandlerFunc) error {
 func (s *Server) OnNotify(fn func(method string, params Raw)) error { return s.l.setNotify(fn) }
 
 // Listen starts listening on uri (tcp://HOST:PORT, port 0 picks one; unix:///path;
-// udp://HOST:PORT) and returns its address with the real port.
+// udp://HOST:PORT; tls://HOST:PORT) and returns its address with the real port.
+//
+// A tls:// listener needs the server made WithTLS, with a certificate (else an *Error with
+// StatusInvalid); a server made WithTLS listens on tls:// only. Each accepted connection
+// is served once its TLS handshake is done; a client that fails the handshake (an
+// untrusted or missing certificate, not speaking TLS) is closed and logged at info level,
+// and the server goes on serving the others. Handlers see the client's certificate in
+// Request.TLS.
 func (s *Server) Listen(uri string) (string, error) {
 	var bound string
 	var lerr error
+	op := "listen " + uri
+	if s.tls == nil && isTLSURI(uri) {
+		return "", &Error{Status: StatusInvalid, Op: op, Detail: "a tls:// listener needs a server made WithTLS, with a certificate"}
+	}
 	if err := s.l.do(func() {
 		u := cString(uri)
 		var lst *C.joint_listener
-		if st := C.joint_ctx_listen(s.l.ctx, cChars(u), &lst); st < 0 {
-			lerr = s.l.fail(st, "listen "+uri)
-			return
+		if s.tls == nil {
+			if st := C.joint_ctx_listen(s.l.ctx, cChars(u), &lst); st < 0 {
+				lerr = s.l.fail(st, op)
+				return
+			}
+		} else {
+			tc, err := s.tls.newC(op)
+			if err != nil {
+				lerr = err
+				return
+			}
+			st := C.joint_ctx_listen_tls(s.l.ctx, cChars(u), tc, &lst)
+			C.joint_tls_config_free(tc)
+			if st < 0 {
+				lerr = s.l.fail(st, op)
+				return
+			}
 		}
 		bound = C.GoString(C.joint_listener_uri(lst))
 		// The loop frees the handle (and so closes the listener) when the server stops.
