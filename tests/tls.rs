@@ -302,3 +302,33 @@ fn tls_settings_are_checked_when_given() {
     let e = ctx.listen_tls("tls://127.0.0.1:0", &fresh).unwrap_err();
     assert!(e.message.contains("CA"), "{}", e.message);
 }
+
+#[test]
+fn the_accept_handler_sees_the_verified_certificate_and_can_refuse_it() {
+    let ca = make_ca("test CA");
+    let (srv, uri, events) = server(Config::default(), &server_tls(&ca, ClientAuth::Required));
+    let asked: Rc<RefCell<Vec<String>>> = Rc::default();
+    let a = asked.clone();
+    // Only alice, although the CA signed bob's certificate too.
+    srv.set_accept_handler(Some(Rc::new(move |ctx: &Context, id| {
+        let session = ctx.tls_session(id).expect("called after the handshake");
+        let subject = session.peer_certificate.map(|c| c.subject.clone()).unwrap_or_default();
+        a.borrow_mut().push(format!("{} {subject}", ctx.peer_address(id).unwrap_or_default()));
+        subject.contains("CN=alice")
+    })));
+    let with_cert = |cn: &str| {
+        let (chain, key, _) = leaf(&ca, cn, &[], false);
+        let mut tls = client_tls(&ca);
+        tls.set_certificate_pem(chain.as_bytes(), key.as_bytes()).unwrap();
+        tls
+    };
+    let refused = call_with(&srv, &uri, &with_cert("bob"));
+    assert_eq!(refused.as_ref().map_err(|e| e.0), Err(ErrorKind::Closed), "{refused:?}");
+    assert_eq!(call_with(&srv, &uri, &with_cert("alice")), Ok(vec![7]));
+    let asked = asked.borrow();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(asked[0].starts_with("tls://127.0.0.1:") && asked[0].contains("CN=bob"), "{asked:?}");
+    assert!(asked[1].contains("CN=alice"), "{asked:?}");
+    // Only alice's connection was announced.
+    assert_eq!(events.borrow().opened.len(), 1, "{:?}", events.borrow().lines);
+}

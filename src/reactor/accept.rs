@@ -6,6 +6,8 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use crate::error::ErrorKind;
+
 use super::transport::Listener;
 use super::{ConnEvent, ConnState, Context, LogLevel, TimerKind};
 
@@ -49,7 +51,9 @@ impl Context {
                 match self.accept_one(lid) {
                     Accepted::Conn(id) => {
                         self.log(LogLevel::Debug, || format!("accepted {id}"));
-                        self.emit_conn_event(id, ConnEvent::Open);
+                        if self.admit(id) {
+                            self.emit_conn_event(id, ConnEvent::Open);
+                        }
                     }
                     Accepted::Refused | Accepted::Retry | Accepted::Handshaking => {}
                     Accepted::Drained => {
@@ -66,6 +70,20 @@ impl Context {
                 }
             }
         }
+    }
+
+    /// Ask the accept handler whether a connection just accepted (or whose TLS handshake
+    /// just finished) is served. A refused one is closed without any event.
+    pub(super) fn admit(&self, id: super::ConnId) -> bool {
+        let Some(handler) = self.handlers.borrow().accept.clone() else { return true };
+        if handler(self, id) {
+            return true;
+        }
+        if let Some(conn) = self.inner.borrow_mut().conn_mut(id) {
+            conn.unannounced = true;
+        }
+        self.close_conn(id, ErrorKind::ConnectionRefused, "refused by the accept handler".into(), false);
+        false
     }
 
     fn accept_one(&self, lid: usize) -> Accepted {

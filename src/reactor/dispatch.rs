@@ -280,7 +280,8 @@ impl Context {
             let notify = notify && !conn.released && !unannounced;
             if unannounced {
                 drop(guard);
-                self.log_peer(LogLevel::Info, "TLS handshake failed", || format!("{id}: {reason}"));
+                let what = if kind == ErrorKind::ConnectionRefused { "connection refused" } else { "TLS handshake failed" };
+                self.log_peer(LogLevel::Info, what, || format!("{id}: {reason}"));
             }
             (pending, kind, reason, notify)
         };

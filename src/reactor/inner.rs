@@ -24,6 +24,7 @@ pub(super) struct Handlers {
     pub(super) fallback: Option<RequestHandler>,
     pub(super) notification: Option<NotificationHandler>,
     pub(super) conn_event: Option<ConnEventHandler>,
+    pub(super) accept: Option<super::AcceptHandler>,
 }
 
 pub(super) struct Inner {

@@ -28,6 +28,7 @@ pub mod tls_config;
 pub mod transport;
 mod types;
 mod udp;
+mod unix;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -55,8 +56,8 @@ pub use tls::{PeerCertificate, TlsSession};
 pub use tls_config::{ClientAuth, TlsConfig};
 use transport::{Listener, SocketAddrOrPath, Stream};
 pub use types::{
-    CallError, CallId, Completion, Config, ConnEvent, ConnEventHandler, ConnId, ListenerId, LogLevel, NotificationHandler, RequestHandler, Response,
-    TimerCallback,
+    AcceptHandler, CallError, CallId, Completion, Config, ConnEvent, ConnEventHandler, ConnId, ListenerId, LogLevel, NotificationHandler,
+    PeerCredentials, RequestHandler, Response, TimerCallback,
 };
 
 /// A MessagePack-RPC context: connections, listeners, handlers and timers driven through one
@@ -118,7 +119,7 @@ impl Context {
                 udp_lru: Default::default(),
                 udp_tick: 0,
             }),
-            handlers: RefCell::new(Handlers { methods: HashMap::default(), fallback: None, notification: None, conn_event: None }),
+            handlers: RefCell::new(Handlers { methods: HashMap::default(), fallback: None, notification: None, conn_event: None, accept: None }),
             shared,
             dispatching: Cell::new(false),
             log,
@@ -355,6 +356,22 @@ impl Context {
         conn.tls.clone()
     }
 
+    /// The peer's address as a URI: `tcp://IP:PORT`, `tls://IP:PORT`, `udp://IP:PORT`,
+    /// `unix:///PATH` for a peer socket bound to a path, or `unix:` for an unnamed one (most
+    /// clients' are). None for pipes and closed connections.
+    pub fn peer_address(&self, id: ConnId) -> Option<String> {
+        let inner = self.inner.borrow();
+        inner.conns.get(id.index as usize).filter(|c| c.id == id)?.stream.as_ref()?.peer_uri()
+    }
+
+    /// On a Unix socket, the pid, uid and gid of the process on the other end (`SO_PEERCRED`,
+    /// recorded by the kernel when the connection was made). None for other transports and
+    /// closed connections.
+    pub fn peer_credentials(&self, id: ConnId) -> Option<PeerCredentials> {
+        let inner = self.inner.borrow();
+        inner.conns.get(id.index as usize).filter(|c| c.id == id)?.stream.as_ref()?.peer_credentials()
+    }
+
     /// A short description of the peer (address or process), for logs.
     pub fn describe(&self, id: ConnId) -> String {
         let inner = self.inner.borrow();
@@ -576,6 +593,16 @@ impl Context {
         drop(old);
     }
 
+    /// Decide which accepted connections are served: `handler` runs for each one before
+    /// anything else happens on it — before its `Open` event and its first request, and for
+    /// TLS after the handshake — and may look at [`peer_address`](Self::peer_address),
+    /// [`peer_credentials`](Self::peer_credentials) and [`tls_session`](Self::tls_session).
+    /// Returning false closes the connection without any event (logged at info level).
+    pub fn set_accept_handler(&self, handler: Option<AcceptHandler>) {
+        let old = std::mem::replace(&mut self.handlers.borrow_mut().accept, handler);
+        drop(old);
+    }
+
     // ---- timers --------------------------------------------------------------------------
 
     /// Run `callback` inside `process()` after `delay`. Returns an id for
@@ -628,7 +655,7 @@ impl Drop for Context {
         drop(timers);
         let handlers = std::mem::replace(
             &mut *self.handlers.borrow_mut(),
-            Handlers { methods: HashMap::default(), fallback: None, notification: None, conn_event: None },
+            Handlers { methods: HashMap::default(), fallback: None, notification: None, conn_event: None, accept: None },
         );
         drop(handlers);
         let mut inner = self.inner.borrow_mut();

@@ -120,6 +120,9 @@ impl Context {
             };
             if accepted {
                 self.log(LogLevel::Debug, || format!("accepted {id} (TLS)"));
+                if !self.admit(id) {
+                    continue;
+                }
             }
             self.emit_conn_event(id, ConnEvent::Open);
         }

@@ -24,7 +24,8 @@ use super::tls_config::TlsConfig;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Address {
     Tcp(Vec<SocketAddr>),
-    Unix(PathBuf),
+    /// A path, and for listeners the socket file's mode (`?mode=0600`).
+    Unix(PathBuf, Option<u32>),
     Udp(Vec<SocketAddr>),
     /// TLS over TCP; the host as written (the name the server's certificate must carry).
     Tls(Vec<SocketAddr>, String),
@@ -73,10 +74,11 @@ pub fn parse_uri(uri: &str) -> Result<Address> {
         }
         Ok(Address::Tcp(addrs))
     } else if let Some(path) = uri.strip_prefix("unix://").or_else(|| uri.strip_prefix("unix:")) {
+        let (path, mode) = super::unix::split_mode(path).map_err(|e| bad(&e))?;
         if path.is_empty() {
             return Err(bad("missing path"));
         }
-        Ok(Address::Unix(PathBuf::from(path)))
+        Ok(Address::Unix(PathBuf::from(path), mode))
     } else {
         Err(bad("expected tcp://HOST:PORT, tls://HOST:PORT, unix:///PATH or udp://HOST:PORT"))
     }
@@ -338,6 +340,29 @@ impl Stream {
         }
     }
 
+    /// The peer's address as a URI (see `Context::peer_address`).
+    pub fn peer_uri(&self) -> Option<String> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().ok().map(tcp_uri),
+            Stream::Tls(s) => s.tcp.peer_addr().ok().map(|a| format!("tls://{a}")),
+            Stream::Unix(s) => {
+                let addr = s.peer_addr().ok()?;
+                Some(addr.as_pathname().map(|p| format!("unix://{}", p.display())).unwrap_or_else(|| "unix:".into()))
+            }
+            Stream::Udp(s) => s.peer_addr().ok().map(|a| format!("udp://{a}")),
+            Stream::UdpPeer { peer, .. } => Some(format!("udp://{peer}")),
+            Stream::Pipe(_) => None,
+        }
+    }
+
+    /// On a Unix socket, the process on the other end.
+    pub fn peer_credentials(&self) -> Option<super::PeerCredentials> {
+        match self {
+            Stream::Unix(s) => super::unix::peer_credentials(s.as_raw_fd()),
+            _ => None,
+        }
+    }
+
     /// A short description for logs.
     pub fn describe(&self) -> String {
         match self {
@@ -404,7 +429,10 @@ impl Address {
                 v.iter().map(|a| SocketAddrOrPath::Tls(*a, client.clone())).collect()
             }
             Address::Tcp(v) => v.iter().map(|a| SocketAddrOrPath::Tcp(*a)).collect(),
-            Address::Unix(p) => vec![SocketAddrOrPath::Unix(p.clone())],
+            Address::Unix(p, None) => vec![SocketAddrOrPath::Unix(p.clone())],
+            Address::Unix(_, Some(_)) => {
+                return Err(Error::new(ErrorKind::Address, "?mode= is for listeners: it sets the socket file's mode"));
+            }
             Address::Udp(v) => v.iter().map(|a| SocketAddrOrPath::Udp(*a)).collect(),
         })
     }
@@ -517,7 +545,7 @@ impl Listener {
                 Ok(Listener::Tls(bind_tcp(addrs, "tls")?, config))
             }
             Address::Tcp(addrs) => Ok(Listener::Tcp(bind_tcp(addrs, "tcp")?)),
-            Address::Unix(path) => match UnixListener::bind(path) {
+            Address::Unix(path, mode) => match super::unix::bind(path, *mode) {
                 Ok(l) => Ok(Listener::Unix(l, path.clone())),
                 Err(e) => Err(Error::io(&format!("listen on unix://{}", path.display()), &e)),
             },

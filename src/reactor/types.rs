@@ -128,6 +128,20 @@ pub type NotificationHandler = Rc<dyn Fn(&Context, ConnId, &[u8], Params<'_>)>;
 
 pub type ConnEventHandler = Rc<dyn Fn(&Context, ConnId, ConnEvent<'_>)>;
 
+/// Decides whether an accepted connection is served, before anything else happens on it
+/// (before its `Open` event, its first request, and for TLS after the handshake, so the
+/// peer's certificate can be checked). `false` closes it without any event.
+pub type AcceptHandler = Rc<dyn Fn(&Context, ConnId) -> bool>;
+
+/// The process on the other end of a Unix socket, as the kernel recorded it when the
+/// connection was made (`SO_PEERCRED`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerCredentials {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 pub type TimerCallback = Box<dyn FnOnce(&Context)>;
 
 /// A connection opened (connected or accepted) or closed.
