@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 
 import msgpack
 import pytest
@@ -457,3 +458,31 @@ def test_joint_client_calls_aio_ssl_server(certs):
                     return call_add(uri, certs.client_tls(who))
                 assert await asyncio.get_running_loop().run_in_executor(None, blocking) == 42
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+# ---- the README's example -------------------------------------------------------------------
+
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'README.md')
+
+
+def test_readme_example_runs(tmp_path):
+    if not shutil.which('openssl'):
+        missing('the openssl command')
+    if not os.path.isfile(README):
+        pytest.skip('README.md not found (tests run outside the repository)')
+    with open(README, encoding='utf-8') as f:
+        text = f.read()
+    section = text.split('\n## TLS\n', 1)[1].split('\n## ', 1)[0]
+    sh = section.split('```sh\n', 1)[1].split('```', 1)[0]
+    py = section.split('```python\n', 1)[1].split('```', 1)[0]
+    subprocess.run(['bash', '-euc', sh], cwd=str(tmp_path), check=True, timeout=60,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = subprocess.run([sys.executable, '-c', py], cwd=str(tmp_path), timeout=60,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "['TLSv1.3', 'O=example, CN=alice']"
+    assert lines[1] == 'CN=server'
+    assert lines[2].startswith('connect to tls://127.0.0.1:')
+    assert lines[2].endswith('TLS: the server requires a client certificate')
+    assert len(lines) == 3
