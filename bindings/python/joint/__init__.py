@@ -7,6 +7,11 @@ Blocking::
     client.call("greet", name="Ada")         # keyword params: the params are a map
     client.notify("log", "hello")
 
+TLS::
+
+    client = joint.connect("tls://127.0.0.1:6001", timeout=5, tls=joint.TLSConfig(ca="ca.pem"))
+    server.listen("tls://0.0.0.0:6001", tls=joint.TLSConfig(cert="server.pem", key="server.key"))
+
 asyncio::
 
     client = await joint.aconnect("tcp://127.0.0.1:6000")
@@ -38,7 +43,8 @@ Values are converted with the ``msgpack`` package: str <-> str, bytes <-> bin, l
 array, dict <-> map, and msgpack.ExtType/Timestamp for ext values.
 """
 from ._errors import (ConnectionError, EndOfInput, Error, ProtocolError, RemoteError, TimeoutError,
-                      UnsupportedError)
+                      TLSError, UnsupportedError)
+from ._tls import TLSConfig
 from ._core import current_peer as peer, deadline
 from ._streams import AsyncStream, Stream
 from ._client import AsyncClient, Client, ConnectTimeoutError, Peer, aconnect, connect
@@ -47,8 +53,8 @@ from . import _ffi
 
 __all__ = [
     'connect', 'aconnect', 'spawn', 'Client', 'AsyncClient', 'Peer', 'Server', 'peer',
-    'deadline', 'Stream', 'AsyncStream',
-    'Error', 'TimeoutError', 'ConnectionError', 'ConnectTimeoutError', 'ProtocolError',
+    'deadline', 'Stream', 'AsyncStream', 'TLSConfig',
+    'Error', 'TimeoutError', 'ConnectionError', 'ConnectTimeoutError', 'TLSError', 'ProtocolError',
     'RemoteError', 'UnsupportedError', 'EndOfInput', 'library_version', '__version__',
     'RPC_HANDLER_FAILED', 'RPC_INVALID_PARAMS', 'RPC_NO_METHOD', 'RPC_INVALID_REQUEST',
     'RPC_TOO_LARGE', 'RPC_TOO_MANY_REQUESTS', 'RPC_SHUTTING_DOWN', 'RPC_NOT_ANSWERED',

@@ -10,12 +10,13 @@ import functools
 import inspect
 import shlex
 import weakref
+from typing import Optional
 
-from . import _ffi, _streams
-from ._core import (_DEFAULT, E_RECURSIVE, E_TIMEOUT, Call, CallInfo, Context, _cstr, _current_call,
+from . import _ffi, _streams, _tls
+from ._core import (_DEFAULT, E_RECURSIVE, E_TIMEOUT, E_TLS, Call, CallInfo, Context, _cstr, _current_call,
                     _current_peer, _error_object, _reply, _reply_error, encode_params, log, make_error,
                     pack_params, request_params, timeout_ms)
-from ._errors import ConnectionError, EndOfInput, Error, TimeoutError
+from ._errors import ConnectionError, EndOfInput, Error, TimeoutError, TLSError
 from ._ffi import ffi, lib, NULL
 
 _EXTENSION_STATES = {lib.JOINT_EXT_OFF: 'off', lib.JOINT_EXT_PENDING: 'pending',
@@ -73,9 +74,16 @@ class Peer:
 
     def _conn_or_raise(self, method):
         if self._conn == NULL or self.ctx.closed:
-            raise ConnectionError('%s: the connection is closed%s' % (
-                method, (' (%s)' % self._close_reason) if self._close_reason else ''), lib.JOINT_E_CLOSED)
+            raise self._closed_error(method)
         return self._conn
+
+    def _closed_error(self, method):
+        # A connection its TLS handshake closed keeps saying so: later calls raise TLSError
+        # with the cause, not a bare "closed".
+        reason = (' (%s)' % self._close_reason) if self._close_reason else ''
+        if self._close_status == E_TLS:
+            return TLSError('%s: the connection is closed%s' % (method, reason), E_TLS)
+        return ConnectionError('%s: the connection is closed%s' % (method, reason), lib.JOINT_E_CLOSED)
 
     # -- calls ------------------------------------------------------------------------------
 
@@ -94,6 +102,8 @@ class Peer:
             st = lib.joint_conn_call(conn, name, params, len(params), ms, _ffi.response_trampoline, ud, cid)
             if st < 0:
                 _ffi.unregister(ud)     # the callback never runs when the call fails to start
+                if self._close_status == E_TLS:
+                    raise self._closed_error(method)
                 raise make_error(st, ctx.last_error(), method)
             call.call_id = cid[0]
         return call
@@ -141,6 +151,8 @@ class Peer:
             conn = self._conn_or_raise(method)
             st = lib.joint_conn_notify(conn, name, params, len(params))
             if st < 0:
+                if self._close_status == E_TLS:
+                    raise self._closed_error(method)
                 raise make_error(st, ctx.last_error(), method)
             if not ctx.busy:
                 ctx.process()     # send it now, not at the next drive (a script may exit first)
@@ -186,6 +198,51 @@ class Peer:
         if self._conn == NULL or self.ctx.closed:
             return None
         return _EXTENSION_STATES.get(lib.joint_conn_extension(self._conn))
+
+    # -- TLS --------------------------------------------------------------------------------
+    # What the handshake settled, read from the library each time (None when the connection
+    # is not TLS, before its handshake is done, or once an accepted connection is gone).
+
+    @property
+    def tls_version(self) -> Optional[str]:
+        """``"TLSv1.3"`` or ``"TLSv1.2"`` on a TLS connection whose handshake is done, else
+        None."""
+        with self.ctx.lock:
+            if self._conn == NULL or self.ctx.closed:
+                return None
+            v = lib.joint_conn_tls_version(self._conn)
+            return ffi.string(v).decode('ascii') if v != NULL else None
+
+    @property
+    def peer_certificate(self) -> Optional[bytes]:
+        """The certificate the peer presented and the handshake verified (DER bytes), or None
+        (not TLS, or a client that sent none)."""
+        with self.ctx.lock:
+            if self._conn == NULL or self.ctx.closed:
+                return None
+            der = _ffi.borrowed_bytes(lib.joint_conn_peer_certificate, self._conn)
+            return bytes(der) if der is not None else None
+
+    @property
+    def peer_subject(self) -> Optional[str]:
+        """The subject of the peer's verified certificate, attributes in certificate order
+        (``"O=joint, CN=alice"``), or None when there is no certificate."""
+        with self.ctx.lock:
+            if self._conn == NULL or self.ctx.closed:
+                return None
+            subject = ffi.string(lib.joint_conn_peer_subject(self._conn)).decode('utf-8', 'replace')
+            return subject or None
+
+    @property
+    def peer_sha256(self) -> Optional[bytes]:
+        """The SHA-256 fingerprint (32 bytes) of the peer's verified certificate, or None."""
+        with self.ctx.lock:
+            if self._conn == NULL or self.ctx.closed:
+                return None
+            out = ffi.new('uint8_t[32]')
+            if lib.joint_conn_peer_sha256(self._conn, out) != 0:
+                return None
+            return ffi.buffer(out, 32)[:]
 
     # -- asyncio ----------------------------------------------------------------------------
 
@@ -509,11 +566,11 @@ class Client(Peer, Handlers):
     def __init__(self, ctx, conn, timeout, uri):
         Peer.__init__(self, ctx, conn, timeout)
         self.uri = uri
-        # Only TCP has a connect phase to wait for: Unix sockets, pipes and UDP are open (or
-        # failed) when joint_ctx_connect/spawn returns. Not driving the context before the
-        # caller registers its handlers matters for servers on stdio, whose client may call
-        # at once.
-        self._state = 'connecting' if uri.startswith('tcp://') else 'open'
+        # Only TCP (and TLS, which opens once its handshake is done) has a connect phase to
+        # wait for: Unix sockets, pipes and UDP are open (or failed) when
+        # joint_ctx_connect/spawn returns. Not driving the context before the caller registers
+        # its handlers matters for servers on stdio, whose client may call at once.
+        self._state = 'connecting' if uri.startswith(('tcp://', 'tls://')) else 'open'
 
     def _wait_open(self, connect_timeout):
         deadline_ms = timeout_ms(connect_timeout)
@@ -593,12 +650,18 @@ def _connect_error(status, reason, uri):
     text = reason or _ffi.status_name(status)
     if uri not in text:
         text = 'connect to %s: %s' % (uri, text)
-    cls = ConnectTimeoutError if status == E_TIMEOUT else ConnectionError
+    cls = ConnectTimeoutError if status == E_TIMEOUT else TLSError if status == E_TLS else ConnectionError
     return cls(text, status)
 
 
-def _open(ctx, uri):
+def _open(ctx, uri, tls=None):
     out = ffi.new('joint_conn **')
+    if _tls.check_uri(uri, tls, 'connect to'):
+        with _tls.maybe_build(tls) as cfg:
+            st = lib.joint_ctx_connect_tls(ctx.ptr, _cstr(uri, 'uri'), cfg, out)
+        if st < 0:
+            raise make_error(st, ctx.last_error(), 'connect to %s' % uri, uri)
+        return out[0], uri
     if isinstance(uri, (list, tuple)):
         argv, uri = list(uri), 'exec:' + ' '.join(shlex.quote(a) for a in uri)
     elif not isinstance(uri, str):
@@ -623,13 +686,14 @@ def _open(ctx, uri):
     return out[0], uri
 
 
-def _new_client(uri, timeout, connect_timeout, options):
+def _new_client(uri, timeout, connect_timeout, tls, options):
     if connect_timeout is _DEFAULT:
         connect_timeout = timeout if timeout is not None else 10.0
     timeout_ms(timeout)            # validate before anything is created
+    _tls.check_uri(uri, tls, 'connect to')
     ctx = Context(Peer, connect_timeout=connect_timeout, **options)
     try:
-        conn, uri = _open(ctx, uri)
+        conn, uri = _open(ctx, uri, tls)
     except BaseException:
         ctx.close()
         raise
@@ -638,10 +702,14 @@ def _new_client(uri, timeout, connect_timeout, options):
     return client, connect_timeout
 
 
-def connect(uri, timeout=None, *, connect_timeout=_DEFAULT, **options):
+def connect(uri, timeout=None, *, connect_timeout=_DEFAULT, tls=None, **options):
     """Connect and return a blocking ``Client``.
 
-    ``uri``: ``tcp://HOST:PORT``, ``unix:///path``, ``udp://HOST:PORT``, ``exec:PROGRAM ARGS``
+    ``uri``: ``tcp://HOST:PORT``, ``tls://HOST:PORT`` (TLS over TCP: ``tls=`` a
+    ``joint.TLSConfig`` to trust a CA, present a client certificate or verify another server
+    name; without it the server is verified against the system's trusted roots; a failed
+    handshake raises ``joint.TLSError`` naming the cause), ``unix:///path``,
+    ``udp://HOST:PORT``, ``exec:PROGRAM ARGS``
     (run a program and talk over its stdin/stdout, e.g. ``exec:nvim --embed --headless``;
     words split as by a POSIX shell) or an argv list, or ``stdio:`` (this process's own
     stdin/stdout). ``timeout``: default seconds for each call (None: wait forever), also the
@@ -654,7 +722,7 @@ def connect(uri, timeout=None, *, connect_timeout=_DEFAULT, **options):
     ``@client.method(pool=True)``).
     Waits until the connection is up; raises ``joint.ConnectionError`` if it cannot be made.
     """
-    client, ct = _new_client(uri, timeout, connect_timeout, options)
+    client, ct = _new_client(uri, timeout, connect_timeout, tls, options)
     try:
         client._wait_open(ct)
     except BaseException:
@@ -663,9 +731,10 @@ def connect(uri, timeout=None, *, connect_timeout=_DEFAULT, **options):
     return client
 
 
-async def aconnect(uri, timeout=None, *, connect_timeout=_DEFAULT, **options):
-    """Connect from asyncio; returns an ``AsyncClient`` driven by the running loop."""
-    client, ct = _new_client(uri, timeout, connect_timeout, options)
+async def aconnect(uri, timeout=None, *, connect_timeout=_DEFAULT, tls=None, **options):
+    """Connect from asyncio; returns an ``AsyncClient`` driven by the running loop. Same
+    arguments as ``connect``."""
+    client, ct = _new_client(uri, timeout, connect_timeout, tls, options)
     try:
         await client._await_open(ct)
     except BaseException:
@@ -689,6 +758,22 @@ class AsyncClient:
     @property
     def closed(self):
         return self.client.closed
+
+    @property
+    def tls_version(self) -> Optional[str]:
+        return self.client.tls_version
+
+    @property
+    def peer_certificate(self) -> Optional[bytes]:
+        return self.client.peer_certificate
+
+    @property
+    def peer_subject(self) -> Optional[str]:
+        return self.client.peer_subject
+
+    @property
+    def peer_sha256(self) -> Optional[bytes]:
+        return self.client.peer_sha256
 
     async def call(self, method, *args, timeout=_DEFAULT, **kwargs):
         return await self.client.acall(method, *args, timeout=timeout, **kwargs)

@@ -22,7 +22,7 @@ import weakref
 import msgpack
 
 from . import _ffi
-from ._errors import ConnectionError, Error, ProtocolError, RemoteError, TimeoutError
+from ._errors import ConnectionError, Error, ProtocolError, RemoteError, TimeoutError, TLSError
 from ._ffi import ffi, lib, NULL
 
 log = _ffi.log
@@ -83,11 +83,14 @@ def timeout_ms(timeout):
 E_TIMEOUT = lib.JOINT_E_TIMEOUT
 E_REMOTE = lib.JOINT_E_REMOTE
 E_RECURSIVE = lib.JOINT_E_RECURSIVE
+E_TLS = lib.JOINT_E_TLS
 
 
 def error_class(status):
     if status == lib.JOINT_E_TIMEOUT:
         return TimeoutError
+    if status == E_TLS:
+        return TLSError
     if -199 <= status <= -100 or status == lib.JOINT_E_ADDRESS:
         return ConnectionError
     if -299 <= status <= -200:

@@ -20,6 +20,13 @@ class ConnectionError(Error, builtins.ConnectionError):  # noqa: A001
     ``ConnectionError``."""
 
 
+class TLSError(ConnectionError):
+    """The TLS handshake failed (``JOINT_E_TLS``): the peer's certificate was not trusted
+    (unknown issuer, name mismatch, expired), a client certificate was missing or refused, or
+    the peer does not speak TLS. The message names the cause. A ``joint.ConnectionError``
+    (and a builtin ``ConnectionError``) too."""
+
+
 class ProtocolError(Error):
     """The peer broke the protocol, or a message was larger than the configured limit."""
 

@@ -1,7 +1,9 @@
-"""joint.Server: serve registered Python functions over TCP, Unix sockets or UDP."""
+"""joint.Server: serve registered Python functions over TCP, TLS, Unix sockets or UDP."""
 import asyncio
 import weakref
+from typing import Optional
 
+from . import _tls
 from ._client import Handlers, Peer
 from ._core import Context, _cstr, make_error
 from ._ffi import ffi, lib
@@ -37,14 +39,26 @@ class Server(Handlers):
         self.uris = []
         self._stop_event = None
 
-    def listen(self, uri):
+    def listen(self, uri: str, *, tls: Optional[_tls.TLSConfig] = None) -> str:
         """Listen on ``uri`` (``tcp://HOST:PORT``, ``tcp://[::1]:PORT``, ``unix:///path``,
-        ``udp://HOST:PORT``); returns the bound URI, with the real port."""
+        ``udp://HOST:PORT``, or ``tls://HOST:PORT`` with ``tls=joint.TLSConfig(cert=...,
+        key=...)``); returns the bound URI, with the real port. A TLS connection is served
+        (and its handlers see ``joint.peer().peer_subject`` and the rest) once its handshake
+        is done; a client that fails the handshake is closed and logged (at info level, on
+        the ``joint`` logger), and the server goes on."""
+        if _tls.check_uri(uri, tls, 'listen on'):
+            if tls is None or tls.cert is None:
+                raise ValueError('listen on %s: a TLS listener needs a certificate: '
+                                 'tls=joint.TLSConfig(cert=..., key=...)' % uri)
         ctx = self.ctx
         with ctx.lock:
             ctx.ensure_open()
             out = ffi.new('joint_listener **')
-            st = lib.joint_ctx_listen(ctx.ptr, _cstr(uri, 'uri'), out)
+            if tls is not None:
+                with tls.build() as cfg:    # copied by the listener
+                    st = lib.joint_ctx_listen_tls(ctx.ptr, _cstr(uri, 'uri'), cfg, out)
+            else:
+                st = lib.joint_ctx_listen(ctx.ptr, _cstr(uri, 'uri'), out)
             if st < 0:
                 raise make_error(st, ctx.last_error(), 'listen on %s' % uri)
             bound = ffi.string(lib.joint_listener_uri(out[0])).decode('utf-8')
@@ -54,16 +68,15 @@ class Server(Handlers):
 
     # -- running --------------------------------------------------------------------------
 
-    def serve(self, *uris, grace=5.0):
-        """Listen on ``uris`` (if any), then serve until ``stop()`` (from any thread or a
-        handler) or Ctrl-C (SIGINT). Then shut down gracefully: listeners close, new requests
+    def serve(self, *uris, grace=5.0, tls=None):
+        """Listen on ``uris`` (if any; ``tls`` is for the ``tls://`` ones), then serve until
+        ``stop()`` (from any thread or a handler) or Ctrl-C (SIGINT). Then shut down gracefully: listeners close, new requests
         are refused, and requests already received get up to ``grace`` seconds to be answered
         (a second Ctrl-C stops at once). The server is closed when this returns.
 
         Runs a private asyncio loop, so ``async def`` handlers work here too. From inside a
         running loop use ``await server.aserve()`` instead."""
-        for uri in uris:
-            self.listen(uri)
+        self._listen_all(uris, tls)
         # A private loop rather than asyncio.run: a first Ctrl-C must start the graceful
         # shutdown without cancelling the tasks of async handlers (asyncio.run cancels every
         # task on KeyboardInterrupt before Python 3.11).
@@ -92,11 +105,10 @@ class Server(Handlers):
                 asyncio.set_event_loop(None)
                 loop.close()
 
-    async def aserve(self, *uris, grace=5.0):
+    async def aserve(self, *uris, grace=5.0, tls=None):
         """Serve on the running asyncio loop until ``stop()`` or until this task is
         cancelled, then shut down gracefully (see ``serve``) and close."""
-        for uri in uris:
-            self.listen(uri)
+        self._listen_all(uris, tls)
         loop = self.attach()
         self._stop_event = event = asyncio.Event()
         try:
@@ -108,6 +120,12 @@ class Server(Handlers):
             except asyncio.CancelledError:
                 pass
             self.close()
+
+    def _listen_all(self, uris, tls):
+        if tls is not None and not any(isinstance(u, str) and u.startswith('tls://') for u in uris):
+            raise ValueError('tls= applies to tls://HOST:PORT URIs only, and none was given')
+        for uri in uris:
+            self.listen(uri, tls=tls if isinstance(uri, str) and uri.startswith('tls://') else None)
 
     def attach(self, loop=None):
         """Serve on ``loop`` (the running loop by default) without blocking; returns the

@@ -114,9 +114,9 @@ def client(cli_server):
 # ---- an in-process joint Server in a thread ---------------------------------------------------
 
 class ThreadedServer:
-    def __init__(self, server, uri='tcp://127.0.0.1:0'):
+    def __init__(self, server, uri='tcp://127.0.0.1:0', tls=None):
         self.server = server
-        self.uri = server.listen(uri)
+        self.uri = server.listen(uri, tls=tls)
         self.error = None
         self.thread = threading.Thread(target=self._run, name='joint-server', daemon=True)
         self.thread.start()
@@ -139,8 +139,8 @@ class ThreadedServer:
 def serve_in_thread():
     started = []
 
-    def start(server, uri='tcp://127.0.0.1:0'):
-        t = ThreadedServer(server, uri)
+    def start(server, uri='tcp://127.0.0.1:0', tls=None):
+        t = ThreadedServer(server, uri, tls)
         started.append(t)
         return t.uri
 
