@@ -553,6 +553,15 @@ typedef void (*joint_timer_cb)(joint_ctx *ctx, void *user_data);
 typedef void (*joint_response_cb)(joint_conn *conn, const joint_response *resp, void *user_data);
 
 /**
+ * Decides whether an accepted connection is served: return true to serve it, false to
+ * close it. Runs inside `joint_ctx_process` before anything else happens on the connection
+ * (before its OPEN event and its first request; for TLS after the handshake, so
+ * `joint_conn_peer_subject` and the other TLS getters work). `conn` is lent for the call;
+ * a refused one is closed without any event, and its handle freed when the callback returns.
+ */
+typedef bool (*joint_accept_cb)(joint_conn *conn, void *user_data);
+
+/**
  * What happens to one of our calls before it completes: `JOINT_CALL_ITEM` (an item the
  * callee streamed: `data`/`len`, borrowed until the callback returns) or `JOINT_CALL_WRITABLE`
  * (`joint_conn_send` may be tried again). `user_data` is the one given to
@@ -1229,6 +1238,36 @@ JOINT_API const char *joint_conn_peer_subject(const joint_conn *conn);
  * `JOINT_E_STATE` if there is none.
  */
 JOINT_API joint_status joint_conn_peer_sha256(const joint_conn *conn, uint8_t *sha256_out);
+
+/**
+ * Decide which accepted connections are served (see `joint_accept_cb`); it sees
+ * `joint_conn_peer_address`, `joint_conn_peer_credentials` and, for TLS, the client's
+ * certificate. A NULL `cb` serves every connection (the default).
+ */
+JOINT_API
+joint_status joint_ctx_set_accept_cb(joint_ctx *ctx,
+                                     joint_accept_cb cb,
+                                     void *user_data,
+                                     joint_free_fn free_user_data);
+
+/**
+ * The peer's address as a URI: "tcp://IP:PORT", "tls://IP:PORT", "udp://IP:PORT",
+ * "unix:///PATH" for a peer socket bound to a path, or "unix:" for an unnamed one (most
+ * clients' are). NULL for pipes, before a connection is made and once it is closed. Owned
+ * by the handle.
+ */
+JOINT_API const char *joint_conn_peer_address(const joint_conn *conn);
+
+/**
+ * On a Unix socket, the process on the other end as the kernel recorded it when the
+ * connection was made (`SO_PEERCRED`): its pid, uid and gid, into the out-params that are
+ * not NULL. `JOINT_E_STATE` for other transports and closed connections.
+ */
+JOINT_API
+joint_status joint_conn_peer_credentials(const joint_conn *conn,
+                                         int32_t *pid_out,
+                                         uint32_t *uid_out,
+                                         uint32_t *gid_out);
 
 /**
  * Create call options (no timeout, no kwargs, no streaming input, the context's window).

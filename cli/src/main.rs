@@ -353,7 +353,9 @@ fn parse_serve(args: &[String]) -> Result<serve::Options, String> {
     match (tls_listeners, options.tls_cert.is_some()) {
         (true, false) => return Err("a tls:// listener needs --tls-cert FILE and --tls-key FILE".into()),
         (false, true) => return Err("--tls-cert is for tls:// listeners, and no --listen is one".into()),
-        _ if options.tls_client_ca.is_some() && !tls_listeners => return Err("--tls-client-ca is for tls:// listeners, and no --listen is one".into()),
+        _ if options.tls_client_ca.is_some() && !tls_listeners => {
+            return Err("--tls-client-ca is for tls:// listeners, and no --listen is one".into())
+        }
         _ => {}
     }
     Ok(options)

@@ -937,7 +937,8 @@ fn tls_client_certificates() {
     let with_cert = ["call", uri, "echo", "1", "--tls-ca", &ca, "--tls-cert", &files.path("client.pem"), "--tls-key", &files.path("client-key.pem")];
     assert_eq!(joint(&with_cert).json(), json!(1));
     // A key that is not the certificate's is refused before connecting.
-    let out = joint(&["call", uri, "echo", "1", "--tls-ca", &ca, "--tls-cert", &files.path("client.pem"), "--tls-key", &files.path("server-key.pem")]);
+    let out =
+        joint(&["call", uri, "echo", "1", "--tls-ca", &ca, "--tls-cert", &files.path("client.pem"), "--tls-key", &files.path("server-key.pem")]);
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("not the key of the certificate"), "{out:?}");
 }

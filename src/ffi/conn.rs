@@ -26,6 +26,9 @@ pub struct joint_conn {
     /// What its TLS handshake settled, with the version and the peer's subject as C
     /// strings, cached on first use so what is lent out lives as long as the handle.
     pub(super) tls: std::cell::OnceCell<(crate::reactor::TlsSession, std::ffi::CString, std::ffi::CString)>,
+    /// The peer's address as a C string, cached once known so what is lent out lives as
+    /// long as the handle.
+    pub(super) peer_address: std::cell::OnceCell<std::ffi::CString>,
 }
 
 impl Castable for joint_conn {
@@ -40,7 +43,14 @@ impl InContext for joint_conn {
 
 impl joint_conn {
     pub(crate) fn new(life: Arc<Life>, id: ConnId, owned_by_caller: bool) -> Self {
-        joint_conn { life, id, user_data: Cell::new(std::ptr::null_mut()), owned_by_caller, tls: Default::default() }
+        joint_conn {
+            life,
+            id,
+            user_data: Cell::new(std::ptr::null_mut()),
+            owned_by_caller,
+            tls: Default::default(),
+            peer_address: Default::default(),
+        }
     }
 
     pub(crate) fn owned_by_caller(&self) -> bool {

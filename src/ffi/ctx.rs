@@ -100,6 +100,19 @@ impl joint_ctx {
         h
     }
 
+    /// Free the handle of a connection the context owns that will get no CLOSED event (one
+    /// the accept callback refused).
+    pub(crate) fn drop_unannounced_conn(&self, id: ConnId) {
+        let Some(h) = self.conns.borrow_mut().remove(&id) else { return };
+        // SAFETY: handles in the map are live boxes.
+        if unsafe { &*h }.owned_by_caller() {
+            self.conns.borrow_mut().insert(id, h);
+            return;
+        }
+        // SAFETY: a context-owned handle, removed from the map, so freed once.
+        drop(unsafe { take_handle(h) });
+    }
+
     /// The application freed its connection handle.
     pub(crate) fn forget_conn(&self, id: ConnId) {
         self.conns.borrow_mut().remove(&id);

@@ -32,6 +32,8 @@ mod conn;
 
 mod tls;
 
+mod peer;
+
 mod call_opts;
 
 mod response;
