@@ -97,6 +97,13 @@ private:
     std::size_t size_ = 0;
 };
 
+/// The process on the other end of a Unix socket, as the kernel recorded it (SO_PEERCRED).
+struct PeerCredentials {
+    std::int32_t pid = 0;
+    std::uint32_t uid = 0;
+    std::uint32_t gid = 0;
+};
+
 // ---- Error and Result ---------------------------------------------------------------------
 
 /// Why something failed: a status code (JOINT_E_*) and a message (the C API's detail from

@@ -273,6 +273,20 @@ public:
             joint_ctx_set_conn_cb(c_.get(), &detail::joint_hpp_on_conn, detail::to_user_data(box), &detail::joint_hpp_free_box), box,
             c_.get());
     }
+    /// Decide which accepted connections are served: fn(ConnectionRef) -> bool runs before a
+    /// connection's OPEN event and first request (for TLS after the handshake, so
+    /// peer_subject() and peer_sha256() are known) and may look at peer_address() and
+    /// peer_credentials(). false (or an exception) closes it without any event.
+    template <class F>
+    Result<void> on_accept(F &&fn) {
+        static_assert(std::is_invocable_r_v<bool, std::decay_t<F> &, ConnectionRef>,
+                      "joint: an accept callback is callable as bool(joint::ConnectionRef)");
+        detail::AcceptFn *box = detail::make_fn<bool(ConnectionRef)>(std::forward<F>(fn), c_.get());
+        return detail::registered(joint_ctx_set_accept_cb(c_.get(), &detail::joint_hpp_on_accept, detail::to_user_data(box),
+                                                          &detail::joint_hpp_free_box),
+                                  box, c_.get());
+    }
+    Result<void> on_accept(std::nullptr_t) { return detail::check(joint_ctx_set_accept_cb(c_.get(), nullptr, nullptr, nullptr), c_.get()); }
     Result<void> on_connection(std::nullptr_t) { return detail::check(joint_ctx_set_conn_cb(c_.get(), nullptr, nullptr, nullptr), c_.get()); }
 
     /// Run fn() once, inside process(), after `delay_ms` (0: on the next process). The

@@ -2,12 +2,16 @@
 // setters report what is wrong; a call over tls:// with mutual TLS, the handler seeing the
 // client's subject, certificate and fingerprint through Request::conn(); a client without a
 // certificate and a client trusting another CA fail with Error::is_tls() and a message
-// naming the cause, while the server goes on serving.
+// naming the cause, while the server goes on serving. on_accept: refusing by certificate
+// subject and by Unix peer uid (no request served), peer_address() and peer_credentials().
 #include "test_util.hpp"
 
 #include <cstdlib>
+#include <optional>
+#include <vector>
 #include <string>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 using joint::ClientAuth;
@@ -136,6 +140,56 @@ TEST_F(Tls, FailuresNameTheirCauseAndLeaveTheServerServing) {
     auto good = ctx.connect_tls(server_uri, client("ca.pem", true));
     JT_ASSERT_OK(good);
     JT_EXPECT_OK(good->call_sync("whoami", {}, 5000));
+}
+
+TEST_F(Tls, AcceptCallbackRefusesBySubject) {
+    std::vector<std::string> asked;
+    JT_ASSERT_OK(ctx.on_accept([&asked](joint::ConnectionRef conn) {
+        asked.push_back(std::string(conn.peer_address()) + " " + std::string(conn.peer_subject()));
+        return conn.peer_subject() == "CN=nobody";
+    }));
+    auto conn = ctx.connect_tls(server_uri, client("ca.pem", true));
+    JT_ASSERT_OK(conn);
+    auto r = conn->call_sync("whoami", {}, 5000);
+    ASSERT_FALSE(r);
+    EXPECT_TRUE(r.error().is_closed()) << r.error().to_string();
+    EXPECT_TRUE(seen_der.empty()) << "the refused connection's request was served";
+    ASSERT_EQ(asked.size(), 1u);
+    EXPECT_EQ(asked[0].rfind("tls://127.0.0.1:", 0), 0u) << asked[0];
+    EXPECT_NE(asked[0].find("O=joint, CN=bob"), std::string::npos) << asked[0];
+    JT_ASSERT_OK(ctx.on_accept(nullptr));
+    auto again = ctx.connect_tls(server_uri, client("ca.pem", true));
+    JT_ASSERT_OK(again);
+    JT_EXPECT_OK(again->call_sync("whoami", {}, 5000));
+}
+
+TEST(Access, UnixPeerCredentialsAndMode) {
+    Context ctx = Context::create().value();
+    int served = 0;
+    std::optional<joint::PeerCredentials> seen;
+    JT_ASSERT_OK(ctx.on("ping", [&served](Request req) {
+        served++;
+        (void)req.reply_value(1);
+    }));
+    JT_ASSERT_OK(ctx.on_accept([&seen](joint::ConnectionRef conn) {
+        seen = conn.peer_credentials();
+        return seen && seen->uid != static_cast<std::uint32_t>(getuid()); // refuse ourselves
+    }));
+    std::string path = "/tmp/joint-cpp-access-" + std::to_string(getpid()) + ".sock";
+    auto uri = ctx.listen("unix://" + path + "?mode=0600");
+    JT_ASSERT_OK(uri);
+    struct stat st {};
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    auto conn = ctx.connect(*uri);
+    JT_ASSERT_OK(conn);
+    auto r = conn->call_sync("ping", {}, 5000);
+    ASSERT_FALSE(r);
+    EXPECT_TRUE(r.error().is_closed()) << r.error().to_string();
+    EXPECT_EQ(served, 0);
+    ASSERT_TRUE(seen.has_value());
+    EXPECT_EQ(seen->pid, static_cast<std::int32_t>(getpid()));
+    EXPECT_EQ(seen->gid, static_cast<std::uint32_t>(getgid()));
 }
 
 } // namespace

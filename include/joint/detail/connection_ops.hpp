@@ -183,6 +183,20 @@ public:
         return digest;
     }
 
+    /// The peer's address as a URI ("tcp://IP:PORT", "tls://…", "unix:" for an unnamed Unix
+    /// peer); empty for pipes, before connecting and once closed.
+    std::string_view peer_address() const noexcept {
+        const char *a = joint_conn_peer_address(live());
+        return a ? std::string_view(a) : std::string_view();
+    }
+    /// On a Unix socket, the process on the other end (SO_PEERCRED).
+    std::optional<PeerCredentials> peer_credentials() const noexcept {
+        PeerCredentials c;
+        if (joint_conn_peer_credentials(live(), &c.pid, &c.uid, &c.gid) != JOINT_OK)
+            return std::nullopt;
+        return c;
+    }
+
     /// Send a notification (no response).
     Result<void> notify(CStr method, Bytes params = {}) const {
         if (Result<void> u = callable(method); !u)

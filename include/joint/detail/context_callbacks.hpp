@@ -22,6 +22,7 @@ namespace detail {
 using RequestFn = Fn<void(Request)>;
 using NotificationFn = Fn<void(ConnectionRef, std::string_view, Bytes)>;
 using ConnFn = Fn<void(const ConnEvent &)>;
+using AcceptFn = Fn<bool(ConnectionRef)>;
 using TimerFn = Fn<void()>;
 using LogFn = Fn<void(std::int32_t, std::string_view)>;
 
@@ -102,6 +103,23 @@ inline void joint_hpp_on_conn(joint_conn *conn, std::int32_t event, joint_status
     } catch (...) {
         report_exception("connection event", "unknown exception");
     }
+#endif
+}
+
+/// An exception escaping the accept callable refuses the connection (fail closed).
+inline bool joint_hpp_on_accept(joint_conn *conn, void *user_data) noexcept {
+    AcceptFn *fn = from_user_data<bool(ConnectionRef)>(user_data);
+#if JOINT_HPP_EXCEPTIONS
+    try {
+#endif
+        return fn->call(ConnectionRef(conn, fn->ctx));
+#if JOINT_HPP_EXCEPTIONS
+    } catch (const std::exception &e) {
+        report_exception("accept", e.what());
+    } catch (...) {
+        report_exception("accept", "unknown exception");
+    }
+    return false;
 #endif
 }
 
