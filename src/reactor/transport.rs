@@ -634,8 +634,8 @@ mod tests {
     fn parses_uris() {
         assert_eq!(parse_uri("tcp://127.0.0.1:7000").unwrap(), Address::Tcp(vec!["127.0.0.1:7000".parse().unwrap()]));
         assert_eq!(parse_uri("tcp://[::1]:7000").unwrap(), Address::Tcp(vec!["[::1]:7000".parse().unwrap()]));
-        assert_eq!(parse_uri("unix:///tmp/x.sock").unwrap(), Address::Unix("/tmp/x.sock".into()));
-        assert_eq!(parse_uri("unix:rel.sock").unwrap(), Address::Unix("rel.sock".into()));
+        assert_eq!(parse_uri("unix:///tmp/x.sock").unwrap(), Address::Unix("/tmp/x.sock".into(), None));
+        assert_eq!(parse_uri("unix:rel.sock").unwrap(), Address::Unix("rel.sock".into(), None));
         assert_eq!(parse_uri("udp://127.0.0.1:9").unwrap(), Address::Udp(vec!["127.0.0.1:9".parse().unwrap()]));
         assert_eq!(parse_uri("tls://127.0.0.1:9").unwrap(), Address::Tls(vec!["127.0.0.1:9".parse().unwrap()], "127.0.0.1".into()));
         assert_eq!(parse_uri("tls://[::1]:9").unwrap(), Address::Tls(vec!["[::1]:9".parse().unwrap()], "::1".into()));
