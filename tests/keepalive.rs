@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use joint::codec;
 use joint::error::ErrorKind;
 use joint::protocol::ExtMode;
-use joint::reactor::{Config, ConnId, Context, LogLevel, Request, Response};
+use joint::reactor::{Completion, Config, ConnId, Context, LogLevel, Request};
 
 type Outcome = Result<Vec<u8>, (ErrorKind, String)>;
 type Results = Rc<RefCell<Vec<Outcome>>>;
 
-fn collector(results: &Results) -> Box<dyn FnOnce(&Context, Response<'_>)> {
+fn collector(results: &Results) -> Completion {
     let results = results.clone();
     Box::new(move |_ctx, r| {
         results.borrow_mut().push(match r.outcome {
