@@ -379,3 +379,24 @@ fn tcp_keepalive_is_set_on_accepted_and_connected_sockets() {
     let fd = fd_of(accepted.peer_addr().unwrap(), accepted.local_addr().unwrap()).unwrap();
     assert_eq!(int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 0);
 }
+
+#[test]
+fn c_setters_check_their_values() {
+    use joint::ffi::*;
+    let mut config: *mut joint_config = std::ptr::null_mut();
+    // SAFETY: the out-param is valid; the configuration is used while alive and freed once.
+    unsafe {
+        assert_eq!(joint_config_new(&mut config), JOINT_OK);
+        assert_eq!(joint_config_set_keepalive_ms(config, 0, 1000), JOINT_E_INVAL);
+        assert_eq!(joint_config_set_keepalive_ms(config, -2, 1000), JOINT_E_INVAL);
+        assert_eq!(joint_config_set_keepalive_ms(config, 1000, 0), JOINT_E_INVAL);
+        assert_eq!(joint_config_set_keepalive_ms(config, 1000, -1), JOINT_E_INVAL);
+        assert_eq!(joint_config_set_keepalive_ms(config, 100, 300), JOINT_OK);
+        assert_eq!(joint_config_set_keepalive_ms(config, -1, 300), JOINT_OK);
+        assert_eq!(joint_config_set_tcp_keepalive_ms(config, 0), JOINT_E_INVAL);
+        assert_eq!(joint_config_set_tcp_keepalive_ms(config, -1), JOINT_OK);
+        assert_eq!(joint_config_set_tcp_keepalive_ms(config, 5000), JOINT_OK);
+        assert_eq!(joint_config_set_keepalive_ms(std::ptr::null_mut(), 100, 300), JOINT_E_NULL);
+        joint_config_free(config);
+    }
+}
