@@ -342,6 +342,13 @@ pub const TYPE_MORE_YIELDS: u64 = 22;
 pub const TYPE_MORE_SENDS: u64 = 23;
 /// Either way: a piece of a message larger than the fragment size.
 pub const TYPE_FRAGMENT: u64 = 24;
+/// Either way: are you there? Answered at once with a PONG carrying the same nonce. Sent
+/// only to a peer whose hello said `"ping"` (keepalive).
+pub const TYPE_PING: u64 = 25;
+/// Either way: the answer to a PING.
+pub const TYPE_PONG: u64 = 26;
+/// The highest extension type code.
+pub const TYPE_LAST: u64 = TYPE_PONG;
 
 /// Flags of an extended call (bits; the first two keep the original joint's values).
 pub mod call_flags {
@@ -423,6 +430,14 @@ pub enum Message<'a> {
         fragid: u32,
         total: u64,
         chunk: &'a [u8],
+    },
+    /// `[25, nonce]`
+    Ping {
+        nonce: u32,
+    },
+    /// `[26, nonce]`
+    Pong {
+        nonce: u32,
     },
 }
 
@@ -649,7 +664,7 @@ pub fn decode_message(frame: &[u8]) -> Result<Message<'_>, EnvelopeError> {
             let params = params(&mut c).ok_or(malformed(None, "params must be an array"))?;
             Ok(Message::Notification { method, params })
         }
-        TYPE_CALL..=TYPE_FRAGMENT => decode_extension(kind, len, c),
+        TYPE_CALL..=TYPE_LAST => decode_extension(kind, len, c),
         _ => Err(EnvelopeError::NotRpc),
     }
 }
@@ -660,7 +675,7 @@ fn decode_extension(kind: u64, len: u32, mut c: Cursor<'_>) -> Result<Message<'_
     let malformed = |msgid: Option<u32>, reason| EnvelopeError::Malformed { kind, msgid: msgid.map(RawMsgid::Valid), reason };
     let expected = match kind {
         TYPE_CALL => 8,
-        TYPE_END | TYPE_CANCEL => 2,
+        TYPE_END | TYPE_CANCEL | TYPE_PING | TYPE_PONG => 2,
         TYPE_FRAGMENT => 4,
         _ => 3,
     };
@@ -695,6 +710,8 @@ fn decode_extension(kind: u64, len: u32, mut c: Cursor<'_>) -> Result<Message<'_
         TYPE_SEND => Message::Send { msgid: id, item: c.last_object().ok_or(malformed(Some(id), "missing item"))? },
         TYPE_END => Message::End { msgid: id },
         TYPE_CANCEL => Message::Cancel { msgid: id },
+        TYPE_PING => Message::Ping { nonce: id },
+        TYPE_PONG => Message::Pong { nonce: id },
         TYPE_THROW => Message::Throw { msgid: id, error: c.last_object().ok_or(malformed(Some(id), "missing error"))? },
         TYPE_MORE_YIELDS | TYPE_MORE_SENDS => {
             let n = u32_field(&mut c).ok_or(malformed(Some(id), "credit must be an unsigned 32-bit integer"))?;
@@ -892,7 +909,7 @@ pub fn encode_item(out: &mut Vec<u8>, kind: u64, msgid: u32, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// `[type, msgid]` for END and CANCEL.
+/// `[type, msgid]` for END and CANCEL (and `[type, nonce]` for PING and PONG).
 pub fn encode_signal(out: &mut Vec<u8>, kind: u64, msgid: u32) {
     out.push(0x92);
     out.push(kind as u8);

@@ -345,7 +345,7 @@ fn check_frame(frame: &[u8]) {
         }
         Err(EnvelopeError::Malformed { kind, msgid, reason }) => {
             assert!(!reason.is_empty());
-            assert!(matches!(kind, codec::TYPE_REQUEST..=codec::TYPE_NOTIFICATION | codec::TYPE_CALL..=codec::TYPE_FRAGMENT));
+            assert!(matches!(kind, codec::TYPE_REQUEST..=codec::TYPE_NOTIFICATION | codec::TYPE_CALL..=codec::TYPE_LAST));
             if let Some(RawMsgid::Invalid { start, end }) = msgid {
                 assert!(start < end && end <= frame.len());
                 let raw = &frame[start..end];
@@ -388,6 +388,8 @@ fn kind_and_id(msg: Message<'_>) -> (u64, Option<u32>) {
         Message::MoreYields { .. } => (codec::TYPE_MORE_YIELDS, None),
         Message::MoreSends { .. } => (codec::TYPE_MORE_SENDS, None),
         Message::Fragment { .. } => (codec::TYPE_FRAGMENT, None),
+        Message::Ping { .. } => (codec::TYPE_PING, None),
+        Message::Pong { .. } => (codec::TYPE_PONG, None),
     }
 }
 
@@ -418,7 +420,7 @@ fn check_message(frame: &[u8], msg: Message<'_>) {
         Message::Yield { item, .. } | Message::Send { item, .. } => object(item),
         Message::Throw { error, .. } => object(error),
         Message::Fragment { chunk, .. } => assert!(within(chunk, frame)),
-        Message::End { .. } | Message::Cancel { .. } | Message::MoreYields { .. } | Message::MoreSends { .. } => {}
+        Message::End { .. } | Message::Cancel { .. } | Message::MoreYields { .. } | Message::MoreSends { .. } | Message::Ping { .. } | Message::Pong { .. } => {}
     }
 }
 
@@ -451,6 +453,8 @@ fn encode(out: &mut Vec<u8>, msg: Message<'_>) {
         Message::MoreYields { msgid, n } => codec::encode_credit(out, codec::TYPE_MORE_YIELDS, msgid, n),
         Message::MoreSends { msgid, n } => codec::encode_credit(out, codec::TYPE_MORE_SENDS, msgid, n),
         Message::Fragment { fragid, total, chunk } => codec::encode_fragment(out, fragid, total, chunk),
+        Message::Ping { nonce } => codec::encode_signal(out, codec::TYPE_PING, nonce),
+        Message::Pong { nonce } => codec::encode_signal(out, codec::TYPE_PONG, nonce),
     }
 }
 

@@ -43,6 +43,8 @@ fn reencode(m: &Message<'_>) -> Vec<u8> {
         Message::MoreYields { msgid, n } => codec::encode_credit(&mut out, codec::TYPE_MORE_YIELDS, msgid, n),
         Message::MoreSends { msgid, n } => codec::encode_credit(&mut out, codec::TYPE_MORE_SENDS, msgid, n),
         Message::Fragment { fragid, total, chunk } => codec::encode_fragment(&mut out, fragid, total, chunk),
+        Message::Ping { nonce } => codec::encode_signal(&mut out, codec::TYPE_PING, nonce),
+        Message::Pong { nonce } => codec::encode_signal(&mut out, codec::TYPE_PONG, nonce),
     }
     out
 }

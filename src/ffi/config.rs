@@ -34,7 +34,8 @@ pub const JOINT_LOG_DEBUG: i32 = 4;
 /// Create a configuration with the defaults: 64 MiB maximum message size, nesting depth 128,
 /// 65536 calls in flight per connection and direction, 10 s connect timeout, a 256 MiB
 /// memory budget, a 1 MiB output high-water mark, 4096 connections, a 30 s message timeout,
-/// no idle timeout, a 5 s linger, a listen backlog of 1024, the joint extension on with a
+/// no idle timeout, keepalive pings after 30 s of quiet with a 30 s timeout (joint peers only),
+/// TCP keepalive after 60 s, a 5 s linger, a listen backlog of 1024, the joint extension on with a
 /// window of 64 items, 4 worker threads, no logging (unless the JOINT_LOG environment
 /// variable is set). On success `*config_out` is owned by the caller.
 #[no_mangle]
@@ -159,6 +160,41 @@ pub unsafe extern "C" fn joint_config_set_idle_timeout_ms(config: *mut joint_con
     let limit = duration_limit(timeout_ms);
     // SAFETY: forwarded caller promise.
     unsafe { set(config, limit.is_ok(), |c| c.idle_timeout = limit.unwrap_or_default()) }
+}
+
+/// Keepalive between joint peers: after `interval_ms` with nothing from the peer (default
+/// 30000; -1: never ping; 0 is `JOINT_E_INVAL`) send it a PING, which it answers at once;
+/// when nothing at all has come `timeout_ms` after the PING (default 30000; must be > 0,
+/// else `JOINT_E_INVAL`), the peer is taken for dead (a stopped process, a pulled cable):
+/// the connection closes and every pending call fails with `JOINT_E_CLOSED` ("no answer to
+/// keepalive ping within N ms (peer dead or stopped)"). Only on connections where both ends
+/// agreed on the joint extension: a stock peer never receives a PING. A connection that is
+/// not being read (output back-pressure, memory budget) or whose peer sent EOF is not judged.
+#[no_mangle]
+pub unsafe extern "C" fn joint_config_set_keepalive_ms(config: *mut joint_config, interval_ms: i32, timeout_ms: i32) -> joint_status {
+    let interval = duration_limit(interval_ms);
+    let valid = interval.is_ok() && timeout_ms > 0;
+    // SAFETY: forwarded caller promise.
+    unsafe {
+        set(config, valid, |c| {
+            c.keepalive_interval = interval.unwrap_or_default();
+            c.keepalive_timeout = Duration::from_millis(timeout_ms.max(1) as u64);
+        })
+    }
+}
+
+/// TCP keepalive on TCP and TLS connections, accepted or connected, with any peer (default
+/// 60000; -1: leave the sockets as the OS makes them; 0 is `JOINT_E_INVAL`): `SO_KEEPALIVE`
+/// with the first probe after `idle_ms` without traffic (`TCP_KEEPIDLE`, whole seconds,
+/// rounded up), then one every third of it (`TCP_KEEPINTVL`, at least 1 s); the kernel resets
+/// the connection after 3 unanswered probes (`TCP_KEEPCNT`), and pending calls fail with
+/// `JOINT_E_CLOSED`. It notices hosts that are gone, not processes that stopped (their kernel
+/// still answers): that is what `joint_config_set_keepalive_ms` is for.
+#[no_mangle]
+pub unsafe extern "C" fn joint_config_set_tcp_keepalive_ms(config: *mut joint_config, idle_ms: i32) -> joint_status {
+    let idle = duration_limit(idle_ms);
+    // SAFETY: forwarded caller promise.
+    unsafe { set(config, idle.is_ok(), |c| c.tcp_keepalive = idle.unwrap_or_default()) }
 }
 
 /// Linger in milliseconds (default 5000; 0: don't wait): after a peer closed its end, how

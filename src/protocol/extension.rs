@@ -73,6 +73,14 @@ pub(super) struct ExtState {
     peer_fragment: usize,
     /// The peer's message size limit: big messages under way to it may add up to this much.
     pub(super) peer_max_message: usize,
+    /// The peer's hello said it answers PINGs (keepalive); peers that did not say (joint
+    /// before keepalive) are never pinged, so they never see a type code they do not know.
+    peer_ping: bool,
+    /// The nonce of the next PING.
+    next_ping: u32,
+    /// PINGs we sent, and PONGs that came back for them.
+    pings_sent: u64,
+    pongs_received: u64,
 }
 
 struct Deferred {
@@ -133,13 +141,16 @@ fn hello_params(ext: ExtConfig, max_message: usize) -> Vec<u8> {
     let mut p = Vec::with_capacity(48);
     codec::write_array_len(&mut p, 2);
     codec::write_uint(&mut p, VERSION);
-    codec::write_map_len(&mut p, 3);
+    codec::write_map_len(&mut p, 4);
     codec::write_str(&mut p, b"window");
     codec::write_uint(&mut p, ext.window as u64);
     codec::write_str(&mut p, b"fragment");
     codec::write_uint(&mut p, ext.fragment_size as u64);
     codec::write_str(&mut p, b"max_message");
     codec::write_uint(&mut p, max_message as u64);
+    // This end answers PING with PONG (docs/PROTOCOL.md, "Keepalive").
+    codec::write_str(&mut p, b"ping");
+    p.push(0xc3);
     p
 }
 
@@ -149,10 +160,11 @@ struct Hello {
     window: Option<u32>,
     fragment: Option<usize>,
     max_message: Option<usize>,
+    ping: bool,
 }
 
-/// `[version, {"window": n, "fragment": n, "max_message": n, ...}]`. Unknown keys are
-/// ignored, for later versions.
+/// `[version, {"window": n, "fragment": n, "max_message": n, "ping": true, ...}]`. Unknown
+/// keys are ignored, for later versions.
 fn parse_hello(obj: &[u8]) -> Option<Hello> {
     let mut pos = 0;
     if read::array(obj, &mut pos).ok()? < 2 {
@@ -160,7 +172,7 @@ fn parse_hello(obj: &[u8]) -> Option<Hello> {
     }
     let version = read::uint(obj, &mut pos).ok()?;
     let pairs = read::map(obj, &mut pos).ok()?;
-    let mut hello = Hello { version, window: None, fragment: None, max_message: None };
+    let mut hello = Hello { version, window: None, fragment: None, max_message: None, ping: false };
     for _ in 0..pairs {
         let key = read::raw(obj, &mut pos).ok()?;
         let value = read::raw(obj, &mut pos).ok()?;
@@ -169,6 +181,7 @@ fn parse_hello(obj: &[u8]) -> Option<Hello> {
             Ok(b"window") => hello.window = codec::uint_value(value).and_then(|v| u32::try_from(v).ok()),
             Ok(b"fragment") => hello.fragment = size(),
             Ok(b"max_message") => hello.max_message = size(),
+            Ok(b"ping") => hello.ping = value == [0xc3] || codec::uint_value(value).is_some_and(|v| v > 0),
             _ => {}
         }
     }
@@ -225,6 +238,33 @@ impl<C> Session<C> {
         self.ext.peer_fragment = hello.fragment.unwrap_or(64 << 10);
         // A peer that does not say is taken to have the default limit.
         self.ext.peer_max_message = hello.max_message.unwrap_or(crate::codec::FrameLimits::default().max_message_size);
+        self.ext.peer_ping = hello.ping;
+    }
+
+    /// Whether [`ping`](Self::ping) may be used: both ends agreed on the extension and the
+    /// peer said it answers PINGs. Never true for a stock peer.
+    pub fn can_ping(&self) -> bool {
+        self.ext.mode == ExtMode::On && self.ext.peer_ping && !self.closed
+    }
+
+    /// Keepalive: send a PING (`[25, nonce]`), which the peer answers at once with a PONG.
+    /// Does nothing and returns false when [`can_ping`](Self::can_ping) is false. It is
+    /// queued as a small message of no call, so it goes out between the fragments of big
+    /// messages, never behind one.
+    pub fn ping(&mut self) -> bool {
+        if !self.can_ping() {
+            return false;
+        }
+        let nonce = self.ext.next_ping;
+        self.ext.next_ping = nonce.wrapping_add(1);
+        self.ext.pings_sent += 1;
+        self.emit(None, |out| codec::encode_signal(out, codec::TYPE_PING, nonce));
+        true
+    }
+
+    /// PINGs sent and PONGs received on this session.
+    pub fn ping_counts(&self) -> (u64, u64) {
+        (self.ext.pings_sent, self.ext.pongs_received)
     }
 
     pub(super) fn on_hello_reply<'b>(&mut self, error: &[u8], result: &[u8]) -> Option<Event<'b, C>> {
@@ -538,6 +578,19 @@ impl<C> Session<C> {
                     None
                 }
             },
+            // Answered at once, as a small message of no call: it goes straight to the output,
+            // between the fragments of whatever big messages are under way.
+            Message::Ping { nonce } => {
+                if !self.closed {
+                    self.emit(None, |out| codec::encode_signal(out, codec::TYPE_PONG, nonce));
+                }
+                None
+            }
+            // Liveness is any input at all (the transport's clock); this is for the counts.
+            Message::Pong { .. } => {
+                self.ext.pongs_received += 1;
+                None
+            }
             Message::Request { .. } | Message::Response { .. } | Message::Notification { .. } => None,
         }
     }
@@ -678,5 +731,86 @@ mod tests {
         };
         assert!(seen.contains("did not negotiate"));
         let _ = Outcome::Result(&[]);
+    }
+
+    #[test]
+    fn ping_is_answered_with_pong_at_once() {
+        let (mut client, mut server) = negotiated();
+        assert!(client.can_ping() && server.can_ping());
+        assert!(client.ping());
+        assert_eq!(client.output(), &[0x92, codec::TYPE_PING as u8, 0x00]);
+        // No event for the application: the session answers by itself.
+        assert!(pump(&mut client, &mut server).is_empty());
+        assert_eq!(server.output(), &[0x92, codec::TYPE_PONG as u8, 0x00]);
+        assert!(pump(&mut server, &mut client).is_empty());
+        assert_eq!(client.ping_counts(), (1, 1));
+        // Either end may ping; nonces count up.
+        assert!(server.ping() && client.ping());
+        assert_eq!(client.output(), &[0x92, codec::TYPE_PING as u8, 0x01]);
+    }
+
+    #[test]
+    fn stock_and_older_joint_peers_are_never_pinged() {
+        // A stock server refuses the offer: no ping.
+        let (mut client, _) = pair();
+        let mut stock = Session::<u32>::new(Limits { ext: ExtConfig { enabled: false, ..ExtConfig::default() }, ..Limits::default() });
+        assert!(!client.ping(), "nothing negotiated yet");
+        client.offer_extension();
+        pump(&mut client, &mut stock);
+        stock.reply_error(1, rpc_error::NO_METHOD, b"no such method").unwrap();
+        pump(&mut stock, &mut client);
+        assert!(!client.can_ping());
+        assert!(!client.ping());
+        assert!(!client.has_output());
+
+        // A joint peer whose hello does not say "ping" (before keepalive) speaks the
+        // extension but is not pinged.
+        let (mut client, _) = pair();
+        client.offer_extension();
+        client.consume_output(client.output().len());
+        let mut old = Vec::new();
+        codec::write_array_len(&mut old, 2);
+        codec::write_uint(&mut old, 1);
+        codec::write_map_len(&mut old, 2);
+        codec::write_str(&mut old, b"window");
+        codec::write_uint(&mut old, 8);
+        codec::write_str(&mut old, b"fragment");
+        codec::write_uint(&mut old, 1024);
+        let mut wire = Vec::new();
+        codec::encode_response(&mut wire, 1, codec::NIL, &old);
+        assert_eq!(super::super::tests::drain(&mut client, &mut wire), vec!["ExtensionReady(true)".to_string()]);
+        assert_eq!(client.extension(), ExtMode::On);
+        assert!(!client.can_ping());
+        assert!(!client.ping());
+    }
+
+    #[test]
+    fn ping_before_negotiation_is_fatal() {
+        let (_, mut server) = pair();
+        let mut wire = Vec::new();
+        codec::encode_signal(&mut wire, codec::TYPE_PING, 0);
+        assert!(matches!(server.decode_next(&wire), Decoded::Fatal(r) if r.contains("did not negotiate")));
+        assert!(!server.has_output(), "no pong to a peer that did not negotiate");
+    }
+
+    #[test]
+    fn pong_goes_out_between_the_fragments_of_a_big_answer() {
+        let (mut client, mut server) = negotiated();
+        let id = client.call(b"big", &[0x90], 1).unwrap();
+        pump(&mut client, &mut server);
+        let mut big = Vec::new();
+        codec::write_bin(&mut big, &vec![7u8; 40 << 10]);
+        server.reply(id, Ok(&big)).unwrap();
+        let queued = server.output_len();
+        client.ping();
+        pump(&mut client, &mut server);
+        let mut wire = Vec::new();
+        server.take_output(&mut wire);
+        let pong = [0x92, codec::TYPE_PONG as u8, 0x00];
+        let at = wire.windows(3).position(|w| w == pong).expect("a pong");
+        assert!(at < queued / 4, "pong at byte {at} of {}: queued behind the big answer", wire.len());
+        let seen = super::super::tests::drain(&mut client, &mut wire);
+        assert!(seen.iter().any(|e| e.contains("call: 1, outcome: Result")), "{seen:?}");
+        assert_eq!(client.ping_counts(), (1, 1));
     }
 }

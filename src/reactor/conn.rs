@@ -58,6 +58,10 @@ pub(super) struct Conn {
     pub(super) describe: String,
     /// When bytes last came from or went to this peer (idle timeout; UDP peers expire).
     pub(super) last_active: Instant,
+    /// When bytes last came from this peer (keepalive).
+    pub(super) last_input: Instant,
+    /// When we sent a keepalive PING that nothing has come back after yet.
+    pub(super) ping_sent: Option<Instant>,
     /// What the loop charged the budget for this connection's input buffer and session.
     pub(super) charged: usize,
     /// What its requests hold (charged by them, from any thread), and whether it is gone.

@@ -201,6 +201,10 @@ impl Context {
                     self.inner.borrow_mut().timers.fired();
                     self.housekeeping();
                 }
+                TimerKind::Keepalive => {
+                    self.inner.borrow_mut().timers.fired();
+                    self.keepalive();
+                }
                 TimerKind::AcceptRetry { listener } => {
                     let mut inner = self.inner.borrow_mut();
                     inner.timers.fired();

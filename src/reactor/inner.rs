@@ -70,6 +70,8 @@ pub(super) struct Inner {
     pub(super) budget_paused: Vec<ConnId>,
     /// The housekeeping timer (message, output, idle and linger timeouts) is scheduled.
     pub(super) housekeeping_armed: bool,
+    /// The keepalive timer is scheduled, for this instant (see `keepalive.rs`).
+    pub(super) keepalive_due: Option<std::time::Instant>,
     /// Connections with a socket (for `max_connections`).
     pub(super) open_conns: usize,
     /// When accepting last failed for lack of fds, and the delay before the next try.
@@ -101,7 +103,7 @@ pub(super) fn timer_is_live(conns: &Slab<Conn>, user_timers: &HashMap<u64, Timer
     match kind {
         TimerKind::CallTimeout { conn: id, msgid, seq } => conn(id).and_then(|c| c.session.pending_call(*msgid)).is_some_and(|p| p.seq == *seq),
         TimerKind::ConnectTimeout { conn: id } => conn(id).is_some_and(|c| c.state == ConnState::Connecting),
-        TimerKind::AcceptRetry { .. } | TimerKind::UdpSweep { .. } | TimerKind::Deadline { .. } | TimerKind::Housekeeping => true,
+        TimerKind::AcceptRetry { .. } | TimerKind::UdpSweep { .. } | TimerKind::Deadline { .. } | TimerKind::Housekeeping | TimerKind::Keepalive => true,
         TimerKind::User { id } => user_timers.contains_key(id),
     }
 }
@@ -142,6 +144,7 @@ impl Inner {
         stream.register(self.poll.registry(), conn_token(index))?;
         if state == ConnState::Open {
             stream.set_nodelay();
+            stream.set_tcp_keepalive(self.config.tcp_keepalive);
         }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
@@ -169,6 +172,8 @@ impl Inner {
             flush_before_close: false,
             describe,
             last_active: Instant::now(),
+            last_input: Instant::now(),
+            ping_sent: None,
             charged: 0,
             account: input::new_account(self.shared.clone()),
             pause: Pause::None,
@@ -189,12 +194,16 @@ impl Inner {
         if self.config.idle_timeout.is_some() {
             self.arm_housekeeping();
         }
+        if !datagram {
+            self.arm_keepalive();
+        }
         Ok(id)
     }
 
     /// A writable event on a connecting TCP stream: finished, failed (try the next address),
     /// or still in progress.
     pub(super) fn check_connect(&mut self, index: usize) {
+        let tcp_keepalive = self.config.tcp_keepalive;
         let registry = self.poll.registry();
         let Some(conn) = self.conns.get_mut(index) else { return };
         let Some(stream) = conn.stream.as_mut() else { return };
@@ -202,6 +211,7 @@ impl Inner {
             Ok(false) => {}
             Ok(true) => {
                 stream.set_nodelay();
+                stream.set_tcp_keepalive(tcp_keepalive);
                 match stream.handshake() {
                     Ok(false) => return,
                     Ok(true) => {}

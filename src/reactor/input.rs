@@ -344,6 +344,7 @@ impl Context {
                     *total += n;
                     buf.note_read(n, spare_len);
                     conn.last_active = Instant::now();
+                    conn.last_input = conn.last_active;
                     break if n < spare_len && !always_ready {
                         ReadOutcome::Drained
                     } else if *total >= budget_bytes {

@@ -16,6 +16,7 @@ mod dispatch;
 mod housekeeping;
 mod inner;
 mod input;
+mod keepalive;
 mod log;
 mod pipeline;
 mod pool;
@@ -113,6 +114,7 @@ impl Context {
                 spare_charged: 0,
                 budget_paused: Vec::new(),
                 housekeeping_armed: false,
+                keepalive_due: None,
                 open_conns: 0,
                 accept_backoff: HashMap::new(),
                 reserve_fd: accept::open_reserve_fd(),

@@ -34,6 +34,8 @@ pub enum TimerKind {
     },
     /// Check the connections' timeouts (see `housekeeping.rs`).
     Housekeeping,
+    /// Ping quiet joint peers, close the ones that did not answer (see `keepalive.rs`).
+    Keepalive,
     /// An application timer.
     User {
         id: u64,

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use mio::unix::{pipe, SourceFd};
@@ -128,6 +129,9 @@ pub const NOTSENT_LOWAT: usize = 256 << 10;
 /// (slower uploads); bigger (512 KiB to 1 MiB), small answers wait behind it (small-call
 /// p99 above 2 ms during a 256 MiB transfer).
 pub const EXT_RECV_BUFFER: usize = 384 << 10;
+
+/// Unanswered TCP keepalive probes before the kernel resets the connection (`TCP_KEEPCNT`).
+pub const TCP_KEEPALIVE_PROBES: usize = 3;
 
 /// Token offsets: each stream uses `base` (its socket or read end) and `base + 1` (a pipe's
 /// write end).
@@ -299,6 +303,19 @@ impl Stream {
             // Latency matters more than segment count for RPC; writes are batched already.
             let _ = s.set_nodelay(true);
         }
+    }
+
+    /// TCP keepalive (TCP and TLS streams; others are left alone): `SO_KEEPALIVE`, the first
+    /// probe after `idle` without traffic, then one every third of it (at least 1 s), and a
+    /// reset after 3 unanswered probes. `None` leaves the socket as it is.
+    pub fn set_tcp_keepalive(&self, idle: Option<Duration>) {
+        let Some(idle) = idle else { return };
+        let secs = idle.as_secs() + u64::from(idle.subsec_nanos() > 0);
+        let secs = secs.clamp(1, i32::MAX as u64) as usize;
+        self.set_int_option(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+        self.set_int_option(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs);
+        self.set_int_option(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, (secs / 3).max(1));
+        self.set_int_option(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, TCP_KEEPALIVE_PROBES);
     }
 
     /// Keep at most `bytes` of unsent data in the kernel (TCP_NOTSENT_LOWAT): what we queue
@@ -634,8 +651,8 @@ mod tests {
     fn parses_uris() {
         assert_eq!(parse_uri("tcp://127.0.0.1:7000").unwrap(), Address::Tcp(vec!["127.0.0.1:7000".parse().unwrap()]));
         assert_eq!(parse_uri("tcp://[::1]:7000").unwrap(), Address::Tcp(vec!["[::1]:7000".parse().unwrap()]));
-        assert_eq!(parse_uri("unix:///tmp/x.sock").unwrap(), Address::Unix("/tmp/x.sock".into()));
-        assert_eq!(parse_uri("unix:rel.sock").unwrap(), Address::Unix("rel.sock".into()));
+        assert_eq!(parse_uri("unix:///tmp/x.sock").unwrap(), Address::Unix("/tmp/x.sock".into(), None));
+        assert_eq!(parse_uri("unix:rel.sock").unwrap(), Address::Unix("rel.sock".into(), None));
         assert_eq!(parse_uri("udp://127.0.0.1:9").unwrap(), Address::Udp(vec!["127.0.0.1:9".parse().unwrap()]));
         assert_eq!(parse_uri("tls://127.0.0.1:9").unwrap(), Address::Tls(vec!["127.0.0.1:9".parse().unwrap()], "127.0.0.1".into()));
         assert_eq!(parse_uri("tls://[::1]:9").unwrap(), Address::Tls(vec!["[::1]:9".parse().unwrap()], "::1".into()));

@@ -69,6 +69,33 @@ pub struct Config {
     /// Close a connection with no traffic, no unanswered requests and no pending calls for
     /// this long. `None` (the default): keep quiet connections open.
     pub idle_timeout: Option<Duration>,
+    /// Keepalive between joint peers (docs/PROTOCOL.md, "Keepalive"): when nothing has come
+    /// from the peer for this long, send it a PING, which it answers at once. Only on
+    /// connections where both ends agreed on the joint extension and the peer's hello said
+    /// it answers PINGs: a stock peer never sees one. `None`: never ping.
+    ///
+    /// Default 30 s: a quiet connection costs one 3-byte PING and PONG per 30 s, and a peer
+    /// that stopped (SIGSTOP, a debugger, a frozen VM) or whose host vanished without a
+    /// FIN or RST is noticed within about a minute (interval plus timeout) instead of never
+    /// — the kernel's own TCP keepalive waits two hours by default and does not notice a
+    /// stopped process at all, whose kernel still acknowledges.
+    pub keepalive_interval: Option<Duration>,
+    /// After a PING, how long nothing at all may come from the peer before the connection is
+    /// declared dead and closed: its pending calls fail with `ErrorKind::Closed` ("no answer
+    /// to keepalive ping within N ms (peer dead or stopped)"). Default 30 s, long enough for
+    /// a peer whose loop is briefly busy (a peer whose loop thread runs a handler for
+    /// longer does not answer either: long work belongs on the worker pool). A connection
+    /// this end is not reading (output back-pressure, memory budget) or whose peer sent EOF
+    /// is not judged. Only used with `keepalive_interval`.
+    pub keepalive_timeout: Duration,
+    /// TCP keepalive on every TCP and TLS connection, accepted or connected, with any peer:
+    /// `SO_KEEPALIVE`, the first probe after this long without traffic (`TCP_KEEPIDLE`), then
+    /// probes every third of it (`TCP_KEEPINTVL`, at least 1 s), and the kernel resets the
+    /// connection after 3 unanswered probes (`TCP_KEEPCNT`): a vanished host is noticed
+    /// about twice this long after traffic stopped. Whole seconds (rounded up, at least 1).
+    /// `None`: leave the socket as the OS made it (no keepalive). Default 60 s (the OS
+    /// default, two hours, outlives NAT and firewall mappings).
+    pub tcp_keepalive: Option<Duration>,
     /// After the peer closed its end, how long requests it sent may still be answered
     /// before they are cancelled and the connection is freed.
     pub linger: Duration,
@@ -92,6 +119,9 @@ impl Default for Config {
             max_connections: 4096,
             message_timeout: Some(Duration::from_secs(30)),
             idle_timeout: None,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_timeout: Duration::from_secs(30),
+            tcp_keepalive: Some(Duration::from_secs(60)),
             linger: Duration::from_secs(5),
             listen_backlog: 1024,
             read_budget: 1 << 20,
