@@ -720,8 +720,8 @@ joint_status joint_config_set_message_timeout_ms(joint_config *config,
 JOINT_API joint_status joint_config_set_idle_timeout_ms(joint_config *config, int32_t timeout_ms);
 
 /**
- * Keepalive between joint peers: after `interval_ms` with nothing from the peer (default
- * 30000; -1: never ping; 0 is `JOINT_E_INVAL`) send it a PING, which it answers at once;
+ * Keepalive between joint peers: while calls of ours are pending, after `interval_ms` with
+ * nothing from the peer (default 30000; -1: never ping; 0 is `JOINT_E_INVAL`) send it a PING, which it answers at once;
  * when nothing at all has come `timeout_ms` after the PING (default 30000; must be > 0,
  * else `JOINT_E_INVAL`), the peer is taken for dead (a stopped process, a pulled cable):
  * the connection closes and every pending call fails with `JOINT_E_CLOSED` ("no answer to

@@ -400,3 +400,36 @@ fn c_setters_check_their_values() {
         joint_config_free(config);
     }
 }
+
+#[test]
+fn a_client_that_does_not_run_its_loop_between_calls_is_not_taken_for_dead() {
+    // The server pings only peers it waits for: a blocking client, idle and not processing
+    // for many timeouts, keeps its connection and calls again afterwards.
+    let (config, lines) = logging(keepalive(50, 150));
+    let (srv, uri, _held) = {
+        let ctx = Context::new(config).unwrap();
+        let l = ctx.listen("tcp://127.0.0.1:0").unwrap();
+        let uri = ctx.listener_uri(l).unwrap();
+        ctx.register(
+            b"echo",
+            Rc::new(|_ctx, req| {
+                let args = req.args().to_vec();
+                let _ = req.reply(&args);
+            }),
+        );
+        (ctx, uri, ())
+    };
+    let cli = Context::new(keepalive(50, 150)).unwrap();
+    let conn = cli.connect(&uri).unwrap();
+    let results: Results = Rc::default();
+    cli.call(conn, b"echo", &[0x91, 1], None, collector(&results)).unwrap();
+    run_until(&[&srv, &cli], Duration::from_secs(10), "the first answer", || results.borrow().len() == 1);
+    assert_eq!(cli.extension(conn), Some(ExtMode::On));
+    // Only the server runs, for more than six of its timeouts.
+    run_for(&[&srv], Duration::from_millis(1000));
+    assert_eq!(lines.borrow().iter().filter(|l| l.contains("keepalive ping sent")).count(), 0, "{:?}", lines.borrow());
+    assert_eq!(lines.borrow().iter().filter(|l| l.contains("no answer to keepalive ping")).count(), 0);
+    cli.call(conn, b"echo", &[0x91, 2], None, collector(&results)).unwrap();
+    run_until(&[&srv, &cli], Duration::from_secs(10), "the second answer", || results.borrow().len() == 2);
+    assert_eq!(results.borrow()[1], Ok(vec![0x91, 2]));
+}

@@ -1,5 +1,5 @@
-//! Keepalive between joint peers (docs/PROTOCOL.md, "Keepalive"): a connection whose peer has
-//! sent nothing for `keepalive_interval` gets a PING; if still nothing has come
+//! Keepalive between joint peers (docs/PROTOCOL.md, "Keepalive"): a connection with calls of
+//! ours pending whose peer has sent nothing for `keepalive_interval` gets a PING; if still nothing has come
 //! `keepalive_timeout` after it, the peer is taken for dead (a stopped process, a pulled
 //! cable) and the connection is closed, failing its pending calls with `Closed`. Only
 //! connections where the session says it may ping (the extension is on and the peer's hello
@@ -58,8 +58,15 @@ impl Context {
                 }
                 watching = true;
                 // Not judged while the peer's answer could not be seen: we are not reading it,
-                // or it already said it sends nothing more.
-                if conn.read_eof || conn.peer_closed || conn.pause != Pause::None || !conn.session.can_ping() {
+                // or it already said it sends nothing more. Nor while we wait for nothing from
+                // it: a quiet client of ours that does not run its loop between calls (a
+                // blocking program) is idle, not dead; `idle_timeout` is for those.
+                if conn.read_eof
+                    || conn.peer_closed
+                    || conn.pause != Pause::None
+                    || !conn.session.can_ping()
+                    || conn.session.pending_len() == 0
+                {
                     conn.ping_sent = None;
                     continue;
                 }

@@ -69,12 +69,15 @@ pub struct Config {
     /// Close a connection with no traffic, no unanswered requests and no pending calls for
     /// this long. `None` (the default): keep quiet connections open.
     pub idle_timeout: Option<Duration>,
-    /// Keepalive between joint peers (docs/PROTOCOL.md, "Keepalive"): when nothing has come
-    /// from the peer for this long, send it a PING, which it answers at once. Only on
-    /// connections where both ends agreed on the joint extension and the peer's hello said
-    /// it answers PINGs: a stock peer never sees one. `None`: never ping.
+    /// Keepalive between joint peers (docs/PROTOCOL.md, "Keepalive"): while calls of ours
+    /// are pending on a connection and nothing has come from the peer for this long, send it
+    /// a PING, which it answers at once. Only on connections where both ends agreed on the
+    /// joint extension and the peer's hello said it answers PINGs: a stock peer never sees
+    /// one. A connection with none of our calls pending is not pinged, so a client that
+    /// does not run its loop between calls (a blocking program) is not taken for dead;
+    /// `idle_timeout` closes quiet connections. `None`: never ping.
     ///
-    /// Default 30 s: a quiet connection costs one 3-byte PING and PONG per 30 s, and a peer
+    /// Default 30 s: a waiting connection costs one 3-byte PING and PONG per 30 s, and a peer
     /// that stopped (SIGSTOP, a debugger, a frozen VM) or whose host vanished without a
     /// FIN or RST is noticed within about a minute (interval plus timeout) instead of never
     /// — the kernel's own TCP keepalive waits two hours by default and does not notice a
