@@ -204,7 +204,7 @@ impl TlsStream {
     /// Write queued records until none are left (`Ok`) or the socket is full (`WouldBlock`).
     pub fn send_records(&mut self) -> io::Result<()> {
         while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.tcp) {
+            match self.tls.write_tls(&mut NoSigpipe(&self.tcp)) {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote 0 bytes")),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -318,6 +318,24 @@ fn describe_error(e: &rustls::Error, is_client: bool, handshaking: bool) -> Stri
             format!("TLS: the server is not speaking TLS (a plaintext port? use tcp://): {e}")
         }
         other => format!("TLS: {other}"),
+    }
+}
+
+/// The socket as rustls writes records to it: with MSG_NOSIGNAL, so a peer that closed gives
+/// EPIPE, not a SIGPIPE that would kill a C host (see `transport::send_vectored`).
+struct NoSigpipe<'a>(&'a TcpStream);
+
+impl Write for NoSigpipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        super::transport::send_vectored(std::os::fd::AsRawFd::as_raw_fd(self.0), &[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        super::transport::send_vectored(std::os::fd::AsRawFd::as_raw_fd(self.0), bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -209,12 +209,12 @@ impl Stream {
         }
     }
 
-    /// Write several buffers at once where the stream can (`writev` on sockets).
+    /// Write several buffers at once where the stream can (`sendmsg` on sockets).
     pub fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Tcp(s) => send_vectored(s.as_raw_fd(), bufs),
             Stream::Tls(s) => s.write_vectored(bufs),
-            Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Unix(s) => send_vectored(s.as_raw_fd(), bufs),
             _ => self.write(bufs.first().map_or(&[][..], |b| &b[..])),
         }
     }
@@ -497,6 +497,28 @@ fn dup_nonblocking(fd: RawFd) -> io::Result<OwnedFd> {
         }
     }
     Ok(owned)
+}
+
+/// writev(2) on a socket, as sendmsg(2) with MSG_NOSIGNAL: std's `write_vectored` is writev,
+/// which raises SIGPIPE when the peer has closed, and kills a host that did not ignore it
+/// (C programs do not; Rust programs do, which hid this).
+pub(super) fn send_vectored(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: msghdr is plain old data; all zeroes is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix; sendmsg only reads them.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+    loop {
+        // SAFETY: sendmsg(2) on a socket fd with iovecs that live across the call.
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// write(2) on a pipe without letting a closed reader raise SIGPIPE in the host process
