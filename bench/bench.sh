@@ -4,8 +4,10 @@
 # Usage: bench/bench.sh [run.sh options]   (e.g. --runs 5)
 # Then appends instructions per call for both servers (bench/instructions.sh), small-call
 # latency during a big transfer, bulk throughput beside a raw socket transfer
-# (cli/examples/bulk.rs) and the limits under attack (cli/tests/attacks.rs).
-# Needs libmsgpack-dev (the reference server) and valgrind.
+# (cli/examples/bulk.rs), TLS beside plaintext (cli/examples/tls.rs) and the limits under
+# attack (cli/tests/attacks.rs).
+# Needs libmsgpack-dev (the reference server), libssl-dev and openssl (the load generator's
+# --tls, the benchmark certificate) and valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p joint -p joint-cli --bins --examples >&2
@@ -13,7 +15,13 @@ cargo build --release --locked -p joint -p joint-cli >&2
 mkdir -p bench/build
 cc -O2 -Wall -Wextra -Iinclude bench/joint_server.c -Ltarget/release -ljoint \
     -Wl,-rpath,"$PWD/target/release" -o bench/build/joint_server
-bash bench/run.sh --server joint="bench/build/joint_server {port}" --write docs/BENCHMARKS.md "$@"
+# `joint serve` over tcp:// and over tls:// (the same binary), for the TLS-vs-plaintext rows.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost -days 2 -keyout bench/build/tls-key.pem -out bench/build/tls-cert.pem 2>/dev/null
+bash bench/run.sh --server joint="bench/build/joint_server {port}" \
+    --server serve="target/release/joint serve --listen tcp://127.0.0.1:{port}" \
+    --tls-server serve-tls="target/release/joint serve --listen tls://127.0.0.1:{port} --tls-cert bench/build/tls-cert.pem --tls-key bench/build/tls-key.pem" \
+    --compare serve-tls=serve --write docs/BENCHMARKS.md "$@"
 {
     echo
     echo "## Instructions per call (callgrind, depth 256)"
@@ -45,6 +53,19 @@ bash bench/run.sh --server joint="bench/build/joint_server {port}" --write docs/
     echo "transfer written to a file. Command: \`cargo run --release -p joint-cli --example bulk\`."
     echo
     target/release/examples/bulk 256 5
+    echo
+    echo "## TLS beside plaintext"
+    echo
+    echo "Small calls over TLS are in the first table (\`serve-tls\` against \`serve\`: the same"
+    echo "\`joint serve\` binary, its tcp:// and tls:// listeners, measured in the same job with runs"
+    echo "interleaved). Here \`joint serve\` listens on both at once and a joint client measures, in"
+    echo "the same run: streamed transfers, each of 5 TLS runs right after a plaintext run (goal ≥ 0.5 ×"
+    echo "plaintext), and a new connection plus its first call, 5 runs of 200 one after another, each"
+    echo "a new context (so a full handshake every time, certificate verified; no resumption). The"
+    echo "machine is a shared 2-vCPU VM: ranges are over the runs. Command:"
+    echo "\`cargo run --release -p joint-cli --example tls -- 256 5 200\`."
+    echo
+    target/release/examples/tls 256 5 200
     echo
     echo "## Limits under attack"
     echo

@@ -1,7 +1,10 @@
 /* rpc_client.c - MessagePack-RPC load generator (no dependencies).
  *
- *   rpc_client HOST PORT DEPTH SECONDS [WARMUP_SECONDS]
+ *   rpc_client [--tls] HOST PORT DEPTH SECONDS [WARMUP_SECONDS]
  *
+ * With --tls the connection is TLS (OpenSSL, TLS 1.2 or 1.3, the server's certificate not
+ * verified: only the record layer's cost is of interest here); the handshake is done before
+ * the warm-up.
  * Keeps DEPTH requests [0, msgid, "add", [a, b]] outstanding on ONE TCP
  * connection (TCP_NODELAY).  After every read() it sends as many new requests
  * as responses arrived, in one write().  DEPTH=1 is lock-step.  Responses may
@@ -14,7 +17,7 @@
  * Exit status: 0 ok; 1 wrong results/error responses (errors > 0) or no call
  * completed; 2 usage; 3 connection or protocol failure.
  *
- * Build: cc -O2 -Wall -Wextra -o rpc_client rpc_client.c
+ * Build: cc -O2 -Wall -Wextra -o rpc_client rpc_client.c -lssl -lcrypto
  */
 #include <errno.h>
 #include <netdb.h>
@@ -29,6 +32,9 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define REQ_SIZE 14
 #define MAX_DEPTH 65536
@@ -242,10 +248,48 @@ static int check_response(const uint8_t *m, size_t n)
 
 /* ---- main loop --------------------------------------------------------- */
 
+static SSL *tls; /* NULL: plain TCP */
+
+/* read(2) or SSL_read: >0 bytes, 0 closed, -1 with errno set (EAGAIN: timed out). */
+static ssize_t io_read(int fd, uint8_t *p, size_t n)
+{
+    if (!tls)
+        return read(fd, p, n);
+    int r = SSL_read(tls, p, n > (1u << 30) ? 1 << 30 : (int)n);
+    if (r > 0)
+        return r;
+    int e = errno;
+    switch (SSL_get_error(tls, r)) {
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        if (r == 0 || e == 0)
+            return 0;
+        errno = e;
+        return -1;
+    default:
+        ERR_print_errors_fp(stderr);
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static ssize_t io_write(int fd, const uint8_t *p, size_t n)
+{
+    if (!tls)
+        return write(fd, p, n);
+    int w = SSL_write(tls, p, n > (1u << 30) ? 1 << 30 : (int)n);
+    return w > 0 ? w : -1;
+}
+
 static void write_all(int fd, const uint8_t *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = io_write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -280,8 +324,13 @@ static int connect_to(const char *host, const char *port)
 
 int main(int argc, char **argv)
 {
+    int use_tls = argc > 1 && strcmp(argv[1], "--tls") == 0;
+    if (use_tls) {
+        argv++;
+        argc--;
+    }
     if (argc < 5 || argc > 6) {
-        fprintf(stderr, "usage: %s HOST PORT DEPTH SECONDS [WARMUP_SECONDS]\n", argv[0]);
+        fprintf(stderr, "usage: %s [--tls] HOST PORT DEPTH SECONDS [WARMUP_SECONDS]\n", argv[0]);
         return 2;
     }
     long depth = strtol(argv[3], NULL, 10);
@@ -292,6 +341,21 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     int fd = connect_to(argv[1], argv[2]);
+    if (use_tls) {
+        SSL_CTX *ssl_ctx = SSL_CTX_new(TLS_client_method());
+        if (!ssl_ctx || !(tls = SSL_new(ssl_ctx)) || !SSL_set_fd(tls, fd))
+            die("TLS setup failed");
+        SSL_set_tlsext_host_name(tls, "localhost");
+        int r;
+        while ((r = SSL_connect(tls)) != 1) { /* SO_RCVTIMEO may interrupt it */
+            int err = SSL_get_error(tls, r);
+            if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE &&
+                !(err == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+                ERR_print_errors_fp(stderr);
+                die("TLS handshake failed");
+            }
+        }
+    }
 
     static uint8_t rbuf[RBUF_SIZE];
     uint8_t *wbuf = malloc((size_t)depth * REQ_SIZE), *o;
@@ -314,7 +378,7 @@ int main(int argc, char **argv)
     while (t < t_end) {
         /* Blocking read; SO_RCVTIMEO wakes us now and then to check the clock
          * if the server stalls.  (No poll(): one syscall per lock-step call.) */
-        ssize_t n = read(fd, rbuf + rlen, sizeof rbuf - rlen);
+        ssize_t n = io_read(fd, rbuf + rlen, sizeof rbuf - rlen);
         int e = errno;
         t = now();
         int counting = measuring; /* a batch that ends the warm-up is not counted */

@@ -15,6 +15,12 @@
 # Usage: bench/run.sh [options]
 #   --server NAME='CMD {port}'  add a server; {port} is replaced by a free TCP port on
 #                               which CMD must listen (127.0.0.1). Repeatable.
+#   --tls-server NAME='CMD {port}'
+#                               add a server that speaks TLS on {port}: the load generator
+#                               connects with --tls (OpenSSL). Repeatable.
+#   --compare NAME=BASE         also report NAME's rates relative to BASE's (medians, and the
+#                               range of the per-run ratios; runs are interleaved, so run k of
+#                               each is measured at nearly the same time). Repeatable.
 #   --no-ref                    do not include the ref server (first --server is baseline)
 #   --write FILE                also write the table with a header to FILE
 #   --runs N                    runs per measurement (default 3)
@@ -32,7 +38,7 @@ CMDLINE=${CMDLINE% }
 
 BUILD_DIR=$BENCH_DIR/build
 RUNS=3 RUN_SECS=2 WARMUP=0.3 DEPTH=256 WRITE="" USE_REF=1
-EXTRA_NAMES=() EXTRA_CMDS=()
+EXTRA_NAMES=() EXTRA_CMDS=() EXTRA_TLS=() COMPARE=()
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
@@ -41,7 +47,13 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --server)
             [[ $# -ge 2 && $2 == ?*=?* ]] || die "--server needs NAME='CMD {port}'"
-            EXTRA_NAMES+=("${2%%=*}") EXTRA_CMDS+=("${2#*=}"); shift 2 ;;
+            EXTRA_NAMES+=("${2%%=*}") EXTRA_CMDS+=("${2#*=}") EXTRA_TLS+=(0); shift 2 ;;
+        --tls-server)
+            [[ $# -ge 2 && $2 == ?*=?* ]] || die "--tls-server needs NAME='CMD {port}'"
+            EXTRA_NAMES+=("${2%%=*}") EXTRA_CMDS+=("${2#*=}") EXTRA_TLS+=(1); shift 2 ;;
+        --compare)
+            [[ $# -ge 2 && $2 == ?*=?* ]] || die "--compare needs NAME=BASE"
+            COMPARE+=("$2"); shift 2 ;;
         --no-ref) USE_REF=0; shift ;;
         --write) [[ $# -ge 2 ]] || die "--write needs a file"; WRITE=$2; shift 2 ;;
         --runs) RUNS=${2:?}; shift 2 ;;
@@ -60,14 +72,20 @@ mkdir -p "$BUILD_DIR/logs"
 BUILD_DIR=$(cd "$BUILD_DIR" && pwd)
 CC=${CC:-cc}
 "$CC" -O2 -Wall -Wextra -o "$BUILD_DIR/ref_server" "$BENCH_DIR/ref_server.c" -lmsgpackc
-"$CC" -O2 -Wall -Wextra -o "$BUILD_DIR/rpc_client" "$BENCH_DIR/rpc_client.c"
+"$CC" -O2 -Wall -Wextra -o "$BUILD_DIR/rpc_client" "$BENCH_DIR/rpc_client.c" -lssl -lcrypto
 CLIENT=$BUILD_DIR/rpc_client
 
-NAMES=() CMDS=()
+NAMES=() CMDS=() TLS=()
 if [[ $USE_REF == 1 ]]; then
-    NAMES+=(ref) CMDS+=("$(printf '%q' "$BUILD_DIR/ref_server") {port}")
+    NAMES+=(ref) CMDS+=("$(printf '%q' "$BUILD_DIR/ref_server") {port}") TLS+=(0)
 fi
-NAMES+=(${EXTRA_NAMES[@]+"${EXTRA_NAMES[@]}"}) CMDS+=(${EXTRA_CMDS[@]+"${EXTRA_CMDS[@]}"})
+NAMES+=(${EXTRA_NAMES[@]+"${EXTRA_NAMES[@]}"}) CMDS+=(${EXTRA_CMDS[@]+"${EXTRA_CMDS[@]}"}) TLS+=(${EXTRA_TLS[@]+"${EXTRA_TLS[@]}"})
+index_of() {
+    local i
+    for i in "${!NAMES[@]}"; do [[ ${NAMES[$i]} == "$1" ]] && { echo "$i"; return 0; }; done
+    die "--compare: no server named $1"
+}
+for c in ${COMPARE[@]+"${COMPARE[@]}"}; do index_of "${c%%=*}" >/dev/null; index_of "${c#*=}" >/dev/null; done
 [[ ${#NAMES[@]} -gt 0 ]] || die "no servers to measure"
 for c in "${CMDS[@]}"; do [[ $c == *'{port}'* ]] || die "server command lacks {port}: $c"; done
 
@@ -121,13 +139,14 @@ start_server() {
     die "could not start server $name: ${tmpl}"
 }
 
-# measure NAME PORT DEPTH PIN_CPU -> prints calls/s
+# measure NAME PORT DEPTH PIN_CPU TLS(0|1) -> prints calls/s
 measure() {
-    local name=$1 port=$2 depth=$3 pin=$4 out pre=()
+    local name=$1 port=$2 depth=$3 pin=$4 out pre=() tls=()
     if [[ -n $pin ]]; then pre=(taskset -c "$pin"); fi
+    if [[ $5 == 1 ]]; then tls=(--tls); fi
     local limit
     limit=$(awk -v s="$RUN_SECS" -v w="$WARMUP" 'BEGIN { print s + w + 15 }')
-    if ! out=$(timeout "$limit" ${pre[@]+"${pre[@]}"} "$CLIENT" 127.0.0.1 "$port" "$depth" "$RUN_SECS" "$WARMUP"); then
+    if ! out=$(timeout "$limit" ${pre[@]+"${pre[@]}"} "$CLIENT" ${tls[@]+"${tls[@]}"} 127.0.0.1 "$port" "$depth" "$RUN_SECS" "$WARMUP"); then
         die "client failed against $name (depth $depth${pin:+, pinned to CPU $pin}): ${out:-no output}"
     fi
     [[ $out =~ calls_per_sec=([0-9]+) ]] || die "unexpected client output: $out"
@@ -146,7 +165,7 @@ for mode in "${MODES[@]}"; do
     done
     for ((run = 1; run <= RUNS; run++)); do
         for i in "${!NAMES[@]}"; do
-            rate=$(measure "${NAMES[$i]}" "${ports[$i]}" "$depth" "$pin")
+            rate=$(measure "${NAMES[$i]}" "${ports[$i]}" "$depth" "$pin" "${TLS[$i]}")
             RESULTS[$mode,$i]+="${RESULTS[$mode,$i]:+ }$rate"
             printf 'run.sh: %-10s %-9s depth=%-4s run %d/%d: %s calls/s\n' \
                 "${NAMES[$i]}" "$mode" "$depth" "$run" "$RUNS" "$rate" >&2
@@ -170,8 +189,25 @@ table=$(
         echo "| ${NAMES[$i]} | $(cell "$p") | $(ratio "$p" "${RESULTS[pipelined,0]}") | $(cell "$l") | $(ratio "$l" "${RESULTS[lockstep,0]}") |"
     done
 )
+# --compare NAME=BASE: medians' ratio, and the range of the per-run ratios.
+run_ratios() { paste -d' ' <(printf '%s\n' $1) <(printf '%s\n' $2) | awk '{ printf "%.2f\n", $1 / $2 }' | sort -n; }
+ratio_range() { local r; r=$(run_ratios "$1" "$2"); echo "$(head -n1 <<<"$r")–$(tail -n1 <<<"$r")"; }
+compare_table=""
+if [[ ${#COMPARE[@]} -gt 0 ]]; then
+    compare_table=$(
+        echo "| server vs base | depth $DEPTH, unpinned: × base (median; range of per-run ratios) | lock-step, CPU 0: × base (median; range) |"
+        echo "|---|---:|---:|"
+        for c in "${COMPARE[@]}"; do
+            a=$(index_of "${c%%=*}") b=$(index_of "${c#*=}")
+            pa=${RESULTS[pipelined,$a]} pb=${RESULTS[pipelined,$b]} la=${RESULTS[lockstep,$a]} lb=${RESULTS[lockstep,$b]}
+            echo "| ${NAMES[$a]} vs ${NAMES[$b]} | **$(ratio "$pa" "$pb")** ($(ratio_range "$pa" "$pb")) | **$(ratio "$la" "$lb")** ($(ratio_range "$la" "$lb")) |"
+        done
+    )
+fi
+
 echo
 echo "$table"
+if [[ -n $compare_table ]]; then echo; echo "$compare_table"; fi
 
 if [[ -n $WRITE ]]; then
     {
@@ -187,9 +223,20 @@ if [[ -n $WRITE ]]; then
         echo "  across servers. Lock-step is measured with server and client on the same CPU because cross-core"
         echo "  lock-step on this VM only measures the hypervisor's wake-up latency. Ratios are relative to \`$base\`."
         echo "- servers:"
-        for i in "${!NAMES[@]}"; do echo "  - \`${NAMES[$i]}\`: \`${CMDS[$i]//"$ROOT/"/}\`"; done
+        for i in "${!NAMES[@]}"; do
+            tls_note=""
+            if [[ ${TLS[$i]} == 1 ]]; then tls_note=" (TLS: the load generator connects with \`--tls\`, OpenSSL)"; fi
+            echo "  - \`${NAMES[$i]}\`: \`${CMDS[$i]//"$ROOT/"/}\`$tls_note"
+        done
         echo
         echo "$table"
+        if [[ -n $compare_table ]]; then
+            echo
+            echo "TLS against plaintext, measured in the same job (each run of one right next to the same"
+            echo "run of the other); goal for the pipelined TLS rate: ≥ 0.7 × plaintext."
+            echo
+            echo "$compare_table"
+        fi
     } >"$WRITE"
     echo "run.sh: wrote $WRITE" >&2
 fi

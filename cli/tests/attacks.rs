@@ -26,7 +26,10 @@ fn serial() -> MutexGuard<'static, ()> {
 
 struct Server {
     child: Child,
+    /// The plaintext listener's address (host:port).
     addr: String,
+    /// The TLS listener's (started by `start_tls`), or empty.
+    tls_addr: String,
     log_lines: Arc<AtomicUsize>,
 }
 
@@ -38,8 +41,18 @@ struct Rlimits {
 
 impl Server {
     fn start(args: &[&str], limits: Rlimits) -> Server {
+        Server::spawn(&[], args, limits)
+    }
+
+    /// Listening on tls:// (with `tls`'s server certificate) as well as tcp://.
+    fn start_tls(tls: &TlsFiles, args: &[&str], limits: Rlimits) -> Server {
+        let (cert, key) = (tls.path("server.pem"), tls.path("server-key.pem"));
+        Server::spawn(&["--listen", "tls://127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key], args, limits)
+    }
+
+    fn spawn(listen: &[&str], args: &[&str], limits: Rlimits) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_joint"));
-        cmd.args(["serve", "--listen", "tcp://127.0.0.1:0"]).args(args).env("JOINT_LOG", "info").stderr(Stdio::piped());
+        cmd.args(["serve", "--listen", "tcp://127.0.0.1:0"]).args(listen).args(args).env("JOINT_LOG", "info").stderr(Stdio::piped());
         // SAFETY: only async-signal-safe setrlimit calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -61,12 +74,14 @@ impl Server {
         }
         let mut child = cmd.spawn().expect("spawn joint serve");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let uri = loop {
+        let wanted = 1 + listen.iter().filter(|a| **a == "--listen").count();
+        let mut uris = Vec::new();
+        while uris.len() < wanted {
             let line = lines.next().expect("joint serve said nothing").unwrap();
             if let Some(u) = line.strip_prefix("listening on ") {
-                break u.trim().to_string();
+                uris.push(u.trim().to_string());
             }
-        };
+        }
         let log_lines = Arc::new(AtomicUsize::new(0));
         let counter = log_lines.clone();
         thread::spawn(move || {
@@ -74,8 +89,8 @@ impl Server {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         });
-        let addr = uri.strip_prefix("tcp://").unwrap().to_string();
-        Server { child, addr, log_lines }
+        let find = |scheme: &str| uris.iter().find_map(|u| u.strip_prefix(scheme)).unwrap_or_default().to_string();
+        Server { addr: find("tcp://"), tls_addr: find("tls://"), child, log_lines }
     }
 
     fn pid(&self) -> u32 {
@@ -126,6 +141,17 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Wait until the server holds at least `want` fds (the attack's connections are in).
+    fn wait_fds_up(&self, want: usize, within: Duration) {
+        let start = Instant::now();
+        while self.fds() < want {
+            assert!(start.elapsed() < within, "the server holds {} fds, expected {want}", self.fds());
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -165,7 +191,7 @@ fn set_rcvbuf(s: &TcpStream, bytes: libc::c_int) {
 }
 
 /// Read one whole message from a blocking stream.
-fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+fn read_message<S: Read + ?Sized>(s: &mut S, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
     let whole = codec::FrameLimits { max_message_size: usize::MAX, max_depth: 1000 };
     loop {
         if let Some(n) = codec::object_len(buf, whole) {
@@ -188,12 +214,27 @@ struct Control {
     handle: thread::JoinHandle<Vec<Duration>>,
 }
 
+/// A blocking byte stream: a TcpStream, or a TLS session over one.
+trait Duplex: Read + Write + Send {}
+impl<T: Read + Write + Send> Duplex for T {}
+
 impl Control {
     fn start(addr: &str) -> Control {
+        let s = connect(addr);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Control::on(Box::new(s))
+    }
+
+    /// The same over TLS (its handshake done first).
+    fn start_tls(addr: &str, config: &Arc<rustls::ClientConfig>) -> Control {
+        let s = connect_tls(addr, config).expect("the control client's TLS handshake");
+        s.sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Control::on(Box::new(s))
+    }
+
+    fn on(mut s: Box<dyn Duplex>) -> Control {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
-        let mut s = connect(addr);
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let handle = thread::spawn(move || {
             let mut latencies = Vec::new();
             let mut buf = Vec::new();
@@ -452,18 +493,21 @@ fn trickling_messages_time_out() {
     assert_prompt(&control, "slowloris");
 }
 
-/// Whether the server closed this connection (a read sees EOF or a reset at once).
+/// Whether the server closed this connection (a read sees EOF or a reset at once, after
+/// whatever it sent before: a TLS alert, say).
 fn peer_closed(s: &mut TcpStream) -> bool {
     s.set_nonblocking(true).unwrap();
-    let mut b = [0u8; 64];
-    let r = s.read(&mut b);
+    let mut b = [0u8; 4096];
+    let closed = loop {
+        match s.read(&mut b) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(_) => break true,
+        }
+    };
     s.set_nonblocking(false).unwrap();
-    match r {
-        Ok(0) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-        Err(_) => true,
-        Ok(_) => false,
-    }
+    closed
 }
 
 /// Beyond `--max-connections`, connections are accepted and closed at once (the client sees
@@ -571,4 +615,332 @@ fn read_until_closed(s: &mut TcpStream) -> bool {
             Err(_) => return true,
         }
     }
+}
+
+// ---- attacks on a TLS listener ---------------------------------------------------------------
+
+/// TLS handshakes that never finish — connections that send nothing, half a ClientHello, or
+/// a ClientHello a byte every 50 ms — are each closed by the message timeout (counted from
+/// the accept), not before it; their fds come back, the memory they held is small, and a TLS
+/// client's calls (handshake included) stay prompt meanwhile.
+#[test]
+fn stalled_tls_handshakes_time_out() {
+    let _serial = serial();
+    const CONNS: usize = 300;
+    let tls = TlsFiles::new("stalled");
+    let config = tls.client_config();
+    let mut srv = Server::start_tls(&tls, &["--message-timeout-ms", "800"], Rlimits::default());
+    let base_fds = srv.fds();
+    let base = srv.rss();
+    let control = Control::start_tls(&srv.tls_addr, &config);
+    let hello = client_hello(&config);
+    let start = Instant::now();
+    let mut conns: Vec<TcpStream> = (0..CONNS)
+        .map(|i| {
+            let mut s = connect(&srv.tls_addr);
+            if i % 3 == 1 {
+                s.write_all(&hello[..hello.len() / 2]).unwrap();
+            }
+            s
+        })
+        .collect();
+    srv.wait_fds_up(base_fds + 1 + CONNS, Duration::from_secs(2));
+    let mut sent = 0;
+    let took = loop {
+        for s in conns.iter_mut().skip(2).step_by(3) {
+            let _ = s.write_all(&hello[sent..sent + 1]);
+        }
+        sent = (sent + 1).min(hello.len() - 2); // never the whole of it
+        thread::sleep(Duration::from_millis(50));
+        let closed = conns.iter_mut().map(peer_closed).filter(|c| *c).count();
+        if start.elapsed() < Duration::from_millis(650) {
+            assert_eq!(closed, 0, "stalled handshakes closed {:?} after connecting, before the message timeout", start.elapsed());
+        }
+        if closed == CONNS {
+            break start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(4), "{closed} of {CONNS} stalled handshakes closed after {:?}", start.elapsed());
+    };
+    drop(conns);
+    srv.wait_fds(base_fds + 1, Duration::from_secs(2));
+    tls_echo(&srv.tls_addr, &config).expect("a new TLS client is served");
+    srv.assert_alive();
+    let control = control.finish();
+    let grew = srv.peak().saturating_sub(base);
+    report(
+        &format!("{CONNS} TLS handshakes never finished (silent, half a ClientHello, or one trickled), message timeout 800 ms; TLS control client"),
+        &srv,
+        base,
+        &control,
+        &format!("all closed {:.2} s after connecting, none before 0.65 s; fds back; peak +{} KiB", took.as_secs_f64(), grew >> 10),
+    );
+    assert!(grew < 8 * MIB, "peak RSS grew by {} MiB for {CONNS} handshaking connections", grew / MIB);
+    assert_prompt(&control, "stalled handshakes");
+}
+
+/// Plaintext MessagePack-RPC and random bytes sent to the TLS port, in waves: each
+/// connection is closed as soon as its first bytes are read (long before the 30 s message
+/// timeout), with nothing answered in plaintext and the log rate-limited; the fds come back
+/// and TLS clients are not disturbed.
+#[test]
+fn garbage_on_the_tls_port_is_closed() {
+    let _serial = serial();
+    const WAVES: usize = 5;
+    const CONNS: usize = 200;
+    let tls = TlsFiles::new("garbage");
+    let config = tls.client_config();
+    let mut srv = Server::start_tls(&tls, &["--message-timeout-ms", "30000"], Rlimits::default());
+    let base_fds = srv.fds();
+    let base = srv.rss();
+    let control = Control::start_tls(&srv.tls_addr, &config);
+    let lines_before = srv.log_lines.load(Ordering::Relaxed);
+    let plaintext = request(1, "echo", &uint_params(&[1, 2, 3]));
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut garbage = || -> Vec<u8> {
+        (0..16 << 10)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect()
+    };
+    let mut slowest = Duration::ZERO;
+    let mut answered = 0;
+    for _ in 0..WAVES {
+        let start = Instant::now();
+        let mut conns: Vec<TcpStream> = (0..CONNS)
+            .map(|i| {
+                let mut s = connect(&srv.tls_addr);
+                let bytes = if i % 2 == 0 { plaintext.clone() } else { garbage() };
+                let _ = s.write_all(&bytes);
+                s
+            })
+            .collect();
+        loop {
+            let closed = conns.iter_mut().map(peer_closed).filter(|c| *c).count();
+            if closed == CONNS {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "{closed} of {CONNS} garbage connections closed after {:?}", start.elapsed());
+            thread::sleep(Duration::from_millis(10));
+        }
+        slowest = slowest.max(start.elapsed());
+        // Nothing that decodes as a MessagePack-RPC answer came back to the plaintext requests.
+        for s in conns.iter_mut().step_by(2) {
+            s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+            if read_message(s, &mut Vec::new()).is_ok() {
+                answered += 1;
+            }
+        }
+        drop(conns);
+        srv.wait_fds(base_fds + 1, Duration::from_secs(2));
+        thread::sleep(Duration::from_millis(200));
+    }
+    tls_echo(&srv.tls_addr, &config).expect("a new TLS client is served");
+    srv.assert_alive();
+    let control = control.finish();
+    let lines = srv.log_lines.load(Ordering::Relaxed) - lines_before;
+    let grew = srv.peak().saturating_sub(base);
+    report(
+        &format!(
+            "{WAVES} waves of {CONNS} connections sending plaintext MessagePack-RPC or 16 KiB of random bytes to the TLS port; TLS control client"
+        ),
+        &srv,
+        base,
+        &control,
+        &format!("each wave all closed within {:.0} ms (message timeout 30 s), fds back; {lines} log lines", ms(slowest)),
+    );
+    assert_eq!(answered, 0, "plaintext requests to the TLS port were answered");
+    assert!(slowest < Duration::from_secs(2), "garbage connections took {slowest:?} to be closed");
+    assert!(lines < 100, "{lines} log lines for {} connections", WAVES * CONNS);
+    // What a wave's reads hold at once (200 × 16 KiB), with room for the allocator.
+    assert!(grew < 16 * MIB, "peak RSS grew by {} MiB", grew / MIB);
+    assert_prompt(&control, "garbage on the TLS port");
+}
+
+/// TLS clients that finish the handshake and then send a message a byte at a time (one TLS
+/// record per byte) are closed by the message timeout, as over plaintext; their fds come back.
+#[test]
+fn trickling_over_tls_times_out() {
+    let _serial = serial();
+    const CONNS: usize = 100;
+    let tls = TlsFiles::new("trickle");
+    let config = tls.client_config();
+    let mut srv = Server::start_tls(&tls, &["--message-timeout-ms", "800"], Rlimits::default());
+    let base_fds = srv.fds();
+    let base = srv.rss();
+    let control = Control::start_tls(&srv.tls_addr, &config);
+    let message = request(1, "echo", &uint_params(&[1, 2, 3, 4, 5, 6, 7, 8]));
+    let mut conns: Vec<TlsStream> = (0..CONNS).map(|_| connect_tls(&srv.tls_addr, &config).expect("TLS handshake")).collect();
+    let start = Instant::now();
+    let mut sent = 0;
+    let took = loop {
+        for s in &mut conns {
+            // One record holding one byte, straight to the socket (nothing read).
+            if s.conn.writer().write_all(&message[sent..sent + 1]).is_ok() {
+                while s.conn.wants_write() && s.conn.write_tls(&mut s.sock).is_ok() {}
+            }
+        }
+        sent = (sent + 1).min(message.len() - 2); // never the whole of it
+        thread::sleep(Duration::from_millis(100));
+        let closed = conns.iter_mut().map(|s| peer_closed(&mut s.sock)).filter(|c| *c).count();
+        if start.elapsed() < Duration::from_millis(650) {
+            assert_eq!(closed, 0, "trickling TLS connections closed {:?} after their first byte, before the message timeout", start.elapsed());
+        }
+        if closed == CONNS {
+            break start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(4), "{closed} of {CONNS} trickling TLS connections closed after {:?}", start.elapsed());
+    };
+    drop(conns);
+    srv.wait_fds(base_fds + 1, Duration::from_secs(2));
+    srv.assert_alive();
+    let control = control.finish();
+    let grew = srv.peak().saturating_sub(base);
+    report(
+        &format!("{CONNS} TLS connections trickling one message a record of 1 byte at a time, message timeout 800 ms; TLS control client"),
+        &srv,
+        base,
+        &control,
+        &format!("all closed {:.2} s after the first byte, none before 0.65 s", took.as_secs_f64()),
+    );
+    assert!(grew < 8 * MIB, "peak RSS grew by {} MiB", grew / MIB);
+    assert_prompt(&control, "TLS slowloris");
+}
+
+/// Connections still in their TLS handshake hold a slot of `--max-connections`: with the cap
+/// filled by stalled handshakes (and the control client), further connections — TLS or
+/// plaintext — are closed at once; the slots come back when the message timeout closes the
+/// stalled ones, and a new TLS client is then served.
+#[test]
+fn handshaking_connections_count_against_the_cap() {
+    let _serial = serial();
+    let tls = TlsFiles::new("cap");
+    let config = tls.client_config();
+    let mut srv = Server::start_tls(&tls, &["--max-connections", "20", "--message-timeout-ms", "2000"], Rlimits::default());
+    let base_fds = srv.fds();
+    let base = srv.rss();
+    let control = Control::start_tls(&srv.tls_addr, &config); // one of the 20
+    let filled = Instant::now();
+    let stalled: Vec<TcpStream> = (0..19).map(|_| connect(&srv.tls_addr)).collect();
+    srv.wait_fds_up(base_fds + 20, Duration::from_secs(2));
+    let mut slowest = Duration::ZERO;
+    for addr in [&srv.tls_addr, &srv.tls_addr, &srv.tls_addr, &srv.tls_addr, &srv.addr] {
+        let mut s = connect(addr);
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let t0 = Instant::now();
+        let mut b = [0u8; 8];
+        let r = s.read(&mut b);
+        let timed_out = r.as_ref().is_err_and(|e| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+        assert!(matches!(r, Ok(0) | Err(_)) && !timed_out, "a connection beyond the cap was not closed: {r:?}");
+        slowest = slowest.max(t0.elapsed());
+    }
+    assert!(slowest < Duration::from_millis(500), "a connection beyond the cap took {slowest:?} to be closed");
+    assert!(tls_echo(&srv.tls_addr, &config).is_err(), "a TLS client beyond the cap was served");
+    // The slots are held until the message timeout closes the stalled handshakes.
+    assert!(srv.fds() >= base_fds + 20, "the stalled handshakes were closed early");
+    srv.wait_fds(base_fds + 1, Duration::from_secs(4));
+    let freed = filled.elapsed();
+    assert!(freed >= Duration::from_millis(1900), "slots freed {freed:?} after filling, before the 2 s message timeout");
+    tls_echo(&srv.tls_addr, &config).expect("a TLS client is served once the stalled handshakes are closed");
+    drop(stalled);
+    srv.assert_alive();
+    let control = control.finish();
+    report(
+        "TLS control + 19 stalled TLS handshakes against --max-connections 20, message timeout 2 s; 6 more (TLS and plaintext)",
+        &srv,
+        base,
+        &control,
+        &format!("beyond the cap closed within {:.1} ms; slots back {:.2} s after filling, then served", ms(slowest), freed.as_secs_f64()),
+    );
+    assert_prompt(&control, "TLS connection cap");
+}
+
+// ---- TLS ---------------------------------------------------------------------------------
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files for `joint serve`;
+/// the CA also in DER for the test's own rustls clients.
+struct TlsFiles {
+    dir: std::path::PathBuf,
+    ca: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl TlsFiles {
+    fn new(name: &str) -> TlsFiles {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let dir = std::env::temp_dir().join(format!("joint-attacks-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "joint attacks CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&ca_key).unwrap();
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "server");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).unwrap();
+        TlsFiles { dir, ca: ca.der().clone() }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+
+    /// A rustls client configuration trusting the CA.
+    fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn tls_session(config: &Arc<rustls::ClientConfig>) -> rustls::ClientConnection {
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    rustls::ClientConnection::new(config.clone(), name).unwrap()
+}
+
+/// A TLS connection with its handshake done (within 5 s).
+fn connect_tls(addr: &str, config: &Arc<rustls::ClientConfig>) -> std::io::Result<TlsStream> {
+    let sock = connect(addr);
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = rustls::StreamOwned::new(tls_session(config), sock);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    Ok(s)
+}
+
+/// The first flight a TLS client sends (its ClientHello, in one record).
+fn client_hello(config: &Arc<rustls::ClientConfig>) -> Vec<u8> {
+    let mut hello = Vec::new();
+    tls_session(config).write_tls(&mut hello).unwrap();
+    assert_eq!(hello[0], 0x16, "a handshake record");
+    hello
+}
+
+/// A fresh TLS client is served: handshake, then `echo` answered.
+fn tls_echo(addr: &str, config: &Arc<rustls::ClientConfig>) -> std::io::Result<()> {
+    let mut s = connect_tls(addr, config)?;
+    s.write_all(&request(9, "echo", &uint_params(&[9])))?;
+    let reply = read_message(&mut s, &mut Vec::new())?;
+    assert!(matches!(codec::decode_message(&reply), Ok(Message::Response { msgid: 9, error: codec::NIL, .. })));
+    Ok(())
 }
