@@ -556,8 +556,11 @@ typedef void (*joint_response_cb)(joint_conn *conn, const joint_response *resp, 
  * Decides whether an accepted connection is served: return true to serve it, false to
  * close it. Runs inside `joint_ctx_process` before anything else happens on the connection
  * (before its OPEN event and its first request; for TLS after the handshake, so
- * `joint_conn_peer_subject` and the other TLS getters work). `conn` is lent for the call;
- * a refused one is closed without any event, and its handle freed when the callback returns.
+ * `joint_conn_peer_subject` and the other TLS getters work; for UDP when a peer address is
+ * first heard, dropping its datagram if refused). `conn` is lent for the call; a refused
+ * one is closed without any event, its handle is freed when the callback returns, and calls
+ * made on it meanwhile end with `JOINT_E_CANCELLED` (their `conn` argument NULL). Closing
+ * it from the callback and returning true gives OPEN, then CLOSED.
  */
 typedef bool (*joint_accept_cb)(joint_conn *conn, void *user_data);
 
@@ -739,8 +742,10 @@ joint_status joint_config_set_keepalive_ms(joint_config *config,
  * 60000; -1: leave the sockets as the OS makes them; 0 is `JOINT_E_INVAL`): `SO_KEEPALIVE`
  * with the first probe after `idle_ms` without traffic (`TCP_KEEPIDLE`, whole seconds,
  * rounded up), then one every third of it (`TCP_KEEPINTVL`, at least 1 s); the kernel resets
- * the connection after 3 unanswered probes (`TCP_KEEPCNT`), and pending calls fail with
- * `JOINT_E_CLOSED`. It notices hosts that are gone, not processes that stopped (their kernel
+ * an idle connection after 3 unanswered probes (`TCP_KEEPCNT`), and pending calls fail with
+ * `JOINT_E_CLOSED`. Probes are only sent while nothing we sent is unacknowledged: with
+ * data in flight the kernel's retransmission limit applies instead (about 15 minutes by
+ * default). It notices hosts that are gone, not processes that stopped (their kernel
  * still answers): that is what `joint_config_set_keepalive_ms` is for.
  */
 JOINT_API joint_status joint_config_set_tcp_keepalive_ms(joint_config *config, int32_t idle_ms);
@@ -1280,15 +1285,18 @@ joint_status joint_ctx_set_accept_cb(joint_ctx *ctx,
 /**
  * The peer's address as a URI: "tcp://IP:PORT", "tls://IP:PORT", "udp://IP:PORT",
  * "unix:///PATH" for a peer socket bound to a path, or "unix:" for an unnamed one (most
- * clients' are). NULL for pipes, before a connection is made and once it is closed. Owned
- * by the handle.
+ * clients' are). "" when not known: pipes, before a connection is made, a closed
+ * connection never asked before. Once known it stays (after a close too). Owned by the
+ * handle.
  */
 JOINT_API const char *joint_conn_peer_address(const joint_conn *conn);
 
 /**
  * On a Unix socket, the process on the other end as the kernel recorded it when the
  * connection was made (`SO_PEERCRED`): its pid, uid and gid, into the out-params that are
- * not NULL. `JOINT_E_STATE` for other transports and closed connections.
+ * not NULL. The pid is the one the peer had then: it may have exited and the number been
+ * reused since, so check it now rather than later. `JOINT_E_STATE` for other transports
+ * and closed connections.
  */
 JOINT_API
 joint_status joint_conn_peer_credentials(const joint_conn *conn,

@@ -40,8 +40,11 @@ fn server(uri: &str, admit: impl Fn(Option<PeerCredentials>) -> bool + 'static) 
     );
     let opened = Rc::new(Cell::new(0));
     let o = opened.clone();
-    ctx.set_conn_event_handler(Some(Rc::new(move |_ctx: &Context, _id: ConnId, ev: ConnEvent<'_>| {
-        if matches!(ev, ConnEvent::Open) {
+    // Every event of an accepted connection counts (CLOSED too): a refused one must get none.
+    ctx.set_conn_event_handler(Some(Rc::new(move |ctx: &Context, id: ConnId, ev: ConnEvent<'_>| {
+        let accepted =
+            matches!(ev, ConnEvent::Open) && ctx.peer_address(id).is_some_and(|a| a == "unix:" || a.starts_with("tcp://") || a.starts_with("udp://"));
+        if accepted || matches!(ev, ConnEvent::Closed { .. }) {
             o.set(o.get() + 1);
         }
     })));
@@ -160,4 +163,33 @@ fn unix_listeners_take_a_file_mode() {
     }
     let e = ctx.connect("unix:///tmp/x.sock?mode=0600").unwrap_err();
     assert!(e.message.contains("for listeners"), "{}", e.message);
+}
+
+#[test]
+fn udp_peers_go_through_the_accept_handler() {
+    let admit = Rc::new(Cell::new(false));
+    let a = admit.clone();
+    let srv = server("udp://127.0.0.1:0", move |_| a.get());
+    let cli = Context::new(Config::default()).unwrap();
+    let conn = cli.connect(&srv.uri).unwrap();
+    let out: Outcome = Rc::default();
+    let o = out.clone();
+    let done = Box::new(move |_c: &Context, r: Response<'_>| *o.borrow_mut() = Some(r.outcome.map(|v| v.to_vec()).map_err(|e| (e.kind, e.message))));
+    cli.call(conn, b"echo", &[0x91, 7], Some(Duration::from_millis(300)), done).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while out.borrow().is_none() {
+        assert!(Instant::now() < deadline, "timed out");
+        srv.ctx.process().unwrap();
+        cli.wait(Some(Duration::from_millis(1))).unwrap();
+    }
+    assert_eq!(out.borrow().as_ref().unwrap().as_ref().unwrap_err().0, ErrorKind::Timeout, "a refused peer's datagram was answered");
+    assert_eq!((srv.served.get(), srv.opened.get()), (0, 0));
+    let asked = srv.asked.borrow().clone();
+    assert_eq!(asked.len(), 1);
+    assert!(asked[0].0.as_deref().unwrap().starts_with("udp://127.0.0.1:"), "{asked:?}");
+    // Admitted: the next datagram from the same peer is served.
+    admit.set(true);
+    let (_c, _id, ok) = call(&srv.ctx, &srv.uri.clone());
+    assert_eq!(ok.unwrap(), vec![7]);
+    assert_eq!(srv.served.get(), 1);
 }

@@ -29,11 +29,7 @@ fn collector(results: &Results) -> Completion {
 }
 
 fn keepalive(interval_ms: u64, timeout_ms: u64) -> Config {
-    Config {
-        keepalive_interval: Some(Duration::from_millis(interval_ms)),
-        keepalive_timeout: Duration::from_millis(timeout_ms),
-        ..Config::default()
-    }
+    Config { keepalive_interval: Some(Duration::from_millis(interval_ms)), keepalive_timeout: Duration::from_millis(timeout_ms), ..Config::default() }
 }
 
 /// A server whose `hang` never answers (the requests are kept) and whose `echo` answers.
@@ -197,9 +193,7 @@ fn a_stopped_peer_is_detected_by_the_keepalive_and_its_calls_fail_closed() {
     assert_eq!(unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGSTOP) }, 0);
     let stopped = Instant::now();
     let slack = Duration::from_millis(1500);
-    run_until(&[&cli], Duration::from_millis(interval + timeout) + slack, "the keepalive to close the connection", || {
-        !results.borrow().is_empty()
-    });
+    run_until(&[&cli], Duration::from_millis(interval + timeout) + slack, "the keepalive to close the connection", || !results.borrow().is_empty());
     let elapsed = stopped.elapsed();
     {
         let r = results.borrow();
@@ -244,9 +238,20 @@ fn a_stock_client_never_receives_a_ping() {
     let mut wire = Vec::new();
     codec::encode_request(&mut wire, 1, b"hang", &[0x90]);
     stock.write_all(&wire).unwrap();
-    let got = read_for(&mut stock, Duration::from_millis(600), &[&srv]);
+    let got = read_for(&mut stock, Duration::from_millis(100), &[&srv]);
     assert_eq!(held.borrow().len(), 1, "the request arrived");
     assert!(got.is_empty(), "a stock client received {got:02x?}");
+    // The server waits for the stock client too (a call of its own, never answered): it
+    // would ping a joint peer now, but this one must see only that request.
+    let conn = held.borrow()[0].conn();
+    let results: Results = Rc::default();
+    srv.call(conn, b"never", &[0x90], None, collector(&results)).unwrap();
+    let got = read_for(&mut stock, Duration::from_millis(600), &[&srv]);
+    let mut call = Vec::new();
+    codec::encode_request(&mut call, 0, b"never", &[0x90]);
+    assert_eq!(got.len(), call.len(), "a stock client received more than the call: {got:02x?}");
+    assert_eq!(&got[..2], &[0x94, 0x00], "{got:02x?}");
+    assert!(results.borrow().is_empty(), "the call ended: {:?}", results.borrow());
     // Still open and served: an echo is answered.
     wire.clear();
     codec::encode_request(&mut wire, 2, b"echo", &[0x91, 0x05]);
@@ -258,6 +263,44 @@ fn a_stock_client_never_receives_a_ping() {
         got.extend(read_for(&mut stock, Duration::from_millis(10), &[&srv]));
     }
     assert_eq!(got, [0x94, 0x01, 0x02, 0xc0, 0x91, 0x05]);
+}
+
+#[test]
+fn a_peer_busy_with_our_first_call_after_a_quiet_spell_is_not_taken_for_dead() {
+    // The server's loop is blocked 450 ms by its handler; the client pings after 500 ms of
+    // silence and waits 300 ms for an answer. Silence counts from when the call was made,
+    // not from the last input before a long quiet spell.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let server = std::thread::spawn(move || {
+        let ctx = Context::new(keepalive(500, 300)).unwrap();
+        let l = ctx.listen("tcp://127.0.0.1:0").unwrap();
+        ctx.register(
+            b"slow",
+            Rc::new(|_ctx, req| {
+                std::thread::sleep(Duration::from_millis(450)); // blocks this loop
+                let _ = req.reply(&[0x2a]);
+            }),
+        );
+        tx.send(ctx.listener_uri(l).unwrap()).unwrap();
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            ctx.wait(Some(Duration::from_millis(5))).unwrap();
+        }
+    });
+    let uri = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let cli = Context::new(keepalive(500, 300)).unwrap();
+    let conn = cli.connect(&uri).unwrap();
+    let results: Results = Rc::default();
+    cli.call(conn, b"slow", &[0x90], None, collector(&results)).unwrap();
+    run_until(&[&cli], Duration::from_secs(10), "the first answer", || results.borrow().len() == 1);
+    // Quiet for three intervals, the client's loop running.
+    run_for(&[&cli], Duration::from_millis(1500));
+    cli.call(conn, b"slow", &[0x90], None, collector(&results)).unwrap();
+    run_until(&[&cli], Duration::from_secs(10), "the second answer", || results.borrow().len() == 2);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+    assert_eq!(*results.borrow(), vec![Ok(vec![0x2a]), Ok(vec![0x2a])]);
 }
 
 #[test]
@@ -305,7 +348,13 @@ fn fd_of(local: SocketAddr, peer: SocketAddr) -> Option<RawFd> {
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         let p = (&mut storage as *mut libc::sockaddr_storage).cast();
         // SAFETY: as above; fd is any number (a non-socket just fails).
-        let rc = unsafe { if peer { libc::getpeername(fd, p, &mut len) } else { libc::getsockname(fd, p, &mut len) } };
+        let rc = unsafe {
+            if peer {
+                libc::getpeername(fd, p, &mut len)
+            } else {
+                libc::getsockname(fd, p, &mut len)
+            }
+        };
         if rc != 0 || storage.ss_family != libc::AF_INET as libc::sa_family_t {
             return None;
         }
@@ -393,6 +442,7 @@ fn c_setters_check_their_values() {
         assert_eq!(joint_config_set_keepalive_ms(config, 1000, -1), JOINT_E_INVAL);
         assert_eq!(joint_config_set_keepalive_ms(config, 100, 300), JOINT_OK);
         assert_eq!(joint_config_set_keepalive_ms(config, -1, 300), JOINT_OK);
+        assert_eq!(joint_config_set_keepalive_ms(config, -1, -1), JOINT_OK); // the timeout is unused then
         assert_eq!(joint_config_set_tcp_keepalive_ms(config, 0), JOINT_E_INVAL);
         assert_eq!(joint_config_set_tcp_keepalive_ms(config, -1), JOINT_OK);
         assert_eq!(joint_config_set_tcp_keepalive_ms(config, 5000), JOINT_OK);

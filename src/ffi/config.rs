@@ -173,7 +173,8 @@ pub unsafe extern "C" fn joint_config_set_idle_timeout_ms(config: *mut joint_con
 #[no_mangle]
 pub unsafe extern "C" fn joint_config_set_keepalive_ms(config: *mut joint_config, interval_ms: i32, timeout_ms: i32) -> joint_status {
     let interval = duration_limit(interval_ms);
-    let valid = interval.is_ok() && timeout_ms > 0;
+    // With pings off the timeout is not used: -1 (or anything) is fine then.
+    let valid = interval.is_ok() && (timeout_ms > 0 || interval_ms == -1);
     // SAFETY: forwarded caller promise.
     unsafe {
         set(config, valid, |c| {
@@ -187,8 +188,10 @@ pub unsafe extern "C" fn joint_config_set_keepalive_ms(config: *mut joint_config
 /// 60000; -1: leave the sockets as the OS makes them; 0 is `JOINT_E_INVAL`): `SO_KEEPALIVE`
 /// with the first probe after `idle_ms` without traffic (`TCP_KEEPIDLE`, whole seconds,
 /// rounded up), then one every third of it (`TCP_KEEPINTVL`, at least 1 s); the kernel resets
-/// the connection after 3 unanswered probes (`TCP_KEEPCNT`), and pending calls fail with
-/// `JOINT_E_CLOSED`. It notices hosts that are gone, not processes that stopped (their kernel
+/// an idle connection after 3 unanswered probes (`TCP_KEEPCNT`), and pending calls fail with
+/// `JOINT_E_CLOSED`. Probes are only sent while nothing we sent is unacknowledged: with
+/// data in flight the kernel's retransmission limit applies instead (about 15 minutes by
+/// default). It notices hosts that are gone, not processes that stopped (their kernel
 /// still answers): that is what `joint_config_set_keepalive_ms` is for.
 #[no_mangle]
 pub unsafe extern "C" fn joint_config_set_tcp_keepalive_ms(config: *mut joint_config, idle_ms: i32) -> joint_status {

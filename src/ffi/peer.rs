@@ -14,8 +14,11 @@ use crate::reactor::{ConnId, Context};
 /// Decides whether an accepted connection is served: return true to serve it, false to
 /// close it. Runs inside `joint_ctx_process` before anything else happens on the connection
 /// (before its OPEN event and its first request; for TLS after the handshake, so
-/// `joint_conn_peer_subject` and the other TLS getters work). `conn` is lent for the call;
-/// a refused one is closed without any event, and its handle freed when the callback returns.
+/// `joint_conn_peer_subject` and the other TLS getters work; for UDP when a peer address is
+/// first heard, dropping its datagram if refused). `conn` is lent for the call; a refused
+/// one is closed without any event, its handle is freed when the callback returns, and calls
+/// made on it meanwhile end with `JOINT_E_CANCELLED` (their `conn` argument NULL). Closing
+/// it from the callback and returning true gives OPEN, then CLOSED.
 pub type joint_accept_cb = Option<unsafe extern "C" fn(conn: *mut joint_conn, user_data: *mut c_void) -> bool>;
 
 /// Decide which accepted connections are served (see `joint_accept_cb`); it sees
@@ -53,8 +56,9 @@ pub unsafe extern "C" fn joint_ctx_set_accept_cb(
 
 /// The peer's address as a URI: "tcp://IP:PORT", "tls://IP:PORT", "udp://IP:PORT",
 /// "unix:///PATH" for a peer socket bound to a path, or "unix:" for an unnamed one (most
-/// clients' are). NULL for pipes, before a connection is made and once it is closed. Owned
-/// by the handle.
+/// clients' are). "" when not known: pipes, before a connection is made, a closed
+/// connection never asked before. Once known it stays (after a close too). Owned by the
+/// handle.
 #[no_mangle]
 pub unsafe extern "C" fn joint_conn_peer_address(conn: *const joint_conn) -> *const c_char {
     // SAFETY: forwarded caller promise.
@@ -65,7 +69,7 @@ pub unsafe extern "C" fn joint_conn_peer_address(conn: *const joint_conn) -> *co
             }
             match live.ctx.peer_address(c.id()) {
                 Some(a) => c.peer_address.get_or_init(|| CString::new(a).unwrap_or_default()).as_ptr(),
-                None => std::ptr::null(),
+                None => c"".as_ptr(),
             }
         })
     }
@@ -73,7 +77,9 @@ pub unsafe extern "C" fn joint_conn_peer_address(conn: *const joint_conn) -> *co
 
 /// On a Unix socket, the process on the other end as the kernel recorded it when the
 /// connection was made (`SO_PEERCRED`): its pid, uid and gid, into the out-params that are
-/// not NULL. `JOINT_E_STATE` for other transports and closed connections.
+/// not NULL. The pid is the one the peer had then: it may have exited and the number been
+/// reused since, so check it now rather than later. `JOINT_E_STATE` for other transports
+/// and closed connections.
 #[no_mangle]
 pub unsafe extern "C" fn joint_conn_peer_credentials(
     conn: *const joint_conn,

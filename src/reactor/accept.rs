@@ -81,8 +81,10 @@ impl Context {
         }
         if let Some(conn) = self.inner.borrow_mut().conn_mut(id) {
             conn.unannounced = true;
+            conn.refused = true;
         }
-        self.close_conn(id, ErrorKind::ConnectionRefused, "refused by the accept handler".into(), false);
+        // Calls the handler made on it end as cancelled by the application.
+        self.close_conn(id, ErrorKind::Cancelled, "refused by the accept handler".into(), false);
         false
     }
 

@@ -62,6 +62,11 @@ pub(super) struct Conn {
     pub(super) last_input: Instant,
     /// When we sent a keepalive PING that nothing has come back after yet.
     pub(super) ping_sent: Option<Instant>,
+    /// Since when (as the keepalive pass saw it) calls of ours have been pending: the
+    /// peer's silence counts from then, not from before we asked it anything.
+    pub(super) waiting_since: Option<Instant>,
+    /// Refused by the accept handler (closed without events).
+    pub(super) refused: bool,
     /// What the loop charged the budget for this connection's input buffer and session.
     pub(super) charged: usize,
     /// What its requests hold (charged by them, from any thread), and whether it is gone.

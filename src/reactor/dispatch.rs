@@ -283,8 +283,8 @@ impl Context {
             let unannounced = std::mem::replace(&mut conn.unannounced, false);
             let notify = notify && !conn.released && !unannounced;
             if unannounced {
+                let what = if conn.refused { "connection refused" } else { "TLS handshake failed" };
                 drop(guard);
-                let what = if kind == ErrorKind::ConnectionRefused { "connection refused" } else { "TLS handshake failed" };
                 self.log_peer(LogLevel::Info, what, || format!("{id}: {reason}"));
             }
             (pending, kind, reason, notify)

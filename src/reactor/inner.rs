@@ -103,7 +103,9 @@ pub(super) fn timer_is_live(conns: &Slab<Conn>, user_timers: &HashMap<u64, Timer
     match kind {
         TimerKind::CallTimeout { conn: id, msgid, seq } => conn(id).and_then(|c| c.session.pending_call(*msgid)).is_some_and(|p| p.seq == *seq),
         TimerKind::ConnectTimeout { conn: id } => conn(id).is_some_and(|c| c.state == ConnState::Connecting),
-        TimerKind::AcceptRetry { .. } | TimerKind::UdpSweep { .. } | TimerKind::Deadline { .. } | TimerKind::Housekeeping | TimerKind::Keepalive => true,
+        TimerKind::AcceptRetry { .. } | TimerKind::UdpSweep { .. } | TimerKind::Deadline { .. } | TimerKind::Housekeeping | TimerKind::Keepalive => {
+            true
+        }
         TimerKind::User { id } => user_timers.contains_key(id),
     }
 }
@@ -174,6 +176,8 @@ impl Inner {
             last_active: Instant::now(),
             last_input: Instant::now(),
             ping_sent: None,
+            waiting_since: None,
+            refused: false,
             charged: 0,
             account: input::new_account(self.shared.clone()),
             pause: Pause::None,

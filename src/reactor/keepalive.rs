@@ -56,17 +56,21 @@ impl Context {
                 if conn.state != ConnState::Open || conn.stream.as_ref().is_none_or(|s| s.is_datagram()) {
                     continue;
                 }
+                // Nothing is judged while we wait for nothing from the peer: a quiet client of
+                // ours that does not run its loop between calls (a blocking program) is idle,
+                // not dead; `idle_timeout` is for those.
+                if !conn.session.can_ping() || conn.session.pending_len() == 0 {
+                    conn.ping_sent = None;
+                    conn.waiting_since = None;
+                    continue;
+                }
                 watching = true;
+                let waiting_since = *conn.waiting_since.get_or_insert(now);
                 // Not judged while the peer's answer could not be seen: we are not reading it,
-                // or it already said it sends nothing more. Nor while we wait for nothing from
-                // it: a quiet client of ours that does not run its loop between calls (a
-                // blocking program) is idle, not dead; `idle_timeout` is for those.
-                if conn.read_eof
-                    || conn.peer_closed
-                    || conn.pause != Pause::None
-                    || !conn.session.can_ping()
-                    || conn.session.pending_len() == 0
-                {
+                // it already said it sends nothing more, or our own output to it is stuck (a
+                // PING would wait behind it; the message timeout covers output that does not
+                // move).
+                if conn.read_eof || conn.peer_closed || conn.pause != Pause::None || conn.session.output_len() > 0 {
                     conn.ping_sent = None;
                     continue;
                 }
@@ -81,7 +85,10 @@ impl Context {
                         continue;
                     }
                 }
-                let quiet = now.duration_since(conn.last_input);
+                // Silence counts from the last input or from when we began to wait, whichever
+                // is later: a peer busy with our first call after a long quiet spell gets the
+                // whole interval before it is pinged.
+                let quiet = now.duration_since(conn.last_input.max(waiting_since));
                 if quiet >= interval && conn.session.ping() {
                     conn.ping_sent = Some(now);
                     pinged.push((conn.id, quiet));

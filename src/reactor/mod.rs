@@ -332,7 +332,8 @@ impl Context {
 
     /// Whether the context still has this connection and its owner has not released it.
     pub fn has_conn(&self, id: ConnId) -> bool {
-        self.inner.borrow_mut().conn_mut(id).is_some_and(|c| !c.released)
+        // A connection the accept handler refused is gone for the application at once.
+        self.inner.borrow_mut().conn_mut(id).is_some_and(|c| !c.released && !c.refused)
     }
 
     /// Whether the connection is usable for new calls (connecting or open).
@@ -468,6 +469,7 @@ impl Context {
         let pending = PendingCall { seq, timed: timeout.is_some(), deadline: timeout.map(timers::after), done, on_event: None, manual_credit: false };
         let msgid = conn.session.call(method, params, pending).map_err(|(e, _)| send_error(e))?;
         inner.next_call_seq += 1;
+        inner.arm_keepalive();
         if let Some(t) = timeout {
             inner.timers.add(timers::after(t), TimerKind::CallTimeout { conn: id, msgid, seq });
         }
@@ -596,8 +598,9 @@ impl Context {
     }
 
     /// Decide which accepted connections are served: `handler` runs for each one before
-    /// anything else happens on it — before its `Open` event and its first request, and for
-    /// TLS after the handshake — and may look at [`peer_address`](Self::peer_address),
+    /// anything else happens on it — before its `Open` event and its first request, for TLS
+    /// after the handshake, for UDP when a peer address is first heard (its datagram is
+    /// dropped if refused) — and may look at [`peer_address`](Self::peer_address),
     /// [`peer_credentials`](Self::peer_credentials) and [`tls_session`](Self::tls_session).
     /// Returning false closes the connection without any event (logged at info level).
     pub fn set_accept_handler(&self, handler: Option<AcceptHandler>) {

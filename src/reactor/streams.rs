@@ -275,6 +275,7 @@ impl Context {
         let msgid =
             conn.session.call_ext(method, args, opts.kwargs.as_deref(), flags, deadline_ms, window, pending).map_err(|(e, _)| send_error(e))?;
         inner.next_call_seq += 1;
+        inner.arm_keepalive();
         if let Some(t) = opts.timeout {
             inner.timers.add(timers::after(t), TimerKind::CallTimeout { conn: id, msgid, seq });
         }

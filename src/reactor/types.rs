@@ -95,7 +95,9 @@ pub struct Config {
     /// `SO_KEEPALIVE`, the first probe after this long without traffic (`TCP_KEEPIDLE`), then
     /// probes every third of it (`TCP_KEEPINTVL`, at least 1 s), and the kernel resets the
     /// connection after 3 unanswered probes (`TCP_KEEPCNT`): a vanished host is noticed
-    /// about twice this long after traffic stopped. Whole seconds (rounded up, at least 1).
+    /// about twice this long after traffic stopped — while nothing we sent is
+    /// unacknowledged; with data in flight the kernel's retransmission limit applies
+    /// (about 15 minutes by default). Whole seconds (rounded up, at least 1).
     /// `None`: leave the socket as the OS made it (no keepalive). Default 60 s (the OS
     /// default, two hours, outlives NAT and firewall mappings).
     pub tcp_keepalive: Option<Duration>,

@@ -153,6 +153,13 @@ impl Context {
                 self.close_conn(evicted, ErrorKind::Closed, "UDP peer forgotten to make room for a new one".into(), false);
             }
             if new {
+                // A peer heard for the first time (or again after it was refused or
+                // forgotten) goes through the accept handler like an accepted connection;
+                // a refused one's datagram is dropped.
+                if !self.admit(id) {
+                    self.inner.borrow_mut().datagram = buf;
+                    continue;
+                }
                 self.emit_conn_event(id, ConnEvent::Open);
             }
             if self.dispatch_buffer(id, &mut buf) == Dispatched::All {

@@ -36,7 +36,7 @@ pub fn bind(path: &Path, mode: Option<u32>) -> io::Result<UnixListener> {
     if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    let listening = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).and_then(|()| {
+    let listening = chmod_socket(bytes, mode).and_then(|()| {
         // SAFETY: listen(2) on the socket bound above (the backlog is set again later).
         if unsafe { libc::listen(fd.as_raw_fd(), 1024) } < 0 {
             return Err(io::Error::last_os_error());
@@ -49,6 +49,31 @@ pub fn bind(path: &Path, mode: Option<u32>) -> io::Result<UnixListener> {
     }
     // SAFETY: the fd is a listening Unix stream socket, handed over whole.
     Ok(unsafe { UnixListener::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) })
+}
+
+/// chmod the socket file at `path` without following a symlink: someone who can write to the
+/// directory could swap the path for a link to another file between bind(2) and here. The
+/// path is opened with O_PATH|O_NOFOLLOW, must be a socket, and is chmod-ed through
+/// /proc/self/fd.
+fn chmod_socket(path: &[u8], mode: u32) -> io::Result<()> {
+    let c_path = std::ffi::CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: open(2) with a NUL-terminated path; the result is checked before use.
+    let fd = unsafe { libc::open(c_path.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: stat is plain old data; all zeroes is a valid value.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat(2) on the fd opened above, filling `st`, which outlives the call.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(io::Error::other("the socket path was replaced by something else before its mode was set"));
+    }
+    std::fs::set_permissions(format!("/proc/self/fd/{}", fd.as_raw_fd()), std::os::unix::fs::PermissionsExt::from_mode(mode))
 }
 
 /// The pid, uid and gid of the process that made (or accepted) the connection on `fd`, as

@@ -10,21 +10,36 @@
 #include <unistd.h>
 
 struct gate {
-    int asked, opened, refuse_uid, served;
+    int asked, opened, refuse_uid, served, refused_call_done;
+    joint_status refused_call_status;
+    joint_conn *refused_call_conn;
     char address[128];
     int32_t pid;
     uint32_t uid, gid;
 };
 
+/* Completes the call the accept callback made on a connection it then refused. */
+static void on_refused_call(joint_conn *conn, const joint_response *resp, void *user_data)
+{
+    struct gate *g = user_data;
+    g->refused_call_done++;
+    g->refused_call_status = joint_response_status(resp);
+    g->refused_call_conn = conn;
+}
+
 static bool on_accept(joint_conn *conn, void *user_data)
 {
     struct gate *g = user_data;
+    bool serve;
     const char *address = joint_conn_peer_address(conn);
     g->asked++;
     snprintf(g->address, sizeof g->address, "%s", address ? address : "(null)");
     CHECK_OK(joint_conn_peer_credentials(conn, &g->pid, &g->uid, &g->gid));
     CHECK_OK(joint_conn_peer_credentials(conn, NULL, NULL, NULL));
-    return g->refuse_uid < 0 || g->uid != (uint32_t)g->refuse_uid;
+    serve = g->refuse_uid < 0 || g->uid != (uint32_t)g->refuse_uid;
+    if (!serve) /* a call made on it before refusing ends as cancelled, with no handle left */
+        CHECK_OK(joint_conn_call(conn, "sum", NULL, 0, -1, on_refused_call, g, NULL));
+    return serve;
 }
 
 static void on_conn(joint_conn *conn, int32_t event, joint_status status, const char *reason, void *user_data)
@@ -33,7 +48,7 @@ static void on_conn(joint_conn *conn, int32_t event, joint_status status, const 
     (void)status;
     (void)reason;
     /* Only the accepted end: the client's own connections have a named peer. */
-    if (event == JOINT_CONN_OPEN && joint_conn_peer_address(conn) && strcmp(joint_conn_peer_address(conn), "unix:") == 0)
+    if (event == JOINT_CONN_OPEN && strcmp(joint_conn_peer_address(conn), "unix:") == 0)
         g->opened++;
 }
 
@@ -98,6 +113,7 @@ int main(void)
     /* Refused by uid: no request served, no OPEN, the call fails with E_CLOSED. */
     CHECK_ST(call_sum(ctx, uri), JOINT_E_CLOSED);
     CHECK(g.asked == 1 && g.served == 0 && g.opened == 0);
+    CHECK(g.refused_call_done == 1 && g.refused_call_status == JOINT_E_CANCELLED && g.refused_call_conn == NULL);
     CHECK_STREQ(g.address, "unix:");
     CHECK(g.pid == (int32_t)getpid() && g.uid == (uint32_t)getuid() && g.gid == (uint32_t)getgid());
     printf("  refused pid %d uid %u gid %u (%s)\n", (int)g.pid, (unsigned)g.uid, (unsigned)g.gid, g.address);
@@ -111,11 +127,11 @@ int main(void)
     CHECK_OK(joint_ctx_set_accept_cb(ctx, NULL, NULL, NULL));
     CHECK_OK(joint_ctx_listen(ctx, "tcp://127.0.0.1:0", &tcp_listener));
     CHECK_OK(joint_ctx_connect(ctx, joint_listener_uri(tcp_listener), &tcp));
-    TU_WAIT_FOR(ctx, joint_conn_peer_address(tcp) != NULL, 5000);
+    TU_WAIT_FOR(ctx, joint_conn_peer_address(tcp)[0] != '\0', 5000);
     CHECK_STREQ(joint_conn_peer_address(tcp), joint_listener_uri(tcp_listener));
     CHECK_ST(joint_conn_peer_credentials(tcp, &pid, NULL, NULL), JOINT_E_STATE);
     CHECK_ST(joint_conn_peer_credentials(NULL, &pid, NULL, NULL), JOINT_E_NULL);
-    CHECK_STREQ(joint_conn_peer_address(NULL), ""); /* a refused call: "", as every string getter */
+    CHECK_STREQ(joint_conn_peer_address(NULL), ""); /* not known: "", as for every string getter */
     joint_conn_free(tcp);
     joint_listener_free(tcp_listener);
     joint_listener_free(listener);
