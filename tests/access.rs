@@ -13,6 +13,8 @@ use joint::error::ErrorKind;
 use joint::reactor::{Config, ConnEvent, ConnId, Context, PeerCredentials, Response};
 
 type Outcome = Rc<RefCell<Option<Result<Vec<u8>, (ErrorKind, String)>>>>;
+/// What the accept handler saw: the peer's address and credentials.
+type Asked = Rc<RefCell<Vec<(Option<String>, Option<PeerCredentials>)>>>;
 
 struct Server {
     ctx: Context,
@@ -20,7 +22,7 @@ struct Server {
     /// Requests served, Open events and accept-handler runs.
     served: Rc<Cell<usize>>,
     opened: Rc<Cell<usize>>,
-    asked: Rc<RefCell<Vec<(Option<String>, Option<PeerCredentials>)>>>,
+    asked: Asked,
 }
 
 /// A server on `uri` whose accept handler records what it saw and admits by `admit`.
@@ -48,7 +50,7 @@ fn server(uri: &str, admit: impl Fn(Option<PeerCredentials>) -> bool + 'static) 
             o.set(o.get() + 1);
         }
     })));
-    let asked: Rc<RefCell<Vec<_>>> = Rc::default();
+    let asked: Asked = Rc::default();
     let a = asked.clone();
     ctx.set_accept_handler(Some(Rc::new(move |ctx: &Context, id: ConnId| {
         let cred = ctx.peer_credentials(id);
