@@ -51,6 +51,7 @@ pub use conn::*;
 pub use ctx::*;
 pub use listener::*;
 pub use msgpack::*;
+pub use peer::*;
 pub use request::*;
 pub use response::*;
 pub use status::*;
