@@ -30,6 +30,8 @@ type config struct {
 	messageTimeout, idleTimeout, linger time.Duration
 	hasMessage, hasIdle, hasLinger      bool
 	tls                                 *TLSConfig // WithTLS
+	keepaliveInterval, keepaliveTimeout time.Duration
+	hasKeepalive                        bool
 }
 
 // WithWindow sets the flow-control window: items a peer may stream into (or out of) one call
@@ -91,6 +93,14 @@ func WithMessageTimeout(d time.Duration) Option {
 // none; 0 or less: none).
 func WithIdleTimeout(d time.Duration) Option {
 	return func(c *config) { c.idleTimeout, c.hasIdle = d, true }
+}
+
+// WithKeepalive sets the keepalive between joint peers: while calls of ours wait on a
+// connection whose peer has sent nothing for interval, ping it, and close the connection
+// (its calls fail with StatusClosed) if nothing comes within timeout after the ping. The
+// default is 30 s and 30 s; an interval <= 0 never pings. Stock peers are never pinged.
+func WithKeepalive(interval, timeout time.Duration) Option {
+	return func(c *config) { c.keepaliveInterval, c.keepaliveTimeout, c.hasKeepalive = interval, timeout, true }
 }
 
 // WithLinger sets how long requests of a peer that closed its end may still be answered
@@ -171,6 +181,13 @@ func (c *config) newCConfig() (*C.joint_config, error) {
 	}
 	if c.hasIdle {
 		set(check(C.joint_config_set_idle_timeout_ms(cfg, limitMs(c.idleTimeout)), "idle timeout"))
+	}
+	if c.hasKeepalive {
+		interval, timeout := C.int32_t(-1), C.int32_t(-1)
+		if c.keepaliveInterval > 0 {
+			interval, timeout = C.int32_t(durationMs(c.keepaliveInterval)), C.int32_t(durationMs(c.keepaliveTimeout))
+		}
+		set(check(C.joint_config_set_keepalive_ms(cfg, interval, timeout), "keepalive"))
 	}
 	if c.hasLinger {
 		ms := C.int32_t(0)

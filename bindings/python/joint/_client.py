@@ -716,7 +716,10 @@ def connect(uri, timeout=None, *, connect_timeout=_DEFAULT, tls=None, **options)
     connect timeout unless ``connect_timeout`` is given (default 10 s). ``options``:
     ``max_message_size``, ``max_depth``, ``max_inflight``, the resource limits (see the
     package README: ``memory_budget``, ``output_high_water``, ``max_connections``,
-    ``message_timeout``, ``idle_timeout``, ``linger``, ``listen_backlog``); ``extension``
+    ``message_timeout``, ``idle_timeout``, ``linger``, ``listen_backlog``); ``keepalive``
+    (``(interval, timeout)`` seconds, default 30/30: while calls wait on a joint server that
+    sends nothing for ``interval``, ping it, and close the connection if nothing comes within
+    ``timeout``; ``False``: never); ``extension``
     (default True: offer the joint extension; False: a stock client), ``window`` (the default
     flow-control window of streaming calls, 64), ``workers`` (pool threads for
     ``@client.method(pool=True)``).

@@ -175,7 +175,8 @@ class Context:
     def __init__(self, make_peer, connect_timeout=None, max_message_size=None, max_depth=None,
                  max_inflight=None, memory_budget=None, output_high_water=None,
                  max_connections=None, listen_backlog=None, message_timeout=None,
-                 idle_timeout=None, linger=None, extension=True, window=None, workers=None):
+                 idle_timeout=None, linger=None, extension=True, window=None, workers=None,
+                 keepalive=None):
         cfg = ffi.new('joint_config **')
         self._check(lib.joint_config_new(cfg), 'joint_config_new', use_last_error=False)
         config = cfg[0]
@@ -200,6 +201,19 @@ class Context:
                 if value is not None:
                     ms = -1 if value == math.inf else timeout_ms(value)
                     setter(config, ms)
+            # keepalive: (interval, timeout) in seconds, or False to never ping (None keeps
+            # the library's 30 s / 30 s).
+            if keepalive is not None:
+                if keepalive is False:
+                    st = lib.joint_config_set_keepalive_ms(config, -1, -1)
+                else:
+                    try:
+                        interval, timeout = keepalive
+                    except (TypeError, ValueError):
+                        raise ValueError('keepalive must be (interval, timeout) in seconds, or False, not %r' % (keepalive,))
+                    st = lib.joint_config_set_keepalive_ms(config, timeout_ms(interval), timeout_ms(timeout))
+                if st < 0:
+                    raise ValueError('keepalive=%r: %s' % (keepalive, _ffi.status_name(st)))
             if linger is not None:
                 if isinstance(linger, bool) or not isinstance(linger, (int, float)) or linger < 0:
                     raise ValueError('linger must be a number of seconds >= 0, not %r' % (linger,))

@@ -27,7 +27,8 @@ class Server(Handlers):
     all its listeners and connections share its handlers. ``options``: ``max_message_size``,
     ``max_depth``, ``max_inflight``, the resource limits (``memory_budget``,
     ``output_high_water``, ``max_connections``, ``message_timeout``, ``idle_timeout``,
-    ``linger``, ``listen_backlog``; see the package README); for the joint extension ``extension``
+    ``linger``, ``listen_backlog``; see the package README); ``keepalive`` (``(interval,
+    timeout)`` seconds, or ``False``); for the joint extension ``extension``
     (default True: accept it; False: serve as a stock MessagePack-RPC server), ``window``
     (items a caller may stream into a call before it needs credit; default 64) and
     ``workers`` (threads of the pool that runs ``@server.method(pool=True)`` handlers;
