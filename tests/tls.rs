@@ -137,6 +137,8 @@ fn calls_over_tls_and_what_the_handshake_settled() {
     }
     let session = cli.tls_session(conn).expect("a TLS session");
     assert_eq!(session.version, "TLSv1.3");
+    // AES-128-GCM is preferred (faster; see tls_config::provider).
+    assert_eq!(session.cipher_suite, "TLS13_AES_128_GCM_SHA256");
     let server_cert = session.peer_certificate.expect("the server's certificate");
     assert!(server_cert.subject.contains("CN=server"), "{}", server_cert.subject);
     // The server saw no client certificate, and announced the connection once.

@@ -53,6 +53,21 @@ fn parse_certs(pem: &[u8], source: &str) -> Result<Vec<CertificateDer<'static>>>
     Ok(certs)
 }
 
+/// ring's provider with AES-128-GCM preferred over AES-256-GCM (as Go's crypto/tls does):
+/// both are strong, and 128-bit keys encrypt about 20% faster, which bulk transfers feel.
+/// The suites are the same; only the order the handshake picks from changes.
+fn provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    let rank = |s: &rustls::SupportedCipherSuite| match s.suite() {
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => 0,
+        rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+        _ => 1,
+    };
+    // A stable sort: otherwise ring's order (TLS 1.3 suites first) is kept.
+    provider.cipher_suites.sort_by_key(|s| (s.version() != &rustls::version::TLS13, rank(s)));
+    provider
+}
+
 impl TlsConfig {
     pub fn new() -> Self {
         Self::default()
@@ -129,7 +144,7 @@ impl TlsConfig {
 
     pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>> {
         let key = self.key.as_ref().ok_or_else(|| tls_error("a TLS listener needs a certificate and its private key".into()))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(rustls::ALL_VERSIONS)
             .map_err(|e| tls_error(format!("TLS versions: {e}")))?;
@@ -152,7 +167,7 @@ impl TlsConfig {
             Some(r) => r.clone(),
             None => Arc::new(system_roots()?),
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider());
         let builder = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(rustls::ALL_VERSIONS)
             .map_err(|e| tls_error(format!("TLS versions: {e}")))?
