@@ -32,6 +32,8 @@ mod conn;
 
 mod tls;
 
+mod reconnect;
+
 mod peer;
 
 mod call_opts;
@@ -51,6 +53,7 @@ pub use conn::*;
 pub use ctx::*;
 pub use listener::*;
 pub use msgpack::*;
+pub use reconnect::*;
 pub use request::*;
 pub use response::*;
 pub use status::*;
