@@ -1048,7 +1048,8 @@ JOINT_API joint_status joint_conn_close(joint_conn *conn);
 
 /**
  * Whether new calls can be made on the connection (it is connecting or open, and its
- * context is alive).
+ * context is alive). For a reconnecting connection that is not up: whether a call may
+ * wait for it now (queue mode, with room in the queue).
  */
 JOINT_API bool joint_conn_is_open(const joint_conn *conn);
 

@@ -212,6 +212,7 @@ fn fail_fast_mode_refuses_calls_while_down() {
     drive(&client, &[], PROMPT, "down", || count(&events, "down") >= 1);
     let e = echo(&client, conn, &results, 3).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Closed);
+    assert!(!client.is_open(conn), "calls are refused while down");
     let e = client.notify(conn, b"echo", &arr![].encode()).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Closed);
     assert_eq!(results.len(), 1, "a refused call never completes");

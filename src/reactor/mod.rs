@@ -341,14 +341,11 @@ impl Context {
         self.inner.borrow_mut().conn_mut(id).is_some_and(|c| !c.released)
     }
 
-    /// Whether the connection is usable for new calls (connecting or open).
+    /// Whether the connection is usable for new calls (connecting or open; a reconnecting
+    /// one that is down: whether calls may wait now, see [`Reconnect::queue_limit`]).
     pub fn is_open(&self, id: ConnId) -> bool {
         let inner = self.inner.borrow();
-        inner
-            .conns
-            .get(id.index as usize)
-            .filter(|c| c.id == id)
-            .is_some_and(|c| matches!(c.state, ConnState::Open | ConnState::Connecting) && !c.read_eof)
+        inner.conns.get(id.index as usize).filter(|c| c.id == id).is_some_and(|c| c.admit_call().is_ok())
     }
 
     /// Where the joint extension stands on a connection.
