@@ -420,12 +420,7 @@ fn check_message(frame: &[u8], msg: Message<'_>) {
         Message::Yield { item, .. } | Message::Send { item, .. } => object(item),
         Message::Throw { error, .. } => object(error),
         Message::Fragment { chunk, .. } => assert!(within(chunk, frame)),
-        Message::End { .. }
-        | Message::Cancel { .. }
-        | Message::MoreYields { .. }
-        | Message::MoreSends { .. }
-        | Message::Ping { .. }
-        | Message::Pong { .. } => {}
+        Message::End { .. } | Message::Cancel { .. } | Message::MoreYields { .. } | Message::MoreSends { .. } | Message::Ping { .. } | Message::Pong { .. } => {}
     }
 }
 

@@ -29,7 +29,11 @@ fn collector(results: &Results) -> Completion {
 }
 
 fn keepalive(interval_ms: u64, timeout_ms: u64) -> Config {
-    Config { keepalive_interval: Some(Duration::from_millis(interval_ms)), keepalive_timeout: Duration::from_millis(timeout_ms), ..Config::default() }
+    Config {
+        keepalive_interval: Some(Duration::from_millis(interval_ms)),
+        keepalive_timeout: Duration::from_millis(timeout_ms),
+        ..Config::default()
+    }
 }
 
 /// A server whose `hang` never answers (the requests are kept) and whose `echo` answers.
@@ -193,7 +197,9 @@ fn a_stopped_peer_is_detected_by_the_keepalive_and_its_calls_fail_closed() {
     assert_eq!(unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGSTOP) }, 0);
     let stopped = Instant::now();
     let slack = Duration::from_millis(1500);
-    run_until(&[&cli], Duration::from_millis(interval + timeout) + slack, "the keepalive to close the connection", || !results.borrow().is_empty());
+    run_until(&[&cli], Duration::from_millis(interval + timeout) + slack, "the keepalive to close the connection", || {
+        !results.borrow().is_empty()
+    });
     let elapsed = stopped.elapsed();
     {
         let r = results.borrow();
@@ -299,13 +305,7 @@ fn fd_of(local: SocketAddr, peer: SocketAddr) -> Option<RawFd> {
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         let p = (&mut storage as *mut libc::sockaddr_storage).cast();
         // SAFETY: as above; fd is any number (a non-socket just fails).
-        let rc = unsafe {
-            if peer {
-                libc::getpeername(fd, p, &mut len)
-            } else {
-                libc::getsockname(fd, p, &mut len)
-            }
-        };
+        let rc = unsafe { if peer { libc::getpeername(fd, p, &mut len) } else { libc::getsockname(fd, p, &mut len) } };
         if rc != 0 || storage.ss_family != libc::AF_INET as libc::sa_family_t {
             return None;
         }

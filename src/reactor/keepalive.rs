@@ -61,7 +61,12 @@ impl Context {
                 // or it already said it sends nothing more. Nor while we wait for nothing from
                 // it: a quiet client of ours that does not run its loop between calls (a
                 // blocking program) is idle, not dead; `idle_timeout` is for those.
-                if conn.read_eof || conn.peer_closed || conn.pause != Pause::None || !conn.session.can_ping() || conn.session.pending_len() == 0 {
+                if conn.read_eof
+                    || conn.peer_closed
+                    || conn.pause != Pause::None
+                    || !conn.session.can_ping()
+                    || conn.session.pending_len() == 0
+                {
                     conn.ping_sent = None;
                     continue;
                 }
