@@ -251,6 +251,19 @@
 #define JOINT_CONN_CLOSED 2
 
 /**
+ * Connection event, reconnecting connections only (`joint_ctx_connect_reconnecting`): an
+ * attempt to connect starts; `reason` is the endpoint's URI, `status` is `JOINT_OK`.
+ */
+#define JOINT_CONN_CONNECTING 3
+
+/**
+ * Connection event, reconnecting connections only: the connection dropped (its calls in
+ * flight completed with `JOINT_E_CLOSED`) or a round of attempts over every endpoint
+ * failed (`status` and `reason` say why); another round follows after the backoff delay.
+ */
+#define JOINT_CONN_DOWN 4
+
+/**
  * The largest message sent or accepted over UDP (one message per datagram), in bytes.
  */
 #define JOINT_UDP_MAX_MESSAGE 65507
@@ -450,6 +463,13 @@ typedef struct joint_listener joint_listener;
 typedef struct joint_reader joint_reader;
 
 /**
+ * How a reconnecting connection retries (`joint_ctx_connect_reconnecting`). Read (copied)
+ * when the connection is made; reusable. Create with `joint_reconnect_opts_new`, free with
+ * `joint_reconnect_opts_free`.
+ */
+typedef struct joint_reconnect_opts joint_reconnect_opts;
+
+/**
  * A request from a peer, owned by the application from the moment its `joint_request_cb`
  * runs. Pass it exactly once to `joint_request_reply`, `joint_request_reply_error`,
  * `joint_request_reply_error_msg` or `joint_request_free` (which answers with a
@@ -529,7 +549,9 @@ typedef void (*joint_notification_cb)(joint_conn *conn,
 
 /**
  * A connection opened (`JOINT_CONN_OPEN`: connected or accepted; `status` is `JOINT_OK`) or
- * closed (`JOINT_CONN_CLOSED`: `status` says why, `reason` describes it). `reason` is valid
+ * closed (`JOINT_CONN_CLOSED`: `status` says why, `reason` describes it). Reconnecting
+ * connections also get `JOINT_CONN_CONNECTING` and `JOINT_CONN_DOWN`, and their CLOSED is
+ * final. `reason` is valid
  * during the call. After the CLOSED callback of an accepted connection returns, `conn` is
  * freed.
  */
@@ -1031,7 +1053,8 @@ JOINT_API joint_status joint_conn_close(joint_conn *conn);
 
 /**
  * Whether new calls can be made on the connection (it is connecting or open, and its
- * context is alive).
+ * context is alive). For a reconnecting connection that is not up: whether a call may
+ * wait for it now (queue mode, with room in the queue).
  */
 JOINT_API bool joint_conn_is_open(const joint_conn *conn);
 
@@ -1270,6 +1293,87 @@ JOINT_API const char *joint_conn_peer_subject(const joint_conn *conn);
  * `JOINT_E_STATE` if there is none.
  */
 JOINT_API joint_status joint_conn_peer_sha256(const joint_conn *conn, uint8_t *sha256_out);
+
+/**
+ * Create reconnect options with the defaults: backoff from 100 ms to 30 s, factor 2, jitter
+ * 0.2, at most 64 calls wait while down, never give up, no TLS settings. On success
+ * `*opts_out` is owned by the caller.
+ */
+JOINT_API joint_status joint_reconnect_opts_new(joint_reconnect_opts **opts_out);
+
+/**
+ * Free reconnect options. NULL is a no-op. Connections made with them are not affected.
+ */
+JOINT_API void joint_reconnect_opts_free(joint_reconnect_opts *opts);
+
+/**
+ * The delay before the second round of attempts (the first starts at once) and after a
+ * connection that was up drops, and the longest delay between rounds: milliseconds, both
+ * `> 0`, `max_ms >= initial_ms` (else `JOINT_E_INVAL`).
+ */
+JOINT_API
+joint_status joint_reconnect_opts_set_backoff_ms(joint_reconnect_opts *opts,
+                                                 int32_t initial_ms,
+                                                 int32_t max_ms);
+
+/**
+ * Each failed round multiplies the delay by `factor` (at least 1, else `JOINT_E_INVAL`).
+ */
+JOINT_API joint_status joint_reconnect_opts_set_factor(joint_reconnect_opts *opts, double factor);
+
+/**
+ * Each delay is multiplied by a random number in `[1 - jitter, 1 + jitter]`; `jitter` is 0
+ * to 1 (else `JOINT_E_INVAL`).
+ */
+JOINT_API joint_status joint_reconnect_opts_set_jitter(joint_reconnect_opts *opts, double jitter);
+
+/**
+ * Calls and notifications made while the connection is not up: `limit >= 0` of them wait
+ * and go out, in order, once it is (the next one is refused with `JOINT_E_LIMIT`); `-1`:
+ * they are refused at once with `JOINT_E_CLOSED`. Below -1 is `JOINT_E_INVAL`.
+ */
+JOINT_API
+joint_status joint_reconnect_opts_set_queue_limit(joint_reconnect_opts *opts,
+                                                  int32_t limit);
+
+/**
+ * Close the connection for good (queued calls fail, a final CLOSED) once no connection has
+ * been up for `give_up_ms` since it was made or went down; `-1`: retry forever (the
+ * default); `0` is `JOINT_E_INVAL`.
+ */
+JOINT_API
+joint_status joint_reconnect_opts_set_give_up_ms(joint_reconnect_opts *opts,
+                                                 int32_t give_up_ms);
+
+/**
+ * TLS settings for the `tls://` endpoints (copied; NULL removes them: the system's roots).
+ */
+JOINT_API
+joint_status joint_reconnect_opts_set_tls(joint_reconnect_opts *opts,
+                                          const joint_tls_config *tls);
+
+/**
+ * Connect to the first of the `n_uris` endpoints in `uris` that answers, and reconnect
+ * whenever the connection is lost, as `opts` says (NULL: the defaults of
+ * `joint_reconnect_opts_new`). `*conn_out` stays the same connection across reconnects,
+ * until `joint_conn_close`, `joint_conn_free` or the give-up time.
+ *
+ * Each round of attempts tries the endpoints in order (failover); the first round starts
+ * during the next `joint_ctx_process`, later ones after the backoff delay. The connection
+ * callback gets `JOINT_CONN_CONNECTING` as each attempt starts (`reason`: the endpoint),
+ * `JOINT_CONN_OPEN` once up, `JOINT_CONN_DOWN` when the connection drops or a round fails,
+ * and a final `JOINT_CONN_CLOSED`. Calls in flight when a connection drops complete with
+ * `JOINT_E_CLOSED` and are never resent; calls made while it is not up (the first connect
+ * included) wait or are refused (`joint_reconnect_opts_set_queue_limit`). Each new
+ * connection negotiates the joint extension again. Bad addresses (and UDP ones) are
+ * returned at once. On success `*conn_out` is owned by the caller (`joint_conn_free`).
+ */
+JOINT_API
+joint_status joint_ctx_connect_reconnecting(joint_ctx *ctx,
+                                            const char *const *uris,
+                                            size_t n_uris,
+                                            const joint_reconnect_opts *opts,
+                                            joint_conn **conn_out);
 
 /**
  * Decide which accepted connections are served (see `joint_accept_cb`); it sees

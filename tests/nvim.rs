@@ -46,6 +46,7 @@ fn record_events(ctx: &Context) -> Events {
         let text = match e {
             ConnEvent::Open => "Open".to_string(),
             ConnEvent::Closed { kind, reason } => format!("Closed({kind:?}: {reason})"),
+            other => format!("{other:?}"),
         };
         ev.borrow_mut().push((id, text));
     })));

@@ -86,6 +86,7 @@ fn server(config: Config, tls: &TlsConfig) -> (Context, String, Events) {
                 format!("open {id}")
             }
             ConnEvent::Closed { reason, .. } => format!("closed {id}: {reason}"),
+            other => format!("{other:?} {id}"),
         };
         seen.lines.push(line);
     })));

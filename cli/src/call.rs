@@ -1,11 +1,13 @@
 //! `joint call` and `joint notify`: one request (or notification) from the command line.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Duration;
 
 use joint::error::{Error, ErrorKind};
-use joint::reactor::{Config, ConnId, Context, TlsConfig};
+use joint::reactor::{Config, ConnEvent, ConnId, Context, Reconnect, TlsConfig};
 use rmpv::Value;
 
 use crate::{json, methods, EXIT_FAILED, EXIT_REMOTE};
@@ -154,6 +156,8 @@ pub struct Options {
     pub params: CallParams,
     /// None: wait as long as it takes.
     pub timeout: Option<Duration>,
+    /// `--retry-ms MS`: keep trying to connect for this long.
+    pub retry: Option<Duration>,
     /// `--stream`: print the items the callee streams, one JSON line each.
     pub stream: bool,
     /// `--send-json-lines FILE`: stream the JSON lines of FILE (`-`: stdin) into the call.
@@ -168,8 +172,46 @@ pub(crate) fn connect(options: &Options) -> Result<(Context, ConnId), ExitCode> 
     let config = Config { connect_timeout: options.timeout, ..Config::default() };
     let ctx = Context::new(config).map_err(|e| fail(&e.to_string()))?;
     methods::register_echo_add(&ctx);
-    let conn = options.target.open(&ctx, &options.tls).map_err(|e| fail(&e.message))?;
+    let conn = match options.retry {
+        Some(retry) => connect_retrying(&ctx, options, retry)?,
+        None => options.target.open(&ctx, &options.tls).map_err(|e| fail(&e.message))?,
+    };
     Ok((ctx, conn))
+}
+
+/// `--retry-ms`: a reconnecting connection that gives up after `retry`; returns once it is
+/// up. A connection lost later is retried too, but the call in flight on it fails.
+fn connect_retrying(ctx: &Context, options: &Options, retry: Duration) -> Result<ConnId, ExitCode> {
+    let policy = Reconnect {
+        initial_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(1),
+        queue_limit: Some(1),
+        give_up_after: Some(retry),
+        ..Reconnect::default()
+    };
+    let tls = match &options.target {
+        Target::Tls(_) => Some(options.tls.config().map_err(|e| fail(&e.message))?),
+        _ => None,
+    };
+    let conn = ctx.connect_reconnecting(&[&options.uri], tls.as_ref(), policy).map_err(|e| fail(&e.message))?;
+    let closed: Rc<RefCell<Option<String>>> = Rc::default();
+    let last_down: Rc<RefCell<Option<String>>> = Rc::default();
+    let (c, d) = (closed.clone(), last_down.clone());
+    ctx.set_conn_event_handler(Some(Rc::new(move |_ctx: &Context, id, event: ConnEvent<'_>| match event {
+        ConnEvent::Closed { reason, .. } if id == conn => *c.borrow_mut() = Some(reason.to_string()),
+        ConnEvent::Down { reason, .. } if id == conn => *d.borrow_mut() = Some(reason.to_string()),
+        _ => {}
+    })));
+    while !ctx.is_up(conn) {
+        if let Some(reason) = closed.borrow_mut().take() {
+            ctx.set_conn_event_handler(None);
+            let why = last_down.borrow_mut().take().unwrap_or(reason);
+            return Err(fail(&format!("could not connect to {} within {} ms: {why}", options.uri, retry.as_millis())));
+        }
+        ctx.wait(Some(Duration::from_millis(100))).map_err(|e| fail(&e.message))?;
+    }
+    ctx.set_conn_event_handler(None);
+    Ok(conn)
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -132,7 +132,7 @@ Errors are [code, message]: 1 invalid params, 2 no such method, 4 too large.
 ";
 
 const CALL_HELP: &str = "\
-joint call URI METHOD [ARG]... [--timeout MS] [--kw KEY=JSON]... [--stream]
+joint call URI METHOD [ARG]... [--timeout MS] [--retry-ms MS] [--kw KEY=JSON]... [--stream]
                                [--output FILE] [--send-json-lines FILE] [--tls-*]
 
 Call METHOD with the ARGs as its params array and print the result as one line of JSON on
@@ -142,7 +142,12 @@ While waiting, joint serves echo and add itself, so a server can call back into 
     joint call tcp://127.0.0.1:6000 callback '\"add\"' '[2,3]'     prints 5
 
 OPTIONS:
-    --timeout MS    give up after MS milliseconds (default 10000; 0 waits forever)
+    --timeout MS    give up after MS milliseconds (default 10000; 0 waits forever); with
+                    --retry-ms, counted from when the connection is up
+    --retry-ms MS   keep trying to connect for up to MS milliseconds (a server that is
+                    still starting, or restarting), with backoff from 100 ms to 1 s
+                    between attempts; exits 2 if none succeeds within MS. Not for exec:
+                    (default: one attempt)
     --kw KEY=JSON   send keyword params (a map) instead of an array; may be repeated;
                     cannot be mixed with ARGs
     --              every word after this is an ARG (for ARGs that begin with -)
@@ -192,7 +197,7 @@ See `joint help` for addresses and how JSON maps to MessagePack.
 ";
 
 const NOTIFY_HELP: &str = "\
-joint notify URI METHOD [ARG]... [--timeout MS] [--kw KEY=JSON]... [--tls-*]
+joint notify URI METHOD [ARG]... [--timeout MS] [--retry-ms MS] [--kw KEY=JSON]... [--tls-*]
 
 Send a notification, then make sure the peer has read it: joint sends a `joint.sync`
 request after it and waits for any answer (\"no such method\" will do), which the peer
@@ -365,6 +370,7 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
     let mut words: Vec<&str> = Vec::new();
     let mut kwargs: Vec<(String, rmpv::Value)> = Vec::new();
     let mut timeout_ms = DEFAULT_TIMEOUT_MS;
+    let mut retry = None;
     let mut stream = false;
     let mut send_lines: Option<String> = None;
     let mut output: Option<String> = None;
@@ -397,6 +403,13 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
             tls_key = Some(file.to_string());
         } else if let Some(name) = option_value("--tls-server-name", arg, &mut iter)? {
             tls.server_name = Some(name.to_string());
+        } else if let Some(ms) = option_value("--retry-ms", arg, &mut iter)? {
+            let ms: u64 = ms
+                .parse()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .ok_or_else(|| format!("--retry-ms needs a positive whole number of milliseconds, not {ms:?}"))?;
+            retry = Some(Duration::from_millis(ms));
         } else if let Some(ms) = option_value("--timeout", arg, &mut iter)? {
             timeout_ms = ms.parse().map_err(|_| format!("--timeout needs a whole number of milliseconds, not {ms:?}"))?;
         } else if let Some(kw) = option_value("--kw", arg, &mut iter)? {
@@ -439,7 +452,10 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
     if output.is_some() && !stream {
         return Err("--output needs --stream (it receives the streamed bin items)".into());
     }
-    Ok(call::Options { target, uri: uri.to_string(), method: method.to_string(), params, timeout, stream, send_lines, output, tls })
+    if retry.is_some() && matches!(target, Target::Exec(_)) {
+        return Err("--retry-ms is for network and Unix socket addresses, not exec:".into());
+    }
+    Ok(call::Options { target, uri: uri.to_string(), method: method.to_string(), params, timeout, retry, stream, send_lines, output, tls })
 }
 
 #[cfg(test)]

@@ -341,6 +341,44 @@ fn timeout_exits_2() {
 }
 
 #[test]
+fn retry_ms_waits_for_a_server_that_starts_later() {
+    let port = free_tcp_port();
+    let uri = format!("tcp://127.0.0.1:{port}");
+    let client = Running::start(&["call", "--retry-ms", "5000", &uri, "echo", "[1,\"a\"]"]);
+    let notifier = Running::start(&["notify", "--retry-ms=5000", &uri, "note", "1"]);
+    thread::sleep(Duration::from_millis(500));
+    let listen = format!("tcp://127.0.0.1:{port}");
+    let _server = Server::start(&["--listen", &listen]);
+    let out = client.finish();
+    assert_eq!(out.json(), serde_json::json!([1, "a"]), "{out:?}");
+    assert!(out.elapsed >= Duration::from_millis(450), "answered before the server started: {out:?}");
+    let out = notifier.finish();
+    assert_eq!(out.code, Some(0), "{out:?}");
+}
+
+#[test]
+fn retry_ms_gives_up_after_ms() {
+    let port = free_tcp_port();
+    let uri = format!("tcp://127.0.0.1:{port}");
+    let out = joint(&["call", "--retry-ms", "700", &uri, "echo", "1"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("within 700 ms"), "{out:?}");
+    assert!(out.elapsed >= Duration::from_millis(650), "{out:?}");
+    assert!(out.elapsed < Duration::from_millis(3000), "{out:?}");
+    // Without --retry-ms: one attempt, at once.
+    let out = joint(&["call", &uri, "echo", "1"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.elapsed < Duration::from_millis(650), "{out:?}");
+    for bad in [
+        &["call", "--retry-ms", "0", &uri, "echo"][..],
+        &["call", "--retry-ms", "x", &uri, "echo"],
+        &["call", "--retry-ms", "100", "exec:true", "echo"],
+    ] {
+        assert_eq!(joint(bad).code, Some(64), "{bad:?}");
+    }
+}
+
+#[test]
 fn connection_failures_exit_2() {
     let port = free_tcp_port();
     let out = call(&format!("tcp://127.0.0.1:{port}"), "echo", &["1"]);

@@ -223,7 +223,8 @@ pub unsafe extern "C" fn joint_conn_close(conn: *mut joint_conn) -> joint_status
 }
 
 /// Whether new calls can be made on the connection (it is connecting or open, and its
-/// context is alive).
+/// context is alive). For a reconnecting connection that is not up: whether a call may
+/// wait for it now (queue mode, with room in the queue).
 #[no_mangle]
 pub unsafe extern "C" fn joint_conn_is_open(conn: *const joint_conn) -> bool {
     // SAFETY: forwarded caller promise.

@@ -136,6 +136,16 @@ impl joint_ctx {
                     // SAFETY: as above; `text` lives across the call.
                     unsafe { (c.cb)(conn, JOINT_CONN_CLOSED, status_of(kind), text.as_ptr(), c.user_data.get()) };
                 }
+                ConnEvent::Connecting { endpoint } => {
+                    let text = CString::new(endpoint.replace('\0', " ")).unwrap_or_default();
+                    // SAFETY: as above.
+                    unsafe { (c.cb)(conn, JOINT_CONN_CONNECTING, JOINT_OK, text.as_ptr(), c.user_data.get()) };
+                }
+                ConnEvent::Down { kind, reason } => {
+                    let text = CString::new(reason.replace('\0', " ")).unwrap_or_default();
+                    // SAFETY: as above.
+                    unsafe { (c.cb)(conn, JOINT_CONN_DOWN, status_of(kind), text.as_ptr(), c.user_data.get()) };
+                }
             }
         }
         if closed && ours {
@@ -172,7 +182,9 @@ pub type joint_notification_cb = Option<
 >;
 
 /// A connection opened (`JOINT_CONN_OPEN`: connected or accepted; `status` is `JOINT_OK`) or
-/// closed (`JOINT_CONN_CLOSED`: `status` says why, `reason` describes it). `reason` is valid
+/// closed (`JOINT_CONN_CLOSED`: `status` says why, `reason` describes it). Reconnecting
+/// connections also get `JOINT_CONN_CONNECTING` and `JOINT_CONN_DOWN`, and their CLOSED is
+/// final. `reason` is valid
 /// during the call. After the CLOSED callback of an accepted connection returns, `conn` is
 /// freed.
 pub type joint_conn_cb =
@@ -185,6 +197,13 @@ pub type joint_timer_cb = Option<unsafe extern "C" fn(ctx: *mut joint_ctx, user_
 pub const JOINT_CONN_OPEN: i32 = 1;
 /// Connection event: closed.
 pub const JOINT_CONN_CLOSED: i32 = 2;
+/// Connection event, reconnecting connections only (`joint_ctx_connect_reconnecting`): an
+/// attempt to connect starts; `reason` is the endpoint's URI, `status` is `JOINT_OK`.
+pub const JOINT_CONN_CONNECTING: i32 = 3;
+/// Connection event, reconnecting connections only: the connection dropped (its calls in
+/// flight completed with `JOINT_E_CLOSED`) or a round of attempts over every endpoint
+/// failed (`status` and `reason` say why); another round follows after the backoff delay.
+pub const JOINT_CONN_DOWN: i32 = 4;
 
 /// Create a context. `config` is copied (NULL: defaults). On success `*ctx_out` is owned by
 /// the caller; free it with `joint_ctx_free`.

@@ -32,6 +32,8 @@ mod conn;
 
 mod tls;
 
+mod reconnect;
+
 mod peer;
 
 mod call_opts;
@@ -52,6 +54,7 @@ pub use ctx::*;
 pub use listener::*;
 pub use msgpack::*;
 pub use peer::*;
+pub use reconnect::*;
 pub use request::*;
 pub use response::*;
 pub use status::*;

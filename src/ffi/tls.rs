@@ -20,7 +20,7 @@ use crate::reactor::{ClientAuth, TlsConfig, TlsSession};
 /// `joint_ctx_listen_tls` and `joint_ctx_connect_tls`, so it may be freed or changed right
 /// after. Create with `joint_tls_config_new`, free with `joint_tls_config_free`.
 pub struct joint_tls_config {
-    tls: TlsConfig,
+    pub(super) tls: TlsConfig,
     error: CString,
 }
 

@@ -95,6 +95,8 @@ pub(super) struct Conn {
     /// Accepted, and not announced to the application yet (its TLS handshake is running):
     /// a failure closes it without a `Closed` event.
     pub(super) unannounced: bool,
+    /// Made with `connect_reconnecting`: the policy and where it stands.
+    pub(super) reconnect: Option<Box<super::reconnect::Redial>>,
 }
 
 /// Why a connection is not being read.
@@ -126,6 +128,35 @@ impl Conn {
     /// Whether new calls may be made on it (connecting or open, peer still sending).
     pub(super) fn is_usable(&self) -> bool {
         matches!(self.state, ConnState::Open | ConnState::Connecting) && !self.read_eof
+    }
+
+    /// Whether a new call or notification may go out on it now; on a reconnecting
+    /// connection that is not up, whether it may wait (see [`Reconnect::queue_limit`]).
+    /// A call admitted while down must be followed by [`queued_one`](Self::queued_one).
+    ///
+    /// [`Reconnect::queue_limit`]: super::Reconnect::queue_limit
+    pub(super) fn admit_call(&self) -> crate::error::Result<()> {
+        use crate::error::Error;
+        if !self.is_usable() {
+            return Err(Error::new(ErrorKind::Closed, "connection is closed"));
+        }
+        match &self.reconnect {
+            Some(r) if self.state != ConnState::Open => match r.policy.queue_limit {
+                None => Err(Error::new(ErrorKind::Closed, "not connected (reconnecting)")),
+                Some(n) if r.queued >= n => Err(Error::new(ErrorKind::Limit, format!("not connected, and {n} calls already wait for the reconnect"))),
+                Some(_) => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// A call or notification was queued while the reconnecting connection is down.
+    pub(super) fn queued_one(&mut self) {
+        if self.state != ConnState::Open {
+            if let Some(r) = self.reconnect.as_mut() {
+                r.queued += 1;
+            }
+        }
     }
 
     /// Write as much queued output as the stream takes now (several chunks per `writev`),

@@ -111,6 +111,13 @@ impl Context {
         let pending = {
             let mut inner = self.inner.borrow_mut();
             let Some(conn) = inner.conn_mut(id) else { return };
+            if conn.redials() && conn.session.unanswered() == 0 && !conn.undispatched {
+                // Its calls fail once the connection is down and a fresh session takes new
+                // ones (see reconnect.rs).
+                drop(inner);
+                self.close_conn(id, ErrorKind::Closed, "connection closed by the peer".into(), false);
+                return;
+            }
             conn.read_eof = true;
             // Our calls can no longer be answered; stock requests already received still
             // are (a peer may half-close after sending them).
@@ -172,7 +179,11 @@ impl Context {
                 TimerKind::ConnectTimeout { conn } => {
                     let reason = {
                         let mut inner = self.inner.borrow_mut();
-                        let reason = inner.conn_mut(conn).filter(|c| c.state == ConnState::Connecting).map(|c| {
+                        let now = Instant::now();
+                        // A reconnecting connection's timer may be of an earlier attempt.
+                        let current =
+                            |c: &super::Conn| c.reconnect.as_ref().is_none_or(|r| c.stream.is_some() && r.connect_deadline.is_some_and(|d| d <= now));
+                        let reason = inner.conn_mut(conn).filter(|c| c.state == ConnState::Connecting && current(c)).map(|c| {
                             let stream = c.stream.as_ref();
                             if stream.is_some_and(|s| s.is_tls() && s.connect_result().is_ok_and(|up| up)) {
                                 "TLS handshake did not finish in time (connect timeout; message timeout for accepted connections)"
@@ -187,6 +198,19 @@ impl Context {
                     };
                     if let Some(reason) = reason {
                         self.close_conn(conn, ErrorKind::Timeout, reason.into(), false);
+                    }
+                }
+                TimerKind::Redial { conn, attempt } => {
+                    let due = {
+                        let mut inner = self.inner.borrow_mut();
+                        let due = inner.conn_mut(conn).is_some_and(|c| super::reconnect::redial_is_due(c, attempt));
+                        if due {
+                            inner.timers.fired();
+                        }
+                        due
+                    };
+                    if due {
+                        self.redial_due(conn);
                     }
                 }
                 TimerKind::Deadline { conn, msgid } => {
@@ -230,7 +254,13 @@ impl Context {
     }
 
     pub(super) fn finish_close(&self, id: ConnId, notify: bool) {
-        if self.inner.borrow_mut().conn_mut(id).is_none_or(|c| c.state == ConnState::Closed) {
+        let redials = match self.inner.borrow_mut().conn_mut(id) {
+            None => return,
+            Some(c) if c.state == ConnState::Closed => return,
+            Some(c) => c.redials(),
+        };
+        if redials {
+            self.redial_after_close(id);
             return;
         }
         // Handlers of the peer's extended calls hear that the call ended; stock requests

@@ -103,6 +103,7 @@ pub(super) fn timer_is_live(conns: &Slab<Conn>, user_timers: &HashMap<u64, Timer
     match kind {
         TimerKind::CallTimeout { conn: id, msgid, seq } => conn(id).and_then(|c| c.session.pending_call(*msgid)).is_some_and(|p| p.seq == *seq),
         TimerKind::ConnectTimeout { conn: id } => conn(id).is_some_and(|c| c.state == ConnState::Connecting),
+        TimerKind::Redial { conn: id, attempt } => conn(id).is_some_and(|c| super::reconnect::redial_is_due(c, *attempt)),
         TimerKind::AcceptRetry { .. } | TimerKind::UdpSweep { .. } | TimerKind::Deadline { .. } | TimerKind::Housekeeping | TimerKind::Keepalive => {
             true
         }
@@ -123,10 +124,6 @@ impl Inner {
         self.conns.get_mut(id.index as usize).filter(|c| c.id == id)
     }
 
-    pub(super) fn conn_exists(&mut self, id: ConnId) -> bool {
-        self.conn_mut(id).is_some()
-    }
-
     pub(super) fn has_immediate_work(&self) -> bool {
         !self.ready.is_empty() || !self.dirty.is_empty() || !self.closing.is_empty() || !self.opened.is_empty() || !self.accept_ready.is_empty()
     }
@@ -141,25 +138,36 @@ impl Inner {
     }
 
     pub(super) fn add_conn(&mut self, mut stream: Stream, state: ConnState, owned: bool) -> io::Result<ConnId> {
-        let entry = self.conns.vacant_entry();
-        let index = entry.key();
+        let index = self.conns.vacant_key();
         stream.register(self.poll.registry(), conn_token(index))?;
         if state == ConnState::Open {
             stream.set_nodelay();
             stream.set_tcp_keepalive(self.config.tcp_keepalive);
         }
+        Ok(self.insert_conn(Some(stream), state, owned))
+    }
+
+    /// A connection with no socket yet (a reconnecting one before its first attempt).
+    pub(super) fn add_conn_detached(&mut self, owned: bool) -> ConnId {
+        self.insert_conn(None, ConnState::Connecting, owned)
+    }
+
+    fn insert_conn(&mut self, stream: Option<Stream>, state: ConnState, owned: bool) -> ConnId {
+        let index = self.conns.vacant_key();
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
         let id = ConnId { index: index as u32, generation };
-        let describe = stream.describe();
-        let always_ready = stream.reader_always_ready();
-        let datagram = stream.is_datagram();
+        let describe = stream.as_ref().map(Stream::describe).unwrap_or_default();
+        let always_ready = stream.as_ref().is_some_and(Stream::reader_always_ready);
+        let datagram = stream.as_ref().is_some_and(Stream::is_datagram);
         let mut session = Session::new(udp::limits_for(&datagram, self.config.limits));
         session.set_datagram(datagram);
-        self.open_conns += 1;
+        if stream.is_some() {
+            self.open_conns += 1;
+        }
         self.conns.insert(Conn {
             id,
-            stream: Some(stream),
+            stream,
             state,
             targets: Vec::new(),
             session,
@@ -191,6 +199,7 @@ impl Inner {
             send_blocked: Vec::new(),
             tls: None,
             unannounced: false,
+            reconnect: None,
         });
         if always_ready {
             self.ready.push(id);
@@ -201,7 +210,7 @@ impl Inner {
         if !datagram {
             self.arm_keepalive();
         }
-        Ok(id)
+        id
     }
 
     /// A writable event on a connecting TCP stream: finished, failed (try the next address),
@@ -231,11 +240,16 @@ impl Inner {
                 conn.tls = stream.tls_session().cloned();
                 conn.state = ConnState::Open;
                 let id = conn.id;
+                let redial = conn.reconnect.as_mut().map(|r| r.went_up()).is_some();
+                let tls = conn.tls.is_some();
                 self.opened.push(id);
                 // Data may have come with the handshake's last flight, already taken off
                 // the socket.
-                if conn.tls.is_some() {
+                if tls {
                     self.mark_ready(id);
+                }
+                // Calls queued while it was down go out now.
+                if tls || redial {
                     self.mark_dirty(id);
                 }
             }

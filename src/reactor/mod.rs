@@ -20,6 +20,7 @@ mod keepalive;
 mod log;
 mod pipeline;
 mod pool;
+mod reconnect;
 pub mod request;
 mod spares;
 mod streams;
@@ -49,6 +50,7 @@ use inner::{send_error, timer_is_live, Handlers, Inner, ResetOnDrop};
 use input::InBuf;
 pub use log::LogSink;
 pub use pool::PooledHandler;
+pub use reconnect::Reconnect;
 pub use request::{InputValue, Request, Shared, StreamEvent, StreamState, YieldStatus};
 use request::{QueuedKind, ReplyBody, ReplyQueue, RequestBytes};
 pub use streams::{CallEvent, CallEventHandler, CallOptions, CallStream, SendStatus, StreamHandler, StreamItem};
@@ -285,9 +287,12 @@ impl Context {
     /// Close a connection: pending calls fail with `Cancelled`, the `Closed` event follows in
     /// `process()`.
     pub fn close(&self, id: ConnId) -> Result<()> {
-        if !self.inner.borrow_mut().conn_exists(id) {
+        let mut inner = self.inner.borrow_mut();
+        let Some(conn) = inner.conn_mut(id) else {
             return Err(Error::new(ErrorKind::State, "no such connection"));
-        }
+        };
+        conn.stop_reconnecting();
+        drop(inner);
         self.close_conn(id, ErrorKind::Cancelled, "closed by the application".into(), true);
         Ok(())
     }
@@ -302,6 +307,7 @@ impl Context {
             return;
         }
         conn.released = true;
+        conn.stop_reconnecting();
         if conn.state == ConnState::Closed {
             inner.conns.remove(id.index as usize);
             return;
@@ -336,14 +342,11 @@ impl Context {
         self.inner.borrow_mut().conn_mut(id).is_some_and(|c| !c.released && !c.refused)
     }
 
-    /// Whether the connection is usable for new calls (connecting or open).
+    /// Whether the connection is usable for new calls (connecting or open; a reconnecting
+    /// one that is down: whether calls may wait now, see [`Reconnect::queue_limit`]).
     pub fn is_open(&self, id: ConnId) -> bool {
         let inner = self.inner.borrow();
-        inner
-            .conns
-            .get(id.index as usize)
-            .filter(|c| c.id == id)
-            .is_some_and(|c| matches!(c.state, ConnState::Open | ConnState::Connecting) && !c.read_eof)
+        inner.conns.get(id.index as usize).filter(|c| c.id == id).is_some_and(|c| c.admit_call().is_ok())
     }
 
     /// Where the joint extension stands on a connection.
@@ -463,11 +466,10 @@ impl Context {
         let Some(conn) = inner.conns.get_mut(id.index as usize).filter(|c| c.id == id) else {
             return Err(Error::new(ErrorKind::State, "no such connection"));
         };
-        if !matches!(conn.state, ConnState::Open | ConnState::Connecting) || conn.read_eof {
-            return Err(Error::new(ErrorKind::Closed, "connection is closed"));
-        }
+        conn.admit_call()?;
         let pending = PendingCall { seq, timed: timeout.is_some(), deadline: timeout.map(timers::after), done, on_event: None, manual_credit: false };
         let msgid = conn.session.call(method, params, pending).map_err(|(e, _)| send_error(e))?;
+        conn.queued_one();
         inner.next_call_seq += 1;
         inner.arm_keepalive();
         if let Some(t) = timeout {
@@ -488,7 +490,11 @@ impl Context {
         if !matches!(conn.state, ConnState::Open | ConnState::Connecting) {
             return Err(Error::new(ErrorKind::Closed, "connection is closed"));
         }
+        if conn.reconnect.is_some() {
+            conn.admit_call()?;
+        }
         conn.session.notify(method, params).map_err(send_error)?;
+        conn.queued_one();
         inner.mark_dirty(id);
         drop(inner);
         self.wake_if_outside();
@@ -649,6 +655,7 @@ impl Drop for Context {
                 {
                     let mut inner = self.inner.borrow_mut();
                     if let Some(conn) = inner.conn_mut(id) {
+                        conn.stop_reconnecting();
                         conn.close_reason = Some((ErrorKind::Cancelled, "context freed".into()));
                         conn.flush_before_close = true;
                     }

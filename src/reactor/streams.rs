@@ -255,9 +255,7 @@ impl Context {
         let Some(conn) = inner.conns.get_mut(id.index as usize).filter(|c| c.id == id) else {
             return Err(Error::new(ErrorKind::State, "no such connection"));
         };
-        if !conn.is_usable() {
-            return Err(Error::new(ErrorKind::Closed, "connection is closed"));
-        }
+        conn.admit_call()?;
         let window = if opts.window == 0 { default_window } else { opts.window };
         let mut flags = opts.flags | call_flags::ASYNC_FLOW;
         if opts.client_stream {
@@ -274,6 +272,7 @@ impl Context {
         };
         let msgid =
             conn.session.call_ext(method, args, opts.kwargs.as_deref(), flags, deadline_ms, window, pending).map_err(|(e, _)| send_error(e))?;
+        conn.queued_one();
         inner.next_call_seq += 1;
         inner.arm_keepalive();
         if let Some(t) = opts.timeout {

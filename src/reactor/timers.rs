@@ -19,6 +19,12 @@ pub enum TimerKind {
     ConnectTimeout {
         conn: ConnId,
     },
+    /// A reconnecting connection's next round of attempts (`attempt` guards against a
+    /// timer of an earlier round).
+    Redial {
+        conn: ConnId,
+        attempt: u64,
+    },
     /// Accepting failed (out of fds); look at the listener again.
     AcceptRetry {
         listener: usize,

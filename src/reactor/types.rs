@@ -179,9 +179,20 @@ pub struct PeerCredentials {
 
 pub type TimerCallback = Box<dyn FnOnce(&Context)>;
 
-/// A connection opened (connected or accepted) or closed.
+/// A connection opened (connected or accepted) or closed. `Connecting` and `Down` happen
+/// only on connections made with [`Context::connect_reconnecting`].
 #[derive(Debug)]
 pub enum ConnEvent<'a> {
+    /// The connection is up: connected (and its TLS handshake done) or accepted. On a
+    /// reconnecting connection, after every successful attempt.
     Open,
+    /// Final: the application closed it, the peer went away, or (reconnecting) the policy
+    /// gave up. The id names no usable connection any more.
     Closed { kind: ErrorKind, reason: &'a str },
+    /// Reconnecting connections only: an attempt to connect to `endpoint` starts.
+    Connecting { endpoint: &'a str },
+    /// Reconnecting connections only: the connection dropped (its calls in flight failed
+    /// with `Closed`), or a round of attempts over every endpoint failed; another round
+    /// follows after the backoff delay.
+    Down { kind: ErrorKind, reason: &'a str },
 }

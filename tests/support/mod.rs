@@ -525,6 +525,7 @@ pub fn standard_handlers(ctx: &Context) -> Rc<RefCell<Stats>> {
     ctx.set_conn_event_handler(Some(Rc::new(move |_ctx, _id, ev: ConnEvent<'_>| match ev {
         ConnEvent::Open => st.borrow_mut().opens += 1,
         ConnEvent::Closed { .. } => st.borrow_mut().closes += 1,
+        ConnEvent::Connecting { .. } | ConnEvent::Down { .. } => {}
     })));
     stats
 }
