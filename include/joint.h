@@ -1328,9 +1328,11 @@ JOINT_API joint_status joint_reconnect_opts_set_factor(joint_reconnect_opts *opt
 JOINT_API joint_status joint_reconnect_opts_set_jitter(joint_reconnect_opts *opts, double jitter);
 
 /**
- * Calls and notifications made while the connection is not up: `limit >= 0` of them wait
- * and go out, in order, once it is (the next one is refused with `JOINT_E_LIMIT`); `-1`:
- * they are refused at once with `JOINT_E_CLOSED`. Below -1 is `JOINT_E_INVAL`.
+ * Calls and notifications made while the connection is not up: up to `limit > 0` of them
+ * (default 64), and at most the context's max message size in bytes together, wait and go
+ * out, in order, once it is; the next one is refused with `JOINT_E_LIMIT`. A waiting call
+ * that times out or is cancelled is withdrawn: it is never sent. `0`: they are refused at
+ * once with `JOINT_E_CLOSED`. Negative is `JOINT_E_INVAL` (there is no unbounded queue).
  */
 JOINT_API
 joint_status joint_reconnect_opts_set_queue_limit(joint_reconnect_opts *opts,

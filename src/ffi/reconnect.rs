@@ -99,17 +99,19 @@ pub unsafe extern "C" fn joint_reconnect_opts_set_jitter(opts: *mut joint_reconn
     }
 }
 
-/// Calls and notifications made while the connection is not up: `limit >= 0` of them wait
-/// and go out, in order, once it is (the next one is refused with `JOINT_E_LIMIT`); `-1`:
-/// they are refused at once with `JOINT_E_CLOSED`. Below -1 is `JOINT_E_INVAL`.
+/// Calls and notifications made while the connection is not up: up to `limit > 0` of them
+/// (default 64), and at most the context's max message size in bytes together, wait and go
+/// out, in order, once it is; the next one is refused with `JOINT_E_LIMIT`. A waiting call
+/// that times out or is cancelled is withdrawn: it is never sent. `0`: they are refused at
+/// once with `JOINT_E_CLOSED`. Negative is `JOINT_E_INVAL` (there is no unbounded queue).
 #[no_mangle]
 pub unsafe extern "C" fn joint_reconnect_opts_set_queue_limit(opts: *mut joint_reconnect_opts, limit: i32) -> joint_status {
     // SAFETY: forwarded caller promise.
     unsafe {
         with_object(opts, |o| {
             o.policy.queue_limit = match limit {
-                -1 => None,
-                n if n >= 0 => Some(n as usize),
+                0 => None,
+                n if n > 0 => Some(n as usize),
                 _ => return JOINT_E_INVAL,
             };
             JOINT_OK

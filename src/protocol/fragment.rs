@@ -114,6 +114,12 @@ impl Outgoing {
 impl<C> Session<C> {
     /// Queue one message, encoded in place. `msgid` names the call it belongs to, if any.
     pub(super) fn emit(&mut self, msgid: Option<u32>, encode: impl FnOnce(&mut Vec<u8>)) {
+        if self.held.is_some() {
+            let mut message = Vec::new();
+            encode(&mut message);
+            self.hold(msgid, message, None);
+            return;
+        }
         let start = self.out.append(encode);
         let added = self.out.tail_len() - start;
         let big = self.fragment_size().is_some_and(|f| added > f);
@@ -126,6 +132,7 @@ impl<C> Session<C> {
 
     /// Queue one encoded message, taking its buffer (written from it, not copied, when big).
     pub(super) fn push_owned(&mut self, msgid: Option<u32>, message: Vec<u8>) {
+        let Some((message, _)) = self.hold(msgid, message, None) else { return };
         let big = self.fragment_size().is_some_and(|f| message.len() > f);
         if !big && !msgid.is_some_and(|id| self.outgoing.holds_call(id)) {
             self.out.push_owned(message); // the common case: no Arc
@@ -137,6 +144,7 @@ impl<C> Session<C> {
     /// Queue the message `head` + `body` (a small envelope, then a big payload in its own
     /// buffer), writing `body` from where it is.
     pub(super) fn push_parts(&mut self, msgid: Option<u32>, head: Vec<u8>, body: Payload) {
+        let Some((head, Some(body))) = self.hold(msgid, head, Some(body)) else { return };
         if let Some(id) = msgid {
             // Behind a big message of its call: waits for it to be written, as it is.
             let o = &mut self.outgoing;

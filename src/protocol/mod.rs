@@ -16,6 +16,7 @@ use crate::codec::{self, EnvelopeError, FrameLimits, Message, Params, PayloadErr
 
 mod extension;
 mod fragment;
+mod held;
 pub mod output;
 pub use extension::{ExtCall, ExtConfig, ExtMode, HELLO_METHOD};
 use extension::{ExtState, InStream, OutStream};
@@ -257,6 +258,8 @@ pub struct Session<C> {
     /// A buffer of a message already handled, kept for the next reassembly (a stream of big
     /// messages reuses one buffer instead of allocating, and faulting in, one per message).
     recycled: Vec<u8>,
+    /// Messages held back while a reconnecting connection is down (`held.rs`).
+    held: Option<held::Held>,
 }
 
 impl<C> Session<C> {
@@ -280,6 +283,7 @@ impl<C> Session<C> {
             memory_allowance: usize::MAX,
             blocked: false,
             recycled: Vec::new(),
+            held: None,
         }
     }
 
@@ -321,7 +325,7 @@ impl<C> Session<C> {
     /// Bytes this session holds in memory: queued output, big messages waiting to be
     /// fragmented, and reassembly buffers.
     pub fn memory(&self) -> usize {
-        self.out.memory() + self.fragment_memory() + self.recycled.capacity()
+        self.out.memory() + self.fragment_memory() + self.recycled.capacity() + self.held_memory()
     }
 
     /// Whether part of an incoming fragmented message has arrived.
@@ -668,7 +672,9 @@ impl<C> Session<C> {
     /// extended call the callee is told (CANCEL), so it can stop working on it.
     pub fn cancel(&mut self, msgid: u32) -> Option<C> {
         let call = self.pending.remove(&msgid)?;
-        if self.out_streams.remove(&msgid).is_some() && !self.closed {
+        // A call still held back (its connection is down) is withdrawn: it was never sent.
+        let withdrawn = self.withdraw(msgid);
+        if self.out_streams.remove(&msgid).is_some() && !self.closed && !withdrawn {
             self.emit(Some(msgid), |out| codec::encode_signal(out, codec::TYPE_CANCEL, msgid));
         }
         Some(call)
@@ -677,6 +683,7 @@ impl<C> Session<C> {
     /// Forget a pending call without telling the peer (it timed out locally; an extended
     /// callee has the same deadline).
     pub fn forget(&mut self, msgid: u32) -> Option<C> {
+        self.withdraw(msgid);
         self.out_streams.remove(&msgid);
         self.pending.remove(&msgid)
     }
@@ -777,6 +784,7 @@ impl<C> Session<C> {
     /// The peer is gone: drop everything queued for it and every partial input, and give
     /// the memory back.
     pub fn discard_io(&mut self) {
+        self.held = None;
         self.out.clear();
         self.clear_outgoing();
         self.clear_incoming();

@@ -141,22 +141,42 @@ impl Conn {
             return Err(Error::new(ErrorKind::Closed, "connection is closed"));
         }
         match &self.reconnect {
-            Some(r) if self.state != ConnState::Open => match r.policy.queue_limit {
-                None => Err(Error::new(ErrorKind::Closed, "not connected (reconnecting)")),
-                Some(n) if r.queued >= n => Err(Error::new(ErrorKind::Limit, format!("not connected, and {n} calls already wait for the reconnect"))),
-                Some(_) => Ok(()),
-            },
+            Some(r) if self.state != ConnState::Open => {
+                let (count, bytes) = self.session.held();
+                let max_bytes = self.session.limits().frame.max_message_size;
+                match r.policy.queue_limit {
+                    None | Some(0) => Err(Error::new(ErrorKind::Closed, "not connected (reconnecting)")),
+                    Some(n) if count >= n => {
+                        Err(Error::new(ErrorKind::Limit, format!("not connected, and {n} calls already wait for the reconnect")))
+                    }
+                    // Bytes too: what waits is bounded by one message's size limit.
+                    Some(_) if bytes >= max_bytes => Err(Error::new(
+                        ErrorKind::Limit,
+                        format!("not connected, and {bytes} bytes already wait for the reconnect (max_message_size)"),
+                    )),
+                    Some(_) => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }
 
-    /// A call or notification was queued while the reconnecting connection is down.
-    pub(super) fn queued_one(&mut self) {
-        if self.state != ConnState::Open {
-            if let Some(r) = self.reconnect.as_mut() {
-                r.queued += 1;
-            }
+    /// A call of `size` bytes that would wait for the reconnect must fit in what is left of
+    /// the memory budget (`room`): waiting calls are memory this context holds.
+    pub(super) fn admit_waiting(&self, size: usize, room: usize) -> crate::error::Result<()> {
+        if self.reconnect.is_some() && self.state != ConnState::Open && size > room {
+            return Err(crate::error::Error::new(
+                ErrorKind::Limit,
+                format!("not connected, and the memory budget cannot hold a {size}-byte call until the reconnect"),
+            ));
         }
+        Ok(())
+    }
+
+    /// A call or notification was queued (held) while the reconnecting connection is down:
+    /// whether the memory budget must be told (the caller runs `Inner::sync_memory`).
+    pub(super) fn queued_one(&mut self) -> bool {
+        self.reconnect.is_some() && self.state != ConnState::Open
     }
 
     /// Write as much queued output as the stream takes now (several chunks per `writev`),

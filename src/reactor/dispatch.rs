@@ -111,9 +111,10 @@ impl Context {
         let pending = {
             let mut inner = self.inner.borrow_mut();
             let Some(conn) = inner.conn_mut(id) else { return };
-            if conn.redials() && conn.session.unanswered() == 0 && !conn.undispatched {
+            if conn.redials() {
                 // Its calls fail once the connection is down and a fresh session takes new
-                // ones (see reconnect.rs).
+                // ones (see reconnect.rs). Requests the peer sent us are not answered: the
+                // answers would have no connection to go to (calls made meanwhile wait).
                 drop(inner);
                 self.close_conn(id, ErrorKind::Closed, "connection closed by the peer".into(), false);
                 return;

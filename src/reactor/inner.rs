@@ -241,6 +241,10 @@ impl Inner {
                 conn.state = ConnState::Open;
                 let id = conn.id;
                 let redial = conn.reconnect.as_mut().map(|r| r.went_up()).is_some();
+                if redial {
+                    // What waited for the connection goes out now, in order.
+                    conn.session.release_held();
+                }
                 let tls = conn.tls.is_some();
                 self.opened.push(id);
                 // Data may have come with the handshake's last flight, already taken off

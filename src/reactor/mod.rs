@@ -463,13 +463,17 @@ impl Context {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         let seq = inner.next_call_seq;
+        let room = inner.shared.budget.limit().saturating_sub(inner.shared.budget.used());
         let Some(conn) = inner.conns.get_mut(id.index as usize).filter(|c| c.id == id) else {
             return Err(Error::new(ErrorKind::State, "no such connection"));
         };
         conn.admit_call()?;
+        conn.admit_waiting(method.len() + params.len() + 16, room)?;
         let pending = PendingCall { seq, timed: timeout.is_some(), deadline: timeout.map(timers::after), done, on_event: None, manual_credit: false };
         let msgid = conn.session.call(method, params, pending).map_err(|(e, _)| send_error(e))?;
-        conn.queued_one();
+        if conn.queued_one() {
+            inner.sync_memory(id); // what waits counts against the memory budget
+        }
         inner.next_call_seq += 1;
         inner.arm_keepalive();
         if let Some(t) = timeout {
@@ -484,6 +488,7 @@ impl Context {
     /// Send a notification.
     pub fn notify(&self, id: ConnId, method: &[u8], params: &[u8]) -> Result<()> {
         let mut inner = self.inner.borrow_mut();
+        let room = inner.shared.budget.limit().saturating_sub(inner.shared.budget.used());
         let Some(conn) = inner.conn_mut(id) else {
             return Err(Error::new(ErrorKind::State, "no such connection"));
         };
@@ -492,9 +497,12 @@ impl Context {
         }
         if conn.reconnect.is_some() {
             conn.admit_call()?;
+            conn.admit_waiting(method.len() + params.len() + 16, room)?;
         }
         conn.session.notify(method, params).map_err(send_error)?;
-        conn.queued_one();
+        if conn.queued_one() {
+            inner.sync_memory(id);
+        }
         inner.mark_dirty(id);
         drop(inner);
         self.wake_if_outside();

@@ -29,8 +29,10 @@ pub struct Reconnect {
     /// that lost the same server do not come back in step. 0 to 1; default 0.2.
     pub jitter: f64,
     /// `Some(n)`: calls and notifications made while the connection is not up wait, at most
-    /// `n` of them (the next one fails with `ErrorKind::Limit`), and go out in order once it
-    /// is. `None`: they fail at once with `ErrorKind::Closed`. Default `Some(64)`.
+    /// `n` of them and the max message size in bytes together (the next one fails with
+    /// `ErrorKind::Limit`), and go out in order once it is; a waiting call that times out or
+    /// is cancelled is withdrawn, never sent. `None` (or `Some(0)`): they fail at once with
+    /// `ErrorKind::Closed`. Default `Some(64)`.
     pub queue_limit: Option<usize>,
     /// Close the connection for good (a final `Closed` event; queued calls fail) when no
     /// connection has been up for this long since it was made or went down. `None`: retry
@@ -66,6 +68,9 @@ impl Reconnect {
         if !(0.0..=1.0).contains(&self.jitter) {
             return bad("the jitter must be between 0 and 1");
         }
+        if self.give_up_after.is_some_and(|d| d.is_zero()) {
+            return bad("give_up_after must be more than 0 (None: never give up)");
+        }
         Ok(())
     }
 }
@@ -85,29 +90,38 @@ pub(super) struct Redial {
     pub(super) connect_deadline: Option<Instant>,
     /// Since when no connection has been up.
     since: Instant,
-    /// The current socket reached `Open`.
+    /// The current socket reached `Open`, and when.
     up: bool,
+    up_at: Option<Instant>,
     /// The application closed it (or the policy gave up): the next close is final.
     pub(super) stopping: bool,
-    /// Calls and notifications made while not up, since it was last up.
-    pub(super) queued: usize,
     rng: u64,
 }
 
 impl Redial {
-    /// The connection is up: the backoff starts over.
+    /// The connection is up. The backoff starts over only once it has stayed up a while
+    /// (see `redial_after_close`): a server that accepts and closes at once is not hammered.
     pub(super) fn went_up(&mut self) {
         self.up = true;
-        self.rounds = 0;
-        self.queued = 0;
+        self.up_at = Some(Instant::now());
         self.connect_deadline = None;
+    }
+
+    /// The earlier of the connect timeout and the give-up time, for an attempt starting now.
+    fn attempt_deadline(&self, connect_timeout: Option<Duration>) -> Option<Instant> {
+        let timeout = connect_timeout.map(timers::after);
+        match (timeout, self.give_up_at()) {
+            (Some(t), Some(g)) => Some(t.min(g)),
+            (t, g) => t.or(g),
+        }
     }
 
     /// The delay before the next round: `initial * factor^rounds`, capped, then jittered.
     fn next_delay(&mut self) -> Duration {
         let p = &self.policy;
         let base = p.initial_delay.as_secs_f64() * p.factor.powi(self.rounds.min(1000) as i32);
-        let base = base.min(p.max_delay.as_secs_f64());
+        // Capped at a day, so a "no maximum" of Duration::MAX cannot overflow below.
+        let base = base.min(p.max_delay.as_secs_f64()).min(86_400.0);
         self.rounds = self.rounds.saturating_add(1);
         // xorshift64*: plenty for spreading retries.
         self.rng ^= self.rng >> 12;
@@ -196,6 +210,8 @@ impl Context {
         if let Some(conn) = inner.conn_mut(id) {
             conn.describe = uris[0].to_string();
             conn.session.offer_extension();
+            // Calls made before it is up wait, withdrawable, in the session (protocol/held.rs).
+            conn.session.hold_output();
             conn.reconnect = Some(Box::new(Redial {
                 policy,
                 endpoints,
@@ -206,8 +222,8 @@ impl Context {
                 connect_deadline: None,
                 since: Instant::now(),
                 up: false,
+                up_at: None,
                 stopping: false,
-                queued: 0,
                 rng: seed(id.index),
             }));
         }
@@ -293,13 +309,15 @@ impl Context {
                                 let conn = inner.conns.get_mut(id.index as usize).expect("checked above");
                                 let r = conn.reconnect.as_mut().expect("checked above");
                                 if is_tcp {
-                                    if let Some(t) = connect_timeout {
-                                        r.connect_deadline = Some(timers::after(t));
-                                        inner.timers.add(timers::after(t), TimerKind::ConnectTimeout { conn: id });
+                                    // The give-up time bounds an attempt too.
+                                    if let Some(at) = r.attempt_deadline(connect_timeout) {
+                                        r.connect_deadline = Some(at);
+                                        inner.timers.add(at, TimerKind::ConnectTimeout { conn: id });
                                     }
                                 } else {
                                     // A Unix socket is up at once.
                                     conn.state = ConnState::Open;
+                                    conn.session.release_held();
                                     r.went_up();
                                     inner.opened.push(id);
                                     inner.mark_dirty(id);
@@ -367,7 +385,12 @@ impl Context {
     /// connection that was up dropped (its calls in flight fail, a fresh session waits for
     /// the next one), or an attempt failed (the next endpoint, or the end of the round).
     pub(super) fn redial_after_close(&self, id: ConnId) {
-        let (was_up, kind, reason, pending, endpoint, count) = {
+        // Handlers of the peer's extended calls hear that the call ended, before their
+        // streams are dropped below (as finish_close does); answers already queued go into
+        // the old session, which is dropped, never into the next one.
+        self.end_served_calls(id, StreamState::Closed);
+        self.drain_replies();
+        let (was_up, kind, reason, pending, endpoint, count, gave_up) = {
             let mut guard = self.inner.borrow_mut();
             let inner = &mut *guard;
             let limits = inner.config.limits;
@@ -395,10 +418,15 @@ impl Context {
             r.attempt += 1;
             r.connect_deadline = None;
             let (endpoint, count) = (r.endpoint, r.endpoints.len());
+            let gave_up = r.give_up_at().is_some_and(|at| at <= Instant::now());
             let mut pending = Vec::new();
             if was_up {
-                r.since = Instant::now();
-                r.queued = 0;
+                // Up long enough to count as healthy: the backoff and the give-up clock start
+                // over. A connection dropped at once keeps counting rounds.
+                if r.up_at.take().is_some_and(|t| t.elapsed() >= r.policy.initial_delay.max(Duration::from_secs(1))) {
+                    r.rounds = 0;
+                    r.since = Instant::now();
+                }
                 // What the old connection held goes with it; nothing of it is resent.
                 conn.account.set_closed();
                 conn.account = input::new_account(inner.shared.clone());
@@ -406,6 +434,7 @@ impl Context {
                 conn.session.discard_io();
                 let mut session = Session::new(limits);
                 session.offer_extension();
+                session.hold_output();
                 conn.session = session;
                 conn.undispatched = false;
                 conn.send_blocked.clear();
@@ -417,14 +446,17 @@ impl Context {
                 }
             }
             inner.sync_memory(id);
-            (was_up, kind, reason, pending, endpoint, count)
+            (was_up, kind, reason, pending, endpoint, count, gave_up)
         };
         if was_up {
-            self.end_served_calls(id, StreamState::Closed);
             let message = format!("connection lost, the call was not resent: {reason}");
             self.fail_calls(id, pending, ErrorKind::Closed, &message);
             // The first round after a drop waits the initial delay.
             self.round_failed(id, kind, reason);
+            return;
+        }
+        if gave_up {
+            self.give_up(id, kind, reason);
             return;
         }
         let tried = if endpoint + 1 < count { self.try_endpoints(id, endpoint + 1) } else { Tried::Failed(kind, reason) };

@@ -252,10 +252,12 @@ impl Context {
         let inner = &mut *guard;
         let seq = inner.next_call_seq;
         let default_window = inner.config.limits.ext.window;
+        let room = inner.shared.budget.limit().saturating_sub(inner.shared.budget.used());
         let Some(conn) = inner.conns.get_mut(id.index as usize).filter(|c| c.id == id) else {
             return Err(Error::new(ErrorKind::State, "no such connection"));
         };
         conn.admit_call()?;
+        conn.admit_waiting(method.len() + args.len() + opts.kwargs.as_ref().map_or(0, |k| k.len()) + 32, room)?;
         let window = if opts.window == 0 { default_window } else { opts.window };
         let mut flags = opts.flags | call_flags::ASYNC_FLOW;
         if opts.client_stream {
@@ -272,7 +274,9 @@ impl Context {
         };
         let msgid =
             conn.session.call_ext(method, args, opts.kwargs.as_deref(), flags, deadline_ms, window, pending).map_err(|(e, _)| send_error(e))?;
-        conn.queued_one();
+        if conn.queued_one() {
+            inner.sync_memory(id);
+        }
         inner.next_call_seq += 1;
         inner.arm_keepalive();
         if let Some(t) = opts.timeout {

@@ -118,7 +118,7 @@ int main(void)
     CHECK_ST(joint_reconnect_opts_set_backoff_ms(opts, 50, 20), JOINT_E_INVAL);
     CHECK_ST(joint_reconnect_opts_set_factor(opts, 0.5), JOINT_E_INVAL);
     CHECK_ST(joint_reconnect_opts_set_jitter(opts, 1.5), JOINT_E_INVAL);
-    CHECK_ST(joint_reconnect_opts_set_queue_limit(opts, -2), JOINT_E_INVAL);
+    CHECK_ST(joint_reconnect_opts_set_queue_limit(opts, -1), JOINT_E_INVAL);
     CHECK_ST(joint_reconnect_opts_set_give_up_ms(opts, 0), JOINT_E_INVAL);
     CHECK_ST(joint_reconnect_opts_set_backoff_ms(NULL, 10, 20), JOINT_E_NULL);
     CHECK_OK(joint_reconnect_opts_set_backoff_ms(opts, 20, 100));
@@ -191,7 +191,7 @@ int main(void)
     joint_conn_free(conn);
 
     /* Fail-fast: with a queue limit of -1, a call while not up is refused at once. */
-    CHECK_OK(joint_reconnect_opts_set_queue_limit(opts, -1));
+    CHECK_OK(joint_reconnect_opts_set_queue_limit(opts, 0)); /* refuse at once */
     uris[0] = dead;
     CHECK_OK(joint_ctx_connect_reconnecting(client, uris, 1, opts, &other));
     CHECK_ST(joint_conn_call(other, "sum", params, len, 5000, on_response, &extra, NULL), JOINT_E_CLOSED);
