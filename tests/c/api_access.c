@@ -58,25 +58,12 @@ static void on_sum(joint_request *req, void *user_data)
     tu_handle_sum(req, NULL);
 }
 
-struct outcome {
-    int done;
-    joint_status status;
-};
-
-static void on_response(joint_conn *conn, const joint_response *resp, void *user_data)
-{
-    struct outcome *o = user_data;
-    (void)conn;
-    o->status = joint_response_status(resp);
-    o->done = 1;
-}
-
 static joint_status call_sum(joint_ctx *ctx, const char *uri)
 {
-    struct outcome o = {0, 0};
+    struct tu_outcome o = {0, 0, 0};
     joint_conn *conn;
     CHECK_OK(joint_ctx_connect(ctx, uri, &conn));
-    CHECK_OK(joint_conn_call(conn, "sum", (const uint8_t *)"\x92\x14\x16", 3, 5000, on_response, &o, NULL));
+    CHECK_OK(joint_conn_call(conn, "sum", (const uint8_t *)"\x92\x14\x16", 3, 5000, tu_on_response, &o, NULL));
     TU_WAIT_FOR(ctx, o.done, 5000);
     joint_conn_free(conn);
     return o.status;

@@ -37,26 +37,6 @@ static int count(const struct events *ev, int32_t event)
     return n;
 }
 
-struct response {
-    int done;
-    joint_status status;
-    int64_t value;
-};
-
-static void on_response(joint_conn *conn, const joint_response *resp, void *user_data)
-{
-    struct response *r = user_data;
-    const uint8_t *data;
-    size_t len;
-    (void)conn;
-    r->done++;
-    r->status = joint_response_status(resp);
-    if (r->status == JOINT_OK) {
-        CHECK_OK(joint_response_result(resp, &data, &len));
-        r->value = tu_dec_int(data, len);
-    }
-}
-
 static void handle_hold(joint_request *req, void *user_data)
 {
     joint_request **held = user_data;
@@ -99,7 +79,7 @@ int main(void)
     joint_request *held = NULL;
     joint_listener *l1, *l2, *l3;
     struct events ev = {0};
-    struct response first = {0}, inflight = {0}, queued = {0}, extra = {0};
+    struct tu_outcome first = {0}, inflight = {0}, queued = {0}, extra = {0};
     const uint8_t *params;
     size_t len;
     int64_t v[2];
@@ -139,7 +119,7 @@ int main(void)
     v[0] = 1;
     v[1] = 2;
     tu_ints(w, &params, &len, 2, v);
-    CHECK_OK(joint_conn_call(conn, "sum", params, len, 5000, on_response, &first, NULL));
+    CHECK_OK(joint_conn_call(conn, "sum", params, len, 5000, tu_on_response, &first, NULL));
     DRIVE(client, srv, first.done == 1);
     CHECK_OK(first.status);
     CHECK_EQ_I64(first.value, 3);
@@ -150,7 +130,7 @@ int main(void)
     DRIVE(client, srv, joint_conn_extension(conn) == JOINT_EXT_ON);
 
     /* In flight when the server goes: JOINT_E_CLOSED, once. */
-    CHECK_OK(joint_conn_call(conn, "hold", NULL, 0, -1, on_response, &inflight, NULL));
+    CHECK_OK(joint_conn_call(conn, "hold", NULL, 0, -1, tu_on_response, &inflight, NULL));
     DRIVE(client, srv, held != NULL);
     joint_ctx_free(srv);
     joint_listener_free(l2);
@@ -164,8 +144,8 @@ int main(void)
     v[0] = 5;
     v[1] = 6;
     tu_ints(w, &params, &len, 2, v);
-    CHECK_OK(joint_conn_call(conn, "sum", params, len, 5000, on_response, &queued, NULL));
-    CHECK_ST(joint_conn_call(conn, "sum", params, len, 5000, on_response, &extra, NULL), JOINT_E_LIMIT);
+    CHECK_OK(joint_conn_call(conn, "sum", params, len, 5000, tu_on_response, &queued, NULL));
+    CHECK_ST(joint_conn_call(conn, "sum", params, len, 5000, tu_on_response, &extra, NULL), JOINT_E_LIMIT);
     downs = count(&ev, JOINT_CONN_DOWN);
     DRIVE(client, (joint_ctx *)NULL, count(&ev, JOINT_CONN_DOWN) >= downs + 2);
     CHECK(queued.done == 0);
@@ -194,7 +174,7 @@ int main(void)
     CHECK_OK(joint_reconnect_opts_set_queue_limit(opts, 0)); /* refuse at once */
     uris[0] = dead;
     CHECK_OK(joint_ctx_connect_reconnecting(client, uris, 1, opts, &other));
-    CHECK_ST(joint_conn_call(other, "sum", params, len, 5000, on_response, &extra, NULL), JOINT_E_CLOSED);
+    CHECK_ST(joint_conn_call(other, "sum", params, len, 5000, tu_on_response, &extra, NULL), JOINT_E_CLOSED);
     joint_conn_free(other);
     CHECK(extra.done == 0);
 

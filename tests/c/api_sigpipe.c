@@ -51,30 +51,17 @@ static void ask_and_leave(const char *uri)
     close(fd);
 }
 
-struct outcome {
-    int done;
-    joint_status status;
-};
-
-static void on_response(joint_conn *conn, const joint_response *resp, void *user_data)
-{
-    struct outcome *o = user_data;
-    (void)conn;
-    o->status = joint_response_status(resp);
-    o->done = 1;
-}
-
 static void big_call(joint_ctx *ctx, joint_conn *conn)
 {
     static uint8_t params[6 + (4 << 20)];
-    struct outcome o = {0, 0};
+    struct tu_outcome o = {0, 0, 0};
     params[0] = 0x91;
     params[1] = 0xc6; /* bin 32 */
     params[2] = 0x00;
     params[3] = 0x40;
     params[4] = 0x00;
     params[5] = 0x00;
-    CHECK_OK(joint_conn_call(conn, "sink", params, sizeof params, 10000, on_response, &o, NULL));
+    CHECK_OK(joint_conn_call(conn, "sink", params, sizeof params, 10000, tu_on_response, &o, NULL));
     TU_WAIT_FOR(ctx, o.done, 10000);
     CHECK(o.status != JOINT_OK);
     printf("  call ended: %s\n", joint_status_str(o.status));

@@ -67,6 +67,28 @@ static inline int64_t tu_dec_int(const uint8_t *data, size_t len)
     return v;
 }
 
+/* How a call ended, as tu_on_response records it: how many times it completed (a test
+ * checks it ends at exactly 1), its status and, on success, its integer result. */
+struct tu_outcome {
+    int done;
+    joint_status status;
+    int64_t value;
+};
+
+static inline void tu_on_response(joint_conn *conn, const joint_response *resp, void *user_data)
+{
+    struct tu_outcome *o = user_data;
+    const uint8_t *data;
+    size_t len;
+    (void)conn;
+    o->done++;
+    o->status = joint_response_status(resp);
+    if (o->status == JOINT_OK) {
+        CHECK_OK(joint_response_result(resp, &data, &len));
+        o->value = tu_dec_int(data, len);
+    }
+}
+
 static inline int64_t tu_now_ms(void)
 {
     struct timespec ts;
