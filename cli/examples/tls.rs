@@ -21,40 +21,27 @@ use transfer::{context, download, median, upload};
 
 const MIB: usize = 1 << 20;
 
-struct Server(Child, Vec<String>, std::path::PathBuf);
+#[path = "../tests/support/certs.rs"]
+mod certs;
+
+/// `joint serve` and its certificates (held only to be removed with it).
+struct Server(Child, Vec<String>, #[allow(dead_code)] certs::TlsFiles);
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.2);
     }
 }
 
-/// A CA and a certificate for 127.0.0.1 signed by it (ECDSA P-256); returns the CA's PEM.
-fn certificates(dir: &std::path::Path) -> String {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    std::fs::create_dir_all(dir).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, "joint bench CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = params.self_signed(&ca_key).unwrap();
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "server");
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).unwrap();
-    ca.pem()
-}
-
+/// `joint serve` on tcp:// and tls:// (a certificate for 127.0.0.1 signed by a test CA, ECDSA
+/// P-256); returns it and the CA's PEM file.
 fn start_server() -> (Server, String) {
-    let dir = std::env::temp_dir().join(format!("joint-bench-tls-{}", std::process::id()));
-    let ca = certificates(&dir);
+    let files = certs::TlsFiles::new("bench-tls");
+    let ca = files.path("ca.pem");
     let exe = std::env::current_exe().unwrap();
     let joint = exe.parent().and_then(|p| p.parent()).unwrap().join("joint");
-    let (cert, key) = (dir.join("server.pem"), dir.join("server-key.pem"));
+    let (cert, key) = (files.path("server.pem"), files.path("server-key.pem"));
     let mut child = Command::new(joint)
         .args(["serve", "--listen", "tcp://127.0.0.1:0", "--listen", "tls://127.0.0.1:0", "--memory-budget-mib", "1024", "--tls-cert"])
         .arg(&cert)
@@ -72,7 +59,7 @@ fn start_server() -> (Server, String) {
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    (Server(child, uris, dir), ca)
+    (Server(child, uris, files), ca)
 }
 
 fn open(ctx: &Context, uri: &str, tls: &TlsConfig) -> ConnId {
@@ -114,7 +101,7 @@ fn main() {
     let (srv, ca) = start_server();
     let (tcp_uri, tls_uri) = (srv.1[0].clone(), srv.1[1].clone());
     let mut tls = TlsConfig::new();
-    tls.set_ca_pem(ca.as_bytes()).unwrap();
+    tls.set_ca_file(&ca).unwrap();
 
     let ctx = context();
     let (plain, secure) = (open(&ctx, &tcp_uri, &tls), open(&ctx, &tls_uri, &tls));

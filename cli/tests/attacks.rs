@@ -628,7 +628,7 @@ fn stalled_tls_handshakes_time_out() {
     let _serial = serial();
     const CONNS: usize = 300;
     let tls = TlsFiles::new("stalled");
-    let config = tls.client_config();
+    let config = client_config(&tls);
     let mut srv = Server::start_tls(&tls, &["--message-timeout-ms", "800"], Rlimits::default());
     let base_fds = srv.fds();
     let base = srv.rss();
@@ -688,7 +688,7 @@ fn garbage_on_the_tls_port_is_closed() {
     const WAVES: usize = 5;
     const CONNS: usize = 200;
     let tls = TlsFiles::new("garbage");
-    let config = tls.client_config();
+    let config = client_config(&tls);
     let mut srv = Server::start_tls(&tls, &["--message-timeout-ms", "30000"], Rlimits::default());
     let base_fds = srv.fds();
     let base = srv.rss();
@@ -767,7 +767,7 @@ fn trickling_over_tls_times_out() {
     let _serial = serial();
     const CONNS: usize = 100;
     let tls = TlsFiles::new("trickle");
-    let config = tls.client_config();
+    let config = client_config(&tls);
     let mut srv = Server::start_tls(&tls, &["--message-timeout-ms", "800"], Rlimits::default());
     let base_fds = srv.fds();
     let base = srv.rss();
@@ -818,7 +818,7 @@ fn trickling_over_tls_times_out() {
 fn handshaking_connections_count_against_the_cap() {
     let _serial = serial();
     let tls = TlsFiles::new("cap");
-    let config = tls.client_config();
+    let config = client_config(&tls);
     let mut srv = Server::start_tls(&tls, &["--max-connections", "20", "--message-timeout-ms", "2000"], Rlimits::default());
     let base_fds = srv.fds();
     let base = srv.rss();
@@ -862,52 +862,21 @@ fn handshaking_connections_count_against_the_cap() {
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files for `joint serve`;
 /// the CA also in DER for the test's own rustls clients.
-struct TlsFiles {
-    dir: std::path::PathBuf,
-    ca: rustls::pki_types::CertificateDer<'static>,
-}
+#[path = "support/certs.rs"]
+mod certs;
+use certs::TlsFiles;
 
-impl TlsFiles {
-    fn new(name: &str) -> TlsFiles {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-        let dir = std::env::temp_dir().join(format!("joint-attacks-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "joint attacks CA");
-        let ca_key = KeyPair::generate().unwrap();
-        let ca = params.self_signed(&ca_key).unwrap();
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "server");
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).unwrap();
-        TlsFiles { dir, ca: ca.der().clone() }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).display().to_string()
-    }
-
-    /// A rustls client configuration trusting the CA.
-    fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    }
-}
-
-impl Drop for TlsFiles {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A rustls client configuration trusting the test CA.
+fn client_config(tls: &TlsFiles) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(tls.ca.clone())).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;

@@ -871,51 +871,9 @@ fn streaming_options_against_neovim() {
     assert!(out.stderr.contains("needs the joint extension"), "{out:?}");
 }
 
-/// PEM files for the TLS tests: a CA, a server certificate for localhost and 127.0.0.1
-/// signed by it, a client certificate signed by it, and a second CA nothing trusts.
-struct TlsFiles {
-    dir: PathBuf,
-}
-
-impl TlsFiles {
-    fn new(name: &str) -> TlsFiles {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-        let dir = temp_path(name);
-        std::fs::create_dir_all(&dir).expect("create the certificate directory");
-        let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).expect("write a PEM file");
-        let ca = |cn: &str| {
-            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.distinguished_name.push(DnType::CommonName, cn);
-            let key = KeyPair::generate().unwrap();
-            (params.self_signed(&key).unwrap(), key)
-        };
-        let (ca_cert, ca_key) = ca("joint test CA");
-        let (other_cert, _) = ca("another CA");
-        write("ca.pem", &ca_cert.pem());
-        write("ca-key.pem", &ca_key.serialize_pem());
-        write("other-ca.pem", &other_cert.pem());
-        for (file, cn, names) in [("server", "server", vec!["localhost".to_string(), "127.0.0.1".to_string()]), ("client", "alice", vec![])] {
-            let mut params = CertificateParams::new(names).unwrap();
-            params.distinguished_name.push(DnType::CommonName, cn);
-            let key = KeyPair::generate().unwrap();
-            let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
-            write(&format!("{file}.pem"), &cert.pem());
-            write(&format!("{file}-key.pem"), &key.serialize_pem());
-        }
-        TlsFiles { dir }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).display().to_string()
-    }
-}
-
-impl Drop for TlsFiles {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+#[path = "support/certs.rs"]
+mod certs;
+use certs::TlsFiles;
 
 #[test]
 fn tls_calls_and_the_failures_they_name() {
