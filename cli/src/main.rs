@@ -304,6 +304,15 @@ fn looks_like_option(arg: &str) -> bool {
     arg.starts_with("--") || (arg.starts_with('-') && arg[1..].starts_with(|c: char| c.is_ascii_alphabetic()))
 }
 
+/// `--tls-cert FILE` and `--tls-key FILE`, which come together or not at all.
+fn cert_and_key(cert: Option<String>, key: Option<String>) -> Result<Option<(String, String)>, String> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        _ => Err("--tls-cert and --tls-key go together".into()),
+    }
+}
+
 fn parse_serve(args: &[String]) -> Result<serve::Options, String> {
     let mut options = serve::Options::default();
     let (mut tls_cert, mut tls_key) = (None, None);
@@ -350,11 +359,7 @@ fn parse_serve(args: &[String]) -> Result<serve::Options, String> {
         }
     }
     let tls_listeners = options.listen.iter().any(|uri| uri.starts_with("tls://"));
-    options.tls_cert = match (tls_cert, tls_key) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        _ => return Err("--tls-cert and --tls-key go together".into()),
-    };
+    options.tls_cert = cert_and_key(tls_cert, tls_key)?;
     match (tls_listeners, options.tls_cert.is_some()) {
         (true, false) => return Err("a tls:// listener needs --tls-cert FILE and --tls-key FILE".into()),
         (false, true) => return Err("--tls-cert is for tls:// listeners, and no --listen is one".into()),
@@ -432,11 +437,7 @@ fn parse_call(args: &[String]) -> Result<call::Options, String> {
         return Err("needs a URI and a METHOD".into());
     };
     let target = Target::parse(uri)?;
-    tls.cert = match (tls_cert, tls_key) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        _ => return Err("--tls-cert and --tls-key go together".into()),
-    };
+    tls.cert = cert_and_key(tls_cert, tls_key)?;
     if !tls.is_empty() && !matches!(target, Target::Tls(_)) {
         return Err(format!("the --tls-* options are for tls:// addresses, not {uri:?}"));
     }

@@ -10,6 +10,12 @@ use super::Session;
 pub(super) struct Held {
     messages: Vec<(Option<u32>, Vec<u8>, Option<Payload>)>,
     bytes: usize,
+    /// What the held buffers allocate (for the memory budget).
+    memory: usize,
+}
+
+fn memory_of(head: &Vec<u8>, body: &Option<Payload>) -> usize {
+    head.capacity() + body.as_ref().map_or(0, |b| b.memory())
 }
 
 impl<C> Session<C> {
@@ -40,6 +46,7 @@ impl<C> Session<C> {
     pub(super) fn hold(&mut self, msgid: Option<u32>, head: Vec<u8>, body: Option<Payload>) -> Option<(Vec<u8>, Option<Payload>)> {
         let Some(held) = self.held.as_mut() else { return Some((head, body)) };
         held.bytes += head.len() + body.as_ref().map_or(0, |b| b.len());
+        held.memory += memory_of(&head, &body);
         held.messages.push((msgid, head, body));
         None
     }
@@ -48,19 +55,21 @@ impl<C> Session<C> {
     pub(super) fn withdraw(&mut self, msgid: u32) -> bool {
         let Some(held) = self.held.as_mut() else { return false };
         let before = held.messages.len();
-        let mut freed = 0;
+        let (mut freed, mut freed_memory) = (0, 0);
         held.messages.retain(|(m, head, body)| {
             let keep = *m != Some(msgid);
             if !keep {
                 freed += head.len() + body.as_ref().map_or(0, |b| b.len());
+                freed_memory += memory_of(head, body);
             }
             keep
         });
         held.bytes -= freed;
+        held.memory -= freed_memory;
         held.messages.len() != before
     }
 
     pub(super) fn held_memory(&self) -> usize {
-        self.held.as_ref().map_or(0, |h| h.messages.iter().map(|(_, head, body)| head.capacity() + body.as_ref().map_or(0, |b| b.memory())).sum())
+        self.held.as_ref().map_or(0, |h| h.memory)
     }
 }

@@ -132,7 +132,7 @@ impl Conn {
 
     /// Whether a new call or notification may go out on it now; on a reconnecting
     /// connection that is not up, whether it may wait (see [`Reconnect::queue_limit`]).
-    /// A call admitted while down must be followed by [`queued_one`](Self::queued_one).
+    /// A call admitted while down waits ([`waits_for_reconnect`](Self::waits_for_reconnect)).
     ///
     /// [`Reconnect::queue_limit`]: super::Reconnect::queue_limit
     pub(super) fn admit_call(&self) -> crate::error::Result<()> {
@@ -173,9 +173,9 @@ impl Conn {
         Ok(())
     }
 
-    /// A call or notification was queued (held) while the reconnecting connection is down:
-    /// whether the memory budget must be told (the caller runs `Inner::sync_memory`).
-    pub(super) fn queued_one(&mut self) -> bool {
+    /// Whether what is made on it now waits (held) for the reconnect: then the memory budget
+    /// must be told (the caller runs `Inner::sync_memory`).
+    pub(super) fn waits_for_reconnect(&self) -> bool {
         self.reconnect.is_some() && self.state != ConnState::Open
     }
 

@@ -471,7 +471,7 @@ impl Context {
         conn.admit_waiting(method.len() + params.len() + 16, room)?;
         let pending = PendingCall { seq, timed: timeout.is_some(), deadline: timeout.map(timers::after), done, on_event: None, manual_credit: false };
         let msgid = conn.session.call(method, params, pending).map_err(|(e, _)| send_error(e))?;
-        if conn.queued_one() {
+        if conn.waits_for_reconnect() {
             inner.sync_memory(id); // what waits counts against the memory budget
         }
         inner.next_call_seq += 1;
@@ -500,7 +500,7 @@ impl Context {
             conn.admit_waiting(method.len() + params.len() + 16, room)?;
         }
         conn.session.notify(method, params).map_err(send_error)?;
-        if conn.queued_one() {
+        if conn.waits_for_reconnect() {
             inner.sync_memory(id);
         }
         inner.mark_dirty(id);

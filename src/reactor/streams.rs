@@ -274,7 +274,7 @@ impl Context {
         };
         let msgid =
             conn.session.call_ext(method, args, opts.kwargs.as_deref(), flags, deadline_ms, window, pending).map_err(|(e, _)| send_error(e))?;
-        if conn.queued_one() {
+        if conn.waits_for_reconnect() {
             inner.sync_memory(id);
         }
         inner.next_call_seq += 1;
