@@ -7,130 +7,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use joint::error::{Error, ErrorKind};
-use joint::reactor::{Config, ConnEvent, ConnId, Context, Reconnect, TlsConfig};
+use joint::reactor::{Config, ConnEvent, ConnId, Context, Reconnect};
 use rmpv::Value;
 
+pub use crate::target::{Target, TlsOptions};
 use crate::{json, methods, EXIT_FAILED, EXIT_REMOTE};
-
-/// Where to connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// `tcp://HOST:PORT` or `unix:///path`, as the library parses it.
-    Socket(String),
-    /// `tls://HOST:PORT`.
-    Tls(String),
-    /// `exec:PROGRAM ARG...`: a child process spoken to over its stdin/stdout.
-    Exec(Vec<String>),
-}
-
-impl Target {
-    pub fn parse(uri: &str) -> Result<Target, String> {
-        if let Some(command) = uri.strip_prefix("exec:") {
-            let argv = split_command(command)?;
-            if argv.is_empty() {
-                return Err("exec: needs a program to run, as in 'exec:nvim --embed'".into());
-            }
-            Ok(Target::Exec(argv))
-        } else if uri.starts_with("tcp://") || uri.starts_with("unix:") {
-            Ok(Target::Socket(uri.to_string()))
-        } else if uri.starts_with("tls://") {
-            Ok(Target::Tls(uri.to_string()))
-        } else {
-            Err(format!("unsupported address {uri:?}: expected tcp://HOST:PORT, tls://HOST:PORT, unix:///PATH or exec:PROGRAM ARG..."))
-        }
-    }
-
-    fn open(&self, ctx: &Context, tls: &TlsOptions) -> joint::error::Result<ConnId> {
-        match self {
-            Target::Socket(uri) => ctx.connect(uri),
-            Target::Tls(uri) => ctx.connect_tls(uri, &tls.config()?),
-            Target::Exec(argv) => ctx.spawn(argv),
-        }
-    }
-}
-
-/// `--tls-ca`, `--tls-cert`/`--tls-key` and `--tls-server-name`, for `tls://` targets.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// Trust these CAs instead of the system's.
-    pub ca: Option<String>,
-    /// A client certificate chain and its key, for servers that ask for one.
-    pub cert: Option<(String, String)>,
-    /// The name the server's certificate must carry, instead of the URI's host.
-    pub server_name: Option<String>,
-}
-
-impl TlsOptions {
-    pub fn is_empty(&self) -> bool {
-        *self == TlsOptions::default()
-    }
-
-    fn config(&self) -> joint::error::Result<TlsConfig> {
-        let mut tls = TlsConfig::new();
-        if let Some(ca) = &self.ca {
-            tls.set_ca_file(ca)?;
-        }
-        if let Some((cert, key)) = &self.cert {
-            tls.set_certificate_files(cert, key)?;
-        }
-        if let Some(name) = &self.server_name {
-            tls.set_server_name(name)?;
-        }
-        Ok(tls)
-    }
-}
-
-/// Split a command line into words: blanks separate words, '...' is literal, "..." allows \"
-/// and \\, and a backslash outside quotes escapes the next character. No expansions.
-pub fn split_command(text: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word: Option<String> = None;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if let Some(w) = word.take() {
-                    words.push(w);
-                }
-            }
-            '\'' => {
-                let w = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => w.push(c),
-                        None => return Err("exec: unterminated ' quote".into()),
-                    }
-                }
-            }
-            '"' => {
-                let w = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\')) => w.push(c),
-                            Some(c) => {
-                                w.push('\\');
-                                w.push(c);
-                            }
-                            None => return Err("exec: unterminated \" quote".into()),
-                        },
-                        Some(c) => w.push(c),
-                        None => return Err("exec: unterminated \" quote".into()),
-                    }
-                }
-            }
-            '\\' => match chars.next() {
-                Some(c) => word.get_or_insert_with(String::new).push(c),
-                None => return Err("exec: trailing backslash".into()),
-            },
-            c => word.get_or_insert_with(String::new).push(c),
-        }
-    }
-    words.extend(word);
-    Ok(words)
-}
 
 /// The params of a call: positional, or keyword (sent as a map).
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +46,8 @@ pub struct Options {
     /// `--output FILE`: the bytes of streamed bin items go to FILE.
     pub output: Option<String>,
     pub tls: TlsOptions,
+    /// `--pretty`: print the result (or the remote error) as indented JSON.
+    pub pretty: bool,
 }
 
 /// A context that serves `echo` and `add` (for callbacks), connected to the target.
@@ -214,6 +97,26 @@ fn connect_retrying(ctx: &Context, options: &Options, retry: Duration) -> Result
     Ok(conn)
 }
 
+/// A value as JSON text: one line, or indented (`--pretty`).
+pub(crate) fn json_text(value: &Value, pretty: bool) -> String {
+    let json = json::to_json(value);
+    if pretty {
+        serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string())
+    } else {
+        json.to_string()
+    }
+}
+
+/// Print the peer's error object once, as JSON (exactly what it sent), and give exit status 1.
+pub(crate) fn remote_error(options: &Options, error_object: &[u8]) -> ExitCode {
+    let error = match json::decode(error_object) {
+        Ok(value) => json_text(&value, options.pretty),
+        Err(_) => json::bytes_to_json_text(error_object),
+    };
+    eprintln!("joint: {} failed: {error}", options.method);
+    ExitCode::from(EXIT_REMOTE)
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("joint: {message}");
     ExitCode::from(EXIT_FAILED)
@@ -248,18 +151,12 @@ pub fn run_call(options: &Options) -> ExitCode {
             Ok(value) => {
                 let mut out = std::io::stdout().lock();
                 // A closed stdout (`| head`) is not worth an error of its own.
-                let _ = writeln!(out, "{}", json::to_json(&value)).and_then(|()| out.flush());
+                let _ = writeln!(out, "{}", json_text(&value, options.pretty)).and_then(|()| out.flush());
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&format!("{}: the result is not usable: {e}", options.method)),
         },
-        Err((e, error_object)) if e.kind == ErrorKind::Remote => {
-            let error_json = json::bytes_to_json_text(&error_object);
-            let message = if e.message.is_empty() { error_json.clone() } else { e.message.clone() };
-            eprintln!("joint: {} failed: {message}", options.method);
-            eprintln!("error: {error_json}");
-            ExitCode::from(EXIT_REMOTE)
-        }
+        Err((e, error_object)) if e.kind == ErrorKind::Remote => remote_error(options, &error_object),
         Err((e, _)) => fail(&describe_failure(options, &e)),
     };
     drop(ctx); // closes the connection; a spawned program gets EOF on its stdin
@@ -286,28 +183,4 @@ pub fn run_notify(options: &Options) -> ExitCode {
     };
     drop(ctx);
     code
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_commands() {
-        assert_eq!(split_command("nvim --embed  --headless").unwrap(), ["nvim", "--embed", "--headless"]);
-        assert_eq!(split_command(r#"sh -c 'echo "a b"' "x\"y" a\ b ''"#).unwrap(), ["sh", "-c", "echo \"a b\"", "x\"y", "a b", ""]);
-        assert!(split_command("'open").is_err());
-        assert!(split_command("\"open").is_err());
-        assert!(split_command("x\\").is_err());
-        assert!(split_command("  ").unwrap().is_empty());
-    }
-
-    #[test]
-    fn parses_targets() {
-        assert_eq!(Target::parse("tcp://127.0.0.1:1").unwrap(), Target::Socket("tcp://127.0.0.1:1".into()));
-        assert_eq!(Target::parse("unix:///tmp/s").unwrap(), Target::Socket("unix:///tmp/s".into()));
-        assert_eq!(Target::parse("exec:nvim --embed").unwrap(), Target::Exec(vec!["nvim".into(), "--embed".into()]));
-        assert!(Target::parse("exec:").is_err());
-        assert!(Target::parse("http://x").is_err());
-    }
 }

@@ -23,10 +23,15 @@ use serde_json::{Map, Number, Value as Json};
 
 const SPECIAL_KEYS: [&str; 5] = ["$bin", "$ext", "$map", "$str", "$float"];
 
-/// A command-line argument: JSON if it parses as JSON, else the text itself as a string.
+/// A command-line argument: JSON if it parses as JSON; else, unless it begins like JSON (with
+/// `[`, `{`, `"`, a digit or `-`), the text itself as a string. A word that begins like JSON
+/// but does not parse is an error, so a typo such as `[1,` is not sent as the string "[1,".
 pub fn parse_arg(text: &str) -> Result<Value, String> {
     match serde_json::from_str::<Json>(text) {
         Ok(json) => to_msgpack(&json),
+        Err(e) if text.trim_start().starts_with(|c: char| matches!(c, '[' | '{' | '"' | '-') || c.is_ascii_digit()) => {
+            Err(format!("{text:?} begins like JSON but is not valid JSON ({e}); quote it for the shell as '\"...\"' to send a string"))
+        }
         Err(_) => Ok(Value::from(text)),
     }
 }
@@ -293,8 +298,19 @@ mod tests {
     #[test]
     fn non_json_args_are_strings() {
         assert_eq!(parse_arg("hello").unwrap(), Value::from("hello"));
-        assert_eq!(parse_arg("12abc").unwrap(), Value::from("12abc"));
+        assert_eq!(parse_arg("hello world").unwrap(), Value::from("hello world"));
+        assert_eq!(parse_arg("truth").unwrap(), Value::from("truth"));
         assert_eq!(parse_arg("").unwrap(), Value::from(""));
+    }
+
+    #[test]
+    fn words_that_begin_like_json_must_be_json() {
+        for text in ["[1,", "{", "\"open", "12abc", "-x", "1+2", " [1"] {
+            let e = parse_arg(text).unwrap_err();
+            assert!(e.contains("begins like JSON"), "{text}: {e}");
+        }
+        assert_eq!(parse_arg("-2").unwrap(), Value::from(-2));
+        assert_eq!(parse_arg("\"1+2\"").unwrap(), Value::from("1+2"));
     }
 
     #[test]

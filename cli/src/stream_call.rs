@@ -29,7 +29,7 @@ use joint::reactor::{CallEvent, CallId, CallOptions, ConnEvent, ConnId, Context,
 use rmpv::Value;
 
 use crate::call::{self, CallParams, Options};
-use crate::{json, EXIT_FAILED, EXIT_REMOTE, EXIT_USAGE};
+use crate::{json, EXIT_FAILED, EXIT_USAGE};
 
 /// Lines read ahead of what the callee has accepted.
 const READ_AHEAD: usize = 64;
@@ -356,11 +356,7 @@ fn drive(ctx: &Context, conn: ConnId, options: &Options, stream: bool, lines: Op
         }
         Some(Err((e, error_object))) if e.kind == ErrorKind::Remote => {
             let _ = printer.borrow_mut().flush();
-            let error_json = json::bytes_to_json_text(&error_object);
-            let message = if e.message.is_empty() { error_json.clone() } else { e.message.clone() };
-            eprintln!("joint: {} failed: {message}", options.method);
-            eprintln!("error: {error_json}");
-            ExitCode::from(EXIT_REMOTE)
+            crate::call::remote_error(options, &error_object)
         }
         Some(Err((e, _))) if e.kind == ErrorKind::Timeout => {
             let _ = printer.borrow_mut().flush();

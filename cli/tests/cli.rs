@@ -228,7 +228,16 @@ fn echo_round_trips_every_json_type() {
     assert_eq!(call(server.uri(), "echo", &[&all]).json(), expected);
     // Words that are not JSON are strings.
     assert_eq!(call(server.uri(), "echo", &["hello"]).json(), json!("hello"));
-    assert_eq!(call(server.uri(), "echo", &["--", "-x"]).json(), json!("-x"));
+    assert_eq!(call(server.uri(), "echo", &["hello world"]).json(), json!("hello world"));
+    // Words that begin like JSON must be JSON: a typo is a usage error naming the argument,
+    // and nothing is sent.
+    for (args, position) in [(&["[1,"][..], 1), (&["1", "{\"a\":"], 2), (&["--", "-x"], 1), (&["12abc"], 1)] {
+        let out = call(server.uri(), "echo", args);
+        assert_eq!(out.code, Some(64), "echo {args:?}: {out:?}");
+        assert!(out.stderr.contains(&format!("argument {position}: ")) && out.stderr.contains("begins like JSON"), "{out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
+    assert_eq!(call(server.uri(), "echo", &["--", "-7"]).json(), json!(-7));
 }
 
 #[test]
@@ -245,8 +254,8 @@ fn add_keeps_integers_and_reports_bad_params() {
         let out = call(uri, "add", bad);
         assert_eq!(out.code, Some(1), "add {bad:?}: {out:?}");
         assert!(out.stdout.is_empty(), "{out:?}");
-        assert!(out.stderr.contains(r#"[1,"add(a, b) needs two numbers"]"#), "{out:?}");
-        assert!(out.stderr.contains("add failed: add(a, b) needs two numbers"), "{out:?}");
+        // Printed once, as the error object the server sent.
+        assert_eq!(out.stderr, "joint: add failed: [1,\"add(a, b) needs two numbers\"]\n", "{out:?}");
     }
     let out = call(uri, "add", &["18446744073709551615", "1"]);
     assert_eq!(out.code, Some(1), "{out:?}");
@@ -412,10 +421,24 @@ fn usage_errors_exit_64() {
         &["serve", "--bogus"],
         &["demo", "extra"],
         &["help", "nothing"],
+        // Every malformed address is a usage error, whatever is wrong with it.
+        &["call", "tcp://127.0.0.1", "echo"],
+        &["call", "tcp://127.0.0.1:70000", "echo"],
+        &["call", "tcp://::1:5", "echo"],
+        &["call", "udp://:5", "echo"],
+        &["call", "127.0.0.1:6000", "echo"],
+        &["call", "unix://", "echo"],
+        &["notify", "tcp://[nope]:1", "x"],
+        &["serve", "--listen", "tcp://127.0.0.1"],
+        &["serve", "--listen", "nowhere"],
+        &["call", "tcp://127.0.0.1:1", "echo", "[1,"],
+        &["call", "tcp://127.0.0.1:1", "echo", "--stream", "--pretty"],
+        &["completions", "tcsh"],
     ] {
         let out = joint(args);
         assert_eq!(out.code, Some(64), "joint {args:?}: {out:?}");
-        assert!(out.stderr.contains("usage") || out.stderr.contains("joint --help"), "{out:?}");
+        // clap's report: the problem and where to read more (or, with no command, the help).
+        assert!(out.stderr.contains("try '--help'") || (args.is_empty() && out.stderr.contains("Usage: joint <COMMAND>")), "{out:?}");
         assert!(out.stdout.is_empty(), "{out:?}");
     }
     for args in [&["--help"][..], &["-h"], &["help"], &["help", "call"], &["call", "--help"], &["serve", "-h"], &["help", "demo"]] {
@@ -424,6 +447,61 @@ fn usage_errors_exit_64() {
         assert!(out.stdout.contains("joint"), "{out:?}");
     }
     assert!(joint(&["--help"]).stdout.contains("$bin"));
+}
+
+#[test]
+fn udp_and_bare_unix_paths() {
+    let path = temp_path("bare.sock");
+    let _ = std::fs::remove_file(&path);
+    let bare = path.to_str().expect("UTF-8 temp path").to_string();
+    let server = Server::start(&["--listen", "udp://127.0.0.1:0", "--listen", &bare]);
+    assert!(server.uris[0].starts_with("udp://127.0.0.1:"), "{:?}", server.uris);
+    assert_eq!(call(&server.uris[0], "add", &["2", "3"]).json(), json!(5));
+    let out = joint(&["notify", &server.uris[0], "note", "1"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(call(&server.uris[0], "last_notification", &[]).json(), json!(["note", [1]]));
+    // A bare path containing '/' is a Unix socket, for listening and for calling.
+    assert_eq!(call(&bare, "echo", &["hi"]).json(), json!("hi"));
+    assert_eq!(call(&format!("unix://{bare}"), "echo", &["hi"]).json(), json!("hi"));
+}
+
+#[test]
+fn pretty_prints_indented_json() {
+    let server = Server::tcp();
+    let out = joint(&["call", server.uri(), "echo", r#"{"a":[1,2]}"#, "--pretty"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "{\n  \"a\": [\n    1,\n    2\n  ]\n}\n");
+    let out = joint(&["call", server.uri(), "nope", "--pretty"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.starts_with("joint: nope failed: [\n  2,\n"), "{out:?}");
+}
+
+#[test]
+fn completions_and_man_page() {
+    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef joint"), ("fish", "complete -c joint")] {
+        let out = joint(&["completions", shell]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert!(out.stdout.contains(marker) && out.stdout.contains("serve") && out.stdout.contains("send-json-lines"), "{shell}: {out:?}");
+    }
+    let out = joint(&["man"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains(".TH joint 1") && out.stdout.contains("EXIT STATUS"), "the man page names the exit codes");
+    // --dir: a page per command, as CMake installs them.
+    let dir = temp_path("man");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = joint(&["man", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    for page in ["joint.1", "joint-serve.1", "joint-call.1", "joint-notify.1"] {
+        let text = std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH joint"), "{page}");
+    }
+    assert!(std::fs::read_to_string(dir.join("joint-serve.1")).unwrap().contains("memory\\-budget\\-mib"));
+    let _ = std::fs::remove_dir_all(&dir);
+    // bash can load what it printed.
+    let script = joint(&["completions", "bash"]).stdout;
+    let status = Command::new("bash").args(["-c", &format!("{script}\ncomplete -p joint")]).stdout(Stdio::null()).status().expect("bash");
+    assert!(status.success());
 }
 
 #[test]
