@@ -8,6 +8,7 @@ mod serve;
 mod signals;
 mod stream_call;
 mod streams;
+mod tap;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -261,6 +262,7 @@ fn run(args: &[String]) -> ExitCode {
             Ok(options) => call::run_notify(&options),
             Err(e) => usage_error(Some("notify"), &e),
         },
+        "tap" => tap::run_from_words(rest),
         "demo" if rest.is_empty() => demo::run(),
         "demo" => usage_error(Some("demo"), "demo takes no arguments"),
         other => usage_error(None, &format!("unknown command {other:?}")),
