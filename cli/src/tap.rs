@@ -68,11 +68,12 @@ Lines are cut to the terminal's width (200 characters when stdout is not a termi
     peer, upstream (open); c2s_bytes, s2c_bytes, error (closed); offset, reason
                  (undecodable)
 
-BOUNDS: every byte is forwarded as soon as it is read (64 KiB at a time), before it is
-shown, and whatever the peers send the tap holds per connection at most two 64 KiB
-buffers, the first 256 KiB of the message being read in each direction (a larger message
-is forwarded whole and shown in part, with its size), 64 fragmented messages being
-followed per direction and 4096 unanswered calls for latencies (more are not timed).
+BOUNDS: every byte is forwarded as soon as it is read (64 KiB at a time; the messages
+that end in those bytes are printed first, none is waited for), and whatever the peers
+send the tap holds per connection at most two 64 KiB buffers, the first 256 KiB of the
+message being read in each direction (a larger message is forwarded whole and shown in
+part, with its size), 64 fragmented messages being followed per direction and 4096
+unanswered calls for latencies (more are not timed); --max-connections bounds the rest.
 A stream that stops being MessagePack-RPC (a byte that is not MessagePack, a message that
 is not an array, nesting deeper than 1024) is still forwarded byte for byte; a line says so
 and that direction is no longer shown. Printing blocks forwarding while stdout blocks: a
@@ -272,7 +273,11 @@ pub fn run(args: TapArgs) -> ExitCode {
         };
         label += 1;
         if active.load(Ordering::SeqCst) >= args.max_connections {
-            printer.print(&Record::new(label, None, "refused").with("peer", peer).with("error", format!("{} connections are open (--max-connections)", args.max_connections)));
+            printer.print(
+                &Record::new(label, None, "refused")
+                    .with("peer", peer)
+                    .with("error", format!("{} connections are open (--max-connections)", args.max_connections)),
+            );
             continue;
         }
         active.fetch_add(1, Ordering::SeqCst);

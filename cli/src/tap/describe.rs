@@ -11,7 +11,10 @@ pub enum Shown {
     Value(Value),
     /// Not all of it is in the prefix: a description ("bin of 209715200 bytes"), and, for a
     /// payload, its declared length and the bytes of it that are there.
-    Cut { what: String, payload: Option<(u64, Vec<u8>)> },
+    Cut {
+        what: String,
+        payload: Option<(u64, Vec<u8>)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

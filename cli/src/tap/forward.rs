@@ -1,4 +1,4 @@
-//! Byte pumps: each direction of a tapped connection is copied as it is read, then shown.
+//! Byte pumps: each direction of a tapped connection is copied as it is read.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -73,7 +73,7 @@ pub struct Ended {
 }
 
 /// Copy `from` to `to` until EOF (passed on as a half-close) or an error (which shuts both
-/// sockets down, so the other direction ends too). Each chunk is written before it is shown.
+/// sockets down, so the other direction ends too). Each chunk is shown, then written at once.
 pub fn pump(mut from: Stream, mut to: Stream, observer: &mut Observer) -> Ended {
     let mut buf = vec![0u8; CHUNK];
     let mut bytes = 0u64;
@@ -87,11 +87,13 @@ pub fn pump(mut from: Stream, mut to: Stream, observer: &mut Observer) -> Ended 
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => break Some(format!("read: {e}")),
         };
+        // Shown first, so a call is on record before its answer can come back (the
+        // scanner only looks at these bytes; it never waits for more).
+        observer.feed(&buf[..n]);
         if let Err(e) = to.write_all(&buf[..n]) {
             break Some(format!("write: {e}"));
         }
         bytes += n as u64;
-        observer.feed(&buf[..n]);
     };
     if error.is_some() {
         from.shutdown(Shutdown::Both);

@@ -1,4 +1,4 @@
-//! Watches the bytes of one direction of a connection after they were forwarded, and prints
+//! Watches the bytes of one direction of a connection as they are forwarded, and prints
 //! each message as it ends: decoded, matched with its call (for latencies and method names),
 //! fragments followed to their end. Everything it keeps is bounded.
 

@@ -218,7 +218,10 @@ impl Scanner {
 mod tests {
     use super::*;
 
-    fn messages(stream: &[u8], chunk: usize, limit: usize) -> Result<Vec<(Vec<u8>, u64)>, (u64, Lost)> {
+    /// Each message's kept prefix and its size.
+    type Seen = Vec<(Vec<u8>, u64)>;
+
+    fn messages(stream: &[u8], chunk: usize, limit: usize) -> Result<Seen, (u64, Lost)> {
         let mut scanner = Scanner::new(limit);
         let mut out = Vec::new();
         for piece in stream.chunks(chunk) {
@@ -244,7 +247,7 @@ mod tests {
     trait Concat {
         fn concat_prefixes(&self) -> Vec<u8>;
     }
-    impl Concat for Vec<(Vec<u8>, u64)> {
+    impl Concat for Seen {
         fn concat_prefixes(&self) -> Vec<u8> {
             self.iter().flat_map(|m| m.0.clone()).collect()
         }
@@ -253,7 +256,7 @@ mod tests {
     #[test]
     fn keeps_only_a_prefix_of_big_messages() {
         let mut stream = vec![0x91, 0xc6, 0x00, 0x10, 0x00, 0x00];
-        stream.extend(std::iter::repeat(7).take(1 << 20));
+        stream.extend(std::iter::repeat_n(7, 1 << 20));
         stream.extend_from_slice(&[0x91, 0xc0]);
         let got = messages(&stream, 4096, 100).unwrap();
         assert_eq!(got.len(), 2);
