@@ -32,12 +32,13 @@ EXAMPLE:
     $ joint serve --listen tcp://127.0.0.1:6000 &
     $ joint tap --listen tcp://127.0.0.1:7000 --to tcp://127.0.0.1:6000 &
     $ joint call tcp://127.0.0.1:7000 echo hello
-    12:00:00.101 #1 open 127.0.0.1:40112 -> tcp://127.0.0.1:6000
-    12:00:00.102 #1 -> request msgid=1 joint.hello [1,{\"window\":64,...}]
-    12:00:00.102 #1 -> request msgid=2 echo [\"hello\"]
-    12:00:00.103 #1 <- response msgid=1 joint.hello (0.412 ms) result=[1,{...}]
-    12:00:00.103 #1 <- response msgid=2 echo (0.398 ms) result=\"hello\"
-    12:00:00.104 #1 closed c2s_bytes=87 s2c_bytes=70
+    17:25:43.947 #1 open peer=127.0.0.1:38738 upstream=tcp://127.0.0.1:6000
+    17:25:43.947 #1 -> request msgid=1 joint.hello [1,{\"window\":64,\"fragment\":65536,...}]
+    17:25:43.947 #1 -> request msgid=2 echo [\"hello\"]
+    17:25:43.947 #1 <- response msgid=1 joint.hello (0.219 ms) result=[1,{\"window\":64,...}]
+    17:25:43.947 #1 <- response msgid=2 echo (0.209 ms) result=\"hello\"
+    17:25:43.948 #1 closed c2s_bytes=78 s2c_bytes=62
+    \"hello\"
 
 LINES (human form): time (UTC), #connection, -> (client to server) or <- (server to
 client), kind, msgid, method, latency (responses and pongs: since the request or ping
