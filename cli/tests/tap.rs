@@ -399,3 +399,17 @@ fn bad_arguments_exit_64() {
     assert_eq!(help.status.code(), Some(0));
     assert!(stdout(&help).contains("BOUNDS"), "{help:?}");
 }
+
+#[test]
+fn connections_over_the_cap_are_refused_with_a_line() {
+    let (_server, server_uri) = serve();
+    let tap = Tap::start(&server_uri, &["--json", "--max-connections", "1"]);
+    let _first = connect(&tap.uri);
+    tap.until(|l| l.contains(r#""kind":"open""#));
+    let mut second = connect(&tap.uri);
+    let mut buf = [0u8; 1];
+    assert_eq!(second.read(&mut buf).expect("EOF, not a timeout"), 0);
+    let refused: Value = serde_json::from_str(&tap.until(|l| l.contains("refused")).pop().expect("a line")).expect("JSON");
+    assert_eq!(refused["conn"], 2);
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("--max-connections")), "{refused}");
+}
