@@ -94,6 +94,10 @@ pub enum Command {
     /// A server and a client in one process: calls, errors, callbacks, streaming
     #[command(long_about = DEMO_ABOUT)]
     Demo,
+    /// Load-test any MessagePack-RPC endpoint: calls/s and latency percentiles
+    Bench(crate::bench::BenchArgs),
+    /// A transparent proxy that prints every MessagePack-RPC message passing through it
+    Tap(crate::tap::TapArgs),
     /// Print a completion script for a shell, e.g. `joint completions bash > /etc/bash_completion.d/joint`
     Completions {
         /// The shell to complete for

@@ -2,6 +2,7 @@
 //! on the joint library. The command line itself is declared in args.rs.
 
 mod args;
+mod bench;
 mod call;
 mod demo;
 mod json;
@@ -10,6 +11,7 @@ mod serve;
 mod signals;
 mod stream_call;
 mod streams;
+mod tap;
 mod target;
 
 use std::process::ExitCode;
@@ -44,6 +46,8 @@ fn main() -> ExitCode {
             Err(message) => usage_error("notify", &message),
         },
         Command::Demo => demo::run(),
+        Command::Bench(args) => bench::run(args),
+        Command::Tap(args) => tap::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "joint", &mut std::io::stdout());
             ExitCode::SUCCESS
