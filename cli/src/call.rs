@@ -40,7 +40,7 @@ impl Target {
         }
     }
 
-    fn open(&self, ctx: &Context, tls: &TlsOptions) -> joint::error::Result<ConnId> {
+    pub(crate) fn open(&self, ctx: &Context, tls: &TlsOptions) -> joint::error::Result<ConnId> {
         match self {
             Target::Socket(uri) => ctx.connect(uri),
             Target::Tls(uri) => ctx.connect_tls(uri, &tls.config()?),

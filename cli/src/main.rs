@@ -1,5 +1,6 @@
 //! `joint`: a command-line MessagePack-RPC client and demo server, built on the joint library.
 
+mod bench;
 mod call;
 mod demo;
 mod json;
@@ -261,6 +262,7 @@ fn run(args: &[String]) -> ExitCode {
             Ok(options) => call::run_notify(&options),
             Err(e) => usage_error(Some("notify"), &e),
         },
+        "bench" => bench::run_from_words(rest),
         "demo" if rest.is_empty() => demo::run(),
         "demo" => usage_error(Some("demo"), "demo takes no arguments"),
         other => usage_error(None, &format!("unknown command {other:?}")),
