@@ -311,8 +311,30 @@ fn drive(ctx: &Context, shared: &Shared, plan: &Plan) -> Result<(), String> {
             [Some(next_progress), run.next_send(), end.filter(|_| !run.done_sending), drain_until].into_iter().flatten().min()
         };
         let timeout = wake.map_or(PROGRESS_EVERY, |w| w.saturating_duration_since(now));
-        ctx.wait(Some(timeout)).map_err(|e| e.message)?;
+        if plan.interval.is_some() {
+            wait_precisely(ctx, timeout)?;
+        } else {
+            ctx.wait(Some(timeout)).map_err(|e| e.message)?;
+        }
     }
     progress.finish();
     Ok(())
+}
+
+/// `Context::wait`, but to the microsecond: `wait` sleeps in whole milliseconds, and in open
+/// loop that slack would count in every call's latency. ppoll(2) on the context's fd has
+/// nanosecond resolution; the library's own next timer still caps the sleep.
+fn wait_precisely(ctx: &Context, timeout: Duration) -> Result<(), String> {
+    let timeout = match ctx.timeout_ms() {
+        ms if ms >= 0 => timeout.min(Duration::from_millis(ms as u64)),
+        _ => timeout,
+    };
+    if !timeout.is_zero() {
+        let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32) };
+        let mut fd = libc::pollfd { fd: ctx.fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: ppoll(2) on one pollfd and a timespec that live across the call. EINTR
+        // (a signal) just ends the sleep early.
+        unsafe { libc::ppoll(&mut fd, 1, &ts, std::ptr::null()) };
+    }
+    ctx.process().map_err(|e| e.message)
 }
