@@ -275,3 +275,17 @@ fn neovim_is_a_stock_server_like_any_other() {
     let v = bench(&[&uri, "no_such_function", "--calls", "30", "--json"]).json();
     assert_eq!((number(&v, "/calls"), number(&v, "/errors")), (30.0, 30.0), "{v}");
 }
+
+#[test]
+fn open_loop_against_a_server_that_never_answers_still_ends() {
+    let (server, uri) = serve();
+    server.signal(libc::SIGSTOP); // the kernel still accepts the connection
+    let started = Instant::now();
+    let out = bench(&[&uri, "echo", "1", "--rate", "100", "--duration", "1", "--timeout", "300", "--json"]);
+    server.signal(libc::SIGCONT);
+    let v = out.json();
+    // Every call of the measured second is an error: timed out, or never sent for want of room.
+    assert_eq!((number(&v, "/calls"), number(&v, "/errors")), (100.0, 100.0), "{v}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(8), "took {took:?}: {v}");
+}

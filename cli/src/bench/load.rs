@@ -132,6 +132,17 @@ impl Run {
         }
     }
 
+    /// Open loop, past --duration by the drain limit with calls still waiting for room (a
+    /// server that stalled): stop, and count every call scheduled in the measured window
+    /// but never sent as an error, so the run ends instead of working off the backlog.
+    fn give_up_backlog(&mut self, end: Instant, now: Instant) {
+        let Some((start, interval)) = self.schedule else { return };
+        let first_at = |t: Instant| (t.saturating_duration_since(start).as_secs_f64() / interval.as_secs_f64()).ceil() as u64;
+        let unsent = first_at(end).saturating_sub(self.next_scheduled.max(first_at(self.measure_from)));
+        self.stats.never_sent(unsent, now);
+        self.done_sending = true;
+    }
+
     /// When the main loop must next wake for the schedule (open loop).
     fn next_send(&self) -> Option<Instant> {
         let (start, interval) = self.schedule?;
@@ -297,8 +308,12 @@ fn drive(ctx: &Context, shared: &Shared, plan: &Plan) -> Result<(), String> {
                 }
                 next_progress = now + PROGRESS_EVERY;
             }
+            let drain_limit = plan.timeout.unwrap_or(DRAIN_WITHOUT_TIMEOUT) + Duration::from_secs(1);
+            if let Some(end) = end.filter(|e| !run.done_sending && now >= *e + drain_limit) {
+                run.give_up_backlog(end, now);
+            }
             if run.done_sending {
-                let until = *drain_until.get_or_insert(now + plan.timeout.unwrap_or(DRAIN_WITHOUT_TIMEOUT) + Duration::from_secs(1));
+                let until = *drain_until.get_or_insert(now + drain_limit);
                 if now >= until {
                     // Unanswered past their own timeout (or the drain limit): errors.
                     for _ in 0..run.counted_in_flight {
@@ -308,7 +323,8 @@ fn drive(ctx: &Context, shared: &Shared, plan: &Plan) -> Result<(), String> {
                     break;
                 }
             }
-            [Some(next_progress), run.next_send(), end.filter(|_| !run.done_sending), drain_until].into_iter().flatten().min()
+            let give_up_at = end.filter(|_| !run.done_sending && run.schedule.is_some()).map(|e| e + drain_limit);
+            [Some(next_progress), run.next_send(), end.filter(|_| !run.done_sending), give_up_at, drain_until].into_iter().flatten().min()
         };
         let timeout = wake.map_or(PROGRESS_EVERY, |w| w.saturating_duration_since(now));
         if plan.interval.is_some() {

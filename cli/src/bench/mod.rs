@@ -74,7 +74,9 @@ pub struct BenchArgs {
     /// Open loop: send R calls per second in all, at fixed intervals, and measure each
     /// call's latency from its scheduled send time. If the server cannot keep up, calls
     /// wait (never more than --depth in flight per connection) and their waiting counts
-    /// in their latency; the rate achieved, calls/s, then falls below R.
+    /// in their latency; the rate achieved, calls/s, then falls below R. Calls of the
+    /// --duration window still unsent one --timeout (+1 s) after it ends are given up and
+    /// count as errors.
     #[arg(long, value_name = "R", value_parser = parse_rate)]
     pub rate: Option<f64>,
 

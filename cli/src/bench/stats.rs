@@ -41,6 +41,15 @@ impl Stats {
         self.ended(true, now);
     }
 
+    /// Calls that were due but never sent (open loop, the run gave up on its backlog).
+    pub fn never_sent(&mut self, n: u64, now: Instant) {
+        self.calls += n;
+        self.errors += n;
+        if n > 0 {
+            self.last_end = Some(now);
+        }
+    }
+
     fn ended(&mut self, is_error: bool, now: Instant) {
         self.calls += 1;
         self.errors += u64::from(is_error);
