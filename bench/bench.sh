@@ -5,9 +5,9 @@
 # Then appends instructions per call for both servers (bench/instructions.sh), small-call
 # latency during a big transfer, bulk throughput beside a raw socket transfer
 # (cli/examples/bulk.rs), TLS beside plaintext (cli/examples/tls.rs) and the limits under
-# attack (cli/tests/attacks.rs).
+# attack (cli/tests/attacks.rs), and `joint bench` as a load generator (bench/generator.sh).
 # Needs libmsgpack-dev (the reference server), libssl-dev and openssl (the load generator's
-# --tls, the benchmark certificate) and valgrind.
+# --tls, the benchmark certificate), valgrind, nvim and python3 with venv (bench/generator.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p joint -p joint-cli --bins --examples >&2
@@ -79,4 +79,6 @@ bash bench/run.sh --server joint="bench/build/joint_server {port}" \
     cargo test --release --locked -p joint-cli --test attacks -- --nocapture --test-threads=1 2>/dev/null \
         | grep -o 'ATTACK|.*' | sed 's/^ATTACK//; s/$/|/'
 } >>docs/BENCHMARKS.md
+# `joint bench` beside the raw C client, and against joint serve, Neovim and aio-msgpack-rpc.
+bench/generator.sh --append docs/BENCHMARKS.md
 cat docs/BENCHMARKS.md

@@ -361,14 +361,7 @@ impl Request {
         if self.retry_ms.is_some() && matches!(target, Target::Exec(_)) {
             return Err("--retry-ms is for network and Unix socket addresses, not exec:".into());
         }
-        let params = if self.kw.is_empty() {
-            let values = self.args.iter().enumerate().map(|(i, a)| json::parse_arg(a).map_err(|e| format!("argument {}: {e}", i + 1)));
-            CallParams::Positional(values.collect::<Result<_, _>>()?)
-        } else if self.args.is_empty() {
-            CallParams::Keyword(keyword_params(&self.kw)?)
-        } else {
-            return Err("--kw cannot be combined with positional ARGs".into());
-        };
+        let params = call_params(&self.args, &self.kw)?;
         let uri = target.uri().unwrap_or(&self.uri).to_string();
         Ok(call::Options {
             target,
@@ -383,6 +376,19 @@ impl Request {
             tls,
             pretty: false,
         })
+    }
+}
+
+/// The params of `call`, `notify` and `bench`: the ARGs as an array, or `--kw KEY=JSON` pairs
+/// as a map (not both).
+pub(crate) fn call_params(args: &[String], kw: &[String]) -> Result<CallParams, String> {
+    if kw.is_empty() {
+        let values = args.iter().enumerate().map(|(i, a)| json::parse_arg(a).map_err(|e| format!("argument {}: {e}", i + 1)));
+        Ok(CallParams::Positional(values.collect::<Result<_, _>>()?))
+    } else if args.is_empty() {
+        Ok(CallParams::Keyword(keyword_params(kw)?))
+    } else {
+        Err("--kw cannot be combined with positional ARGs".into())
     }
 }
 
