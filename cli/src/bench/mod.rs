@@ -7,7 +7,6 @@ mod stats;
 use std::process::ExitCode;
 use std::time::Duration;
 
-
 use crate::call::{Target, TlsOptions};
 use crate::EXIT_USAGE;
 
@@ -38,13 +37,13 @@ EXIT STATUS:
     could not be made, or one was lost during the run (what was measured until then is
     still reported); 64 usage error.")]
 pub struct BenchArgs {
-    /// Where to connect: tcp://HOST:PORT, tls://HOST:PORT, unix:///PATH or exec:PROGRAM ARG...
+    /// Where to connect (see ADDRESSES in `joint --help`)
     pub uri: String,
 
     /// The method to call.
     pub method: String,
 
-    /// Its params, each a JSON value (one that is not valid JSON is sent as a string), as
+    /// Its params, each a JSON value or a bare word (sent as a string), as
     /// for `joint call`. Encoded once and sent with every call.
     #[arg(allow_negative_numbers = true)]
     pub args: Vec<String>,
@@ -184,14 +183,12 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-#[derive(clap::Parser, Debug)]
-#[command(name = "joint bench")]
-struct Standalone {
-    #[command(flatten)]
-    args: BenchArgs,
-}
-
-
+    #[derive(clap::Parser, Debug)]
+    #[command(name = "joint bench")]
+    struct Standalone {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
 
     fn plan(words: &[&str]) -> Result<Plan, String> {
         let argv = std::iter::once("joint bench").chain(words.iter().copied());
