@@ -6,6 +6,7 @@ a ``Handler`` is a registered method: ``on_request`` runs inside ``joint_ctx_pro
 queues the work, which runs after process has returned.
 """
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 import shlex
@@ -132,12 +133,26 @@ class Peer:
         array, keyword args as a params map (keyword params). ``timeout`` (seconds, None for
         none) defaults to the client's. Raises ``RemoteError``, ``TimeoutError`` or
         ``ConnectionError``."""
-        return self._wait(self._start(method, pack_params(args, kwargs), timeout))
+        return self._call_blocking(method, pack_params(args, kwargs), timeout)
 
     def call_with(self, method, params=None, *, timeout=_DEFAULT):
         """Call with explicit params: a list/tuple (positional), a dict (keyword params) or
         None. For params named ``timeout``, or an array and a map side by side."""
-        return self._wait(self._start(method, encode_params(params), timeout))
+        return self._call_blocking(method, encode_params(params), timeout)
+
+    def _call_blocking(self, method, params, timeout):
+        ctx = self.ctx
+        if not ctx.driven_elsewhere():
+            return self._wait(self._start(method, params, timeout))
+        # From a worker thread while the server's loop drives the context: the loop sends
+        # the call and completes the future; this thread only waits.
+        fut = concurrent.futures.Future()
+        call = self._start(method, params, timeout, fut)
+        ctx.wakeup()
+        try:
+            return fut.result()
+        finally:
+            call.future = None
 
     def notify(self, method, *args, **kwargs):
         """Send a notification (no answer). Returns at once, after one non-blocking drive of
@@ -154,7 +169,9 @@ class Peer:
                 if self._close_status == E_TLS:
                     raise self._closed_error(method)
                 raise make_error(st, ctx.last_error(), method)
-            if not ctx.busy:
+            if ctx.driven_elsewhere():
+                ctx.wakeup()      # the loop's thread sends it
+            elif not ctx.busy:
                 ctx.process()     # send it now, not at the next drive (a script may exit first)
 
     def poll(self, timeout=0):
@@ -340,8 +357,68 @@ class Handler:
             return False
         return True
 
+    @property
+    def blocking(self):
+        """Whether the function is a plain or generator function (not ``async``): those run
+        on the server's worker pool, if it has one."""
+        fn = self.fn
+        return not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn))
+
     def run(self, req, args, kwargs, peer, info=None):
-        """Call the function; answer ``req`` (None for a notification) exactly once."""
+        """Call the function, on the context's worker pool if it has one and the function
+        blocks, else here on the loop thread; answer ``req`` (None for a notification)
+        exactly once."""
+        ctx = self.ctx
+        workers = ctx.workers if ctx is not None else None
+        if workers is not None and self.blocking:
+            if not workers.submit(req, lambda: self.run_on_worker(req, args, kwargs, peer, info)):
+                if req is not None:
+                    lib.joint_request_free(req)      # the server is closing
+            return
+        self.run_inline(req, args, kwargs, peer, info)
+
+    def run_on_worker(self, req, args, kwargs, peer, info):
+        """``run`` on a worker thread: the function, then its answer with the thread-safe
+        request functions; a generator streams with blocking waits for credit and input;
+        an awaitable goes to the loop."""
+        if not self._bind(req, args, kwargs):
+            return
+        token = _current_peer.set(peer)
+        ctoken = _current_call.set(info)
+        try:
+            result = self.fn(*args, **kwargs)
+        except BaseException as e:  # noqa: B902 - every request is answered
+            self._failed(req, e)
+            return
+        finally:
+            _current_call.reset(ctoken)
+            _current_peer.reset(token)
+        if inspect.isgenerator(result):
+            _streams.serve_on_worker(self, req, result, peer, info)
+        elif inspect.isawaitable(result) or inspect.isasyncgen(result):
+            self._hand_to_loop(req, result, peer, info)
+        elif req is not None:
+            _reply(req, self.name, result)
+
+    def _hand_to_loop(self, req, result, peer, info):
+        ctx = self.ctx
+        loop = ctx.loop if ctx is not None else None
+
+        def on_loop():
+            with ctx.lock:
+                if inspect.isasyncgen(result):
+                    _streams.serve_async_generator(self, req, result, peer, info)
+                else:
+                    self._run_async(req, result, peer, info)
+        try:
+            loop.call_soon_threadsafe(on_loop)
+        except (AttributeError, RuntimeError):   # no loop, or it is closed
+            if inspect.iscoroutine(result):
+                result.close()
+            self._failed(req, Error('%s: the server stopped before its answer was ready' % self.name))
+
+    def run_inline(self, req, args, kwargs, peer, info=None):
+        """Call the function here (the loop thread)."""
         if not self._bind(req, args, kwargs):
             return
         token = _current_peer.set(peer)

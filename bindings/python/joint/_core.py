@@ -263,6 +263,9 @@ class Context:
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
         self.loop = None
+        self.loop_thread = None       # threading.get_ident() of the thread that runs self.loop
+        # A Server's pool for its plain handlers (_workers.WorkerPool); None: they run inline.
+        self.workers = None
         self._timer = None
         self.on_drive = None          # called after every asyncio-driven process (Server.stop)
         # Per-context callbacks: one registration each, dispatched in Python. What C can reach
@@ -416,6 +419,7 @@ class Context:
         self.detach()
         loop.add_reader(self.fd, _drive_weak, weakref.ref(self))
         self.loop = loop
+        self.loop_thread = threading.get_ident()
         self._rearm()
         return loop
 
@@ -427,7 +431,13 @@ class Context:
         if loop is not None and not loop.is_closed():
             loop.remove_reader(self.fd)
 
+    def driven_elsewhere(self):
+        """Whether a loop on another thread drives this context (the caller is a worker):
+        then calls wait for the loop to complete them rather than drive the context here."""
+        return self.loop is not None and threading.get_ident() != self.loop_thread
+
     def _drive(self):
+        self.loop_thread = threading.get_ident()
         try:
             self.process()
         finally:

@@ -7,6 +7,7 @@ from . import _tls
 from ._client import Handlers, Peer
 from ._core import Context, _cstr, make_error
 from ._ffi import ffi, lib
+from ._workers import DEFAULT_WORKERS, WorkerPool
 
 
 class Server(Handlers):
@@ -35,8 +36,12 @@ class Server(Handlers):
     default 4, started on first use).
     """
 
-    def __init__(self, **options):
-        self.ctx = Context(Peer, **options)
+    def __init__(self, *, workers=DEFAULT_WORKERS, **options):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError('workers must be a non-negative integer, not %r' % (workers,))
+        # joint's own pool (pool=True handlers) has the same size; it needs at least one thread.
+        self.ctx = Context(Peer, workers=max(1, workers), **options)
+        self.ctx.workers = WorkerPool(workers) if workers else None
         self.uris = []
         self._stop_event = None
 
@@ -160,8 +165,12 @@ class Server(Handlers):
         self.ctx.wakeup()
 
     def close(self):
-        """Free everything now: listeners and connections close, pending calls fail."""
+        """Free everything now: listeners and connections close, pending calls fail; then
+        wait for the handlers still running on worker threads (their answers go nowhere)."""
         self.ctx.close()
+        pool = self.ctx.workers
+        if pool is not None:
+            pool.close()
 
     @property
     def closed(self):

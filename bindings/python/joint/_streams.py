@@ -1194,7 +1194,29 @@ def serve_on_pool(handler, req):
 _POOL_WAIT_MS = 100      # a blocked pool handler checks this often whether the server closes
 
 
-def _serve_blocking(ctx, handler, req, gen, info):
+def serve_on_worker(handler, req, gen, peer, info):
+    """A generator a handler returned on a Server's worker thread (``_workers``): served the
+    way pool handlers are, with ``joint.peer()`` set while it runs."""
+    ctx = handler.ctx
+    if req is None:                       # a notification: run it, drop its items
+        try:
+            while True:
+                _resume(gen, 'next', None, peer, info)
+        except StopIteration:
+            pass
+        except Exception:
+            log.exception('joint: notification handler %s failed', handler.name)
+        return
+    if ctx is None or ctx.closing:
+        _close_generator(gen, handler.name, peer, info)
+        lib.joint_request_free(req)
+    elif info is not None and info.extended:
+        _serve_blocking(ctx, handler, req, gen, info, peer)
+    else:
+        _serve_stock(handler, req, gen, peer, info)
+
+
+def _serve_blocking(ctx, handler, req, gen, info, peer=None):
     """A generator on a worker thread: block (GIL released) for credit, then resume it with
     the value waiting, if any."""
     name = handler.name
@@ -1210,7 +1232,7 @@ def _serve_blocking(ctx, handler, req, gen, info):
                     break
                 st = lib.joint_request_wait_writable(req, _POOL_WAIT_MS)
         if st < 0:
-            _close_generator(gen, name, None, info)
+            _close_generator(gen, name, peer, info)
             lib.joint_request_free(req)
             return
         if started:
@@ -1224,14 +1246,14 @@ def _serve_blocking(ctx, handler, req, gen, info):
                 if isinstance(value, EndOfInput):
                     input_open = False
             if kind == 'ended':
-                _close_generator(gen, name, None, info)
+                _close_generator(gen, name, peer, info)
                 lib.joint_request_free(req)
                 return
         else:
             kind, value = 'next', None
             started = True
         try:
-            item = _resume(gen, kind, value, None, info)
+            item = _resume(gen, kind, value, peer, info)
         except StopIteration as e:
             _reply(req, name, e.value)
             return
@@ -1241,7 +1263,7 @@ def _serve_blocking(ctx, handler, req, gen, info):
         try:
             data = _pack_item(name, item)
         except _ItemError as e:
-            _close_generator(gen, name, None, info)
+            _close_generator(gen, name, peer, info)
             _reply_error(req, e.error)
             return
         while True:
@@ -1250,10 +1272,10 @@ def _serve_blocking(ctx, handler, req, gen, info):
                 break
             lib.joint_request_wait_writable(req, _POOL_WAIT_MS)
         if st in _ENDED:
-            _close_generator(gen, name, None, info)
+            _close_generator(gen, name, peer, info)
             lib.joint_request_free(req)
             return
         if st < 0:
-            _close_generator(gen, name, None, info)
+            _close_generator(gen, name, peer, info)
             _reply_error(req, _yield_error(name, st))
             return

@@ -6,7 +6,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'joint'
 
 # What may import what: a module may import only those listed before it (_cdefgen is the
 # build-time cdef generator, imported by nothing at run time).
-ORDER = ['_errors', '_ffi', '_tls', '_core', '_streams', '_client', '_server', '__init__']
+ORDER = ['_errors', '_ffi', '_tls', '_core', '_workers', '_streams', '_client', '_server', '__init__']
 
 
 def package_imports(path):
