@@ -31,9 +31,12 @@ class Server(Handlers):
     ``linger``, ``listen_backlog``; see the package README); ``keepalive`` (``(interval,
     timeout)`` seconds, or ``False``); for the joint extension ``extension``
     (default True: accept it; False: serve as a stock MessagePack-RPC server), ``window``
-    (items a caller may stream into a call before it needs credit; default 64) and
-    ``workers`` (threads of the pool that runs ``@server.method(pool=True)`` handlers;
-    default 4, started on first use).
+    (items a caller may stream into a call before it needs credit; default 64).
+
+    ``workers`` (default 8): the threads that run plain and generator handlers, so a slow one
+    holds up only its own call; ``async def`` handlers run on the loop. ``workers=0`` runs
+    every handler inline on the loop thread, one at a time. ``@server.method(pool=True)``
+    handlers run on joint's own pool of as many threads (at least 1).
     """
 
     def __init__(self, *, workers=DEFAULT_WORKERS, **options):
