@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Test the Python binding: make a venv (bindings/python/.venv, reused when present), install the
 # package from this checkout (its build runs `cargo build --release -p joint` and bundles
-# libjoint.so), pytest and the peers, build the joint CLI (a test server), run pytest.
+# libjoint.so), pytest, mypy (tests/test_typing.py) and the peers, build the joint CLI (a test
+# server), run pytest.
 #
 #   bindings/python/run-tests.sh [PYTEST ARGS...]
 #
@@ -27,7 +28,7 @@ fi
 "$VENV/bin/python" --version
 
 step "test requirements"
-"$VENV/bin/pip" install -q "msgpack>=1,<2" "cffi>=1.15" pytest pytest-timeout "aio-msgpack-rpc==0.2.0"
+"$VENV/bin/pip" install -q "msgpack>=1,<2" "cffi>=1.15" pytest pytest-timeout "aio-msgpack-rpc==0.2.0" mypy
 
 step "pip install bindings/python (cargo build --release -p joint)"
 "$VENV/bin/pip" install -q --force-reinstall --no-deps "$HERE"

@@ -42,6 +42,8 @@ Streaming::
 Values are converted with the ``msgpack`` package: str <-> str, bytes <-> bin, list/tuple ->
 array, dict <-> map, and msgpack.ExtType/Timestamp for ext values.
 """
+from typing import Any, Optional, Sequence
+
 from ._errors import (ConnectionError, EndOfInput, Error, ProtocolError, RemoteError, TimeoutError,
                       TLSError, UnsupportedError)
 from ._tls import TLSConfig
@@ -64,24 +66,24 @@ __all__ = [
 __version__ = '0.2.0'
 
 # Codes of joint's [code, message] error objects (docs/PROTOCOL.md).
-RPC_HANDLER_FAILED = _ffi.lib.JOINT_RPC_HANDLER_FAILED
-RPC_INVALID_PARAMS = _ffi.lib.JOINT_RPC_INVALID_PARAMS
-RPC_NO_METHOD = _ffi.lib.JOINT_RPC_NO_METHOD
-RPC_INVALID_REQUEST = _ffi.lib.JOINT_RPC_INVALID_REQUEST
-RPC_TOO_LARGE = _ffi.lib.JOINT_RPC_TOO_LARGE
-RPC_TOO_MANY_REQUESTS = _ffi.lib.JOINT_RPC_TOO_MANY_REQUESTS
-RPC_SHUTTING_DOWN = _ffi.lib.JOINT_RPC_SHUTTING_DOWN
-RPC_NOT_ANSWERED = _ffi.lib.JOINT_RPC_NOT_ANSWERED
-RPC_CANCELLED = _ffi.lib.JOINT_RPC_CANCELLED
-RPC_DEADLINE_EXCEEDED = _ffi.lib.JOINT_RPC_DEADLINE_EXCEEDED
+RPC_HANDLER_FAILED: int = _ffi.lib.JOINT_RPC_HANDLER_FAILED
+RPC_INVALID_PARAMS: int = _ffi.lib.JOINT_RPC_INVALID_PARAMS
+RPC_NO_METHOD: int = _ffi.lib.JOINT_RPC_NO_METHOD
+RPC_INVALID_REQUEST: int = _ffi.lib.JOINT_RPC_INVALID_REQUEST
+RPC_TOO_LARGE: int = _ffi.lib.JOINT_RPC_TOO_LARGE
+RPC_TOO_MANY_REQUESTS: int = _ffi.lib.JOINT_RPC_TOO_MANY_REQUESTS
+RPC_SHUTTING_DOWN: int = _ffi.lib.JOINT_RPC_SHUTTING_DOWN
+RPC_NOT_ANSWERED: int = _ffi.lib.JOINT_RPC_NOT_ANSWERED
+RPC_CANCELLED: int = _ffi.lib.JOINT_RPC_CANCELLED
+RPC_DEADLINE_EXCEEDED: int = _ffi.lib.JOINT_RPC_DEADLINE_EXCEEDED
 
 
-def library_version():
+def library_version() -> str:
     """The version of the loaded libjoint, such as "0.2.0"."""
-    return _ffi.ffi.string(_ffi.lib.joint_version()).decode()
+    return str(_ffi.ffi.string(_ffi.lib.joint_version()).decode())
 
 
-def spawn(argv, timeout=None, **options):
+def spawn(argv: Sequence[str], timeout: Optional[float] = None, **options: Any) -> Client:
     """Run ``argv`` and talk MessagePack-RPC over its stdin/stdout (as ``nvim --embed``
     needs); a blocking Client. Same options as ``connect``."""
     return connect(list(argv), timeout, **options)

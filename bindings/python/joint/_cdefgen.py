@@ -23,7 +23,7 @@ _ATTRIBUTE = re.compile(r'__attribute__\s*\(\((?:[^()]|\([^()]*\))*\)\)')
 _FUNCTION = re.compile(r'\b(joint_[a-z0-9_]+)\s*\(')
 
 
-def header_functions(header_text):
+def header_functions(header_text: str) -> 'set[str]':
     """Names of the functions the header declares with JOINT_API (from the raw text, without
     the preprocessor: the cdef is checked against this)."""
     text = re.sub(r'/\*.*?\*/', ' ', header_text, flags=re.S)
@@ -38,7 +38,7 @@ def header_functions(header_text):
     return names
 
 
-def _compiler():
+def _compiler() -> 'list[str]':
     cc = os.environ.get('CC')
     if cc:
         return shlex.split(cc)
@@ -49,7 +49,7 @@ def _compiler():
                        'install one (apt-get install gcc) or set CC')
 
 
-def generate(header_path):
+def generate(header_path: str) -> str:
     """The cdef text for the header at ``header_path``."""
     with open(header_path, encoding='utf-8') as f:
         text = f.read()
@@ -61,7 +61,7 @@ def generate(header_path):
         base = _compiler() + ['-E', '-P', '-nostdinc', '-I', stubs, '-DJOINT_API=',
                               '-x', 'c', header_path]
 
-        def run(extra):
+        def run(extra: 'list[str]') -> str:
             try:
                 return subprocess.run(base[:1] + extra + base[1:], check=True, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE).stdout
@@ -69,7 +69,7 @@ def generate(header_path):
                 raise RuntimeError('joint: preprocessing %s failed:\n%s' % (header_path, e.stderr))
         decls = run([])
         macros = run(['-dD'])
-    defines = []
+    defines: 'list[str]' = []
     for line in macros.splitlines():
         m = _INT_DEFINE.match(line.strip())
         if m:

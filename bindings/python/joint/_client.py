@@ -6,18 +6,24 @@ a ``Handler`` is a registered method: ``on_request`` runs inside ``joint_ctx_pro
 queues the work, which runs after process has returned.
 """
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 import shlex
 import weakref
-from typing import Optional
+from typing import (TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Sequence,
+                    TypeVar, Union, overload)
 
 from . import _ffi, _streams, _tls
-from ._core import (_DEFAULT, E_RECURSIVE, E_TIMEOUT, E_TLS, Call, CallInfo, Context, _cstr, _current_call,
+from ._core import (_DEFAULT, Default, Params, Timeout, E_RECURSIVE, E_TIMEOUT, E_TLS, Call, CallInfo, Context, _cstr, _current_call,
                     _current_peer, _error_object, _reply, _reply_error, encode_params, log, make_error,
                     pack_params, request_params, timeout_ms)
 from ._errors import ConnectionError, EndOfInput, Error, TimeoutError, TLSError
-from ._ffi import ffi, lib, NULL
+from ._ffi import CData, ffi, lib, NULL
+
+F = TypeVar('F', bound=Callable[..., Any])
+URI = Union[str, Sequence[str]]
+"""Where to connect: a URI string, or an argv list to spawn."""
 
 _EXTENSION_STATES = {lib.JOINT_EXT_OFF: 'off', lib.JOINT_EXT_PENDING: 'pending',
                      lib.JOINT_EXT_ON: 'on', lib.JOINT_EXT_REFUSED: 'refused'}
@@ -29,24 +35,23 @@ class Peer:
 
     _owned = False
 
-    def __init__(self, ctx, conn, timeout=None):
+    def __init__(self, ctx: Context, conn: CData, timeout: Optional[float] = None) -> None:
         self.ctx = ctx
         self._conn = conn
         self.timeout = timeout
         self._state = 'open'
+        self._open_waiter: 'Optional[asyncio.Future[None]]' = None
         self._close_status = 0
         self._close_reason = ''
 
     # -- state ------------------------------------------------------------------------------
 
-    _open_waiter = None
-
-    def _opened(self):
+    def _opened(self) -> None:
         if self._state == 'connecting':
             self._state = 'open'
             self._wake_open_waiter()
 
-    def _closed(self, status, reason):
+    def _closed(self, status: int, reason: str) -> None:
         self._state = 'closed'
         self._close_status = status
         self._close_reason = reason
@@ -54,7 +59,7 @@ class Peer:
             self._conn = NULL     # freed by the library after the CLOSED callback
         self._wake_open_waiter()
 
-    def _wake_open_waiter(self):
+    def _wake_open_waiter(self) -> None:
         fut, self._open_waiter = self._open_waiter, None
         if fut is not None and not fut.done():
             try:
@@ -62,22 +67,22 @@ class Peer:
             except RuntimeError:
                 pass
 
-    def _free_owned(self):
+    def _free_owned(self) -> None:
         pass
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         """Whether the connection is closed (no new calls can be made)."""
         if self._conn == NULL or self.ctx.closed:
             return True
         return not lib.joint_conn_is_open(self._conn)
 
-    def _conn_or_raise(self, method):
+    def _conn_or_raise(self, method: str) -> CData:
         if self._conn == NULL or self.ctx.closed:
             raise self._closed_error(method)
         return self._conn
 
-    def _closed_error(self, method):
+    def _closed_error(self, method: str) -> ConnectionError:
         # A connection its TLS handshake closed keeps saying so: later calls raise TLSError
         # with the cause, not a bare "closed".
         reason = (' (%s)' % self._close_reason) if self._close_reason else ''
@@ -87,10 +92,10 @@ class Peer:
 
     # -- calls ------------------------------------------------------------------------------
 
-    def _timeout_ms(self, timeout):
+    def _timeout_ms(self, timeout: Timeout) -> int:
         return timeout_ms(self.timeout if timeout is _DEFAULT else timeout)
 
-    def _start(self, method, params, timeout, future=None):
+    def _start(self, method: str, params: bytes, timeout: Timeout, future: Any = None) -> Call:
         ms = self._timeout_ms(timeout)
         name = _cstr(method)
         ctx = self.ctx
@@ -108,12 +113,12 @@ class Peer:
             call.call_id = cid[0]
         return call
 
-    def _cancel(self, call):
+    def _cancel(self, call: Call) -> None:
         with self.ctx.lock:
             if not call.done and self._conn != NULL and not self.ctx.closed:
                 lib.joint_conn_cancel(self._conn, call.call_id)
 
-    def _wait(self, call):
+    def _wait(self, call: Call) -> Any:
         ctx = self.ctx
         with ctx.lock:
             if not call.done and ctx.processing:
@@ -127,24 +132,38 @@ class Peer:
                 raise
         return call.outcome()
 
-    def call(self, method, *args, timeout=_DEFAULT, **kwargs):
+    def call(self, method: str, *args: Any, timeout: Timeout = _DEFAULT, **kwargs: Any) -> Any:
         """Call ``method`` and wait for its result. Positional args are sent as the params
         array, keyword args as a params map (keyword params). ``timeout`` (seconds, None for
         none) defaults to the client's. Raises ``RemoteError``, ``TimeoutError`` or
         ``ConnectionError``."""
-        return self._wait(self._start(method, pack_params(args, kwargs), timeout))
+        return self._call_blocking(method, pack_params(args, kwargs), timeout)
 
-    def call_with(self, method, params=None, *, timeout=_DEFAULT):
+    def call_with(self, method: str, params: Params = None, *, timeout: Timeout = _DEFAULT) -> Any:
         """Call with explicit params: a list/tuple (positional), a dict (keyword params) or
         None. For params named ``timeout``, or an array and a map side by side."""
-        return self._wait(self._start(method, encode_params(params), timeout))
+        return self._call_blocking(method, encode_params(params), timeout)
 
-    def notify(self, method, *args, **kwargs):
+    def _call_blocking(self, method: str, params: bytes, timeout: Timeout) -> Any:
+        ctx = self.ctx
+        if not ctx.driven_elsewhere():
+            return self._wait(self._start(method, params, timeout))
+        # From a worker thread while the server's loop drives the context: the loop sends
+        # the call and completes the future; this thread only waits.
+        fut: 'concurrent.futures.Future[Any]' = concurrent.futures.Future()
+        call = self._start(method, params, timeout, fut)
+        ctx.wakeup()
+        try:
+            return fut.result()
+        finally:
+            call.future = None
+
+    def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Send a notification (no answer). Returns at once, after one non-blocking drive of
         the context that sends it (inside a handler: when the handler returns)."""
         self._notify(method, pack_params(args, kwargs))
 
-    def _notify(self, method, params):
+    def _notify(self, method: str, params: bytes) -> None:
         name = _cstr(method)
         ctx = self.ctx
         with ctx.lock:
@@ -154,10 +173,12 @@ class Peer:
                 if self._close_status == E_TLS:
                     raise self._closed_error(method)
                 raise make_error(st, ctx.last_error(), method)
-            if not ctx.busy:
+            if ctx.driven_elsewhere():
+                ctx.wakeup()      # the loop's thread sends it
+            elif not ctx.busy:
                 ctx.process()     # send it now, not at the next drive (a script may exit first)
 
-    def poll(self, timeout=0):
+    def poll(self, timeout: Optional[float] = 0) -> None:
         """Drive the context once without a call: wait up to ``timeout`` seconds (0: not at
         all) for activity, then run it (send queued output, run handlers for requests and
         notifications from the peer). A blocking client that serves methods uses this, or
@@ -166,7 +187,8 @@ class Peer:
         with ctx.lock:
             ctx.wait(timeout)
 
-    def call_stream(self, method, *args, timeout=_DEFAULT, client_stream=False, window=None, **kwargs):
+    def call_stream(self, method: str, *args: Any, timeout: Timeout = _DEFAULT, client_stream: bool = False,
+                    window: Optional[int] = None, **kwargs: Any) -> '_streams.Stream':
         """Call ``method`` and return a ``joint.Stream``: a generator of the items it streams,
         whose return value (``StopIteration.value``, also ``stream.result``) is the call's
         result. The call starts at once.
@@ -183,14 +205,15 @@ class Peer:
         also its result; sending raises ``joint.UnsupportedError``. See the README."""
         return _streams.Stream(self, method, args, kwargs, timeout, client_stream, window)
 
-    def call_stream_with(self, method, args=(), kwargs=None, *, timeout=_DEFAULT, client_stream=False,
-                         window=None):
+    def call_stream_with(self, method: str, args: Sequence[Any] = (), kwargs: Optional[Dict[str, Any]] = None,
+                         *, timeout: Timeout = _DEFAULT, client_stream: bool = False,
+                         window: Optional[int] = None) -> '_streams.Stream':
         """``call_stream`` with explicit ``args`` (a list/tuple) and ``kwargs`` (a dict), for
         params named ``timeout``, ``client_stream`` or ``window``."""
         return _streams.Stream(self, method, args, kwargs, timeout, client_stream, window)
 
     @property
-    def extension(self):
+    def extension(self) -> Optional[str]:
         """Where the joint extension stands on this connection: ``"off"`` (not offered:
         ``extension=False``, UDP, stdio), ``"pending"`` (offered, no answer yet), ``"on"``
         (both ends speak it) or ``"refused"`` (a stock MessagePack-RPC peer); None once the
@@ -242,19 +265,19 @@ class Peer:
             out = ffi.new('uint8_t[32]')
             if lib.joint_conn_peer_sha256(self._conn, out) != 0:
                 return None
-            return ffi.buffer(out, 32)[:]
+            return bytes(ffi.buffer(out, 32))
 
     # -- asyncio ----------------------------------------------------------------------------
 
-    async def acall(self, method, *args, timeout=_DEFAULT, **kwargs):
+    async def acall(self, method: str, *args: Any, timeout: Timeout = _DEFAULT, **kwargs: Any) -> Any:
         """``call`` for asyncio: the context is driven by the running loop (add_reader on its
         fd); many calls may be in flight at once. Cancelling the task cancels the call."""
         return await self._acall(method, pack_params(args, kwargs), timeout)
 
-    async def acall_with(self, method, params=None, *, timeout=_DEFAULT):
+    async def acall_with(self, method: str, params: Params = None, *, timeout: Timeout = _DEFAULT) -> Any:
         return await self._acall(method, encode_params(params), timeout)
 
-    async def _acall(self, method, params, timeout):
+    async def _acall(self, method: str, params: bytes, timeout: Timeout) -> Any:
         loop = self.ctx.attach()
         fut = loop.create_future()
         call = self._start(method, params, timeout, fut)
@@ -266,12 +289,13 @@ class Peer:
         finally:
             call.future = None
 
-    async def anotify(self, method, *args, **kwargs):
+    async def anotify(self, method: str, *args: Any, **kwargs: Any) -> None:
         """``notify`` for asyncio (sent by the running loop)."""
         self.ctx.attach()
         self._notify(method, pack_params(args, kwargs))
 
-    def astream(self, method, *args, timeout=_DEFAULT, client_stream=False, window=None, **kwargs):
+    def astream(self, method: str, *args: Any, timeout: Timeout = _DEFAULT, client_stream: bool = False,
+                window: Optional[int] = None, **kwargs: Any) -> '_streams.AsyncStream':
         """``call_stream`` for asyncio: ``async for item in client.astream(...)``. Returns a
         ``joint.AsyncStream`` (``asend``, ``athrow``, ``aclose``, ``await write(v)``,
         ``end_input()``, ``.result``), driven by the running loop: no helper thread; credit is
@@ -279,12 +303,13 @@ class Peer:
         else at the first use."""
         return _streams.AsyncStream(self, method, args, kwargs, timeout, client_stream, window)
 
-    def astream_with(self, method, args=(), kwargs=None, *, timeout=_DEFAULT, client_stream=False,
-                     window=None):
+    def astream_with(self, method: str, args: Sequence[Any] = (), kwargs: Optional[Dict[str, Any]] = None,
+                     *, timeout: Timeout = _DEFAULT, client_stream: bool = False,
+                     window: Optional[int] = None) -> '_streams.AsyncStream':
         """``astream`` with explicit ``args`` and ``kwargs``."""
         return _streams.AsyncStream(self, method, args, kwargs, timeout, client_stream, window)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return '<%s %s>' % (type(self).__name__, 'closed' if self.closed else 'open')
 
 
@@ -296,7 +321,8 @@ class Handler:
 
     pool = False
 
-    def __init__(self, ctx, name, fn, signature=_DEFAULT):
+    def __init__(self, ctx: Context, name: str, fn: Callable[..., Any],
+                 signature: Union[inspect.Signature, None, Default] = _DEFAULT) -> None:
         self._ctx = weakref.ref(ctx)
         self.name = name
         self.fn = fn
@@ -308,10 +334,10 @@ class Handler:
         self.signature = signature
 
     @property
-    def ctx(self):
+    def ctx(self) -> Optional[Context]:
         return self._ctx()
 
-    def on_request(self, req):
+    def on_request(self, req: CData) -> None:
         ctx = self.ctx
         if ctx is None:
             lib.joint_request_free(req)
@@ -326,7 +352,7 @@ class Handler:
         peer = ctx.peer_for(lib.joint_request_conn(req))
         ctx.queue.append((lambda: self.run(req, args, kwargs, peer, info), req))
 
-    def _bind(self, req, args, kwargs):
+    def _bind(self, req: CData, args: List[Any], kwargs: Dict[str, Any]) -> bool:
         """Check the arguments against the signature; answer INVALID_PARAMS if they do not fit."""
         if self.signature is None:
             return True
@@ -340,8 +366,75 @@ class Handler:
             return False
         return True
 
-    def run(self, req, args, kwargs, peer, info=None):
-        """Call the function; answer ``req`` (None for a notification) exactly once."""
+    @property
+    def blocking(self) -> bool:
+        """Whether the function is a plain or generator function (not ``async``): those run
+        on the server's worker pool, if it has one."""
+        fn = self.fn
+        return not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn))
+
+    def run(self, req: CData, args: List[Any], kwargs: Dict[str, Any], peer: Optional[Peer],
+            info: Optional[CallInfo] = None) -> None:
+        """Call the function, on the context's worker pool if it has one and the function
+        blocks, else here on the loop thread; answer ``req`` (None for a notification)
+        exactly once."""
+        ctx = self.ctx
+        workers = ctx.workers if ctx is not None else None
+        if workers is not None and self.blocking:
+            if not workers.submit(req, lambda: self.run_on_worker(req, args, kwargs, peer, info)):
+                if req is not None:
+                    lib.joint_request_free(req)      # the server is closing
+            return
+        self.run_inline(req, args, kwargs, peer, info)
+
+    def run_on_worker(self, req: CData, args: List[Any], kwargs: Dict[str, Any],
+                      peer: Optional[Peer], info: Optional[CallInfo]) -> None:
+        """``run`` on a worker thread: the function, then its answer with the thread-safe
+        request functions; a generator streams with blocking waits for credit and input;
+        an awaitable goes to the loop."""
+        if not self._bind(req, args, kwargs):
+            return
+        token = _current_peer.set(peer)
+        ctoken = _current_call.set(info)
+        try:
+            result = self.fn(*args, **kwargs)
+        except BaseException as e:  # noqa: B902 - every request is answered
+            self._failed(req, e)
+            return
+        finally:
+            _current_call.reset(ctoken)
+            _current_peer.reset(token)
+        if inspect.isgenerator(result):
+            _streams.serve_on_worker(self, req, result, peer, info)
+        elif inspect.isawaitable(result) or inspect.isasyncgen(result):
+            self._hand_to_loop(req, result, peer, info)
+        elif req is not None:
+            _reply(req, self.name, result)
+
+    def _hand_to_loop(self, req: CData, result: Any, peer: Optional[Peer],
+                      info: Optional[CallInfo]) -> None:
+        ctx = self.ctx
+        loop = ctx.loop if ctx is not None else None
+
+        def on_loop() -> None:
+            assert ctx is not None      # the loop belongs to it
+            with ctx.lock:
+                if inspect.isasyncgen(result):
+                    _streams.serve_async_generator(self, req, result, peer, info)
+                else:
+                    self._run_async(req, result, peer, info)
+        try:
+            if loop is None:
+                raise RuntimeError('no loop')
+            loop.call_soon_threadsafe(on_loop)
+        except RuntimeError:   # no loop, or it is closed
+            if inspect.iscoroutine(result):
+                result.close()
+            self._failed(req, Error('%s: the server stopped before its answer was ready' % self.name))
+
+    def run_inline(self, req: CData, args: List[Any], kwargs: Dict[str, Any], peer: Optional[Peer],
+                   info: Optional[CallInfo] = None) -> None:
+        """Call the function here (the loop thread)."""
         if not self._bind(req, args, kwargs):
             return
         token = _current_peer.set(peer)
@@ -369,7 +462,7 @@ class Handler:
         elif req is not None:
             _reply(req, self.name, result)
 
-    def _failed(self, req, e):
+    def _failed(self, req: CData, e: BaseException) -> None:
         if req is not None:
             if isinstance(e, EndOfInput):      # the generator let the end of input end it
                 _reply(req, self.name, None)
@@ -378,17 +471,18 @@ class Handler:
         elif isinstance(e, Exception):
             log.error('joint: notification handler %s failed', self.name, exc_info=e)
 
-    def _run_async(self, req, result, peer, info=None):
+    def _run_async(self, req: CData, result: Any, peer: Optional[Peer],
+                   info: Optional[CallInfo] = None) -> None:
         ctx = self.ctx
-        loop = ctx.loop
-        if loop is None or loop.is_closed():
+        loop = ctx.loop if ctx is not None else None
+        if ctx is None or loop is None or loop.is_closed():
             if inspect.iscoroutine(result):
                 result.close()
             self._failed(req, Error('async handler %s needs the context driven by asyncio '
                                     '(server.serve(), await server.aserve() or client.acall())' % self.name))
             return
 
-        async def runner():
+        async def runner() -> None:
             try:
                 value = await result
                 if inspect.isgenerator(value):
@@ -420,11 +514,11 @@ class PoolHandler(Handler):
 
     pool = True
 
-    def on_pool_request(self, req):
+    def on_pool_request(self, req: CData) -> None:
         _streams.serve_on_pool(self, req)
 
 
-def request_method(req):
+def request_method(req: CData) -> str:
     """The method name of a request, as a str (invalid UTF-8 kept with surrogateescape)."""
     raw = _ffi.borrowed_bytes(lib.joint_request_method, req)
     return bytes(raw).decode('utf-8', 'surrogateescape') if raw else ''
@@ -436,7 +530,7 @@ class FallbackHandler(Handler):
     name whose function is ``fn`` with that name bound as the first argument, so it takes the
     same path as a registered method (signature check, errors, async, generators)."""
 
-    def __init__(self, ctx, fn):
+    def __init__(self, ctx: Context, fn: Callable[..., Any]) -> None:
         super().__init__(ctx, '(fallback)', fn)
         self.bound_signature = None         # fn is not introspectable: no signature check
         if self.signature is not None:
@@ -446,13 +540,13 @@ class FallbackHandler(Handler):
                 raise TypeError('a fallback handler must accept the method name as its first '
                                 'argument') from None
 
-    def for_method(self, name):
+    def for_method(self, name: str) -> Optional[Handler]:
         ctx = self.ctx
         if ctx is None:
             return None
         return Handler(ctx, name, functools.partial(self.fn, name), self.bound_signature)
 
-    def on_request(self, req):
+    def on_request(self, req: CData) -> None:
         handler = self.for_method(request_method(req))
         if handler is None:
             lib.joint_request_free(req)
@@ -464,7 +558,15 @@ class Handlers:
     """Method registration, shared by Server and Client (a client serves calls its peer
     makes back over the connection, as Neovim does)."""
 
-    def method(self, name=None, *, pool=False):
+    ctx: Context
+
+    @overload
+    def method(self, name: F, *, pool: bool = False) -> F: ...
+
+    @overload
+    def method(self, name: Optional[str] = None, *, pool: bool = False) -> Callable[[F], F]: ...
+
+    def method(self, name: Union[F, str, None] = None, *, pool: bool = False) -> Union[F, Callable[[F], F]]:
         """Decorator: ``@obj.method`` registers the function under its own name,
         ``@obj.method("name")`` under another, ``@obj.method(pool=True)`` on joint's worker
         pool. The function receives the positional params as arguments and the keyword params
@@ -475,16 +577,15 @@ class Handlers:
         are the results of its ``yield`` expressions, and a stock caller gets the list of its
         items. Registered methods also receive notifications of the same name."""
         if callable(name):
-            fn = name
-            self.register(fn.__name__, fn, pool=pool)
-            return fn
+            self.register(name.__name__, name, pool=pool)
+            return name
 
-        def decorate(fn):
+        def decorate(fn: F) -> F:
             self.register(name or fn.__name__, fn, pool=pool)
             return fn
         return decorate
 
-    def register(self, name, fn, *, pool=False):
+    def register(self, name: str, fn: F, *, pool: bool = False) -> F:
         """Register ``fn`` as ``name`` (replacing an earlier registration). ``pool=True``: run
         it on joint's worker pool (``workers=`` threads) instead of the loop thread, for
         handlers that block or compute; it must be a plain function or a generator function,
@@ -510,14 +611,14 @@ class Handlers:
             ctx.methods[name] = handler
         return fn
 
-    def unregister(self, name):
+    def unregister(self, name: str) -> None:
         ctx = self.ctx
         with ctx.lock:
             ctx.ensure_open()
             ctx.check(lib.joint_ctx_unregister(ctx.ptr, _cstr(name)), 'unregister %s' % name)
             ctx.methods.pop(name, None)
 
-    def fallback(self, fn):
+    def fallback(self, fn: F) -> F:
         """Decorator: ``@obj.fallback`` serves every request for a method that has no
         registration (instead of the ``joint.RPC_NO_METHOD`` error). The function receives the
         method name (a str) first, then the params as a method handler does (positional
@@ -527,7 +628,7 @@ class Handlers:
         self.set_fallback(fn)
         return fn
 
-    def set_fallback(self, fn):
+    def set_fallback(self, fn: Optional[F]) -> Optional[F]:
         """Serve unregistered methods with ``fn`` (see ``fallback``); None restores the
         default ``joint.RPC_NO_METHOD`` error."""
         ctx = self.ctx
@@ -563,7 +664,7 @@ class Client(Peer, Handlers):
 
     _owned = True
 
-    def __init__(self, ctx, conn, timeout, uri):
+    def __init__(self, ctx: Context, conn: CData, timeout: Optional[float], uri: str) -> None:
         Peer.__init__(self, ctx, conn, timeout)
         self.uri = uri
         # Only TCP (and TLS, which opens once its handshake is done) has a connect phase to
@@ -572,7 +673,7 @@ class Client(Peer, Handlers):
         # its handlers matters for servers on stdio, whose client may call at once.
         self._state = 'connecting' if uri.startswith(('tcp://', 'tls://')) else 'open'
 
-    def _wait_open(self, connect_timeout):
+    def _wait_open(self, connect_timeout: Optional[float]) -> None:
         deadline_ms = timeout_ms(connect_timeout)
         import time
         end = None if deadline_ms < 0 else time.monotonic() + deadline_ms / 1000.0
@@ -587,7 +688,7 @@ class Client(Peer, Handlers):
             st = self._close_status
             raise _connect_error(st, self._close_reason, self.uri)
 
-    async def _await_open(self, connect_timeout):
+    async def _await_open(self, connect_timeout: Optional[float]) -> None:
         loop = self.ctx.attach()
         ms = timeout_ms(connect_timeout)
         if self._state == 'connecting':
@@ -600,7 +701,7 @@ class Client(Peer, Handlers):
             st = self._close_status
             raise _connect_error(st, self._close_reason, self.uri)
 
-    def serve(self):
+    def serve(self) -> None:
         """Answer the peer's calls (registered with ``@client.method``) until the connection
         closes: a plugin started by Neovim connects with ``joint.connect("stdio:")`` and serves."""
         ctx = self.ctx
@@ -608,37 +709,37 @@ class Client(Peer, Handlers):
             while self._state != 'closed' and not ctx.closed:
                 ctx.wait()
 
-    def _free_owned(self):
+    def _free_owned(self) -> None:
         conn, self._conn = self._conn, NULL
         if conn != NULL:
             lib.joint_conn_free(conn)
 
-    def close(self):
+    def close(self) -> None:
         """Close the connection and free the context; pending calls fail with
         ConnectionError."""
         ctx = self.ctx
         if ctx is not None and not ctx.closed:
             ctx.close()
 
-    def __enter__(self):
+    def __enter__(self) -> 'Client':
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> 'Client':
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:
             pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return '<joint.Client %s %s>' % (self.uri, 'closed' if self.closed else 'open')
 
 
@@ -646,7 +747,7 @@ class ConnectTimeoutError(TimeoutError, ConnectionError):
     """Connecting took longer than the timeout (both a TimeoutError and a ConnectionError)."""
 
 
-def _connect_error(status, reason, uri):
+def _connect_error(status: int, reason: str, uri: str) -> ConnectionError:
     text = reason or _ffi.status_name(status)
     if uri not in text:
         text = 'connect to %s: %s' % (uri, text)
@@ -654,14 +755,16 @@ def _connect_error(status, reason, uri):
     return cls(text, status)
 
 
-def _open(ctx, uri, tls=None):
+def _open(ctx: Context, uri: 'URI', tls: Optional[_tls.TLSConfig] = None) -> 'tuple[CData, str]':
     out = ffi.new('joint_conn **')
     if _tls.check_uri(uri, tls, 'connect to'):
+        assert isinstance(uri, str)        # check_uri: a tls:// URI
         with _tls.maybe_build(tls) as cfg:
             st = lib.joint_ctx_connect_tls(ctx.ptr, _cstr(uri, 'uri'), cfg, out)
         if st < 0:
             raise make_error(st, ctx.last_error(), 'connect to %s' % uri, uri)
-        return out[0], uri
+        return out[0], str(uri)
+    argv: List[str]
     if isinstance(uri, (list, tuple)):
         argv, uri = list(uri), 'exec:' + ' '.join(shlex.quote(a) for a in uri)
     elif not isinstance(uri, str):
@@ -686,7 +789,8 @@ def _open(ctx, uri, tls=None):
     return out[0], uri
 
 
-def _new_client(uri, timeout, connect_timeout, tls, options):
+def _new_client(uri: 'URI', timeout: Optional[float], connect_timeout: Timeout,
+                tls: Optional[_tls.TLSConfig], options: Dict[str, Any]) -> 'tuple[Client, Optional[float]]':
     if connect_timeout is _DEFAULT:
         connect_timeout = timeout if timeout is not None else 10.0
     timeout_ms(timeout)            # validate before anything is created
@@ -702,7 +806,8 @@ def _new_client(uri, timeout, connect_timeout, tls, options):
     return client, connect_timeout
 
 
-def connect(uri, timeout=None, *, connect_timeout=_DEFAULT, tls=None, **options):
+def connect(uri: 'URI', timeout: Optional[float] = None, *, connect_timeout: Timeout = _DEFAULT,
+            tls: Optional[_tls.TLSConfig] = None, **options: Any) -> 'Client':
     """Connect and return a blocking ``Client``.
 
     ``uri``: ``tcp://HOST:PORT``, ``tls://HOST:PORT`` (TLS over TCP: ``tls=`` a
@@ -734,7 +839,8 @@ def connect(uri, timeout=None, *, connect_timeout=_DEFAULT, tls=None, **options)
     return client
 
 
-async def aconnect(uri, timeout=None, *, connect_timeout=_DEFAULT, tls=None, **options):
+async def aconnect(uri: 'URI', timeout: Optional[float] = None, *, connect_timeout: Timeout = _DEFAULT,
+                   tls: Optional[_tls.TLSConfig] = None, **options: Any) -> 'AsyncClient':
     """Connect from asyncio; returns an ``AsyncClient`` driven by the running loop. Same
     arguments as ``connect``."""
     client, ct = _new_client(uri, timeout, connect_timeout, tls, options)
@@ -751,15 +857,15 @@ class AsyncClient:
     ``async for x in c.stream(...)``. ``c.client`` is the underlying Client (which also has
     the blocking methods)."""
 
-    def __init__(self, client):
+    def __init__(self, client: Client) -> None:
         self.client = client
 
     @property
-    def ctx(self):
+    def ctx(self) -> Context:
         return self.client.ctx
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self.client.closed
 
     @property
@@ -778,41 +884,47 @@ class AsyncClient:
     def peer_sha256(self) -> Optional[bytes]:
         return self.client.peer_sha256
 
-    async def call(self, method, *args, timeout=_DEFAULT, **kwargs):
+    async def call(self, method: str, *args: Any, timeout: Timeout = _DEFAULT, **kwargs: Any) -> Any:
         return await self.client.acall(method, *args, timeout=timeout, **kwargs)
 
-    async def call_with(self, method, params=None, *, timeout=_DEFAULT):
+    async def call_with(self, method: str, params: Params = None, *, timeout: Timeout = _DEFAULT) -> Any:
         return await self.client.acall_with(method, params, timeout=timeout)
 
-    async def notify(self, method, *args, **kwargs):
+    async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         await self.client.anotify(method, *args, **kwargs)
 
-    def stream(self, method, *args, timeout=_DEFAULT, **kwargs):
+    def stream(self, method: str, *args: Any, timeout: Timeout = _DEFAULT, **kwargs: Any) -> '_streams.AsyncStream':
         return self.client.astream(method, *args, timeout=timeout, **kwargs)
 
-    def method(self, name=None):
+    @overload
+    def method(self, name: F) -> F: ...
+
+    @overload
+    def method(self, name: Optional[str] = None) -> Callable[[F], F]: ...
+
+    def method(self, name: Union[F, str, None] = None) -> Union[F, Callable[[F], F]]:
         return self.client.method(name)
 
-    def register(self, name, fn):
+    def register(self, name: str, fn: F) -> F:
         return self.client.register(name, fn)
 
-    def fallback(self, fn):
+    def fallback(self, fn: F) -> F:
         return self.client.fallback(fn)
 
-    def set_fallback(self, fn):
+    def set_fallback(self, fn: Optional[F]) -> Optional[F]:
         return self.client.set_fallback(fn)
 
-    def close(self):
+    def close(self) -> None:
         self.client.close()
 
-    async def aclose(self):
+    async def aclose(self) -> None:
         self.client.close()
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> 'AsyncClient':
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: object) -> None:
         self.client.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return '<joint.AsyncClient %s %s>' % (self.client.uri, 'closed' if self.closed else 'open')

@@ -11,6 +11,7 @@ call, so a handler may itself make blocking calls on the same context.
 import asyncio
 import collections
 import contextvars
+import enum
 import logging
 import math
 import os
@@ -18,12 +19,18 @@ import select
 import threading
 import time
 import weakref
+from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Set,
+                    Tuple, Union)
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from . import _ffi
 from ._errors import ConnectionError, Error, ProtocolError, RemoteError, TimeoutError, TLSError
-from ._ffi import ffi, lib, NULL
+from ._ffi import CData, ffi, lib, NULL
+
+if TYPE_CHECKING:
+    from ._client import Handler, FallbackHandler, Peer
+    from ._workers import WorkerPool
 
 log = _ffi.log
 log.addHandler(logging.NullHandler())
@@ -31,15 +38,16 @@ log.addHandler(logging.NullHandler())
 # ---- values -----------------------------------------------------------------------------------
 
 
-def packb(obj):
-    return msgpack.packb(obj, use_bin_type=True, unicode_errors='surrogateescape')
+def packb(obj: Any) -> bytes:
+    data: bytes = msgpack.packb(obj, use_bin_type=True, unicode_errors='surrogateescape')
+    return data
 
 
-def unpackb(data):
+def unpackb(data: Any) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False, unicode_errors='surrogateescape')
 
 
-def pack_params(args, kwargs):
+def pack_params(args: Sequence[Any], kwargs: Dict[str, Any]) -> bytes:
     """Positional args -> a MessagePack array; keyword args -> a map (keyword params).
     Mixing both is not something MessagePack-RPC can express."""
     if kwargs:
@@ -50,7 +58,7 @@ def pack_params(args, kwargs):
     return packb(list(args))
 
 
-def encode_params(params):
+def encode_params(params: 'Params') -> bytes:
     """``call_with``'s params: a list/tuple (positional), a dict (keyword), or None."""
     if params is None:
         return b'\x90'
@@ -59,7 +67,7 @@ def encode_params(params):
     raise TypeError('params must be a list, a tuple, a dict or None, not %s' % type(params).__name__)
 
 
-def _cstr(name, what='method name'):
+def _cstr(name: Union[str, bytes], what: str = 'method name') -> bytes:
     if isinstance(name, str):
         name = name.encode('utf-8')
     elif not isinstance(name, bytes):
@@ -69,7 +77,7 @@ def _cstr(name, what='method name'):
     return name
 
 
-def timeout_ms(timeout):
+def timeout_ms(timeout: Optional[float]) -> int:
     """Seconds (None: none) -> the C API's milliseconds (-1: none), rounded up."""
     if timeout is None:
         return -1
@@ -86,7 +94,7 @@ E_RECURSIVE = lib.JOINT_E_RECURSIVE
 E_TLS = lib.JOINT_E_TLS
 
 
-def error_class(status):
+def error_class(status: int) -> 'type[Error]':
     if status == lib.JOINT_E_TIMEOUT:
         return TimeoutError
     if status == E_TLS:
@@ -98,7 +106,8 @@ def error_class(status):
     return Error
 
 
-def make_error(status, detail, what=None, subject=None):
+def make_error(status: int, detail: str, what: Optional[str] = None,
+               subject: Optional[str] = None) -> Error:
     """The exception for a failed status: ``what: detail`` (``what`` is left out when the
     library's detail already names ``subject``, as connect errors name the URI)."""
     text = detail or _ffi.status_name(status)
@@ -109,11 +118,11 @@ def make_error(status, detail, what=None, subject=None):
 
 # ---- the context ------------------------------------------------------------------------------
 
-_current_peer = contextvars.ContextVar('joint_current_peer', default=None)
-_current_call = contextvars.ContextVar('joint_current_call', default=None)
+_current_peer: 'contextvars.ContextVar[Optional[Peer]]' = contextvars.ContextVar('joint_current_peer', default=None)
+_current_call: 'contextvars.ContextVar[Optional[CallInfo]]' = contextvars.ContextVar('joint_current_call', default=None)
 
 
-def current_peer():
+def current_peer() -> 'Optional[Peer]':
     """The peer (connection) whose request or notification is being handled, or None.
     Use it to call back over the same connection: ``joint.peer().call("nvim_get_mode")``.
     None in handlers that run on the worker pool."""
@@ -125,20 +134,21 @@ class CallInfo:
 
     __slots__ = ('arrival', 'deadline_ms', 'extended')
 
-    def __init__(self, req):
+    def __init__(self, req: CData) -> None:
         self.arrival = time.monotonic()
         self.deadline_ms = lib.joint_request_deadline_ms(req)
         self.extended = bool(lib.joint_request_is_extended(req))
 
 
-def deadline():
+def deadline() -> Optional[float]:
     """Inside a handler: the seconds left before the caller's deadline (its ``timeout=`` of an
     extended call, counted from when the request arrived; 0.0 once passed), or None when the
     call has none (stock requests never have one). Outside a handler: None."""
     info = _current_call.get()
     if info is None or not info.deadline_ms:
         return None
-    return max(0.0, info.arrival + info.deadline_ms / 1000.0 - time.monotonic())
+    left: float = info.arrival + info.deadline_ms / 1000.0 - time.monotonic()
+    return max(0.0, left)
 
 
 _CONFIG_SETTERS = {
@@ -156,15 +166,15 @@ _CONFIG_SETTERS = {
 DEFAULT_WINDOW = 64     # the library's default flow-control window (joint_config_set_window)
 
 
-def _log_level():
+def _log_level() -> int:
     level = log.getEffectiveLevel()
     if level <= logging.DEBUG:
-        return lib.JOINT_LOG_DEBUG
+        return int(lib.JOINT_LOG_DEBUG)
     if level <= logging.INFO:
-        return lib.JOINT_LOG_INFO
+        return int(lib.JOINT_LOG_INFO)
     if level <= logging.WARNING:
-        return lib.JOINT_LOG_WARN
-    return lib.JOINT_LOG_ERROR
+        return int(lib.JOINT_LOG_WARN)
+    return int(lib.JOINT_LOG_ERROR)
 
 
 class Context:
@@ -172,11 +182,15 @@ class Context:
     ``make_peer(ctx, conn)`` makes the peer of a connection the context meets first in a
     callback (``_client.Peer``; passed in so this module does not depend on its users)."""
 
-    def __init__(self, make_peer, connect_timeout=None, max_message_size=None, max_depth=None,
-                 max_inflight=None, memory_budget=None, output_high_water=None,
-                 max_connections=None, listen_backlog=None, message_timeout=None,
-                 idle_timeout=None, linger=None, extension=True, window=None, workers=None,
-                 keepalive=None):
+    def __init__(self, make_peer: 'Callable[[Context, CData], Peer]',
+                 connect_timeout: Optional[float] = None, max_message_size: Optional[int] = None,
+                 max_depth: Optional[int] = None, max_inflight: Optional[int] = None,
+                 memory_budget: Optional[int] = None, output_high_water: Optional[int] = None,
+                 max_connections: Optional[int] = None, listen_backlog: Optional[int] = None,
+                 message_timeout: Optional[float] = None, idle_timeout: Optional[float] = None,
+                 linger: Optional[float] = None, extension: bool = True,
+                 window: Optional[int] = None, workers: Optional[int] = None,
+                 keepalive: 'Union[Tuple[float, float], bool, None]' = None) -> None:
         cfg = ffi.new('joint_config **')
         self._check(lib.joint_config_new(cfg), 'joint_config_new', use_last_error=False)
         config = cfg[0]
@@ -196,10 +210,10 @@ class Context:
             if connect_timeout is not None:
                 lib.joint_config_set_connect_timeout_ms(config, timeout_ms(connect_timeout))
             # Seconds; math.inf means no limit (None keeps the library's default).
-            for name, value, setter in (('message_timeout', message_timeout, lib.joint_config_set_message_timeout_ms),
-                                        ('idle_timeout', idle_timeout, lib.joint_config_set_idle_timeout_ms)):
-                if value is not None:
-                    ms = -1 if value == math.inf else timeout_ms(value)
+            for seconds, setter in ((message_timeout, lib.joint_config_set_message_timeout_ms),
+                                    (idle_timeout, lib.joint_config_set_idle_timeout_ms)):
+                if seconds is not None:
+                    ms = -1 if seconds == math.inf else timeout_ms(seconds)
                     setter(config, ms)
             # keepalive: (interval, timeout) in seconds, or False to never ping (None keeps
             # the library's 30 s / 30 s).
@@ -208,7 +222,7 @@ class Context:
                     st = lib.joint_config_set_keepalive_ms(config, -1, -1)
                 else:
                     try:
-                        interval, timeout = keepalive
+                        interval, timeout = keepalive  # type: ignore[misc]  # checked here
                     except (TypeError, ValueError):
                         raise ValueError('keepalive must be (interval, timeout) in seconds, or False, not %r' % (keepalive,))
                     st = lib.joint_config_set_keepalive_ms(config, timeout_ms(interval), timeout_ms(timeout))
@@ -231,40 +245,43 @@ class Context:
         self.window = window or DEFAULT_WINDOW
         # Served extended calls whose handlers are running (_streams drivers): they go on when
         # their call's event callback wakes them; abandoned if the context closes first.
-        self.streams = set()
+        self.streams: Set[Any] = set()                 # _streams._ServedCall
         # asyncio futures of stream operations waiting for something: woken after each process.
-        self.after_process = set()
+        self.after_process: 'Set[asyncio.Future[None]]' = set()
         # (peer weakref, call) to cancel at the next process: streams dropped unfinished
         # (their __del__ may run on any thread).
-        self.cancels = collections.deque()
-        self.stats = collections.Counter()
+        self.cancels: 'Deque[Tuple[weakref.ref[Peer], Call]]' = collections.deque()
+        self.stats: 'collections.Counter[str]' = collections.Counter()
         self._stats_lock = threading.Lock()
         self.closing = False
         self.lock = threading.RLock()
         # Guards the pointer against joint_ctx_free for the one call other threads make
         # without the main lock (wakeup, from Server.stop).
         self._free_lock = threading.RLock()
-        self.queue = collections.deque()   # work queued by callbacks, run after process
+        self.queue: Deque[Tuple[Callable[[], None], CData]] = collections.deque()   # work queued by callbacks, run after process
         # conn address -> Peer, weakly: a Client is owned by the application, a peer of an
         # accepted connection by whoever holds it (joint.peer()); the library owns neither.
-        self.peers = weakref.WeakValueDictionary()
+        self.peers: 'weakref.WeakValueDictionary[int, Peer]' = weakref.WeakValueDictionary()
         self._make_peer = make_peer        # make_peer(ctx, conn): the Peer class (of _client)
         # Listener handles (joint_listener *): freed with the context; freeing one closes it.
-        self.listeners = []
-        self.methods = {}                  # name -> Handler (requests and notifications)
-        self.fallback = None               # FallbackHandler (requests for unregistered methods)
-        self.tasks = set()                 # asyncio tasks of async handlers
+        self.listeners: List[CData] = []
+        self.methods: 'Dict[str, Handler]' = {}    # requests and notifications
+        self.fallback: 'Optional[FallbackHandler]' = None   # FallbackHandler (requests for unregistered methods)
+        self.tasks: 'Set[asyncio.Task[None]]' = set()   # asyncio tasks of async handlers
         self.closed = False
         self.stop_requested = False
         self._processing = False
         self._draining = 0
         self._close_pending = False
-        self._deferred = []
+        self._deferred: List[BaseException] = []
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
-        self.loop = None
-        self._timer = None
-        self.on_drive = None          # called after every asyncio-driven process (Server.stop)
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.loop_thread: Optional[int] = None       # threading.get_ident() of the thread that runs self.loop
+        # A Server's pool for its plain handlers (_workers.WorkerPool); None: they run inline.
+        self.workers: 'Optional[WorkerPool]' = None
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self.on_drive: Optional[Callable[[], None]] = None          # called after every asyncio-driven process (Server.stop)
         # Per-context callbacks: one registration each, dispatched in Python. What C can reach
         # refers to the context weakly, so dropping the Client/Server frees it (__del__).
         ref = _ContextRef(self)
@@ -275,40 +292,40 @@ class Context:
                     'joint_ctx_set_notification_cb')
 
     @property
-    def ctx(self):          # for _ffi._report
+    def ctx(self) -> 'Context':          # for _ffi._report
         return self
 
     # -- errors -----------------------------------------------------------------------------
 
-    def last_error(self):
+    def last_error(self) -> str:
         if self.ptr == NULL:
             return ''
-        return ffi.string(lib.joint_ctx_last_error(self.ptr)).decode('utf-8', 'replace')
+        return str(ffi.string(lib.joint_ctx_last_error(self.ptr)).decode('utf-8', 'replace'))
 
-    def _check(self, status, what, use_last_error=True):
+    def _check(self, status: int, what: str, use_last_error: bool = True) -> int:
         if status < 0:
             detail = self.last_error() if use_last_error else ''
             raise make_error(status, detail or _ffi.status_name(status), what)
         return status
 
-    def check(self, status, what):
+    def check(self, status: int, what: str) -> int:
         return self._check(status, what)
 
-    def defer_exception(self, exc):
+    def defer_exception(self, exc: BaseException) -> None:
         self._deferred.append(exc)
 
-    def count(self, what, n=1):
+    def count(self, what: str, n: int = 1) -> None:
         """Bump a statistics counter (any thread)."""
         with self._stats_lock:
             self.stats[what] += n
 
-    def peak(self, what, value):
+    def peak(self, what: str, value: int) -> None:
         """Keep the highest value seen of a statistic (any thread)."""
         with self._stats_lock:
             if value > self.stats[what]:
                 self.stats[what] = value
 
-    def _raise_deferred(self):
+    def _raise_deferred(self) -> None:
         if self._deferred:
             excs, self._deferred = self._deferred, []
             # Interrupts first; otherwise the first error (the rest are logged).
@@ -317,23 +334,23 @@ class Context:
                 log.error('joint: further error in a callback', exc_info=e)
             raise excs[0]
 
-    def ensure_open(self):
+    def ensure_open(self) -> None:
         if self.closed:
             raise ConnectionError('the context is closed', lib.JOINT_E_CLOSED)
 
     # -- driving ----------------------------------------------------------------------------
 
     @property
-    def processing(self):
+    def processing(self) -> bool:
         """Inside joint_ctx_process (a C callback is running)."""
         return self._processing
 
     @property
-    def busy(self):
+    def busy(self) -> bool:
         """Inside process, or running the handlers it queued."""
         return self._processing or self._draining > 0
 
-    def process(self):
+    def process(self) -> None:
         """``joint_ctx_process``, then the work its callbacks queued (handlers)."""
         with self.lock:
             if self.closed:
@@ -362,11 +379,11 @@ class Context:
                     self.close()
             self._raise_deferred()
 
-    def timeout_ms(self):
+    def timeout_ms(self) -> int:
         """``joint_ctx_timeout_ms``: the library's timers are the only deadlines."""
-        return lib.joint_ctx_timeout_ms(self.ptr)
+        return int(lib.joint_ctx_timeout_ms(self.ptr))
 
-    def _wake_after_process(self):
+    def _wake_after_process(self) -> None:
         futures, self.after_process = self.after_process, set()
         for fut in futures:
             if not fut.done():
@@ -375,7 +392,7 @@ class Context:
                 except RuntimeError:    # its loop is closed
                     pass
 
-    def _run_queue(self):
+    def _run_queue(self) -> None:
         queue = self.queue
         self._draining += 1
         try:
@@ -385,7 +402,7 @@ class Context:
         finally:
             self._draining -= 1
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: Optional[float] = None) -> None:
         """Block until the fd is readable, a library deadline is due or ``timeout`` seconds
         (None: no limit) pass, then process. Signal handlers (Ctrl-C) run during the wait."""
         if self.closed:
@@ -399,14 +416,14 @@ class Context:
                 self._poll.poll(ms)
         self.process()
 
-    def run_until(self, done):
+    def run_until(self, done: Callable[[], bool]) -> None:
         with self.lock:
             while not done():
                 self.wait()
 
     # -- asyncio ----------------------------------------------------------------------------
 
-    def attach(self, loop=None):
+    def attach(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> asyncio.AbstractEventLoop:
         """Drive this context from ``loop`` (the running loop by default)."""
         if loop is None:
             loop = asyncio.get_running_loop()
@@ -416,10 +433,11 @@ class Context:
         self.detach()
         loop.add_reader(self.fd, _drive_weak, weakref.ref(self))
         self.loop = loop
+        self.loop_thread = threading.get_ident()
         self._rearm()
         return loop
 
-    def detach(self):
+    def detach(self) -> None:
         loop, self.loop = self.loop, None
         if self._timer is not None:
             self._timer.cancel()
@@ -427,7 +445,13 @@ class Context:
         if loop is not None and not loop.is_closed():
             loop.remove_reader(self.fd)
 
-    def _drive(self):
+    def driven_elsewhere(self) -> bool:
+        """Whether a loop on another thread drives this context (the caller is a worker):
+        then calls wait for the loop to complete them rather than drive the context here."""
+        return self.loop is not None and threading.get_ident() != self.loop_thread
+
+    def _drive(self) -> None:
+        self.loop_thread = threading.get_ident()
         try:
             self.process()
         finally:
@@ -438,18 +462,20 @@ class Context:
             if self.on_drive is not None:
                 self.on_drive()
 
-    def _on_timer(self):
+    def _on_timer(self) -> None:
         self._timer = None
         self._drive()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:
             pass
 
-    def _rearm(self):
+    def _rearm(self) -> None:
         loop = self.loop
+        if loop is None:
+            return
         ms = self.timeout_ms()
         if ms < 0:
             if self._timer is not None:
@@ -463,7 +489,7 @@ class Context:
             self._timer.cancel()
         self._timer = loop.call_at(when, _timer_weak, weakref.ref(self))
 
-    def wakeup(self):
+    def wakeup(self) -> None:
         """Make the fd readable (any thread)."""
         with self._free_lock:
             if self.ptr != NULL:
@@ -471,17 +497,17 @@ class Context:
 
     # -- callbacks from C -------------------------------------------------------------------
 
-    def peer_for(self, conn):
+    def peer_for(self, conn: CData) -> 'Optional[Peer]':
         if conn == NULL:
             return None
         addr = int(ffi.cast('uintptr_t', conn))
-        peer = self.peers.get(addr)
+        peer: 'Optional[Peer]' = self.peers.get(addr)
         if peer is None:
             peer = self._make_peer(self, conn)
             self.peers[addr] = peer
         return peer
 
-    def on_conn(self, conn, event, status, reason):
+    def on_conn(self, conn: CData, event: int, status: int, reason: str) -> None:
         addr = int(ffi.cast('uintptr_t', conn))
         peer = self.peers.get(addr)
         if event == lib.JOINT_CONN_OPEN:
@@ -493,7 +519,7 @@ class Context:
                     del self.peers[addr]   # accepted connections are freed after this callback
                 peer._closed(status, reason)
 
-    def on_notification(self, conn, method, params):
+    def on_notification(self, conn: CData, method: bytes, params: Any) -> None:
         name = method.decode('utf-8', 'surrogateescape')
         handler = self.methods.get(name)
         if handler is None:
@@ -509,7 +535,7 @@ class Context:
 
     # -- close ------------------------------------------------------------------------------
 
-    def close(self):
+    def close(self) -> None:
         """Free the context: pending calls fail (cancelled), registrations are released."""
         with self.lock:
             if self.closed:
@@ -556,37 +582,37 @@ class _ContextRef:
 
     __slots__ = ('_ref',)
 
-    def __init__(self, ctx):
+    def __init__(self, ctx: 'Context') -> None:
         self._ref = weakref.ref(ctx)
 
     @property
-    def ctx(self):
+    def ctx(self) -> 'Optional[Context]':
         return self._ref()
 
-    def on_conn(self, *args):
+    def on_conn(self, *args: Any) -> None:
         ctx = self._ref()
         if ctx is not None:
             ctx.on_conn(*args)
 
-    def on_notification(self, *args):
+    def on_notification(self, *args: Any) -> None:
         ctx = self._ref()
         if ctx is not None:
             ctx.on_notification(*args)
 
 
-def _drive_weak(ref):
+def _drive_weak(ref: 'weakref.ref[Context]') -> None:
     ctx = ref()
     if ctx is not None:
         ctx._drive()
 
 
-def _timer_weak(ref):
+def _timer_weak(ref: 'weakref.ref[Context]') -> None:
     ctx = ref()
     if ctx is not None:
         ctx._on_timer()
 
 
-def _split_params(params):
+def _split_params(params: Any) -> Tuple[List[Any], Dict[str, Any]]:
     if isinstance(params, dict):
         for k in params:
             if not isinstance(k, str):
@@ -602,7 +628,7 @@ def _split_params(params):
 # ---- calls ------------------------------------------------------------------------------------
 
 
-def decode_response(resp, method):
+def decode_response(resp: CData, method: str) -> Tuple[Any, Optional[Error]]:
     """(result, exception) of a completed call."""
     status = lib.joint_response_status(resp)
     try:
@@ -631,16 +657,16 @@ class Call:
 
     __slots__ = ('_ctx', 'method', 'future', 'done', 'result', 'exception', 'call_id')
 
-    def __init__(self, ctx, method, future=None):
+    def __init__(self, ctx: 'Context', method: str, future: Any = None) -> None:
         self._ctx = weakref.ref(ctx)
         self.method = method
         self.future = future
         self.done = False
-        self.result = None
-        self.exception = None
-        self.call_id = None
+        self.result: Any = None
+        self.exception: Optional[BaseException] = None
+        self.call_id: Optional[int] = None
 
-    def complete(self, resp, conn=None):
+    def complete(self, resp: CData, conn: CData = None) -> None:
         self.done = True
         self.result, self.exception = decode_response(resp, self.method)
         fut = self.future
@@ -654,22 +680,37 @@ class Call:
                 pass
 
     @property
-    def ctx(self):
+    def ctx(self) -> 'Optional[Context]':
         return self._ctx()
 
-    def outcome(self):
+    def outcome(self) -> Any:
         if self.exception is not None:
             exc, self.exception = self.exception, None   # no traceback cycles through the call
             raise exc
         return self.result
 
 
-_DEFAULT = object()
+class Default(enum.Enum):
+    """``timeout=<default>``: the client's own timeout (``connect(uri, timeout=...)``);
+    None means no timeout, so it cannot be the marker."""
+
+    DEFAULT = 'default'
+
+    def __repr__(self) -> str:
+        return '<default>'
+
+
+_DEFAULT = Default.DEFAULT
+Timeout = Union[float, None, Default]
+"""A ``timeout=``: seconds, None (no timeout) or ``<default>`` (the client's)."""
+
+Params = Union[List[Any], Tuple[Any, ...], Dict[str, Any], None]
+"""``call_with``'s params: positional (a list or tuple), keyword (a dict) or none."""
 
 # ---- serving ----------------------------------------------------------------------------------
 
 
-def _error_object(exc):
+def _error_object(exc: BaseException) -> Any:
     """The error object a handler's exception is answered with."""
     if isinstance(exc, RemoteError):
         return exc.error
@@ -681,7 +722,7 @@ def _error_object(exc):
             '%s: %s' % (type(exc).__name__, text) if text else type(exc).__name__]
 
 
-def _reply_error(req, error):
+def _reply_error(req: CData, error: Any) -> None:
     try:
         data = packb(error)
     except Exception:
@@ -692,7 +733,7 @@ def _reply_error(req, error):
 _ENDED = (lib.JOINT_E_CANCELLED, lib.JOINT_E_TIMEOUT, lib.JOINT_E_CLOSED)
 
 
-def _reply(req, name, result):
+def _reply(req: CData, name: str, result: Any) -> None:
     try:
         data = packb(result)
     except Exception as e:
@@ -708,7 +749,7 @@ def _reply(req, name, result):
                     name, _ffi.status_name(st))
 
 
-def request_params(req, name):
+def request_params(req: CData, name: str) -> Tuple[List[Any], Dict[str, Any]]:
     """(args, kwargs) of a request: the positional params and, when the peer sent a map (stock
     keyword style) or extension kwargs, the keyword params."""
     raw = _ffi.borrowed_bytes(lib.joint_request_params, req)

@@ -1,12 +1,13 @@
 """The exception hierarchy. Everything joint raises is a ``joint.Error``."""
 import builtins
+from typing import Any, Optional, Tuple
 
 
 class Error(Exception):
     """Base class of joint's errors. ``status`` is the library status code (``JOINT_E_*``,
     negative) when one applies, else None."""
 
-    def __init__(self, message='', status=None):
+    def __init__(self, message: str = '', status: Optional[int] = None) -> None:
         super().__init__(message)
         self.status = status
 
@@ -57,7 +58,9 @@ class RemoteError(Error):
     ``raise joint.RemoteError("boom")`` answers ``"boom"``.
     """
 
-    def __init__(self, *args, code=None, message=None, method=None):
+    def __init__(self, *args: Any, code: Optional[int] = None, message: Optional[str] = None,
+                 method: Optional[str] = None) -> None:
+        error: Any
         if len(args) == 2 and isinstance(args[0], int) and not isinstance(args[0], bool):
             error = [args[0], args[1]]
         elif len(args) == 1:
@@ -70,10 +73,10 @@ class RemoteError(Error):
             code = _code_of(error)
         if message is None:
             message = _message_of(error)
-        self.error = error
-        self.code = code
-        self.message = message
-        self.method = method
+        self.error: Any = error
+        self.code: Optional[int] = code
+        self.message: str = message
+        self.method: Optional[str] = method
         text = message if message else repr(error)
         if code is not None:
             text = '%s (code %d)' % (text, code)
@@ -81,15 +84,16 @@ class RemoteError(Error):
             text = '%s: %s' % (method, text)
         super().__init__(text)
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, Optional[int], str, Optional[str]]]:
         return (_rebuild_remote_error, (self.error, self.code, self.message, self.method))
 
 
-def _rebuild_remote_error(error, code, message, method):
+def _rebuild_remote_error(error: Any, code: Optional[int], message: str,
+                          method: Optional[str]) -> 'RemoteError':
     return RemoteError(error, code=code, message=message, method=method)
 
 
-def _code_of(error):
+def _code_of(error: Any) -> Optional[int]:
     if isinstance(error, (list, tuple)) and error:
         first = error[0]
     elif isinstance(error, dict):
@@ -99,7 +103,7 @@ def _code_of(error):
     return first if isinstance(first, int) and not isinstance(first, bool) else None
 
 
-def _message_of(error):
+def _message_of(error: Any) -> str:
     if isinstance(error, str):
         return error
     if isinstance(error, (list, tuple)):

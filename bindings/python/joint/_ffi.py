@@ -17,20 +17,23 @@ exception reach C: errors are caught and handed to the owning context, which rai
 import itertools
 import logging
 import os
-import sys
+from typing import Any, Callable, Dict, Optional
 
-import cffi
+import cffi  # type: ignore[import-untyped]
+
+# cffi's pointers and the opened library are untyped: C values are Any to the checker.
+CData = Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _source_tree():
+def _source_tree() -> Optional[str]:
     """The repository that contains this package (bindings/python/joint -> ../../..)."""
     root = os.environ.get('JOINT_SOURCE_DIR') or os.path.normpath(os.path.join(_HERE, '..', '..', '..'))
     return root if os.path.isfile(os.path.join(root, 'include', 'joint.h')) else None
 
 
-def _load_cdef():
+def _load_cdef() -> str:
     bundled = os.path.join(_HERE, '_cdef.h')
     if os.path.isfile(bundled):
         with open(bundled, encoding='utf-8') as f:
@@ -40,10 +43,10 @@ def _load_cdef():
         raise ImportError('joint: the package has no _cdef.h and is not inside a joint source tree; '
                           'install it with `pip install bindings/python`')
     from . import _cdefgen
-    return _cdefgen.generate(os.path.join(root, 'include', 'joint.h'))
+    return str(_cdefgen.generate(os.path.join(root, 'include', 'joint.h')))
 
 
-def _library_path():
+def _library_path() -> str:
     env = os.environ.get('JOINT_LIBRARY')
     if env:
         return env
@@ -60,50 +63,49 @@ def _library_path():
 
 
 CDEF = _load_cdef()
-ffi = cffi.FFI()
+ffi: Any = cffi.FFI()
 ffi.cdef(CDEF)
 LIBRARY_PATH = _library_path()
-lib = ffi.dlopen(LIBRARY_PATH)
-NULL = ffi.NULL
+lib: Any = ffi.dlopen(LIBRARY_PATH)
+NULL: CData = ffi.NULL
 
 # ---- the registry -----------------------------------------------------------------------------
 
-_registry = {}
+_registry: Dict[int, Any] = {}
 _keys = itertools.count(1)
 
 
-def register(obj):
+def register(obj: object) -> CData:
     """Store ``obj``; return the ``void *`` user_data that names it."""
     key = next(_keys)
     _registry[key] = obj
     return ffi.cast('void *', key)
 
 
-def _key(user_data):
+def _key(user_data: CData) -> int:
     return int(ffi.cast('uintptr_t', user_data))
 
 
-def lookup(user_data):
+def lookup(user_data: CData) -> Any:
     return _registry.get(_key(user_data))
 
 
-def unregister(user_data):
+def unregister(user_data: CData) -> Any:
     return _registry.pop(_key(user_data), None)
 
 
-def registry_size():
+def registry_size() -> int:
     """How many Python objects are currently reachable from C (for leak tests)."""
     return len(_registry)
 
 
-def _report(owner, exc):
+def _report(owner: object, exc: BaseException) -> None:
     """Hand an exception caught in a callback to its context (raised after process returns)."""
     ctx = getattr(owner, 'ctx', None)
     if ctx is not None:
         ctx.defer_exception(exc)
     else:  # pragma: no cover - every owner has a context
-        sys.unraisablehook(sys.UnraisableHookArgs(type(exc), exc, exc.__traceback__,
-                                                  'joint callback', owner))
+        logging.getLogger('joint').error('joint: error in a callback of %r', owner, exc_info=exc)
 
 
 # ---- trampolines ------------------------------------------------------------------------------
@@ -111,7 +113,7 @@ def _report(owner, exc):
 # (Call, Registration, ...), whose methods catch their own errors; the guards here are the last
 # line of defence and also catch BaseException (KeyboardInterrupt arriving during a callback).
 
-def _on_response(conn, resp, user_data):
+def _on_response(conn: CData, resp: CData, user_data: CData) -> None:
     obj = unregister(user_data)   # a completion runs exactly once: drop its key now
     if obj is None:
         return
@@ -121,7 +123,7 @@ def _on_response(conn, resp, user_data):
         _report(obj, e)
 
 
-def _deliver_event(event, data, length, user_data):
+def _deliver_event(event: int, data: CData, length: int, user_data: CData) -> None:
     obj = lookup(user_data)
     if obj is None:
         return
@@ -131,17 +133,18 @@ def _deliver_event(event, data, length, user_data):
         _report(obj, e)
 
 
-def _on_call_event(conn, call_id, event, data, length, user_data):
+def _on_call_event(conn: CData, call_id: int, event: int, data: CData, length: int,
+                   user_data: CData) -> None:
     # The call's key: dropped by its completion, which runs last.
     _deliver_event(event, data, length, user_data)
 
 
-def _on_request_event(req, event, data, length, user_data):
+def _on_request_event(req: CData, event: int, data: CData, length: int, user_data: CData) -> None:
     # A served call's driver: released when the call ends.
     _deliver_event(event, data, length, user_data)
 
 
-def _on_request(req, user_data):
+def _on_request(req: CData, user_data: CData) -> None:
     obj = lookup(user_data)
     if obj is None:
         lib.joint_request_free(req)
@@ -152,7 +155,7 @@ def _on_request(req, user_data):
         _report(obj, e)
 
 
-def _on_pool_request(req, user_data):
+def _on_pool_request(req: CData, user_data: CData) -> None:
     # On one of joint's worker threads (cffi takes the GIL): touch nothing of the loop's, so
     # errors are logged here rather than handed to the context.
     obj = lookup(user_data)
@@ -165,7 +168,8 @@ def _on_pool_request(req, user_data):
         log.exception('joint: pool handler failed')
 
 
-def _on_notification(conn, method, method_len, params, params_len, user_data):
+def _on_notification(conn: CData, method: CData, method_len: int, params: CData, params_len: int,
+                     user_data: CData) -> None:
     obj = lookup(user_data)
     if obj is None:
         return
@@ -176,7 +180,7 @@ def _on_notification(conn, method, method_len, params, params_len, user_data):
         _report(obj, e)
 
 
-def _on_conn(conn, event, status, reason, user_data):
+def _on_conn(conn: CData, event: int, status: int, reason: CData, user_data: CData) -> None:
     obj = lookup(user_data)
     if obj is None:
         return
@@ -190,14 +194,14 @@ _LOG_LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging
 log = logging.getLogger('joint')
 
 
-def _on_log(level, message, user_data):
+def _on_log(level: int, message: CData, user_data: CData) -> None:
     try:
         log.log(_LOG_LEVELS.get(level, logging.DEBUG), '%s', ffi.string(message).decode('utf-8', 'replace'))
     except BaseException:  # noqa: B902 - logging must never break the library
         pass
 
 
-def _on_free(user_data):
+def _on_free(user_data: CData) -> None:
     unregister(user_data)
 
 
@@ -212,11 +216,11 @@ log_trampoline = ffi.callback('joint_log_cb', _on_log)
 free_trampoline = ffi.callback('joint_free_fn', _on_free)
 
 
-def status_name(status):
-    return ffi.string(lib.joint_status_str(status)).decode('utf-8', 'replace')
+def status_name(status: int) -> str:
+    return str(ffi.string(lib.joint_status_str(status)).decode('utf-8', 'replace'))
 
 
-def take_buf(buf):
+def take_buf(buf: CData) -> Optional[bytes]:
     """Copy a ``joint_buf *`` out as bytes and free it (NULL: None)."""
     if buf == NULL:
         return None
@@ -230,7 +234,7 @@ def take_buf(buf):
         lib.joint_buf_free(buf)
 
 
-def borrowed_bytes(fn, obj):
+def borrowed_bytes(fn: Callable[..., int], obj: CData) -> Any:
     """Call an accessor ``fn(obj, &data, &len)``; a memoryview of the borrowed bytes, or None."""
     data = ffi.new('const uint8_t **')
     size = ffi.new('size_t *')

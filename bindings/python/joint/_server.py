@@ -1,12 +1,13 @@
 """joint.Server: serve registered Python functions over TCP, TLS, Unix sockets or UDP."""
 import asyncio
 import weakref
-from typing import Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from . import _tls
 from ._client import Handlers, Peer
 from ._core import Context, _cstr, make_error
 from ._ffi import ffi, lib
+from ._workers import DEFAULT_WORKERS, WorkerPool
 
 
 class Server(Handlers):
@@ -30,15 +31,22 @@ class Server(Handlers):
     ``linger``, ``listen_backlog``; see the package README); ``keepalive`` (``(interval,
     timeout)`` seconds, or ``False``); for the joint extension ``extension``
     (default True: accept it; False: serve as a stock MessagePack-RPC server), ``window``
-    (items a caller may stream into a call before it needs credit; default 64) and
-    ``workers`` (threads of the pool that runs ``@server.method(pool=True)`` handlers;
-    default 4, started on first use).
+    (items a caller may stream into a call before it needs credit; default 64).
+
+    ``workers`` (default 8): the threads that run plain and generator handlers, so a slow one
+    holds up only its own call; ``async def`` handlers run on the loop. ``workers=0`` runs
+    every handler inline on the loop thread, one at a time. ``@server.method(pool=True)``
+    handlers run on joint's own pool of as many threads (at least 1).
     """
 
-    def __init__(self, **options):
-        self.ctx = Context(Peer, **options)
-        self.uris = []
-        self._stop_event = None
+    def __init__(self, *, workers: int = DEFAULT_WORKERS, **options: Any) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError('workers must be a non-negative integer, not %r' % (workers,))
+        # joint's own pool (pool=True handlers) has the same size; it needs at least one thread.
+        self.ctx = Context(Peer, workers=max(1, workers), **options)
+        self.ctx.workers = WorkerPool(workers) if workers else None
+        self.uris: List[str] = []
+        self._stop_event: Optional[asyncio.Event] = None
 
     def listen(self, uri: str, *, tls: Optional[_tls.TLSConfig] = None) -> str:
         """Listen on ``uri`` (``tcp://HOST:PORT``, ``tcp://[::1]:PORT``, ``unix:///path``,
@@ -62,14 +70,14 @@ class Server(Handlers):
                 st = lib.joint_ctx_listen(ctx.ptr, _cstr(uri, 'uri'), out)
             if st < 0:
                 raise make_error(st, ctx.last_error(), 'listen on %s' % uri)
-            bound = ffi.string(lib.joint_listener_uri(out[0])).decode('utf-8')
+            bound: str = ffi.string(lib.joint_listener_uri(out[0])).decode('utf-8')
             ctx.listeners.append(out[0])
         self.uris.append(bound)
         return bound
 
     # -- running --------------------------------------------------------------------------
 
-    def serve(self, *uris, grace=5.0, tls=None):
+    def serve(self, *uris: str, grace: float = 5.0, tls: Optional[_tls.TLSConfig] = None) -> None:
         """Listen on ``uris`` (if any; ``tls`` is for the ``tls://`` ones), then serve until
         ``stop()`` (from any thread or a handler) or Ctrl-C (SIGINT). Then shut down gracefully: listeners close, new requests
         are refused, and requests already received get up to ``grace`` seconds to be answered
@@ -106,7 +114,7 @@ class Server(Handlers):
                 asyncio.set_event_loop(None)
                 loop.close()
 
-    async def aserve(self, *uris, grace=5.0, tls=None):
+    async def aserve(self, *uris: str, grace: float = 5.0, tls: Optional[_tls.TLSConfig] = None) -> None:
         """Serve on the running asyncio loop until ``stop()`` or until this task is
         cancelled, then shut down gracefully (see ``serve``) and close."""
         self._listen_all(uris, tls)
@@ -122,13 +130,13 @@ class Server(Handlers):
                 pass
             self.close()
 
-    def _listen_all(self, uris, tls):
+    def _listen_all(self, uris: 'tuple[str, ...]', tls: Optional[_tls.TLSConfig]) -> None:
         if tls is not None and not any(isinstance(u, str) and u.startswith('tls://') for u in uris):
             raise ValueError('tls= applies to tls://HOST:PORT URIs only, and none was given')
         for uri in uris:
             self.listen(uri, tls=tls if isinstance(uri, str) and uri.startswith('tls://') else None)
 
-    def attach(self, loop=None):
+    def attach(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> asyncio.AbstractEventLoop:
         """Serve on ``loop`` (the running loop by default) without blocking; returns the
         loop. ``close()`` stops."""
         ctx = self.ctx
@@ -136,7 +144,7 @@ class Server(Handlers):
         ctx.on_drive = _weak_method(self._check_stop)
         return loop
 
-    async def _shutdown(self, loop, grace):
+    async def _shutdown(self, loop: asyncio.AbstractEventLoop, grace: float) -> None:
         ctx = self.ctx
         if ctx.closed:
             return
@@ -149,26 +157,30 @@ class Server(Handlers):
         if not ctx.closed:
             ctx.process()
 
-    def _check_stop(self):
+    def _check_stop(self) -> None:
         if self.ctx.stop_requested and self._stop_event is not None:
             self._stop_event.set()
 
-    def stop(self):
+    def stop(self) -> None:
         """Make ``serve()``/``aserve()`` return (after the graceful shutdown). Thread-safe and
         usable from handlers and signal handlers."""
         self.ctx.stop_requested = True
         self.ctx.wakeup()
 
-    def close(self):
-        """Free everything now: listeners and connections close, pending calls fail."""
+    def close(self) -> None:
+        """Free everything now: listeners and connections close, pending calls fail; then
+        wait for the handlers still running on worker threads (their answers go nowhere)."""
         self.ctx.close()
+        pool = self.ctx.workers
+        if pool is not None:
+            pool.close()
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self.ctx.closed
 
     @property
-    def stats(self):
+    def stats(self) -> Dict[str, int]:
         """Counters (a dict): ``would_block`` is how many times a streaming handler had to wait
         because its caller had granted no credit (flow control pausing the producer);
         ``inputs_held`` the most values sent into one call that waited for its handler at
@@ -176,27 +188,27 @@ class Server(Handlers):
         with self.ctx._stats_lock:
             return dict(self.ctx.stats)
 
-    def __enter__(self):
+    def __enter__(self) -> 'Server':
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:
             pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return '<joint.Server %s%s>' % (' '.join(self.uris) or '(not listening)',
                                         ' closed' if self.closed else '')
 
 
-def _weak_method(method):
+def _weak_method(method: Callable[[], None]) -> Callable[[], None]:
     ref = weakref.WeakMethod(method)
 
-    def call():
+    def call() -> None:
         m = ref()
         if m is not None:
             m()

@@ -29,13 +29,22 @@ import collections
 import collections.abc
 import inspect
 import weakref
+from typing import (TYPE_CHECKING, Any, AsyncGenerator, Callable, Deque, Dict, Generator, List,
+                    Optional, Sequence, Tuple, Union)
 
 from . import _ffi
-from ._core import (_DEFAULT, E_RECURSIVE, E_TIMEOUT, _current_call, _current_peer, _error_object,
+from ._core import (_DEFAULT, Context, Timeout, E_RECURSIVE, E_TIMEOUT, _current_call, _current_peer, _error_object,
                     _reply, _reply_error, _cstr, CallInfo, decode_response, log, make_error, packb,
                     request_params, unpackb)
 from ._errors import EndOfInput, Error, ProtocolError, RemoteError, UnsupportedError
-from ._ffi import ffi, lib, NULL
+from ._ffi import CData, ffi, lib, NULL
+
+if TYPE_CHECKING:
+    from ._client import Handler, Peer
+
+Condition = Callable[[], Any]
+Steps = Generator[Condition, None, Any]
+"""A step generator: yields conditions to wait for, returns its outcome."""
 
 CALL_ITEM = lib.JOINT_CALL_ITEM
 CALL_WRITABLE = lib.JOINT_CALL_WRITABLE
@@ -49,7 +58,7 @@ E_CLOSED = lib.JOINT_E_CLOSED
 E_TOO_LARGE = lib.JOINT_E_TOO_LARGE
 _ENDED = (lib.JOINT_E_CANCELLED, lib.JOINT_E_TIMEOUT, lib.JOINT_E_CLOSED)
 _NIL = b'\xc0'
-_NOTHING = object()
+_NOTHING: Any = object()
 
 # ================================================================================================
 # Calling
@@ -61,7 +70,7 @@ class _ItemFailure:
 
     __slots__ = ('exception',)
 
-    def __init__(self, exception):
+    def __init__(self, exception: BaseException) -> None:
         self.exception = exception
 
 
@@ -72,23 +81,23 @@ class _StreamCall:
     __slots__ = ('_ctx', 'method', 'items', 'received', 'writable', 'done', 'result', 'exception',
                  'extended', 'call_id', '__weakref__')
 
-    def __init__(self, ctx, method):
+    def __init__(self, ctx: Context, method: str) -> None:
         self._ctx = weakref.ref(ctx)
         self.method = method
-        self.items = collections.deque()
+        self.items: Deque[Any] = collections.deque()
         self.received = 0          # items that arrived (the callee spent that much credit)
         self.writable = False
         self.done = False
-        self.result = None
-        self.exception = None
-        self.extended = None       # known once items arrive or the call completes
-        self.call_id = None
+        self.result: Any = None
+        self.exception: Optional[BaseException] = None
+        self.extended: Optional[bool] = None       # known once items arrive or the call completes
+        self.call_id: Optional[int] = None
 
     @property
-    def ctx(self):
+    def ctx(self) -> Optional[Context]:
         return self._ctx()
 
-    def on_event(self, event, data):
+    def on_event(self, event: int, data: Any) -> None:
         if event == CALL_ITEM:
             self.received += 1
             self.extended = True
@@ -100,7 +109,7 @@ class _StreamCall:
         elif event == CALL_WRITABLE:
             self.writable = True
 
-    def complete(self, resp, conn):
+    def complete(self, resp: CData, conn: CData) -> None:
         result, exception = decode_response(resp, self.method)
         if self.extended is None:
             self.extended = conn != NULL and lib.joint_conn_extension(conn) == EXT_ON
@@ -118,7 +127,8 @@ class _StreamBase:
     Steps are generators: they yield a condition (a callable) to wait for, and return their
     outcome. They run with the context lock held (blocking) or on the loop thread (asyncio)."""
 
-    def _setup(self, peer, method, args, kwargs, timeout, client_stream, window):
+    def _setup(self, peer: 'Peer', method: str, args: Sequence[Any], kwargs: Optional[Dict[str, Any]],
+               timeout: Timeout, client_stream: bool, window: Optional[int]) -> None:
         if not isinstance(args, (list, tuple)):
             raise TypeError('args must be a list or a tuple, not %s' % type(args).__name__)
         if kwargs is not None and not isinstance(kwargs, dict):
@@ -141,9 +151,9 @@ class _StreamBase:
         self._granted = 0
         self._started = False
         self._finished = False
-        self._call = None
+        self._call: Any = None     # the _StreamCall, once the call has started
 
-    def _start_call(self):
+    def _start_call(self) -> None:
         """Make the extended call (a stock request to a stock peer)."""
         ctx = self._ctx
         with ctx.lock:
@@ -179,57 +189,57 @@ class _StreamBase:
     # -- state --------------------------------------------------------------------------------
 
     @property
-    def call_id(self):
+    def call_id(self) -> Optional[int]:
         """The call's id (``joint_conn_cancel`` and friends), None before it started."""
         return None if self._call is None else self._call.call_id
 
     @property
-    def done(self):
+    def done(self) -> bool:
         """Whether the call has completed (items may still be waiting to be taken)."""
         return self._call is not None and self._call.done
 
     @property
-    def result(self):
+    def result(self) -> Any:
         """The call's result once it has completed successfully (None before)."""
         return None if self._call is None else self._call.result
 
     @property
-    def extended(self):
+    def extended(self) -> Optional[bool]:
         """True if the call runs as a joint extended call (items are streamed), False if it
         went to a stock peer as an ordinary request, None while that is not known yet."""
         call = self._call
         if call is None:
             return None
         if call.extended is not None:
-            return call.extended
+            return bool(call.extended)
         state = self._ext_state()
         if state == EXT_ON:
             return True
         return None if state == EXT_PENDING else False
 
-    def _ext_state(self):
+    def _ext_state(self) -> int:
         if self._peer._conn == NULL or self._ctx.closed:
             return -1
-        return lib.joint_conn_extension(self._peer._conn)
+        return int(lib.joint_conn_extension(self._peer._conn))
 
-    def _alive(self):
+    def _alive(self) -> bool:
         return not self._call.done and self._peer._conn != NULL and not self._ctx.closed
 
-    def _grant(self, n):
+    def _grant(self, n: int) -> None:
         if self._alive() and lib.joint_conn_grant(self._conn, self._call.call_id, n) == 0:
             self._granted += n
 
-    def _room(self):
+    def _room(self) -> int:
         """Items the callee may still send before it needs more credit from us."""
-        return self._window + self._granted - self._call.received
+        return int(self._window + self._granted - self._call.received)
 
-    def _demand(self):
+    def _demand(self) -> None:
         """Lock-step: ask for exactly one more item when the consumer wants one."""
         call = self._call
         if self._lockstep and not call.items and self._room() <= 0:
             self._grant(1)
 
-    def _writable_or_unstuck(self):
+    def _writable_or_unstuck(self) -> bool:
         """Wait condition of a blocked send. In lock-step, a callee that answers each value
         with an item may be waiting for room for one before it takes the next value: give it
         (again each time an item arrives), so writing without taking items cannot deadlock."""
@@ -240,12 +250,12 @@ class _StreamBase:
             self._grant(1)
         return False
 
-    def _cancel(self):
+    def _cancel(self) -> None:
         call = self._call
         if call is not None and self._alive():
             lib.joint_conn_cancel(self._conn, call.call_id)
 
-    def _take(self):
+    def _take(self) -> Any:
         item = self._call.items.popleft()
         if isinstance(item, _ItemFailure):
             self._finished = True
@@ -257,7 +267,7 @@ class _StreamBase:
 
     # -- steps --------------------------------------------------------------------------------
 
-    def _steps_next(self, value=_NOTHING, write=True):
+    def _steps_next(self, value: Any = _NOTHING, write: bool = True) -> Steps:
         """The next item: returns ('item', x) or ('end', result), or raises the call's error.
         ``value``: send it first. In lock-step, a resume after the first sends None (as
         ``next(gen)`` is ``gen.send(None)``)."""
@@ -279,11 +289,11 @@ class _StreamBase:
             raise exc
         return 'end', call.result
 
-    def _wait_negotiation(self):
+    def _wait_negotiation(self) -> Condition:
         call = self._call
         return lambda: call.done or self._ext_state() != EXT_PENDING
 
-    def _unsupported(self, what):
+    def _unsupported(self, what: str) -> UnsupportedError:
         state = self._ext_state()
         if state != EXT_ON or self._call.extended is False:
             return UnsupportedError('%s: %s needs the joint extension, and the peer is a stock '
@@ -293,7 +303,7 @@ class _StreamBase:
                                     % (self.method, what), E_UNSUPPORTED)
         return UnsupportedError('%s: %s: the input has already ended' % (self.method, what), E_UNSUPPORTED)
 
-    def _steps_write(self, data, lenient=False):
+    def _steps_write(self, data: bytes, lenient: bool = False) -> Steps:
         """Send one encoded value into the call, waiting for send credit. ``lenient``: a call
         that has finished drops the value (as sending into a finished generator only ends it)."""
         call = self._call
@@ -324,7 +334,7 @@ class _StreamBase:
             else:
                 raise make_error(st, self._ctx.last_error(), self.method)
 
-    def _steps_end_input(self):
+    def _steps_end_input(self) -> Steps:
         call = self._call
         if not self._input_open:
             return
@@ -341,7 +351,7 @@ class _StreamBase:
             self._lockstep = False
             self._grant(self._tail_window)     # the rest may stream ahead
 
-    def _steps_throw(self, exc):
+    def _steps_throw(self, exc: BaseException) -> Steps:
         if isinstance(exc, EndOfInput):
             yield from self._steps_end_input()
             return (yield from self._steps_next(write=False))
@@ -364,7 +374,7 @@ class _StreamBase:
             break
         return (yield from self._steps_next(write=False))
 
-    def _drop(self):
+    def _drop(self) -> None:
         """Dropped unfinished (garbage): cancel at the context's next process."""
         call = self._call
         if call is not None and not call.done and not self._finished:
@@ -373,23 +383,24 @@ class _StreamBase:
                 ctx.cancels.append((weakref.ref(self._peer), call))
                 ctx.wakeup()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         call = self._call
         state = 'not started' if call is None else 'done' if call.done else 'running'
         return '<joint.%s %s %s>' % (type(self).__name__, self.method, state)
 
 
-def _exception(typ, val=None, tb=None):
+def _exception(typ: Any, val: Any = None, tb: Any = None) -> BaseException:
     if val is None:
         val = typ() if isinstance(typ, type) else typ
     elif not isinstance(val, BaseException):
         val = typ(val)
     if tb is not None:
         val = val.with_traceback(tb)
-    return val
+    exc: BaseException = val
+    return exc
 
 
-class Stream(_StreamBase, collections.abc.Generator):
+class Stream(_StreamBase, Generator[Any, Any, Any]):
     """A streaming call (``client.call_stream(...)``), as a generator.
 
     ``next(stream)`` / iteration: the next item the callee streamed (waiting for it); at the
@@ -405,12 +416,13 @@ class Stream(_StreamBase, collections.abc.Generator):
     until the input ends: each resume after the first sends a value (``send(v)``, or None for
     ``next()``) and asks for exactly one item."""
 
-    def __init__(self, peer, method, args=(), kwargs=None, timeout=_DEFAULT, client_stream=False,
-                 window=None):
+    def __init__(self, peer: 'Peer', method: str, args: Sequence[Any] = (),
+                 kwargs: Optional[Dict[str, Any]] = None, timeout: Timeout = _DEFAULT,
+                 client_stream: bool = False, window: Optional[int] = None) -> None:
         self._setup(peer, method, args, kwargs, timeout, client_stream, window)
         self._start_call()
 
-    def _run(self, steps):
+    def _run(self, steps: Steps) -> Any:
         ctx = self._ctx
         with ctx.lock:
             if ctx.processing:
@@ -432,28 +444,28 @@ class Stream(_StreamBase, collections.abc.Generator):
                 except StopIteration as e:
                     return e.value
 
-    def _outcome(self, steps):
+    def _outcome(self, steps: Steps) -> Any:
         kind, value = self._run(steps)
         if kind == 'item':
             return value
         raise StopIteration(value)
 
-    def __iter__(self):
+    def __iter__(self) -> 'Stream':
         return self
 
-    def __next__(self):
+    def __next__(self) -> Any:
         if self._finished:
             raise StopIteration
         return self._outcome(self._steps_next())
 
-    def send(self, value):
+    def send(self, value: Any) -> Any:
         if value is None:
             return self.__next__()
         if self._finished:
             raise StopIteration
         return self._outcome(self._steps_next(value))
 
-    def throw(self, typ, val=None, tb=None):
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         exc = _exception(typ, val, tb)
         if isinstance(exc, GeneratorExit):
             self.close()
@@ -462,19 +474,19 @@ class Stream(_StreamBase, collections.abc.Generator):
             raise exc
         return self._outcome(self._steps_throw(exc))
 
-    def write(self, value):
+    def write(self, value: Any) -> None:
         """Send ``value`` into the call (made with ``client_stream=True``) without waiting for
         an item; waits only while the callee has granted no credit (flow control). Raises
         ``joint.UnsupportedError`` against a stock peer."""
         self._run(self._steps_write(packb(value)))
 
-    def end_input(self):
+    def end_input(self) -> None:
         """No more values will be sent (the callee's generator gets ``joint.EndOfInput``); the
         remaining items may then stream ahead (``window``). A no-op when there is no input to
         end (a stock peer, a call without ``client_stream``, an input already ended)."""
         self._run(self._steps_end_input())
 
-    def close(self):
+    def close(self) -> None:
         """Cancel the call if it is still running (the callee is told: a joint generator gets
         GeneratorExit, so its finally blocks run). Items not taken are dropped."""
         call = self._call
@@ -487,22 +499,23 @@ class Stream(_StreamBase, collections.abc.Generator):
             if not ctx.busy and not ctx.closed:
                 ctx.process()      # send the CANCEL now and complete the call
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self._drop()
         except Exception:
             pass
 
 
-class AsyncStream(_StreamBase, collections.abc.AsyncGenerator):
+class AsyncStream(_StreamBase, AsyncGenerator[Any, Any]):
     """A streaming call for asyncio (``client.astream(...)``): ``async for item in stream``,
     ``await stream.asend(v)``, ``await stream.athrow(exc)``, ``await stream.aclose()``,
     ``await stream.write(v)``, ``await stream.end_input()`` and ``stream.result`` — as
     ``joint.Stream``, driven by the running loop. Cancelling the task that waits cancels the
     call. (Async generators have no return value: the result is ``stream.result``.)"""
 
-    def __init__(self, peer, method, args=(), kwargs=None, timeout=_DEFAULT, client_stream=False,
-                 window=None):
+    def __init__(self, peer: 'Peer', method: str, args: Sequence[Any] = (),
+                 kwargs: Optional[Dict[str, Any]] = None, timeout: Timeout = _DEFAULT,
+                 client_stream: bool = False, window: Optional[int] = None) -> None:
         self._setup(peer, method, args, kwargs, timeout, client_stream, window)
         try:
             asyncio.get_running_loop()
@@ -511,7 +524,7 @@ class AsyncStream(_StreamBase, collections.abc.AsyncGenerator):
         self._ctx.attach()
         self._start_call()
 
-    async def _run(self, steps):
+    async def _run(self, steps: Steps) -> Any:
         ctx = self._ctx
         loop = ctx.attach()
         if self._call is None:
@@ -540,28 +553,28 @@ class AsyncStream(_StreamBase, collections.abc.AsyncGenerator):
             except StopIteration as e:
                 return e.value
 
-    async def _outcome(self, steps):
+    async def _outcome(self, steps: Steps) -> Any:
         kind, value = await self._run(steps)
         if kind == 'item':
             return value
         raise StopAsyncIteration
 
-    def __aiter__(self):
+    def __aiter__(self) -> 'AsyncStream':
         return self
 
-    async def __anext__(self):
+    async def __anext__(self) -> Any:
         if self._finished:
             raise StopAsyncIteration
         return await self._outcome(self._steps_next())
 
-    async def asend(self, value):
+    async def asend(self, value: Any) -> Any:
         if value is None:
             return await self.__anext__()
         if self._finished:
             raise StopAsyncIteration
         return await self._outcome(self._steps_next(value))
 
-    async def athrow(self, typ, val=None, tb=None):
+    async def athrow(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         exc = _exception(typ, val, tb)
         if isinstance(exc, GeneratorExit):
             await self.aclose()
@@ -570,26 +583,26 @@ class AsyncStream(_StreamBase, collections.abc.AsyncGenerator):
             raise exc
         return await self._outcome(self._steps_throw(exc))
 
-    async def write(self, value):
+    async def write(self, value: Any) -> None:
         """See ``Stream.write``."""
         await self._run(self._steps_write(packb(value)))
 
-    async def end_input(self):
+    async def end_input(self) -> None:
         """See ``Stream.end_input``."""
         await self._run(self._steps_end_input())
 
-    async def aclose(self):
+    async def aclose(self) -> None:
         """Cancel the call if it is still running (see ``Stream.close``)."""
         self._finished = True
         if self._call is not None and not self._call.done:
             self._cancel()      # the loop sends the CANCEL (the context's fd is now readable)
 
-    def close(self):
+    def close(self) -> None:
         """``aclose`` without awaiting."""
         self._finished = True
         self._cancel()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self._drop()
         except Exception:
@@ -602,12 +615,12 @@ class AsyncStream(_StreamBase, collections.abc.AsyncGenerator):
 
 
 class _ItemError(Exception):
-    def __init__(self, error):
+    def __init__(self, error: Any) -> None:
         super().__init__(error)
         self.error = error
 
 
-def _pack_item(name, item):
+def _pack_item(name: str, item: Any) -> bytes:
     try:
         return packb(item)
     except Exception as e:
@@ -615,7 +628,7 @@ def _pack_item(name, item):
                           % (name, type(e).__name__, e)]) from None
 
 
-def _yield_error(name, status):
+def _yield_error(name: str, status: int) -> Any:
     """The error object that ends a call whose item could not be streamed."""
     if status == E_TOO_LARGE:
         return [lib.JOINT_RPC_TOO_LARGE, '%s: the items exceed the message size limit' % name]
@@ -623,7 +636,7 @@ def _yield_error(name, status):
             % (name, _ffi.status_name(status))]
 
 
-def _input(code, data, name):
+def _input(code: int, data: Any, name: str) -> Tuple[str, Any]:
     """One event of a served call (``JOINT_INPUT_*`` and its data) as (kind, value): ('send',
     value), ('throw', exception), ('ended', status), or ('next', None) for WRITABLE."""
     if code == lib.JOINT_INPUT_VALUE:
@@ -647,7 +660,7 @@ def _input(code, data, name):
     return 'next', None
 
 
-def _pull(req, name, timeout_ms=0):
+def _pull(req: CData, name: str, timeout_ms: int = 0) -> Tuple[str, Any]:
     """The caller's next event, pulled (pool threads), waiting up to ``timeout_ms``: as
     ``_input``, ('next', None) when there is none."""
     ev = ffi.new('int32_t *')
@@ -663,17 +676,18 @@ def _pull(req, name, timeout_ms=0):
 _CLIENT_STREAM = 4       # the CALL flag: the caller will send values (docs/PROTOCOL.md)
 
 if hasattr(lib, 'joint_request_flags'):
-    def takes_input(req):
+    def takes_input(req: CData) -> bool:
         """Whether the caller of this extended call streams values into it."""
         return bool(lib.joint_request_flags(req) & _CLIENT_STREAM)
 else:
-    def takes_input(req):
+    def takes_input(req: CData) -> bool:
         # The C API does not expose the CALL's flags (yet): a generator is resumed whenever
         # the caller has room for an item, with the value waiting or None (see the README).
         return False
 
 
-def _resume(gen, kind, value, peer, info):
+def _resume(gen: Generator[Any, Any, Any], kind: str, value: Any, peer: 'Optional[Peer]',
+            info: Optional[CallInfo]) -> Any:
     token = _current_peer.set(peer)
     ctoken = _current_call.set(info)
     try:
@@ -687,7 +701,8 @@ def _resume(gen, kind, value, peer, info):
         _current_peer.reset(token)
 
 
-def _close_generator(gen, name, peer, info):
+def _close_generator(gen: Generator[Any, Any, Any], name: str, peer: 'Optional[Peer]',
+                     info: Optional[CallInfo]) -> None:
     token = _current_peer.set(peer)
     ctoken = _current_call.set(info)
     try:
@@ -699,7 +714,8 @@ def _close_generator(gen, name, peer, info):
         _current_peer.reset(token)
 
 
-def _serve_stock(handler, req, gen, peer, info):
+def _serve_stock(handler: 'Handler', req: CData, gen: Generator[Any, Any, Any], peer: 'Optional[Peer]',
+                 info: Optional[CallInfo]) -> None:
     """A stock caller: run the generator to the end; joint collects the items and answers the
     array (an empty one if there were none)."""
     name = handler.name
@@ -739,12 +755,17 @@ class _ServedCall:
     as an event too (JOINT_INPUT_WRITABLE, due once ``joint_request_wait_writable`` or
     ``joint_request_yield`` found none)."""
 
-    def _listen(self, ctx, req):
+    handler: 'Handler'
+
+    def _wake(self) -> None:
+        raise NotImplementedError
+
+    def _listen(self, ctx: Context, req: CData) -> None:
         self._ctx = weakref.ref(ctx)
         self.req = req
-        self.inbox = collections.deque()
+        self.inbox: Deque[Tuple[str, Any, bool]] = collections.deque()
         self.values_held = 0       # VALUE events in the inbox: at most the window
-        self.ended = None
+        self.ended: Optional[int] = None
         self.done = False
         # Manual credit first: registering the callback delivers the values already queued.
         st = lib.joint_request_set_manual_credit(req, True)
@@ -762,10 +783,10 @@ class _ServedCall:
         ctx.streams.add(self)
 
     @property
-    def ctx(self):
+    def ctx(self) -> Optional[Context]:
         return self._ctx()
 
-    def on_event(self, event, data):
+    def on_event(self, event: int, data: Any) -> None:
         kind, value = _input(event, data, self.handler.name)
         if kind == 'ended':
             if self.ended is None:
@@ -781,7 +802,7 @@ class _ServedCall:
         if not self.done:
             self._wake()
 
-    def _take_input(self):
+    def _take_input(self) -> Any:
         """The next event sent in, as (kind, value); ('next', None) if none is waiting."""
         if not self.inbox:
             return 'next', None
@@ -791,20 +812,26 @@ class _ServedCall:
             lib.joint_request_grant(self.req, 1)
         return kind, value
 
-    def _finish(self):
+    def _finish(self) -> None:
         self.done = True
         ctx = self._ctx()
         if ctx is not None:
             ctx.streams.discard(self)
 
 
-def serve_generator(handler, req, gen, peer, info):
+def serve_generator(handler: 'Handler', req: CData, gen: Generator[Any, Any, Any],
+                    peer: 'Optional[Peer]', info: Optional[CallInfo]) -> None:
     """Serve a generator handler's result (loop thread)."""
     if info is None or not info.extended:
         _serve_stock(handler, req, gen, peer, info)
         return
+    ctx = handler.ctx
+    if ctx is None:
+        _close_generator(gen, handler.name, peer, info)
+        lib.joint_request_free(req)
+        return
     driver = _GeneratorDriver(handler, gen, peer, info)
-    driver._listen(handler.ctx, req)
+    driver._listen(ctx, req)
     driver.pump()
 
 
@@ -812,7 +839,8 @@ class _GeneratorDriver(_ServedCall):
     """A generator handler of an extended call, on the loop thread (see the module docstring):
     run from the context's queue after each event of its call."""
 
-    def __init__(self, handler, gen, peer, info):
+    def __init__(self, handler: 'Handler', gen: Generator[Any, Any, Any], peer: 'Optional[Peer]',
+                 info: Optional[CallInfo]) -> None:
         self.handler = handler
         self.gen = gen
         self.peer = peer
@@ -822,10 +850,10 @@ class _GeneratorDriver(_ServedCall):
         self.running = False
         self.again = False
         self.scheduled = False
-        self.pending = None        # an encoded item that met WOULD_BLOCK
-        self.input_open = None
+        self.pending: Optional[bytes] = None    # an encoded item that met WOULD_BLOCK
+        self.input_open: Optional[bool] = None
 
-    def _wake(self):
+    def _wake(self) -> None:
         if self.running:
             self.again = True      # an event during a nested drive inside the generator
         elif not self.scheduled:
@@ -834,7 +862,7 @@ class _GeneratorDriver(_ServedCall):
                 self.scheduled = True
                 ctx.queue.append((self.pump, None))
 
-    def pump(self):
+    def pump(self) -> None:
         self.scheduled = False
         if self.running or self.done:
             return
@@ -852,7 +880,7 @@ class _GeneratorDriver(_ServedCall):
         finally:
             self.running = False
 
-    def _pump(self):
+    def _pump(self) -> None:
         req = self.req
         name = self.handler.name
         while True:
@@ -903,6 +931,7 @@ class _GeneratorDriver(_ServedCall):
                     _reply_error(req, e.error)
                     return
             data = self.pending
+            assert data is not None
             st = lib.joint_request_yield(req, data, len(data))
             if st == 0:
                 self.pending = None
@@ -917,7 +946,7 @@ class _GeneratorDriver(_ServedCall):
             _reply_error(req, _yield_error(name, st))
             return
 
-    def _ended(self, status):
+    def _ended(self, status: int) -> None:
         """The call ended without the handler (cancelled, deadline, connection closed)."""
         self._finish()
         log.debug('joint: %s: the call ended (%s); closing the generator',
@@ -925,23 +954,24 @@ class _GeneratorDriver(_ServedCall):
         _close_generator(self.gen, self.handler.name, self.peer, self.info)
         lib.joint_request_free(self.req)
 
-    def abandon(self):
+    def abandon(self) -> None:
         """The context is closing."""
         if not self.done:
             self._ended(E_CLOSED)
 
 
 class _Ended(Exception):
-    def __init__(self, status):
+    def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status
 
 
-def serve_async_generator(handler, req, agen, peer, info):
+def serve_async_generator(handler: 'Handler', req: CData, agen: AsyncGenerator[Any, Any],
+                          peer: 'Optional[Peer]', info: Optional[CallInfo]) -> None:
     """Serve an async generator handler's result: a task on the context's loop."""
     ctx = handler.ctx
-    loop = ctx.loop
-    if loop is None or loop.is_closed():
+    loop = ctx.loop if ctx is not None else None
+    if ctx is None or loop is None or loop.is_closed():
         handler._failed(req, Error('async handler %s needs the context driven by asyncio '
                                    '(server.serve(), await server.aserve() or client.acall())' % handler.name))
         return
@@ -963,14 +993,15 @@ class _AsyncGeneratorDriver(_ServedCall):
     """An async generator handler: stock callers get the list, extended calls stream; the
     task waits for its call's events on ``waiter``."""
 
-    def __init__(self, ctx, handler, req, agen, peer, info):
+    def __init__(self, ctx: Context, handler: 'Handler', req: CData, agen: AsyncGenerator[Any, Any],
+                 peer: 'Optional[Peer]', info: Optional[CallInfo]) -> None:
         self._ctx = weakref.ref(ctx)
         self.handler = handler
         self.req = req
         self.agen = agen
         self.info = info
-        self.task = None
-        self.waiter = None
+        self.task: 'Optional[asyncio.Task[None]]' = None
+        self.waiter: 'Optional[asyncio.Future[None]]' = None
         self.ended = None
         self.done = False
         self.inbox = collections.deque()
@@ -979,7 +1010,7 @@ class _AsyncGeneratorDriver(_ServedCall):
         self.wants_input = False
         self.cancelled = False
 
-    def _wake(self):
+    def _wake(self) -> None:
         task = self.task
         if task is None or task.done():
             return
@@ -990,19 +1021,19 @@ class _AsyncGeneratorDriver(_ServedCall):
         elif self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    def abandon(self):
+    def abandon(self) -> None:
         if self.task is not None and not self.task.done():
             self.ended = E_CLOSED
             self.cancelled = True
             self.task.cancel()
 
-    async def run(self):
+    async def run(self) -> None:
         if self.extended:
             await self._run_extended()
         else:
             await self._run_stock()
 
-    async def _run_stock(self):
+    async def _run_stock(self) -> None:
         req, name, agen = self.req, self.handler.name, self.agen
         count = 0
         try:
@@ -1032,7 +1063,7 @@ class _AsyncGeneratorDriver(_ServedCall):
         if req is not None:
             _reply(req, name, None if count else [])
 
-    async def _credit(self):
+    async def _credit(self) -> None:
         """Wait until the caller has room for an item (and, with ``wants_input``, until it
         has sent something)."""
         ctx = self._ctx()
@@ -1044,13 +1075,13 @@ class _AsyncGeneratorDriver(_ServedCall):
                 return
             if st == WOULD_BLOCK and ctx is not None:
                 ctx.count('would_block')
-            self.waiter = asyncio.get_running_loop().create_future()
+            self.waiter = waiter = asyncio.get_running_loop().create_future()
             try:
-                await self.waiter
+                await waiter
             finally:
                 self.waiter = None
 
-    async def _run_extended(self):
+    async def _run_extended(self) -> None:
         req, name, agen = self.req, self.handler.name, self.agen
         first = True
         try:
@@ -1073,7 +1104,7 @@ class _AsyncGeneratorDriver(_ServedCall):
                     if kind == 'send':
                         item = await agen.asend(value)
                     elif kind == 'throw':
-                        item = await agen.athrow(value)
+                        item = await agen.athrow(_exception(value))
                     else:
                         item = await agen.__anext__()
                 except StopAsyncIteration:
@@ -1114,7 +1145,7 @@ class _AsyncGeneratorDriver(_ServedCall):
             if not isinstance(e, Exception):
                 raise
 
-    async def _close_after_end(self, status):
+    async def _close_after_end(self, status: int) -> None:
         log.debug('joint: %s: the call ended (%s); closing the generator',
                   self.handler.name, _ffi.status_name(status))
         try:
@@ -1129,30 +1160,35 @@ class _TaskWatch(_ServedCall):
     cancels, the deadline passes or the connection closes (joint has answered the call by
     then). Values sent in are not taken: they wait, within the window."""
 
-    def __init__(self, handler, task):
+    def __init__(self, handler: 'Handler', task: 'asyncio.Task[Any]') -> None:
         self.handler = handler
         self.task = task
 
-    def _wake(self):
+    def _wake(self) -> None:
         if self.ended is not None:
             if not self.task.done():
                 self.task.cancel()
             self._finish()
 
-    def abandon(self):
+    def abandon(self) -> None:
         self._finish()
 
 
-def watch_task(handler, req, task):
+def watch_task(handler: 'Handler', req: CData, task: 'asyncio.Task[Any]') -> None:
+    ctx = handler.ctx
+    if ctx is None:
+        task.cancel()
+        lib.joint_request_free(req)
+        return
     watch = _TaskWatch(handler, task)
-    watch._listen(handler.ctx, req)
+    watch._listen(ctx, req)
     task.add_done_callback(lambda _t: watch._finish())
 
 
 # ---- the worker pool ---------------------------------------------------------------------------
 
 
-def serve_on_pool(handler, req):
+def serve_on_pool(handler: 'Handler', req: CData) -> None:
     """A request of a pool method, on a joint worker thread (see PoolHandler). Only request
     functions that are safe on any thread are used; the loop's state is never touched."""
     ctx = handler.ctx
@@ -1194,7 +1230,31 @@ def serve_on_pool(handler, req):
 _POOL_WAIT_MS = 100      # a blocked pool handler checks this often whether the server closes
 
 
-def _serve_blocking(ctx, handler, req, gen, info):
+def serve_on_worker(handler: 'Handler', req: CData, gen: Generator[Any, Any, Any],
+                    peer: 'Optional[Peer]', info: Optional[CallInfo]) -> None:
+    """A generator a handler returned on a Server's worker thread (``_workers``): served the
+    way pool handlers are, with ``joint.peer()`` set while it runs."""
+    ctx = handler.ctx
+    if req is None:                       # a notification: run it, drop its items
+        try:
+            while True:
+                _resume(gen, 'next', None, peer, info)
+        except StopIteration:
+            pass
+        except Exception:
+            log.exception('joint: notification handler %s failed', handler.name)
+        return
+    if ctx is None or ctx.closing:
+        _close_generator(gen, handler.name, peer, info)
+        lib.joint_request_free(req)
+    elif info is not None and info.extended:
+        _serve_blocking(ctx, handler, req, gen, info, peer)
+    else:
+        _serve_stock(handler, req, gen, peer, info)
+
+
+def _serve_blocking(ctx: Context, handler: 'Handler', req: CData, gen: Generator[Any, Any, Any],
+                    info: CallInfo, peer: 'Optional[Peer]' = None) -> None:
     """A generator on a worker thread: block (GIL released) for credit, then resume it with
     the value waiting, if any."""
     name = handler.name
@@ -1210,7 +1270,7 @@ def _serve_blocking(ctx, handler, req, gen, info):
                     break
                 st = lib.joint_request_wait_writable(req, _POOL_WAIT_MS)
         if st < 0:
-            _close_generator(gen, name, None, info)
+            _close_generator(gen, name, peer, info)
             lib.joint_request_free(req)
             return
         if started:
@@ -1224,14 +1284,14 @@ def _serve_blocking(ctx, handler, req, gen, info):
                 if isinstance(value, EndOfInput):
                     input_open = False
             if kind == 'ended':
-                _close_generator(gen, name, None, info)
+                _close_generator(gen, name, peer, info)
                 lib.joint_request_free(req)
                 return
         else:
             kind, value = 'next', None
             started = True
         try:
-            item = _resume(gen, kind, value, None, info)
+            item = _resume(gen, kind, value, peer, info)
         except StopIteration as e:
             _reply(req, name, e.value)
             return
@@ -1241,7 +1301,7 @@ def _serve_blocking(ctx, handler, req, gen, info):
         try:
             data = _pack_item(name, item)
         except _ItemError as e:
-            _close_generator(gen, name, None, info)
+            _close_generator(gen, name, peer, info)
             _reply_error(req, e.error)
             return
         while True:
@@ -1250,10 +1310,10 @@ def _serve_blocking(ctx, handler, req, gen, info):
                 break
             lib.joint_request_wait_writable(req, _POOL_WAIT_MS)
         if st in _ENDED:
-            _close_generator(gen, name, None, info)
+            _close_generator(gen, name, peer, info)
             lib.joint_request_free(req)
             return
         if st < 0:
-            _close_generator(gen, name, None, info)
+            _close_generator(gen, name, peer, info)
             _reply_error(req, _yield_error(name, st))
             return

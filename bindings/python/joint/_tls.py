@@ -5,9 +5,9 @@ right after; a TLSConfig holds only Python values and may be reused and shared.
 """
 import contextlib
 import os
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Tuple, Union
 
-from ._ffi import ffi, lib, NULL
+from ._ffi import CData, ffi, lib, NULL
 
 # A file path (str or os.PathLike) or the PEM data itself (bytes).
 PEM = Union[str, 'os.PathLike[str]', bytes, bytearray, memoryview]
@@ -19,7 +19,7 @@ _CLIENT_AUTH = {
 }
 
 
-def _pem_or_path(value, what):
+def _pem_or_path(value: Optional['PEM'], what: str) -> Tuple[bool, bytes]:
     """(True, bytes) for PEM data, (False, encoded path) for a path."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return True, bytes(value)
@@ -82,7 +82,7 @@ class TLSConfig:
             pass
 
     @contextlib.contextmanager
-    def build(self) -> Iterator[object]:
+    def build(self) -> Iterator[CData]:
         """A ``joint_tls_config *`` with these settings, freed when the block ends."""
         out = ffi.new('joint_tls_config **')
         if lib.joint_tls_config_new(out) < 0:
@@ -114,7 +114,7 @@ class TLSConfig:
             lib.joint_tls_config_free(tls)
 
     def __repr__(self) -> str:
-        def show(v):
+        def show(v: Optional[PEM]) -> Optional[str]:
             return '<%d bytes of PEM>' % len(v) if isinstance(v, (bytes, bytearray, memoryview)) else repr(v)
         parts = ['%s=%s' % (name, show(getattr(self, name))) for name in ('cert', 'key', 'ca')
                  if getattr(self, name) is not None]
@@ -125,13 +125,13 @@ class TLSConfig:
         return 'joint.TLSConfig(%s)' % ', '.join(parts)
 
 
-def _check(tls, status, what):
+def _check(tls: CData, status: int, what: str) -> None:
     if status < 0:
         detail = ffi.string(lib.joint_tls_config_error(tls)).decode('utf-8', 'replace')
         raise ValueError('TLSConfig: %s: %s' % (what, detail or 'refused'))
 
 
-def check_uri(uri, tls, what):
+def check_uri(uri: object, tls: Optional['TLSConfig'], what: str) -> bool:
     """``tls`` (a TLSConfig or None) fits ``uri``: the settings only mean something for tls://."""
     if tls is not None and not isinstance(tls, TLSConfig):
         raise TypeError('tls must be a joint.TLSConfig, not %s' % type(tls).__name__)
@@ -142,7 +142,7 @@ def check_uri(uri, tls, what):
 
 
 @contextlib.contextmanager
-def maybe_build(tls):
+def maybe_build(tls: Optional['TLSConfig']) -> Iterator[CData]:
     """``tls.build()``, or NULL for None (the library's defaults: the system's roots)."""
     if tls is None:
         yield NULL

@@ -330,8 +330,9 @@ def test_client_streaming_sum(served):
 def test_client_streaming_push_without_taking_items(serve_in_thread):
     # write() sends without waiting for items. The server's window is 8, so the writer keeps
     # running out of send credit while the generator answers every value with an item.
+    # Inline (workers=0): the loop's event-driven driver is the one that holds values.
     probe = Probe()
-    server = make_server(probe, window=8)
+    server = make_server(probe, window=8, workers=0)
     uri = serve_in_thread(server)
     with joint.connect(uri, timeout=10) as c:
         s = c.call_stream('total', client_stream=True)
@@ -598,10 +599,11 @@ def test_server_close_with_a_pool_handler_waiting(serve_in_thread):
 
 
 def test_extension_options(served):
-    for bad in (dict(window=0), dict(workers=0), dict(window=-1), dict(window=1.5)):
+    for bad in (dict(window=0), dict(workers=-1), dict(workers=1.5), dict(window=-1), dict(window=1.5)):
         with pytest.raises(ValueError):
             joint.Server(**bad)
     joint.Server(extension=False, window=3, workers=1).close()
+    joint.Server(workers=0).close()             # a Server's workers=0: handlers run inline
     # The client side: its window is the default of its streams; its pool serves its own
     # pool methods, which the server streams from over joint.peer().
     _, uri, _, _ = served
