@@ -208,8 +208,8 @@ fn bad_arguments_exit_64_naming_the_problem() {
         (&["tcp://127.0.0.1:1", "echo", "--connections", "0"], "--connections"),
         (&["tcp://127.0.0.1:1", "echo", "--frobnicate"], "--frobnicate"),
         (&["tcp://127.0.0.1:1"], "METHOD"),
-        (&["http://127.0.0.1:1", "echo"], "unsupported address"),
-        (&["tcp://127.0.0.1:1", "echo", "1", "--kw", "a=1"], "--kw cannot be mixed"),
+        (&["http://127.0.0.1:1", "echo"], "invalid address"),
+        (&["tcp://127.0.0.1:1", "echo", "1", "--kw", "a=1"], "--kw cannot be combined"),
         (&["tcp://127.0.0.1:1", "echo", r#"{"$bin":"!"}"#], "base64"),
     ] {
         let out = bench(args);
