@@ -414,23 +414,21 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
-    fn parse(words: &[&str]) -> Result<Command, clap::Error> {
-        Cli::try_parse_from(std::iter::once("joint").chain(words.iter().copied())).map(|cli| cli.command)
+    /// `joint COMMAND WORDS...` as clap parses it.
+    fn parse(command: &str, words: &[&str]) -> Result<Command, String> {
+        let argv = ["joint", command].into_iter().chain(words.iter().copied());
+        Cli::try_parse_from(argv).map(|cli| cli.command).map_err(|e| e.to_string())
     }
 
     fn call(words: &[&str]) -> Result<call::Options, String> {
-        let mut all = vec!["call"];
-        all.extend_from_slice(words);
-        match parse(&all).map_err(|e| e.to_string())? {
+        match parse("call", words)? {
             Command::Call(args) => args.into_options(),
             other => panic!("{other:?}"),
         }
     }
 
     fn serve(words: &[&str]) -> Result<serve::Options, String> {
-        let mut all = vec!["serve"];
-        all.extend_from_slice(words);
-        match parse(&all).map_err(|e| e.to_string())? {
+        match parse("serve", words)? {
             Command::Serve(args) => args.into_options(),
             other => panic!("{other:?}"),
         }

@@ -118,16 +118,20 @@ enum Endpoint {
     Unix(PathBuf),
 }
 
-fn endpoint(option: &str, uri: &str) -> Result<Endpoint, String> {
-    let target = Target::parse(uri).map_err(|e| format!("{option}: {e}"))?;
+/// An address to listen on or forward to. A malformed one, or one tap cannot use, is a usage
+/// error (64); a well-formed host name that does not resolve is a failure to connect (2).
+fn endpoint(option: &str, uri: &str) -> Result<Endpoint, (u8, String)> {
+    let usage = |message: String| (EXIT_USAGE, message);
+    let target = Target::parse(uri).map_err(|e| usage(format!("{option}: {e}")))?;
     let Some(uri) = target.uri() else {
-        return Err(format!("{option} {uri:?}: exec: cannot be tapped; give a tcp:// or unix:// address"));
+        return Err(usage(format!("{option} {uri:?}: exec: cannot be tapped; give a tcp:// or unix:// address")));
     };
     match parse_uri(uri) {
         Ok(Address::Tcp(addrs)) => Ok(Endpoint::Tcp(addrs)),
         Ok(Address::Unix(path, _)) => Ok(Endpoint::Unix(path)),
-        Ok(_) => Err(format!("{option} {uri:?}: joint tap speaks tcp:// and unix:// only")),
-        Err(e) => Err(format!("{option}: {}", e.message)),
+        Ok(_) => Err(usage(format!("{option} {uri:?}: joint tap speaks tcp:// and unix:// only"))),
+        // Target::parse has checked the syntax: what is left is resolving the host.
+        Err(e) => Err((EXIT_FAILED, format!("{option}: {}", e.message))),
     }
 }
 
@@ -199,17 +203,12 @@ fn connect(to: &Endpoint) -> std::io::Result<Stream> {
 }
 
 pub fn run(args: TapArgs) -> ExitCode {
-    let usage = |message: String| {
-        eprintln!("joint tap: {message}");
-        ExitCode::from(EXIT_USAGE)
-    };
-    let listen = match endpoint("--listen", &args.listen) {
-        Ok(e) => e,
-        Err(e) => return usage(e),
-    };
-    let to = match endpoint("--to", &args.to) {
-        Ok(e) => e,
-        Err(e) => return usage(e),
+    let (listen, to) = match (endpoint("--listen", &args.listen), endpoint("--to", &args.to)) {
+        (Ok(listen), Ok(to)) => (listen, to),
+        (Err((code, message)), _) | (_, Err((code, message))) => {
+            eprintln!("joint tap: {message}");
+            return ExitCode::from(code);
+        }
     };
     let failed = |message: String| {
         eprintln!("joint tap: {message}");

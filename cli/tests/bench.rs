@@ -5,59 +5,18 @@
 //! are loose behaviour checks (does --depth overlap calls, does --rate pace them), not speed
 //! tests.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const JOINT: &str = env!("CARGO_BIN_EXE_joint");
-/// Longest any child may take before the test fails.
-const LIMIT: Duration = Duration::from_secs(30);
+#[path = "support/process.rs"]
+mod process;
 
-/// A child process, killed and reaped when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Guard {
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
-        unsafe { libc::kill(self.0.id() as libc::pid_t, signal) };
-    }
-}
-
-/// `joint serve` on a free port of 127.0.0.1; returns it and its URI.
-fn serve() -> (Guard, String) {
-    let mut child = Command::new(JOINT)
-        .args(["serve", "--listen", "tcp://127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn joint serve");
-    let stderr = child.stderr.take().expect("piped");
-    let guard = Guard(child);
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let line = rx.recv_timeout(LIMIT).expect("no 'listening on' line from joint serve");
-    let uri = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected line from joint serve: {line}")).to_string();
-    (guard, uri)
-}
+use process::{serve, Guard, JOINT, LIMIT};
 
 struct Outcome {
     code: Option<i32>,
@@ -244,9 +203,7 @@ fn losing_the_server_mid_run_reports_and_exits_2() {
 
 /// `nvim --headless --clean --listen 127.0.0.1:PORT`, once it accepts connections.
 fn nvim() -> Option<(Guard, String)> {
-    if Command::new("nvim").arg("--version").stdout(Stdio::null()).status().is_err() {
-        assert!(std::env::var_os("JOINT_REQUIRE_NVIM").is_none(), "nvim is not on PATH and JOINT_REQUIRE_NVIM is set");
-        eprintln!("skipped: nvim is not on PATH");
+    if !process::have_nvim() {
         return None;
     }
     let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();

@@ -402,6 +402,10 @@ fn connection_failures_exit_2() {
     assert_eq!(out.code, Some(2), "{out:?}");
     let out = joint(&["notify", &format!("tcp://127.0.0.1:{port}"), "x"]);
     assert_eq!(out.code, Some(2), "{out:?}");
+    // A well-formed address whose host does not resolve is no answer (2), not a usage error.
+    let out = call("tcp://no-such-host.invalid:1", "echo", &["1"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("no-such-host.invalid"), "{out:?}");
 }
 
 #[test]
@@ -460,6 +464,12 @@ fn udp_and_bare_unix_paths() {
     let out = joint(&["notify", &server.uris[0], "note", "1"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(call(&server.uris[0], "last_notification", &[]).json(), json!(["note", [1]]));
+    // Over UDP nothing streams (the answer is the stock one) and no message passes 65507 bytes.
+    let out = joint(&["call", "--stream", &server.uris[0], "count", "3"]);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(0), "{\"result\":[0,1,2]}\n"), "{out:?}");
+    let out = call(&server.uris[0], "blob", &["70000"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.starts_with("joint: blob failed: [4,"), "{out:?}");
     // A bare path containing '/' is a Unix socket, for listening and for calling.
     assert_eq!(call(&bare, "echo", &["hi"]).json(), json!("hi"));
     assert_eq!(call(&format!("unix://{bare}"), "echo", &["hi"]).json(), json!("hi"));

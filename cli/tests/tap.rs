@@ -3,59 +3,20 @@
 //!
 //! Every child is killed when its guard drops, and every wait has a deadline.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const JOINT: &str = env!("CARGO_BIN_EXE_joint");
-/// Longest any single wait may take before the test fails.
-const LIMIT: Duration = Duration::from_secs(30);
+#[path = "support/process.rs"]
+mod process;
 
-/// A child process, killed and reaped when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Lines a child writes on a pipe, as they come.
-fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// A started process that printed `listening on URI` on stderr.
-fn start_listening(cmd: &mut Command) -> (Guard, String, mpsc::Receiver<String>) {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = Guard(cmd.spawn().expect("spawn joint"));
-    let stdout = lines(child.0.stdout.take().expect("piped"));
-    let stderr = lines(child.0.stderr.take().expect("piped"));
-    let line = stderr.recv_timeout(LIMIT).expect("a 'listening on' line");
-    let uri = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected line: {line}")).to_string();
-    (child, uri, stdout)
-}
-
-fn serve() -> (Guard, String) {
-    let (guard, uri, _) = start_listening(Command::new(JOINT).args(["serve", "--listen", "tcp://127.0.0.1:0"]));
-    (guard, uri)
-}
+use process::{serve, start_listening, Guard, JOINT, LIMIT};
 
 struct Tap {
     guard: Guard,
@@ -241,9 +202,7 @@ fn fragments_of_a_big_answer_are_followed() {
 
 #[test]
 fn neovim_behind_the_tap() {
-    if Command::new("nvim").arg("--version").stdout(Stdio::null()).status().map_or(true, |s| !s.success()) {
-        assert!(std::env::var_os("JOINT_REQUIRE_NVIM").is_none(), "nvim is not on PATH and JOINT_REQUIRE_NVIM is set");
-        eprintln!("NOTICE: nvim is not on PATH; skipping this test");
+    if !process::have_nvim() {
         return;
     }
     let (nvim_socket, tap_socket) = (temp_path("nvim.sock"), temp_path("tap.sock"));
@@ -395,6 +354,10 @@ fn bad_arguments_exit_64() {
     }
     let exec = joint(&["tap", "--listen", "tcp://127.0.0.1:0", "--to", "exec:nvim --embed"]);
     assert!(String::from_utf8_lossy(&exec.stderr).contains("exec:"), "{exec:?}");
+    // A well-formed host name that does not resolve is a failure to connect, not a usage error.
+    let unresolved = joint(&["tap", "--listen", "tcp://127.0.0.1:0", "--to", "tcp://no-such-host.invalid:1"]);
+    assert_eq!(unresolved.status.code(), Some(2), "{unresolved:?}");
+    assert!(String::from_utf8_lossy(&unresolved.stderr).contains("no-such-host.invalid"), "{unresolved:?}");
     let help = joint(&["tap", "--help"]);
     assert_eq!(help.status.code(), Some(0));
     assert!(stdout(&help).contains("BOUNDS"), "{help:?}");

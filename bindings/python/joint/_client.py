@@ -15,8 +15,8 @@ from typing import (TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optiona
                     TypeVar, Union, overload)
 
 from . import _ffi, _streams, _tls
-from ._core import (_DEFAULT, Default, Params, Timeout, E_RECURSIVE, E_TIMEOUT, E_TLS, Call, CallInfo, Context, _cstr, _current_call,
-                    _current_peer, _error_object, _reply, _reply_error, encode_params, log, make_error,
+from ._core import (_DEFAULT, Default, Params, Timeout, E_RECURSIVE, E_TIMEOUT, E_TLS, Call, CallInfo, Context, _cstr,
+                    _error_object, handling, _reply, _reply_error, encode_params, log, make_error,
                     pack_params, request_params, timeout_ms)
 from ._errors import ConnectionError, EndOfInput, Error, TimeoutError, TLSError
 from ._ffi import CData, ffi, lib, NULL
@@ -394,16 +394,12 @@ class Handler:
         an awaitable goes to the loop."""
         if not self._bind(req, args, kwargs):
             return
-        token = _current_peer.set(peer)
-        ctoken = _current_call.set(info)
         try:
-            result = self.fn(*args, **kwargs)
+            with handling(peer, info):
+                result = self.fn(*args, **kwargs)
         except BaseException as e:  # noqa: B902 - every request is answered
             self._failed(req, e)
             return
-        finally:
-            _current_call.reset(ctoken)
-            _current_peer.reset(token)
         if inspect.isgenerator(result):
             _streams.serve_on_worker(self, req, result, peer, info)
         elif inspect.isawaitable(result) or inspect.isasyncgen(result):
@@ -437,22 +433,18 @@ class Handler:
         """Call the function here (the loop thread)."""
         if not self._bind(req, args, kwargs):
             return
-        token = _current_peer.set(peer)
-        ctoken = _current_call.set(info)
         try:
-            result = self.fn(*args, **kwargs)
-            if req is None and inspect.isgenerator(result):
-                for _ in result:     # a notification: run the generator, drop its items
-                    pass
-                return
+            with handling(peer, info):
+                result = self.fn(*args, **kwargs)
+                if req is None and inspect.isgenerator(result):
+                    for _ in result:     # a notification: run the generator, drop its items
+                        pass
+                    return
         except BaseException as e:  # noqa: B902 - every request is answered
             self._failed(req, e)
             if not isinstance(e, Exception):
                 raise
             return
-        finally:
-            _current_call.reset(ctoken)
-            _current_peer.reset(token)
         if inspect.isgenerator(result):
             _streams.serve_generator(self, req, result, peer, info)
         elif inspect.isasyncgen(result):
@@ -495,13 +487,8 @@ class Handler:
             if req is not None:
                 _reply(req, self.name, value)
 
-        token = _current_peer.set(peer)
-        ctoken = _current_call.set(info)
-        try:
+        with handling(peer, info):       # the task copies the context it is created in
             task = loop.create_task(runner())
-        finally:
-            _current_call.reset(ctoken)
-            _current_peer.reset(token)
         ctx.tasks.add(task)
         task.add_done_callback(ctx.tasks.discard)
         if req is not None and info is not None and info.extended:

@@ -10,6 +10,7 @@ call, so a handler may itself make blocking calls on the same context.
 """
 import asyncio
 import collections
+import contextlib
 import contextvars
 import enum
 import logging
@@ -19,7 +20,7 @@ import select
 import threading
 import time
 import weakref
-from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Set,
+from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Set,
                     Tuple, Union)
 
 import msgpack  # type: ignore[import-untyped]
@@ -122,10 +123,22 @@ _current_peer: 'contextvars.ContextVar[Optional[Peer]]' = contextvars.ContextVar
 _current_call: 'contextvars.ContextVar[Optional[CallInfo]]' = contextvars.ContextVar('joint_current_call', default=None)
 
 
+@contextlib.contextmanager
+def handling(peer: 'Optional[Peer]', info: 'Optional[CallInfo]') -> Iterator[None]:
+    """What ``joint.peer()`` and ``joint.deadline()`` say while a handler's code runs here."""
+    token = _current_peer.set(peer)
+    ctoken = _current_call.set(info)
+    try:
+        yield
+    finally:
+        _current_call.reset(ctoken)
+        _current_peer.reset(token)
+
+
 def current_peer() -> 'Optional[Peer]':
     """The peer (connection) whose request or notification is being handled, or None.
     Use it to call back over the same connection: ``joint.peer().call("nvim_get_mode")``.
-    None in handlers that run on the worker pool."""
+    None in ``pool=True`` handlers, which run on joint's own threads."""
     return _current_peer.get()
 
 

@@ -33,8 +33,8 @@ from typing import (TYPE_CHECKING, Any, AsyncGenerator, Callable, Deque, Dict, G
                     Optional, Sequence, Tuple, Union)
 
 from . import _ffi
-from ._core import (_DEFAULT, Context, Timeout, E_RECURSIVE, E_TIMEOUT, _current_call, _current_peer, _error_object,
-                    _reply, _reply_error, _cstr, CallInfo, decode_response, log, make_error, packb,
+from ._core import (_DEFAULT, Context, Timeout, E_RECURSIVE, E_TIMEOUT, _error_object,
+                    handling, _reply, _reply_error, _cstr, CallInfo, decode_response, log, make_error, packb,
                     request_params, unpackb)
 from ._errors import EndOfInput, Error, ProtocolError, RemoteError, UnsupportedError
 from ._ffi import CData, ffi, lib, NULL
@@ -688,30 +688,21 @@ else:
 
 def _resume(gen: Generator[Any, Any, Any], kind: str, value: Any, peer: 'Optional[Peer]',
             info: Optional[CallInfo]) -> Any:
-    token = _current_peer.set(peer)
-    ctoken = _current_call.set(info)
-    try:
+    with handling(peer, info):
         if kind == 'send':
             return gen.send(value)
         if kind == 'throw':
             return gen.throw(value)
         return next(gen)
-    finally:
-        _current_call.reset(ctoken)
-        _current_peer.reset(token)
 
 
 def _close_generator(gen: Generator[Any, Any, Any], name: str, peer: 'Optional[Peer]',
                      info: Optional[CallInfo]) -> None:
-    token = _current_peer.set(peer)
-    ctoken = _current_call.set(info)
-    try:
-        gen.close()          # GeneratorExit at its yield: its finally blocks run
-    except Exception:
-        log.exception('joint: %s: closing the generator failed', name)
-    finally:
-        _current_call.reset(ctoken)
-        _current_peer.reset(token)
+    with handling(peer, info):
+        try:
+            gen.close()          # GeneratorExit at its yield: its finally blocks run
+        except Exception:
+            log.exception('joint: %s: closing the generator failed', name)
 
 
 def _serve_stock(handler: 'Handler', req: CData, gen: Generator[Any, Any, Any], peer: 'Optional[Peer]',
@@ -978,13 +969,8 @@ def serve_async_generator(handler: 'Handler', req: CData, agen: AsyncGenerator[A
     driver = _AsyncGeneratorDriver(ctx, handler, req, agen, peer, info)
     if driver.extended:
         driver._listen(ctx, req)
-    token = _current_peer.set(peer)
-    ctoken = _current_call.set(info)
-    try:
+    with handling(peer, info):       # the task copies the context it is created in
         driver.task = task = loop.create_task(driver.run())
-    finally:
-        _current_call.reset(ctoken)
-        _current_peer.reset(token)
     ctx.tasks.add(task)
     task.add_done_callback(ctx.tasks.discard)
 
@@ -1205,14 +1191,12 @@ def serve_on_pool(handler: 'Handler', req: CData) -> None:
         return
     if not handler._bind(req, args, kwargs):
         return
-    ctoken = _current_call.set(info)
     try:
-        result = handler.fn(*args, **kwargs)
+        with handling(None, info):      # pool handlers have no joint.peer()
+            result = handler.fn(*args, **kwargs)
     except BaseException as e:  # noqa: B902
         handler._failed(req, e)
         return
-    finally:
-        _current_call.reset(ctoken)
     if inspect.isgenerator(result):
         if info.extended:
             _serve_blocking(ctx, handler, req, result, info)

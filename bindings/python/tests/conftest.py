@@ -114,16 +114,17 @@ def client(cli_server):
 # ---- an in-process joint Server in a thread ---------------------------------------------------
 
 class ThreadedServer:
-    def __init__(self, server, uri='tcp://127.0.0.1:0', tls=None):
+    def __init__(self, server, uri='tcp://127.0.0.1:0', tls=None, grace=2.0):
         self.server = server
         self.uri = server.listen(uri, tls=tls)
+        self.grace = grace
         self.error = None
         self.thread = threading.Thread(target=self._run, name='joint-server', daemon=True)
         self.thread.start()
 
     def _run(self):
         try:
-            self.server.serve(grace=2.0)
+            self.server.serve(grace=self.grace)
         except BaseException as e:  # noqa: B902 - reported by stop()
             self.error = e
 

@@ -7,6 +7,7 @@ import time
 import pytest
 
 import joint
+from conftest import ThreadedServer
 
 SLOW = 1.0      # seconds the slow handler sleeps
 
@@ -236,15 +237,10 @@ def test_answers_on_one_connection_come_in_any_order(serve_in_thread):
 def test_shutdown_waits_for_running_workers_and_leaves_no_threads():
     baseline = threading.active_count()
     rec = Recorder()
-    server = make_server(rec, workers=4)
-    uri = server.listen('tcp://127.0.0.1:0')
-    serving = threading.Thread(target=server.serve, kwargs=dict(grace=5.0), daemon=True)
-    serving.start()
-    a = Background(uri, 'slow', 0.5)
+    serving = ThreadedServer(make_server(rec, workers=4), grace=5.0)
+    a = Background(serving.uri, 'slow', 0.5)
     assert rec.started.wait(10)
-    server.stop()
-    serving.join(15)
-    assert not serving.is_alive()
+    serving.stop()
     assert rec.finished.is_set()           # serve() returned after the handler did
     assert a.join() == 'slept'             # answered within the grace period
     deadline = time.monotonic() + 10
@@ -255,18 +251,13 @@ def test_shutdown_waits_for_running_workers_and_leaves_no_threads():
 
 def test_close_drops_queued_calls_and_waits_for_the_running_one():
     rec = Recorder()
-    server = make_server(rec, workers=1)
-    uri = server.listen('tcp://127.0.0.1:0')
-    serving = threading.Thread(target=server.serve, kwargs=dict(grace=0.2), daemon=True)
-    serving.start()
-    first = Background(uri, 'slow', 0.8)
+    serving = ThreadedServer(make_server(rec, workers=1), grace=0.2)
+    first = Background(serving.uri, 'slow', 0.8)
     assert rec.started.wait(10)
-    queued = Background(uri, 'slow', 0.8)      # waits for the only worker
+    queued = Background(serving.uri, 'slow', 0.8)      # waits for the only worker
     time.sleep(0.1)
     t0 = time.monotonic()
-    server.stop()                              # grace 0.2 s: shorter than the sleeps
-    serving.join(15)
-    assert not serving.is_alive()
+    serving.stop()                             # grace 0.2 s: shorter than the sleeps
     assert rec.finished.is_set()               # close waited for the running handler
     assert time.monotonic() - t0 < 0.8 + 0.5   # but not for the queued one, which never ran
     first.join()

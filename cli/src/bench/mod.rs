@@ -111,7 +111,7 @@ pub(crate) struct Plan {
     pub depth: u32,
     pub connections: u32,
     pub stop: Stop,
-    /// Seconds between two scheduled sends (open loop), or None (closed loop).
+    /// Time between two scheduled sends (open loop), or None (closed loop).
     pub interval: Option<Duration>,
     pub warmup: Duration,
     pub timeout: Option<Duration>,
