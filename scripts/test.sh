@@ -2,7 +2,7 @@
 # Install what the tests need, then run every test: Rust unit and integration tests (codec,
 # protocol, reactor, hostile input, Neovim interop, the CLI), the header freshness check, the
 # Doxygen API reference, and the C/CMake suite under ctest (examples on epoll, libuv and
-# libev; API, build and install tests), once normally and once under
+# libev; API, build, install and Debian package tests), once normally and once under
 # AddressSanitizer + UndefinedBehaviorSanitizer, and the
 # fuzz targets for a bounded time when a nightly toolchain is present.
 set -euo pipefail
