@@ -19,10 +19,15 @@ trap 'rm -rf "$tmp"' EXIT
     # after_includes is a top-level key, so it goes before cbindgen.toml's tables.
     cat <<TOML
 after_includes = """
+/** The major version of this header (joint_version() is the library's). */
 #define JOINT_VERSION_MAJOR $major
+/** The minor version of this header; before 1.0 each minor may change the ABI. */
 #define JOINT_VERSION_MINOR $minor
+/** The patch version of this header. */
 #define JOINT_VERSION_PATCH $patch
+/** The version of this header as a string, "MAJOR.MINOR.PATCH". */
 #define JOINT_VERSION_STRING "$version"
+/** The version of this header as one number, (MAJOR << 16) | (MINOR << 8) | PATCH, for preprocessor tests. */
 #define JOINT_VERSION_NUMBER ((JOINT_VERSION_MAJOR << 16) | (JOINT_VERSION_MINOR << 8) | JOINT_VERSION_PATCH)
 
 #ifndef JOINT_API

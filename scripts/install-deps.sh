@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install what building and testing joint needs on Debian 12 (bookworm): the C toolchain and
 # loops for the examples, Neovim (the interop peer), valgrind, openssl (the TLS tests make
-# their certificates with it), and the pinned cbindgen.
+# their certificates with it), doxygen (the API reference), dpkg-dev (dpkg-shlibdeps, for the
+# Debian package test), and the pinned cbindgen.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential openssl cmake ninja-build pkg-config libuv1-dev libev-dev libgtest-dev libmsgpack-cxx-dev neovim valgrind python3 python3-venv)
+APT_PACKAGES=(build-essential openssl cmake ninja-build pkg-config libuv1-dev libev-dev libgtest-dev libmsgpack-cxx-dev neovim valgrind python3 python3-venv doxygen dpkg-dev)
 CBINDGEN_VERSION=0.29.4
 
 sudo_if_needed() {

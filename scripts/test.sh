@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what the tests need, then run every test: Rust unit and integration tests (codec,
-# protocol, reactor, hostile input, Neovim interop, the CLI), the header freshness check, and
-# the C/CMake suite under ctest (examples on epoll, libuv and libev; API, build and install
-# tests), once normally and once under AddressSanitizer + UndefinedBehaviorSanitizer, and the
+# protocol, reactor, hostile input, Neovim interop, the CLI), the header freshness check, the
+# Doxygen API reference, and the C/CMake suite under ctest (examples on epoll, libuv and
+# libev; API, build, install and Debian package tests), once normally and once under
+# AddressSanitizer + UndefinedBehaviorSanitizer, and the
 # fuzz targets for a bounded time when a nightly toolchain is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,9 @@ scripts/install-deps.sh
 
 step "header is up to date (scripts/gen-header.sh --check)"
 scripts/gen-header.sh --check
+
+step "API reference builds without a Doxygen warning (scripts/docs.sh)"
+timeout 300 scripts/docs.sh
 
 step "cargo test (workspace)"
 timeout 1200 cargo test --locked --workspace --release

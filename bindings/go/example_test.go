@@ -29,8 +29,11 @@ func Example() {
 	fmt.Println(sum, err)
 
 	_, err = c.Call(context.Background(), "add", "two", 3)
+	// errors.As fills re: call it before reading re's fields (in one Println the order of
+	// the call and the field reads would be unspecified).
 	var re *joint.RemoteError
-	fmt.Println(errors.As(err, &re), re.Code, re.Message)
+	isRemote := errors.As(err, &re)
+	fmt.Println(isRemote, re.Code, re.Message)
 	// Output:
 	// 5 <nil>
 	// true 1 add: param 1: msgpack: invalid code=a3 decoding int64
@@ -129,7 +132,8 @@ func ExampleWithTLS() {
 	}
 	defer c.Close()
 	who, err := joint.CallAs[string](ctx, c, "whoami")
-	fmt.Println(who, err, c.TLS().Version, c.TLS().PeerSubject)
+	state := c.TLS()
+	fmt.Println(who, err, state.Version, state.PeerSubject)
 
 	// Without a client certificate: refused, with StatusTLS and the cause. (With TLS 1.3
 	// the server refuses once the client's side of the handshake is done, so the failure
@@ -140,7 +144,9 @@ func ExampleWithTLS() {
 		_, err = bare.Call(ctx, "whoami")
 	}
 	var e *joint.Error
-	fmt.Println(errors.Is(err, joint.ErrTLS), errors.As(err, &e) && strings.Contains(e.Detail, "the server requires a client certificate"))
+	isTLS := errors.Is(err, joint.ErrTLS)
+	namesCause := errors.As(err, &e) && strings.Contains(e.Detail, "the server requires a client certificate")
+	fmt.Println(isTLS, namesCause)
 	// Output:
 	// O=joint, CN=alice <nil> TLSv1.3 CN=server
 	// true true

@@ -57,6 +57,30 @@ out=$(timeout 120 go run "${TAGS[@]}" ./examples/hello)
 [ "$out" = "hello, world" ] || { echo "run-tests: examples/hello printed: $out" >&2; exit 1; }
 echo "$out"
 
+# examples/hello as a program of another module, which finds the binding through a replace
+# directive, then through a go.work workspace (README, "Using the package from another module").
+outside=$(mktemp -d "${TMPDIR:-/tmp}/joint-go-outside.XXXXXX")
+trap 'rm -rf "$outside"' EXIT
+module_path=$(go list -m)
+for how in replace workspace; do
+    step "examples/hello from another module ($how)"
+    app="$outside/$how"
+    mkdir -p "$app"
+    cp examples/hello/main.go "$app/"
+    printf 'module example.com/hello\n\ngo 1.22\n' >"$app/go.mod"
+    if [ "$how" = replace ]; then
+        printf '\nrequire %s v0.0.0\n\nreplace %s => %s\n' "$module_path" "$module_path" "$HERE" >>"$app/go.mod"
+        (cd "$app" && GOWORK=off timeout 300 go mod tidy && GOWORK=off timeout 300 go build "${TAGS[@]}" -o hello .)
+    else
+        # No require line: the workspace provides the module (a require of an unpublished
+        # version would send go to the module proxy for it).
+        (cd "$app" && timeout 60 go work init . "$HERE" && timeout 300 go build "${TAGS[@]}" -o hello .)
+    fi
+    out=$(timeout 60 "$app/hello")
+    [ "$out" = "hello, world" ] || { echo "run-tests: hello from another module ($how) printed: $out" >&2; exit 1; }
+    echo "$out"
+done
+
 step "go test"
 timeout -k 10 "$TIMEOUT" go test "${TAGS[@]}" -count=1 -timeout "${TIMEOUT}s" "$@" .
 

@@ -56,25 +56,37 @@ inline std::string_view status_str(Status status) noexcept { return joint_status
 /// owns; whoever made it says how long the bytes live (see the file comment of joint.hpp).
 class Bytes {
 public:
+    /// The element type (for generic code).
     using value_type = std::uint8_t;
+    /// The size type (for generic code).
     using size_type = std::size_t;
+    /// An iterator over the bytes.
     using const_iterator = const std::uint8_t *;
 
     constexpr Bytes() noexcept = default;
+    /// Views `size` bytes at `data`.
     constexpr Bytes(const std::uint8_t *data, std::size_t size) noexcept : data_(data), size_(size) {}
+    /// Views `size` bytes at `data`.
     Bytes(const void *data, std::size_t size) noexcept : data_(static_cast<const std::uint8_t *>(data)), size_(size) {}
     /// Views the vector's bytes (valid while the vector lives unchanged).
     Bytes(const std::vector<std::uint8_t> &v) noexcept : data_(v.data()), size_(v.size()) {}
     template <std::size_t N>
+    /// Views the array's bytes (valid while the array lives unchanged).
     Bytes(const std::array<std::uint8_t, N> &a) noexcept : data_(a.data()), size_(N) {}
     /// Views the bytes of a string (explicit: a string is not MessagePack).
     explicit Bytes(std::string_view s) noexcept : data_(reinterpret_cast<const std::uint8_t *>(s.data())), size_(s.size()) {}
 
+    /// The first byte (may be NULL when empty).
     constexpr const std::uint8_t *data() const noexcept { return data_; }
+    /// The number of bytes.
     constexpr std::size_t size() const noexcept { return size_; }
+    /// No bytes.
     constexpr bool empty() const noexcept { return size_ == 0; }
+    /// The first byte.
     constexpr const_iterator begin() const noexcept { return data_; }
+    /// One past the last byte.
     constexpr const_iterator end() const noexcept { return data_ + size_; }
+    /// Byte `i` (unchecked; `i` < size()).
     constexpr std::uint8_t operator[](std::size_t i) const noexcept { return data_[i]; }
     /// Bytes [offset, offset + count), clamped to the view.
     constexpr Bytes subspan(std::size_t offset, std::size_t count = static_cast<std::size_t>(-1)) const noexcept {
@@ -87,9 +99,11 @@ public:
     /// A copy of the bytes.
     std::vector<std::uint8_t> to_vector() const { return std::vector<std::uint8_t>(begin(), end()); }
 
+    /// The same bytes (contents, not addresses).
     friend bool operator==(Bytes a, Bytes b) noexcept {
         return a.size_ == b.size_ && (a.size_ == 0 || std::memcmp(a.data_, b.data_, a.size_) == 0);
     }
+    /// Different bytes.
     friend bool operator!=(Bytes a, Bytes b) noexcept { return !(a == b); }
 
 private:
@@ -99,8 +113,11 @@ private:
 
 /// The process on the other end of a Unix socket, as the kernel recorded it (SO_PEERCRED).
 struct PeerCredentials {
+    /// The peer's process id.
     std::int32_t pid = 0;
+    /// The peer's user id.
     std::uint32_t uid = 0;
+    /// The peer's group id.
     std::uint32_t gid = 0;
 };
 
@@ -112,6 +129,7 @@ struct PeerCredentials {
 class Error {
 public:
     Error() = default;
+    /// An error with status `code` (negative), a message and, for JOINT_E_REMOTE, the peer's raw error object.
     Error(Status code, std::string message, std::vector<std::uint8_t> remote_object = {})
         : code_(code), message_(std::move(message)), remote_(std::move(remote_object)) {}
 
@@ -132,9 +150,13 @@ public:
         return s;
     }
 
+    /// The peer answered with an error object (JOINT_E_REMOTE): see remote_object().
     bool is_remote() const noexcept { return code_ == JOINT_E_REMOTE; }
+    /// The call timed out (JOINT_E_TIMEOUT).
     bool is_timeout() const noexcept { return code_ == JOINT_E_TIMEOUT; }
+    /// The call was cancelled (JOINT_E_CANCELLED).
     bool is_cancelled() const noexcept { return code_ == JOINT_E_CANCELLED; }
+    /// The connection closed (JOINT_E_CLOSED).
     bool is_closed() const noexcept { return code_ == JOINT_E_CLOSED; }
     /// A TLS handshake failed (the message names why: unknown issuer, name mismatch, ...).
     bool is_tls() const noexcept { return code_ == JOINT_E_TLS; }
@@ -209,13 +231,19 @@ class [[nodiscard]] Result {
     static_assert(!std::is_reference_v<T> && !std::is_same_v<std::remove_cv_t<T>, Error>, "Result<T>: T must be a value type other than Error");
 
 public:
+    /// The type of the value.
     using value_type = T;
 
+    /// A success holding a copy of `value`.
     Result(const T &value) : v_(std::in_place_index<0>, value) {}
+    /// A success holding `value`.
     Result(T &&value) : v_(std::in_place_index<0>, std::move(value)) {}
+    /// A failure.
     Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}
 
+    /// A success: value() may be called.
     bool ok() const noexcept { return v_.index() == 0; }
+    /// Same as ok().
     explicit operator bool() const noexcept { return ok(); }
 
     /// The error; only when !ok().
@@ -228,12 +256,19 @@ public:
 
     /// The value; only when ok() (otherwise prints the error and aborts).
     T &value() & { return *checked(); }
+    /// The value; only when ok() (otherwise prints the error and aborts).
     const T &value() const & { return *checked(); }
+    /// The value, moved out; only when ok() (otherwise prints the error and aborts).
     T &&value() && { return std::move(*checked()); }
+    /// Same as value().
     T &operator*() & { return value(); }
+    /// Same as value().
     const T &operator*() const & { return value(); }
+    /// Same as value(), moved out.
     T &&operator*() && { return std::move(*checked()); }
+    /// The value's members; only when ok().
     T *operator->() { return checked(); }
+    /// The value's members; only when ok().
     const T *operator->() const { return checked(); }
 
     /// The value, or `fallback` on error.
@@ -244,6 +279,7 @@ public:
         return static_cast<T>(std::forward<U>(fallback));
     }
     template <class U>
+    /// The value moved out, or `fallback` on error.
     T value_or(U &&fallback) && {
         if (T *v = std::get_if<0>(&v_))
             return std::move(*v);
@@ -285,13 +321,18 @@ private:
 template <>
 class [[nodiscard]] Result<void> {
 public:
+    /// No value.
     using value_type = void;
 
     Result() = default;
+    /// A failure.
     Result(Error error) : error_(std::move(error)) {}
 
+    /// A success.
     bool ok() const noexcept { return !error_.has_value(); }
+    /// Same as ok().
     explicit operator bool() const noexcept { return ok(); }
+    /// The error; only when !ok().
     const Error &error() const & {
         if (!error_)
             detail::fatal("joint::Result::error() called on a success");

@@ -25,10 +25,14 @@ public:
     /// `ctx` (optional) is the connection's context, used for error details.
     explicit ConnectionRef(joint_conn *conn, joint_ctx *ctx = nullptr) noexcept : conn_(conn), ctx_(ctx) {}
 
+    /// The C connection (not owned); NULL if empty.
     joint_conn *raw() const noexcept { return conn_; }
+    /// Not empty.
     explicit operator bool() const noexcept { return conn_ != nullptr; }
 
+    /// Same connection.
     friend bool operator==(ConnectionRef a, ConnectionRef b) noexcept { return a.conn_ == b.conn_; }
+    /// Different connections.
     friend bool operator!=(ConnectionRef a, ConnectionRef b) noexcept { return a.conn_ != b.conn_; }
 
 private:
@@ -59,12 +63,15 @@ public:
 
     /// A non-owning view (for code that takes ConnectionRef).
     ConnectionRef ref() const noexcept { return ConnectionRef(ctx_gone() ? nullptr : c_.get(), ctx_); }
+    /// Same as ref().
     operator ConnectionRef() const noexcept { return ref(); }
 
+    /// The C connection (still owned by this object); NULL if empty.
     joint_conn *raw() const noexcept { return c_.get(); }
     /// Give up ownership: the caller frees it with joint_conn_free (before or after the
     /// context).
     joint_conn *release() noexcept { return c_.release(); }
+    /// Holds a connection.
     explicit operator bool() const noexcept { return c_ != nullptr; }
 
 private:
@@ -88,9 +95,12 @@ private:
 /// The outcome of a call, borrowed by a completion callback until it returns.
 class Response {
 public:
+    /// Wraps the C response of a completion callback (borrowed; used by the wrapper's callbacks).
     explicit Response(const joint_response *resp, joint_conn *conn, joint_ctx *ctx) noexcept : r_(resp), conn_(conn), ctx_(ctx) {}
 
+    /// JOINT_OK, or why the call failed (JOINT_E_REMOTE, JOINT_E_TIMEOUT, ...).
     Status status() const noexcept { return joint_response_status(r_); }
+    /// The call succeeded: result() is its result.
     bool ok() const noexcept { return status() == JOINT_OK; }
     /// The result (MessagePack; nil unless ok()). Valid until the callback returns.
     Bytes result() const noexcept {
@@ -111,6 +121,7 @@ public:
         const char *m = joint_response_message(r_);
         return m ? std::string_view(m) : std::string_view();
     }
+    /// The id of the call (as returned when it was made).
     CallId call_id() const noexcept { return joint_response_call_id(r_); }
     /// The connection the call was made on (valid during the callback).
     ConnectionRef conn() const noexcept { return ConnectionRef(conn_, ctx_); }
@@ -136,6 +147,7 @@ public:
         return unpack<T>(result());
     }
 
+    /// The C response (borrowed until the callback returns).
     const joint_response *raw() const noexcept { return r_; }
 
 private:
@@ -148,12 +160,18 @@ private:
 /// reason describes it). Borrowed during the callback. `event` is kept as the C API's
 /// integer so that events added later reach you too.
 struct ConnEvent {
+    /// The connection.
     ConnectionRef conn;
+    /// JOINT_CONN_OPEN, JOINT_CONN_CLOSED, or another JOINT_CONN_* event.
     std::int32_t event = 0;
+    /// JOINT_OK for OPEN; for CLOSED, why it closed.
     Status status = JOINT_OK;
+    /// For CLOSED: a description of why (borrowed during the callback).
     std::string_view reason;
 
+    /// The connection opened (JOINT_CONN_OPEN).
     bool opened() const noexcept { return event == JOINT_CONN_OPEN; }
+    /// The connection closed (JOINT_CONN_CLOSED).
     bool closed() const noexcept { return event == JOINT_CONN_CLOSED; }
 };
 
@@ -161,14 +179,20 @@ struct ConnEvent {
 /// streamed (Item: `data`, borrowed until the callback returns) or send credit (Writable:
 /// send() may be tried again). Borrowed during the callback.
 struct CallEvent {
+    /// An item the callee streamed, or send credit.
     enum class Kind : std::int32_t { Item = JOINT_CALL_ITEM, Writable = JOINT_CALL_WRITABLE };
+    /// What happened.
     Kind kind = Kind::Item;
+    /// For Item: the item, as MessagePack (borrowed until the callback returns).
     Bytes data;
+    /// The id of the call.
     CallId call_id = 0;
     /// The connection the call was made on (valid during the callback).
     ConnectionRef conn;
 
+    /// An item the callee streamed.
     bool is_item() const noexcept { return kind == Kind::Item; }
+    /// Send credit: send() may be tried again.
     bool is_writable() const noexcept { return kind == Kind::Writable; }
     /// The item unpacked as T.
     template <class T>

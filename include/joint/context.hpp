@@ -40,15 +40,20 @@ public:
         return Config(c);
     }
 
+    /// The largest message accepted or sent, in bytes; see joint_config_set_max_message_size.
     Result<void> set_max_message_size(std::size_t bytes) { return detail::check(joint_config_set_max_message_size(c_.get(), bytes)); }
+    /// The deepest nesting of arrays and maps accepted; see joint_config_set_max_depth.
     Result<void> set_max_depth(std::uint32_t depth) { return detail::check(joint_config_set_max_depth(c_.get(), depth)); }
+    /// Requests served at once per connection; see joint_config_set_max_inflight.
     Result<void> set_max_inflight(std::uint32_t calls) { return detail::check(joint_config_set_max_inflight(c_.get(), calls)); }
+    /// How long a connect may take (-1: no limit); see joint_config_set_connect_timeout_ms.
     Result<void> set_connect_timeout_ms(std::int32_t ms) { return detail::check(joint_config_set_connect_timeout_ms(c_.get(), ms)); }
     /// Bytes all connections together may make the context hold (default 256 MiB; at least
     /// 1 MiB); see joint_config_set_memory_budget.
     Result<void> set_memory_budget(std::size_t bytes) { return detail::check(joint_config_set_memory_budget(c_.get(), bytes)); }
     /// Unsent output per connection above which its requests are not read (default 1 MiB).
     Result<void> set_output_high_water(std::size_t bytes) { return detail::check(joint_config_set_output_high_water(c_.get(), bytes)); }
+    /// Accepted connections at once per context; see joint_config_set_max_connections.
     Result<void> set_max_connections(std::uint32_t n) { return detail::check(joint_config_set_max_connections(c_.get(), n)); }
     /// -1: no limit; otherwise milliseconds (> 0).
     Result<void> set_message_timeout_ms(std::int32_t ms) { return detail::check(joint_config_set_message_timeout_ms(c_.get(), ms)); }
@@ -56,6 +61,7 @@ public:
     Result<void> set_idle_timeout_ms(std::int32_t ms) { return detail::check(joint_config_set_idle_timeout_ms(c_.get(), ms)); }
     /// 0: cancel at once; otherwise milliseconds.
     Result<void> set_linger_ms(std::int32_t ms) { return detail::check(joint_config_set_linger_ms(c_.get(), ms)); }
+    /// The listen(2) backlog of listeners; see joint_config_set_listen_backlog.
     Result<void> set_listen_backlog(std::uint32_t n) { return detail::check(joint_config_set_listen_backlog(c_.get(), n)); }
     /// Offer the joint extension on connections the context opens and accept it on those it
     /// accepts (default true; stock peers are unaffected either way).
@@ -81,8 +87,11 @@ public:
     /// Turn logging off.
     Result<void> on_log(std::nullptr_t) { return detail::check(joint_config_set_log_cb(c_.get(), JOINT_LOG_ERROR, nullptr, nullptr, nullptr)); }
 
+    /// The C configuration (still owned by this object); NULL if empty.
     joint_config *raw() const noexcept { return c_.get(); }
+    /// Give up ownership: the caller frees it with joint_config_free.
     joint_config *release() noexcept { return c_.release(); }
+    /// Not empty.
     explicit operator bool() const noexcept { return c_ != nullptr; }
 
 private:
@@ -98,7 +107,9 @@ public:
     Context() = default;
     /// Takes ownership of `ctx` (freed with joint_ctx_free).
     explicit Context(joint_ctx *ctx) : c_(ctx), life_(ctx ? std::make_shared<detail::CtxLife>() : nullptr) {}
+    /// Moves the context out of `o`.
     Context(Context &&o) noexcept = default;
+    /// Moves the context out of `o`; a context this one held is destroyed first.
     Context &operator=(Context &&o) noexcept {
         if (this != &o) {
             reset();
@@ -112,6 +123,7 @@ public:
 
     /// A context with the default configuration.
     static Result<Context> create() { return create_from(nullptr); }
+    /// A context with `config` (copied: it may be destroyed afterwards).
     static Result<Context> create(const Config &config) {
         if (!config)
             return Error(JOINT_E_NULL, "empty joint::Config");
@@ -174,6 +186,7 @@ public:
     /// closes the connection: its calls fail with JOINT_E_TLS (Error::is_tls) and a message
     /// naming the cause.
     Result<Connection> connect_tls(detail::CStr uri, const TlsConfig &tls) { return connect_tls_with(uri, tls.raw()); }
+    /// Connect to tls://HOST:PORT, verifying the server against the system's roots.
     Result<Connection> connect_tls(detail::CStr uri) { return connect_tls_with(uri, nullptr); }
     /// Start argv[0] (searched in PATH) and talk over its stdin/stdout (e.g. nvim --embed).
     Result<Connection> spawn(const std::vector<std::string> &argv) {
@@ -246,6 +259,7 @@ public:
                                                          &detail::joint_hpp_free_box),
                                   box, c_.get());
     }
+    /// Remove the fallback handler: unknown methods are answered with an error again.
     Result<void> on_fallback(std::nullptr_t) { return detail::check(joint_ctx_set_fallback(c_.get(), nullptr, nullptr, nullptr), c_.get()); }
     /// Receive notifications from every connection: fn(ConnectionRef, std::string_view
     /// method, Bytes params) — params is the params object as sent (an array, or a map);
@@ -259,6 +273,7 @@ public:
                                                                 detail::to_user_data(box), &detail::joint_hpp_free_box),
                                   box, c_.get());
     }
+    /// Stop receiving notifications.
     Result<void> on_notification(std::nullptr_t) {
         return detail::check(joint_ctx_set_notification_cb(c_.get(), nullptr, nullptr, nullptr), c_.get());
     }
@@ -286,7 +301,9 @@ public:
                                                           &detail::joint_hpp_free_box),
                                   box, c_.get());
     }
+    /// Remove the accept callback: every accepted connection is served.
     Result<void> on_accept(std::nullptr_t) { return detail::check(joint_ctx_set_accept_cb(c_.get(), nullptr, nullptr, nullptr), c_.get()); }
+    /// Stop the connection callback.
     Result<void> on_connection(std::nullptr_t) { return detail::check(joint_ctx_set_conn_cb(c_.get(), nullptr, nullptr, nullptr), c_.get()); }
 
     /// Run fn() once, inside process(), after `delay_ms` (0: on the next process). The
@@ -317,6 +334,7 @@ public:
     /// The detail of the last error on the context; valid until the next call on it.
     std::string_view last_error() const noexcept { return joint_ctx_last_error(c_.get()); }
 
+    /// The C context (still owned by this object); NULL if empty.
     joint_ctx *raw() const noexcept { return c_.get(); }
     /// Give up ownership: the caller frees it with joint_ctx_free. The Connections and
     /// Streams made from it no longer track its life: do not use them after that (destroying
@@ -328,6 +346,7 @@ public:
         listeners_.clear();
         return c_.release();
     }
+    /// Holds a context.
     explicit operator bool() const noexcept { return c_ != nullptr; }
 
 private:

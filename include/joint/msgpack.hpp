@@ -65,17 +65,25 @@ public:
             return Bytes(data, len);
         return Bytes();
     }
+    /// Same as bytes().
     operator Bytes() const noexcept { return bytes(); }
+    /// The first byte (NULL when empty).
     const std::uint8_t *data() const noexcept { return bytes().data(); }
+    /// The number of bytes.
     std::size_t size() const noexcept { return bytes().size(); }
+    /// No bytes.
     bool empty() const noexcept { return bytes().empty(); }
+    /// A copy of the bytes.
     std::vector<std::uint8_t> to_vector() const { return bytes().to_vector(); }
     /// Unpack the bytes (one MessagePack value) as T; see joint::unpack.
     template <class T>
     Result<T> as() const;
 
+    /// The C buffer (still owned by this object); NULL if empty.
     joint_buf *raw() const noexcept { return b_.get(); }
+    /// Give up ownership: the caller frees it with joint_buf_free.
     joint_buf *release() noexcept { return b_.release(); }
+    /// Holds a buffer.
     explicit operator bool() const noexcept { return b_ != nullptr; }
 
 private:
@@ -86,14 +94,19 @@ private:
 
 /// Pre-encoded MessagePack (one value), written as is / read without decoding. Borrowed.
 struct Raw {
+    /// One encoded MessagePack value.
     Bytes bytes;
 };
 
 /// A MessagePack ext value: an application type and its data.
 struct Ext {
+    /// The application's ext type (0 to 127; negative types are reserved by MessagePack).
     std::int8_t type = 0;
+    /// The ext data.
     std::vector<std::uint8_t> data;
+    /// Same type and data.
     friend bool operator==(const Ext &a, const Ext &b) { return a.type == b.type && a.data == b.data; }
+    /// Different type or data.
     friend bool operator!=(const Ext &a, const Ext &b) { return !(a == b); }
 };
 
@@ -131,6 +144,7 @@ public:
     /// Takes ownership of `w` (freed with joint_writer_free).
     explicit Writer(joint_writer *w) noexcept : w_(w) {}
 
+    /// A new, empty writer.
     static Result<Writer> create() {
         joint_writer *w = nullptr;
         Status st = joint_writer_new(&w);
@@ -139,17 +153,25 @@ public:
         return Writer(w);
     }
 
+    /// Write nil.
     Writer &write_nil() { return ok() ? step(joint_write_nil(w_.get())) : *this; }
+    /// Write a boolean.
     Writer &write_bool(bool v) { return ok() ? step(joint_write_bool(w_.get(), v)) : *this; }
+    /// Write a signed integer (in the smallest encoding that holds it).
     Writer &write_int(std::int64_t v) { return ok() ? step(joint_write_int(w_.get(), v)) : *this; }
+    /// Write an unsigned integer (in the smallest encoding that holds it).
     Writer &write_uint(std::uint64_t v) { return ok() ? step(joint_write_uint(w_.get(), v)) : *this; }
+    /// Write a float 64.
     Writer &write_double(double v) { return ok() ? step(joint_write_double(w_.get(), v)) : *this; }
+    /// Write a float 32.
     Writer &write_float(float v) { return ok() ? step(joint_write_float(w_.get(), v)) : *this; }
+    /// Write a string (UTF-8 is not checked).
     Writer &write_str(std::string_view s) {
         if (s.size() > 0xffffffffu)
             return fail(JOINT_E_INVAL, "string longer than 2^32-1 bytes");
         return ok() ? step(joint_write_str(w_.get(), reinterpret_cast<const std::uint8_t *>(s.data()), s.size())) : *this;
     }
+    /// Write a bin value.
     Writer &write_bin(Bytes b) {
         if (b.size() > 0xffffffffu)
             return fail(JOINT_E_INVAL, "bin longer than 2^32-1 bytes");
@@ -167,6 +189,7 @@ public:
             return fail(JOINT_E_INVAL, "map of more than 2^32-1 entries");
         return ok() ? step(joint_write_map(w_.get(), static_cast<std::uint32_t>(count))) : *this;
     }
+    /// Write an ext value of application type `type`.
     Writer &write_ext(std::int8_t type, Bytes data) {
         if (data.size() > 0xffffffffu)
             return fail(JOINT_E_INVAL, "ext longer than 2^32-1 bytes");
@@ -190,7 +213,9 @@ public:
         }
         return *this;
     }
+    /// No write failed so far.
     bool ok() const noexcept { return status_ == JOINT_OK; }
+    /// The first failure recorded, or success.
     Result<void> status() const {
         if (ok())
             return {};
@@ -205,6 +230,7 @@ public:
             return Bytes(data, len);
         return Bytes();
     }
+    /// A copy of the bytes written so far.
     std::vector<std::uint8_t> to_vector() const { return data().to_vector(); }
     /// Empty the writer (keeping its memory) and clear a recorded failure.
     void reset() noexcept {
@@ -213,8 +239,11 @@ public:
         message_.clear();
     }
 
+    /// The C writer (still owned by this object); NULL if empty.
     joint_writer *raw() const noexcept { return w_.get(); }
+    /// Give up ownership: the caller frees it with joint_writer_free.
     joint_writer *release() noexcept { return w_.release(); }
+    /// Holds a writer.
     explicit operator bool() const noexcept { return w_ != nullptr; }
 
 private:
@@ -275,6 +304,7 @@ public:
     std::int32_t type() const noexcept { return joint_reader_type(r_.get()); }
     /// Bytes not read yet.
     std::size_t remaining() const noexcept { return joint_reader_remaining(r_.get()); }
+    /// Everything has been read.
     bool at_end() const noexcept { return remaining() == 0; }
 
     /// Read the next value as T.
@@ -301,7 +331,9 @@ public:
             return fail(JOINT_E_TYPE, "expected an array of " + std::to_string(count) + " elements, found " + std::to_string(n));
         return true;
     }
+    /// Read an array header; `count` is its number of elements (read them next).
     bool read_array(std::uint32_t &count) { return step(joint_read_array(r_.get(), &count), "array"); }
+    /// Read a map header; `count` is its number of key/value pairs (read them next).
     bool read_map(std::uint32_t &count) { return step(joint_read_map(r_.get(), &count), "map"); }
     /// Skip the next value (with everything inside it).
     bool skip() {
@@ -328,6 +360,7 @@ public:
         std::string found = t == JOINT_TYPE_NONE ? (remaining() == 0 ? "the end of the data" : "malformed data") : detail::type_name(t);
         return fail(st, std::string("expected ") + what + ", found " + found);
     }
+    /// No read failed so far (see error()).
     bool ok() const noexcept { return status_ == JOINT_OK; }
     /// The recorded failure (JOINT_E_TYPE, JOINT_E_EOF, JOINT_E_PROTOCOL, ...).
     Error error() const { return ok() ? Error(JOINT_OK, "") : Error(status_, message_); }
@@ -339,8 +372,11 @@ public:
         return e;
     }
 
+    /// The C reader (still owned by this object); NULL if empty.
     joint_reader *raw() const noexcept { return r_.get(); }
+    /// Give up ownership: the caller frees it with joint_reader_free.
     joint_reader *release() noexcept { return r_.release(); }
+    /// Holds a reader.
     explicit operator bool() const noexcept { return r_ != nullptr; }
 
 private:

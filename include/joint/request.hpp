@@ -29,7 +29,9 @@ public:
     Request() = default;
     /// Takes ownership of `req`; `ctx` (optional) is its context, for conn().
     explicit Request(joint_request *req, joint_ctx *ctx = nullptr) noexcept : r_(req), ctx_(ctx) {}
+    /// Moves the request (and the duty to answer it) out of `o`.
     Request(Request &&o) noexcept : r_(std::exchange(o.r_, nullptr)), ctx_(o.ctx_) {}
+    /// Moves the request out of `o`; a request this one held is answered as on destruction.
     Request &operator=(Request &&o) noexcept {
         if (this != &o) {
             drop();
@@ -72,6 +74,7 @@ public:
     Result<std::tuple<Ts...>> args() const {
         return unpack<std::tuple<Ts...>>(params());
     }
+    /// The request's message id on the wire.
     std::uint32_t msgid() const noexcept { return joint_request_msgid(r_); }
     /// The connection it came on (to call the peer back); empty if it has closed. Only on the
     /// loop thread, while the context lives (empty on a worker-pool thread).
@@ -224,8 +227,11 @@ public:
         return reply_error(JOINT_RPC_HANDLER_FAILED, error.message());
     }
 
+    /// Holds a request (not moved from, released or empty).
     bool valid() const noexcept { return r_ != nullptr; }
+    /// Same as valid().
     explicit operator bool() const noexcept { return valid(); }
+    /// The C request (still owned by this object); NULL if empty.
     joint_request *raw() const noexcept { return r_; }
     /// Give up ownership: the caller must pass it to a joint_request_reply* / _free.
     joint_request *release() noexcept { return std::exchange(r_, nullptr); }

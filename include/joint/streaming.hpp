@@ -88,7 +88,9 @@ public:
             error_ = std::move(error);
         return *this;
     }
+    /// No setter failed so far.
     bool ok() const noexcept { return !error_.has_value(); }
+    /// The first failure recorded, or success.
     Result<void> status() const {
         if (error_)
             return *error_;
@@ -97,6 +99,7 @@ public:
 
     /// The C options; NULL until a setter ran (NULL means the defaults to the C API).
     joint_call_opts *raw() const noexcept { return o_.get(); }
+    /// Give up ownership: the caller frees the options with joint_call_opts_free.
     joint_call_opts *release() noexcept { return o_.release(); }
 
 private:
@@ -123,13 +126,18 @@ private:
 /// One step of a pulled Stream: an item, the end of the call with its result, or nothing
 /// within the timeout.
 struct StreamItem {
+    /// Which of the three it is.
     enum class Kind { Item, Done, Timeout };
+    /// Which step this is.
     Kind kind = Kind::Timeout;
     /// The item (Item) or the call's result (Done), as MessagePack; empty for Timeout.
     Buffer data;
 
+    /// An item of the stream (in data).
     bool is_item() const noexcept { return kind == Kind::Item; }
+    /// The call ended; data is its result.
     bool is_done() const noexcept { return kind == Kind::Done; }
+    /// Nothing arrived within the timeout.
     bool is_timeout() const noexcept { return kind == Kind::Timeout; }
     /// The data unpacked as T.
     template <class T>
@@ -150,7 +158,9 @@ public:
     /// Takes ownership of `stream`, a stream of `ctx`; `life` as for Connection.
     Stream(joint_stream *stream, joint_ctx *ctx, std::shared_ptr<detail::CtxLife> life = nullptr)
         : s_(stream), ctx_(ctx), life_(std::move(life)) {}
+    /// Moves the stream out of `o`.
     Stream(Stream &&o) noexcept : s_(std::exchange(o.s_, nullptr)), ctx_(o.ctx_), life_(std::move(o.life_)), finished_(o.finished_) {}
+    /// Moves the stream out of `o`; a stream this one held is destroyed first (cancelling its call if it still runs).
     Stream &operator=(Stream &&o) noexcept {
         if (this != &o) {
             reset();
@@ -201,6 +211,7 @@ public:
     /// next() returned Done or an error: the call is over.
     bool finished() const noexcept { return finished_; }
 
+    /// The C stream (still owned by this object); NULL if empty or its context is gone.
     joint_stream *raw() const noexcept { return usable() ? s_ : nullptr; }
     /// Give up ownership: the caller frees it with joint_stream_free (before or after the
     /// context).
@@ -208,6 +219,7 @@ public:
         life_.reset();
         return std::exchange(s_, nullptr);
     }
+    /// Holds a stream.
     explicit operator bool() const noexcept { return s_ != nullptr; }
 
 private:
@@ -239,7 +251,9 @@ enum class InputKind : std::int32_t {
 
 /// One event pulled with Request::next_input (owned).
 struct InputEvent {
+    /// The event kinds (InputKind).
     using Kind = InputKind;
+    /// What happened.
     Kind kind = Kind::End;
     /// The value (Value) or the error object (Throw), as MessagePack; empty otherwise.
     Buffer data;
@@ -247,6 +261,7 @@ struct InputEvent {
     /// The call is over (Cancelled, Timeout, Closed).
     bool ended() const noexcept { return kind == Kind::Cancelled || kind == Kind::Timeout || kind == Kind::Closed; }
     template <class T>
+    /// The data unpacked as T.
     Result<T> as() const {
         return data.as<T>();
     }
@@ -255,12 +270,17 @@ struct InputEvent {
 /// One event pushed to a Request::on_events callable; `data` (Value, Throw) is borrowed
 /// until the callable returns.
 struct RequestEvent {
+    /// The event kinds (InputKind).
     using Kind = InputKind;
+    /// What happened.
     Kind kind = Kind::End;
+    /// The value (Value) or the error object (Throw), as MessagePack; empty otherwise.
     Bytes data;
 
+    /// The call is over (Cancelled, Timeout, Closed).
     bool ended() const noexcept { return kind == Kind::Cancelled || kind == Kind::Timeout || kind == Kind::Closed; }
     template <class T>
+    /// The data unpacked as T.
     Result<T> as() const {
         return unpack<T>(data);
     }

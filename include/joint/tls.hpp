@@ -28,6 +28,7 @@ public:
     /// Takes ownership of `tls` (freed with joint_tls_config_free).
     explicit TlsConfig(joint_tls_config *tls) noexcept : c_(tls) {}
 
+    /// New, empty settings (a client with them trusts the system's roots).
     static Result<TlsConfig> create() {
         joint_tls_config *c = nullptr;
         Status st = joint_tls_config_new(&c);
@@ -65,7 +66,9 @@ public:
         return done(joint_tls_config_set_server_name(c_.get(), name.c_str()));
     }
 
+    /// The C settings (still owned by this object); NULL if empty.
     const joint_tls_config *raw() const noexcept { return c_.get(); }
+    /// Not empty.
     explicit operator bool() const noexcept { return c_ != nullptr; }
 
 private:

@@ -6,14 +6,18 @@
 #   1. cmake --install BUILD_DIR --prefix TMP/prefix, and check the installed files
 #      (headers — joint.h, joint.hpp and its parts under joint/ —, libjoint.a,
 #      libjoint.so.VERSION + SONAME and dev links, CMake package, pkg-config file);
-#   2. a CMake project using find_package(joint) (tests/c/consumer): joint::shared,
-#      joint::static and joint::joint, plus SameMinorVersion checks;
-#   3. pkg-config: shared, static through Libs.private, and the C++ wrapper (consumer.cpp,
-#      when $CXX or c++ is there);
+#   2. a CMake project using find_package(joint) with CMAKE_PREFIX_PATH (tests/c/consumer):
+#      joint::shared, joint::static and joint::joint, plus SameMinorVersion checks, run from
+#      its build tree and again installed (its INSTALL_RPATH is joint's libdir);
+#   3. pkg-config with PKG_CONFIG_PATH: shared (with -Wl,-rpath from pkg-config's libdir),
+#      static through Libs.private, and the C++ wrapper (consumer.cpp, when $CXX or c++ is
+#      there);
 #   4. a CMake project vendoring joint with add_subdirectory (tests/c/consumer_subdir),
 #      sharing this build's cargo target directory so nothing is recompiled.
-# Every program built is run and must report the expected linkage.
+# Every program built is run, with LD_LIBRARY_PATH unset, and must report the expected
+# linkage (and for shared builds, a libjoint.so loaded from the prefix).
 set -eu
+unset LD_LIBRARY_PATH
 
 cmake=$1 build=$2 src=$3 generator=$4 build_type=$5 libdir=$6 version=$7 soname=$8 cargo_target=$9
 
@@ -61,6 +65,8 @@ step "find_package(joint) consumer"
 "$tmp/consumer/consumer_shared" shared "$lib/"
 "$tmp/consumer/consumer_static" static
 "$tmp/consumer/consumer_default" shared "$lib/"
+"$cmake" --install "$tmp/consumer" --prefix "$tmp/app"
+"$tmp/app/bin/consumer_shared" shared "$lib/"
 
 step "pkg-config consumer"
 export PKG_CONFIG_PATH="$lib/pkgconfig"
@@ -71,7 +77,7 @@ cc=${CC:-cc}
 # shared: the usual one-liner (plus an rpath, since the prefix is not a system directory)
 # shellcheck disable=SC2046
 "$cc" -o "$tmp/pc_shared" "$src/tests/c/consumer/consumer.c" $(pkg-config --cflags --libs joint) \
-    -Wl,-rpath,"$lib" -ldl
+    -Wl,-rpath,"$(pkg-config --variable=libdir joint)" -ldl
 "$tmp/pc_shared" shared "$lib/"
 # static: Libs.private brings the system libraries; -Bstatic picks libjoint.a over the .so
 # shellcheck disable=SC2046

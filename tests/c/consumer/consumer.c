@@ -4,12 +4,16 @@
  *   consumer static|shared [PATH_PREFIX]
  *
  * Checks which libjoint it runs with (statically linked, or a shared library whose path
- * starts with PATH_PREFIX), that it is the version the header says, and that a call works. */
+ * starts with PATH_PREFIX, compared after resolving symbolic links: on merged-/usr systems
+ * the loader may name /lib/... for /usr/lib/...), that it is the version the header says,
+ * and that a call works. */
 #define _GNU_SOURCE /* dladdr */
 #include <joint.h>
 
 #include <dlfcn.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int fail(const char *what)
@@ -43,8 +47,13 @@ int main(int argc, char **argv)
     printf("consumer: joint %s from %s (%s)\n", joint_version(), info.dli_fname, is_static ? "static" : "shared");
     if (is_static != (strcmp(argv[1], "static") == 0))
         return fail("linked the wrong way");
-    if (argc > 2 && strncmp(info.dli_fname, argv[2], strlen(argv[2])) != 0)
-        return fail("libjoint.so loaded from the wrong place");
+    if (argc > 2) {
+        char loaded[PATH_MAX], expected[PATH_MAX];
+        if (!realpath(info.dli_fname, loaded) || !realpath(argv[2], expected))
+            return fail("realpath");
+        if (strncmp(loaded, expected, strlen(expected)) != 0 || loaded[strlen(expected)] != '/')
+            return fail("libjoint.so loaded from the wrong place");
+    }
     if (joint_version_number() != JOINT_VERSION_NUMBER)
         return fail("header and library versions differ");
 

@@ -1,0 +1,25 @@
+# Builds the `joint` command (the joint-cli crate in cli/) with cargo and installs it to bin/.
+# Included from CMakeLists.txt after JointCargo.cmake, whose cargo settings it reuses
+# (JOINT_CARGO, JOINT_CARGO_TARGET_DIR, JOINT_CARGO_FLAGS, JOINT_RUST_TARGET, the profile).
+#
+# Outputs:
+#   joint_cli        a custom target that runs cargo and stages the binary
+#   JOINT_CLI_BIN    <build>/bin/joint, the staged binary
+
+set(JOINT_CLI_BIN "${PROJECT_BINARY_DIR}/bin/joint")
+
+file(GLOB_RECURSE _joint_cli_sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/cli/src/*.rs")
+set(_joint_cli_inputs ${_joint_cli_sources} ${_joint_cargo_inputs} "${PROJECT_SOURCE_DIR}/cli/Cargo.toml")
+
+add_custom_command(
+    OUTPUT "${JOINT_CLI_BIN}"
+    COMMAND "${JOINT_CARGO}" build ${_joint_profile_args} --locked -p joint-cli --bin joint
+            --target-dir "${JOINT_CARGO_TARGET_DIR}" ${_joint_target_args} ${JOINT_CARGO_FLAGS}
+    COMMAND "${CMAKE_COMMAND}" -E make_directory "${PROJECT_BINARY_DIR}/bin"
+    COMMAND "${CMAKE_COMMAND}" -E copy "${_joint_cargo_out}/joint" "${JOINT_CLI_BIN}"
+    DEPENDS ${_joint_cli_inputs}
+    WORKING_DIRECTORY "${PROJECT_SOURCE_DIR}"
+    COMMENT "cargo: building the joint command (${_joint_profile_dir}) in ${JOINT_CARGO_TARGET_DIR}"
+    USES_TERMINAL
+    VERBATIM)
+add_custom_target(joint_cli ALL DEPENDS "${JOINT_CLI_BIN}")
