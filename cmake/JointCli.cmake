@@ -5,6 +5,9 @@
 # Outputs:
 #   joint_cli        a custom target that runs cargo and stages the binary
 #   JOINT_CLI_BIN    <build>/bin/joint, the staged binary
+#   JOINT_MAN_DIR    <build>/man/man1: joint.1 and a joint-COMMAND.1 per command, rendered by
+#                    the built binary (`joint man --dir`), so the pages always match its --help;
+#                    unset when cross-compiling (the binary cannot run on the build machine)
 
 set(JOINT_CLI_BIN "${PROJECT_BINARY_DIR}/bin/joint")
 
@@ -22,4 +25,19 @@ add_custom_command(
     COMMENT "cargo: building the joint command (${_joint_profile_dir}) in ${JOINT_CARGO_TARGET_DIR}"
     USES_TERMINAL
     VERBATIM)
-add_custom_target(joint_cli ALL DEPENDS "${JOINT_CLI_BIN}")
+set(_joint_cli_outputs "${JOINT_CLI_BIN}")
+if(NOT CMAKE_CROSSCOMPILING)
+    set(JOINT_MAN_DIR "${PROJECT_BINARY_DIR}/man/man1")
+    set(_joint_man_stamp "${PROJECT_BINARY_DIR}/man/man1.stamp")
+    add_custom_command(
+        OUTPUT "${_joint_man_stamp}"
+        COMMAND "${CMAKE_COMMAND}" -E rm -rf "${JOINT_MAN_DIR}"
+        COMMAND "${CMAKE_COMMAND}" -E make_directory "${JOINT_MAN_DIR}"
+        COMMAND "${JOINT_CLI_BIN}" man --dir "${JOINT_MAN_DIR}"
+        COMMAND "${CMAKE_COMMAND}" -E touch "${_joint_man_stamp}"
+        DEPENDS "${JOINT_CLI_BIN}"
+        COMMENT "joint man: rendering the manual pages into ${JOINT_MAN_DIR}"
+        VERBATIM)
+    list(APPEND _joint_cli_outputs "${_joint_man_stamp}")
+endif()
+add_custom_target(joint_cli ALL DEPENDS ${_joint_cli_outputs})

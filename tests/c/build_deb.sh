@@ -79,6 +79,8 @@ has "^/usr/lib/(.*/)?cmake/joint/jointConfig\.cmake\$"
 has "^/usr/lib/(.*/)?cmake/joint/jointConfigVersion\.cmake\$"
 has "^/usr/lib/(.*/)?pkgconfig/joint\.pc\$"
 has "^/usr/bin/joint\$"
+has "^/usr/share/man/man1/joint\.1(\.gz)?\$"
+has "^/usr/share/man/man1/joint-bench\.1(\.gz)?\$"
 has "^/usr/share/doc/joint/LICENSE-MIT\$"
 libdir=$(dirname "$(echo "$files" | grep -E "/libjoint\.so\.$version\$")")
 
