@@ -1,4 +1,5 @@
-# Builds the `joint` command (the joint-cli crate in cli/) with cargo and installs it to bin/.
+# Builds the `joint` command (the joint-cli crate in cli/) with cargo, and renders its manual
+# pages with it; CMakeLists.txt installs both.
 # Included from CMakeLists.txt after JointCargo.cmake, whose cargo settings it reuses
 # (JOINT_CARGO, JOINT_CARGO_TARGET_DIR, JOINT_CARGO_FLAGS, JOINT_RUST_TARGET, the profile).
 #

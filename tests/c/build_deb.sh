@@ -7,7 +7,8 @@
 #   1. cpack -G DEB from BUILD_DIR; check the package's fields (name, version, a libc6
 #      dependency with a minimum version, from dpkg-shlibdeps) and its file list;
 #   2. apt-get install ./joint_VERSION_ARCH.deb (as root, or through sudo -n);
-#   3. dpkg -L: library, SONAME link, headers, CMake package, pkg-config file, bin/joint;
+#   3. dpkg -L: library, SONAME link, headers, CMake package, pkg-config file, bin/joint and
+#      its manual pages (joint.1, joint-bench.1);
 #   4. a find_package(joint) project (tests/c/consumer) and a pkg-config build of
 #      consumer.c against /usr, run with LD_LIBRARY_PATH unset; `joint --version`;
 #   5. apt-get purge joint, and check that its files are gone.
